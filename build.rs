@@ -1,0 +1,25 @@
+//! Code generation only: compiles `proto/convgroups/v1/*.proto` with the
+//! pure-Rust `protox` compiler (no system `protoc`), generates prost messages
+//! and tonic services, and writes the encoded descriptor set that server
+//! reflection serves.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "proto/convgroups/v1/types.proto",
+    "proto/convgroups/v1/events.proto",
+    "proto/convgroups/v1/conversation_group_service.proto",
+    "proto/convgroups/v1/conversation_service.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    let fds = protox::compile(PROTOS, ["proto"])?;
+    // `compile_fds` does not write the descriptor set itself, so reflection's
+    // copy is encoded here (it includes source info: grpcurl `describe` shows
+    // the proto comments).
+    std::fs::write(out_dir.join("convgroups_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,202 @@
+//! Authentication: HS256 JWTs in `authorization: Bearer <token>`.
+//!
+//! The interceptor checks the token and hands the service layer a typed
+//! [`Caller`] as a request extension; services never see headers. The secret
+//! comes from `--auth-secret-file`, `CONVGROUPS_AUTH_SECRET`, or a random one
+//! generated on first start into the data directory (mode 0600).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Status};
+
+use crate::config::Config;
+use crate::domain::UserId;
+use crate::error::Error;
+
+/// Name of the generated secret file inside the data directory.
+pub const SECRET_FILE_NAME: &str = "auth-secret";
+/// Header through which an admin token names the user it acts for.
+pub const USER_HEADER: &str = "x-convgroups-user";
+/// Bytes of a generated secret (256 bits, the HMAC-SHA256 block strength).
+const GENERATED_SECRET_BYTES: usize = 32;
+
+/// JWT claims: `sub` is the user id, `exp` the expiry (seconds since the
+/// epoch), `adm` marks an administrator/backend token.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    adm: bool,
+}
+
+/// The HS256 key pair derived from the secret. Cheap to clone.
+#[derive(Clone)]
+pub struct Secret {
+    inner: Arc<(EncodingKey, DecodingKey)>,
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material, even in debug output.
+        f.write_str("Secret(..)")
+    }
+}
+
+impl Secret {
+    pub fn from_bytes(secret: &[u8]) -> Self {
+        Self { inner: Arc::new((EncodingKey::from_secret(secret), DecodingKey::from_secret(secret))) }
+    }
+
+    /// The secret the configuration names: the file, else the environment
+    /// value, else the generated file in the data directory (created on first
+    /// use with mode 0600 and reused afterwards).
+    pub fn load_or_create(config: &Config) -> Result<Self, Error> {
+        if let Some(path) = &config.auth_secret_file {
+            return Self::read_file(path);
+        }
+        if let Some(value) = &config.auth_secret {
+            if value.is_empty() {
+                return Err(Error::InvalidArgument { field: "CONVGROUPS_AUTH_SECRET", message: "is empty".into() });
+            }
+            return Ok(Self::from_bytes(value.as_bytes()));
+        }
+        let path = config.data_dir.join(SECRET_FILE_NAME);
+        if path.exists() {
+            return Self::read_file(&path);
+        }
+        fs::create_dir_all(&config.data_dir)
+            .map_err(|e| Error::Internal(format!("creating data dir {}: {e}", config.data_dir.display())))?;
+        let mut bytes = [0u8; GENERATED_SECRET_BYTES];
+        rand::fill(&mut bytes);
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
+        write_private(&path, encoded.as_bytes())?;
+        Ok(Self::from_bytes(encoded.as_bytes()))
+    }
+
+    fn read_file(path: &Path) -> Result<Self, Error> {
+        let raw =
+            fs::read(path).map_err(|e| Error::Internal(format!("reading auth secret {}: {e}", path.display())))?;
+        // A trailing newline from `echo secret > file` is not part of the key.
+        let trimmed = raw.trim_ascii_end();
+        if trimmed.is_empty() {
+            return Err(Error::Internal(format!("auth secret file {} is empty", path.display())));
+        }
+        Ok(Self::from_bytes(trimmed))
+    }
+
+    /// Signs a token for `user`, valid for `ttl`.
+    pub fn issue(&self, user: &UserId, admin: bool, ttl: Duration) -> String {
+        let exp = jsonwebtoken::get_current_timestamp().saturating_add(ttl.as_secs());
+        let claims = Claims { sub: user.as_str().to_string(), exp, adm: admin };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.0)
+            .expect("HS256 signing of plain claims cannot fail")
+    }
+
+    /// Checks a bearer token: signature (HS256 only; `alg: none` and every
+    /// other algorithm are refused), expiry (no leeway) and a valid `sub`.
+    fn verify(&self, token: &str) -> Result<(UserId, bool), String> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.1, &validation).map_err(|e| e.to_string())?;
+        let user = UserId::parse(&data.claims.sub).map_err(|e| format!("sub: {e}"))?;
+        Ok((user, data.claims.adm))
+    }
+}
+
+fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), Error> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file =
+        options.open(path).map_err(|e| Error::Internal(format!("creating auth secret {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::Internal(format!("writing auth secret {}: {e}", path.display())))
+}
+
+/// Who is calling, as established by the interceptor.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's subject.
+    pub subject: UserId,
+    /// Whether the token is an admin token.
+    pub admin: bool,
+    /// The user the call acts for: the subject, or for an admin token the
+    /// user named in `x-convgroups-user` (the subject when absent).
+    pub acting_for: UserId,
+}
+
+/// The tonic interceptor: verifies the bearer token and inserts a [`Caller`].
+#[derive(Clone, Debug)]
+pub struct Authenticator {
+    secret: Secret,
+}
+
+impl Authenticator {
+    pub fn new(secret: Secret) -> Self {
+        Self { secret }
+    }
+
+    fn caller(&self, request: &Request<()>) -> Result<Caller, Error> {
+        let unauthenticated = |message: &str| Error::Unauthenticated { message: message.to_string() };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| unauthenticated("authorization: missing; send `authorization: Bearer <token>`"))?;
+        let header = header.to_str().map_err(|_| unauthenticated("authorization: not ASCII"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| unauthenticated("authorization: expected `Bearer <token>`"))?
+            .trim();
+        let (subject, admin) =
+            self.secret.verify(token).map_err(|e| unauthenticated(&format!("authorization: invalid token: {e}")))?;
+        let acting_for = match request.metadata().get(USER_HEADER) {
+            None => subject.clone(),
+            Some(value) => {
+                let value = value.to_str().map_err(|_| Error::InvalidArgument {
+                    field: USER_HEADER,
+                    message: "not a valid user id".into(),
+                })?;
+                let named = UserId::parse(value)
+                    .map_err(|e| Error::InvalidArgument { field: USER_HEADER, message: e.to_string() })?;
+                if !admin && named != subject {
+                    return Err(Error::PermissionDenied {
+                        message: format!("{USER_HEADER}: a user token acts only for its own user"),
+                    });
+                }
+                named
+            }
+        };
+        Ok(Caller { subject, admin, acting_for })
+    }
+}
+
+impl tonic::service::Interceptor for Authenticator {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.caller(&request)?;
+        request.extensions_mut().insert(caller);
+        Ok(request)
+    }
+}
+
+/// The caller of a request that went through the [`Authenticator`].
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Error> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Error::Internal("request reached a service without passing the authenticator".into()))
+}

@@ -1,0 +1,176 @@
+//! Settings of `convgroups serve`: every one is a flag with a `CONVGROUPS_*`
+//! environment variable and a documented default (`DEFAULT_*` below). The
+//! README's settings table lists the same names.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Default listen address: loopback only, so a first run exposes nothing.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default data directory (sled database, generated auth secret).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// Groups per user (Tencent Cloud Chat allows 20).
+pub const DEFAULT_MAX_GROUPS: usize = 20;
+/// Bytes of UTF-8 in a group name (Tencent: 32).
+pub const DEFAULT_MAX_GROUP_NAME_BYTES: usize = 32;
+/// Conversations one group may hold (Tencent: 1000).
+pub const DEFAULT_MAX_CONVERSATIONS_PER_GROUP: usize = 1000;
+/// Conversation ids (or updates) in one request (Tencent: 100).
+pub const DEFAULT_MAX_IDS_PER_REQUEST: usize = 100;
+/// Pinned conversations per user (Tencent: 50).
+pub const DEFAULT_MAX_PINNED: usize = 50;
+/// Bytes of `custom_data` per conversation (Tencent: 256).
+pub const DEFAULT_MAX_CUSTOM_DATA_BYTES: usize = 256;
+/// Bytes of each free-text field of a conversation (show_name, face_url,
+/// last_message.sender, last_message.text). Not in Tencent's docs; bounds what
+/// one user can store per conversation.
+pub const DEFAULT_MAX_TEXT_FIELD_BYTES: usize = 1024;
+/// Values in a conversation's mark_list.
+pub const DEFAULT_MAX_MARKS: usize = 64;
+/// GetConversationList page size when the request says 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest GetConversationList page; larger requests are capped to it.
+pub const DEFAULT_MAX_PAGE_SIZE: usize = 1000;
+
+/// Idle-stream bookmark period.
+pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
+/// Events younger than this are never trimmed.
+pub const DEFAULT_RETAIN_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The newest events of each user that are never trimmed.
+pub const DEFAULT_RETAIN_EVENTS_PER_USER: u64 = 10_000;
+/// How often background trimming of the event log runs.
+pub const DEFAULT_COMPACT_INTERVAL: Duration = Duration::from_secs(60);
+/// Open watch streams on the whole server.
+pub const DEFAULT_MAX_WATCHERS: usize = 100_000;
+/// Open watch streams per user.
+pub const DEFAULT_MAX_WATCHERS_PER_USER: usize = 100;
+
+/// The rules of groups and conversations that a request is checked against.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Groups per user; creating one more is RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONVGROUPS_MAX_GROUPS", default_value_t = DEFAULT_MAX_GROUPS)]
+    pub max_groups: usize,
+    /// Bytes of UTF-8 in a group name.
+    #[arg(long, env = "CONVGROUPS_MAX_GROUP_NAME_BYTES", default_value_t = DEFAULT_MAX_GROUP_NAME_BYTES)]
+    pub max_group_name_bytes: usize,
+    /// Conversations one group may hold.
+    #[arg(long, env = "CONVGROUPS_MAX_CONVERSATIONS_PER_GROUP", default_value_t = DEFAULT_MAX_CONVERSATIONS_PER_GROUP)]
+    pub max_conversations_per_group: usize,
+    /// Conversation ids or updates in one request.
+    #[arg(long, env = "CONVGROUPS_MAX_IDS_PER_REQUEST", default_value_t = DEFAULT_MAX_IDS_PER_REQUEST)]
+    pub max_ids_per_request: usize,
+    /// Pinned conversations per user.
+    #[arg(long, env = "CONVGROUPS_MAX_PINNED", default_value_t = DEFAULT_MAX_PINNED)]
+    pub max_pinned: usize,
+    /// Bytes of custom_data per conversation.
+    #[arg(long, env = "CONVGROUPS_MAX_CUSTOM_DATA_BYTES", default_value_t = DEFAULT_MAX_CUSTOM_DATA_BYTES)]
+    pub max_custom_data_bytes: usize,
+    /// Bytes of each free-text conversation field (show_name, face_url, last_message).
+    #[arg(long, env = "CONVGROUPS_MAX_TEXT_FIELD_BYTES", default_value_t = DEFAULT_MAX_TEXT_FIELD_BYTES)]
+    pub max_text_field_bytes: usize,
+    /// Values in a conversation's mark_list.
+    #[arg(long, env = "CONVGROUPS_MAX_MARKS", default_value_t = DEFAULT_MAX_MARKS)]
+    pub max_marks: usize,
+    /// GetConversationList page size when the request asks for 0.
+    #[arg(long, env = "CONVGROUPS_DEFAULT_PAGE_SIZE", default_value_t = DEFAULT_PAGE_SIZE)]
+    pub default_page_size: usize,
+    /// Largest GetConversationList page; larger requests are capped.
+    #[arg(long, env = "CONVGROUPS_MAX_PAGE_SIZE", default_value_t = DEFAULT_MAX_PAGE_SIZE)]
+    pub max_page_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_groups: DEFAULT_MAX_GROUPS,
+            max_group_name_bytes: DEFAULT_MAX_GROUP_NAME_BYTES,
+            max_conversations_per_group: DEFAULT_MAX_CONVERSATIONS_PER_GROUP,
+            max_ids_per_request: DEFAULT_MAX_IDS_PER_REQUEST,
+            max_pinned: DEFAULT_MAX_PINNED,
+            max_custom_data_bytes: DEFAULT_MAX_CUSTOM_DATA_BYTES,
+            max_text_field_bytes: DEFAULT_MAX_TEXT_FIELD_BYTES,
+            max_marks: DEFAULT_MAX_MARKS,
+            default_page_size: DEFAULT_PAGE_SIZE,
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
+        }
+    }
+}
+
+/// Watch stream and event-log retention settings.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct WatchSettings {
+    /// Bookmark period on an idle watch stream (e.g. 10s).
+    #[arg(long, env = "CONVGROUPS_BOOKMARK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub bookmark_interval: Duration,
+    /// Keep every event at least this long (e.g. 7d).
+    #[arg(long, env = "CONVGROUPS_RETAIN_FOR", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retain_for: Duration,
+    /// Keep at least this many of each user's newest events.
+    #[arg(long, env = "CONVGROUPS_RETAIN_EVENTS_PER_USER", default_value_t = DEFAULT_RETAIN_EVENTS_PER_USER)]
+    pub retain_events_per_user: u64,
+    /// How often the event log is trimmed in the background (e.g. 1m).
+    #[arg(long, env = "CONVGROUPS_COMPACT_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub compact_interval: Duration,
+    /// Open watch streams on the whole server.
+    #[arg(long, env = "CONVGROUPS_MAX_WATCHERS", default_value_t = DEFAULT_MAX_WATCHERS)]
+    pub max_watchers: usize,
+    /// Open watch streams per user.
+    #[arg(long, env = "CONVGROUPS_MAX_WATCHERS_PER_USER", default_value_t = DEFAULT_MAX_WATCHERS_PER_USER)]
+    pub max_watchers_per_user: usize,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        Self {
+            bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
+            retain_for: DEFAULT_RETAIN_FOR,
+            retain_events_per_user: DEFAULT_RETAIN_EVENTS_PER_USER,
+            compact_interval: DEFAULT_COMPACT_INTERVAL,
+            max_watchers: DEFAULT_MAX_WATCHERS,
+            max_watchers_per_user: DEFAULT_MAX_WATCHERS_PER_USER,
+        }
+    }
+}
+
+/// Everything `convgroups serve` needs. `Config::new(data_dir)` gives the
+/// defaults, which is what tests start from.
+#[derive(Args, Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CONVGROUPS_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Directory of the sled database and the generated auth secret.
+    #[arg(long, env = "CONVGROUPS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// File holding the HS256 token secret. Without it (and without
+    /// CONVGROUPS_AUTH_SECRET) a random secret is created in the data dir.
+    #[arg(long, env = "CONVGROUPS_AUTH_SECRET_FILE")]
+    pub auth_secret_file: Option<PathBuf>,
+    /// The HS256 token secret itself (environment only, so it stays out of
+    /// the process list).
+    #[arg(skip = std::env::var("CONVGROUPS_AUTH_SECRET").ok())]
+    pub auth_secret: Option<String>,
+    #[command(flatten)]
+    pub limits: Limits,
+    #[command(flatten)]
+    pub watch: WatchSettings,
+}
+
+impl Config {
+    /// Defaults, with the given data directory; ignores the environment.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            data_dir: data_dir.into(),
+            auth_secret_file: None,
+            auth_secret: None,
+            limits: Limits::default(),
+            watch: WatchSettings::default(),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Events: what one committed mutation changed, as stored in the event log
+//! and streamed to watchers.
+
+use super::ids::{ConversationId, UserId};
+use super::model::TimeMs;
+
+/// Why conversations left a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovalReason {
+    UserRequest,
+    ConversationDeleted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventKind {
+    GroupCreated { group_name: String, conversation_ids: Vec<ConversationId> },
+    GroupDeleted { group_name: String },
+    GroupRenamed { old_name: String, new_name: String },
+    GroupsReordered { group_names: Vec<String> },
+    ConversationsAddedToGroup { group_name: String, conversation_ids: Vec<ConversationId> },
+    ConversationsDeletedFromGroup { group_name: String, conversation_ids: Vec<ConversationId>, reason: RemovalReason },
+    ConversationsChanged { conversation_ids: Vec<ConversationId> },
+    ConversationsDeleted { conversation_ids: Vec<ConversationId> },
+}
+
+/// The kind tag of an event, for filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    GroupCreated,
+    GroupDeleted,
+    GroupRenamed,
+    GroupsReordered,
+    ConversationsAddedToGroup,
+    ConversationsDeletedFromGroup,
+    ConversationsChanged,
+    ConversationsDeleted,
+}
+
+impl EventKind {
+    pub fn event_type(&self) -> EventType {
+        match self {
+            EventKind::GroupCreated { .. } => EventType::GroupCreated,
+            EventKind::GroupDeleted { .. } => EventType::GroupDeleted,
+            EventKind::GroupRenamed { .. } => EventType::GroupRenamed,
+            EventKind::GroupsReordered { .. } => EventType::GroupsReordered,
+            EventKind::ConversationsAddedToGroup { .. } => EventType::ConversationsAddedToGroup,
+            EventKind::ConversationsDeletedFromGroup { .. } => EventType::ConversationsDeletedFromGroup,
+            EventKind::ConversationsChanged { .. } => EventType::ConversationsChanged,
+            EventKind::ConversationsDeleted { .. } => EventType::ConversationsDeleted,
+        }
+    }
+
+    /// The group names this event is about; empty for events that concern
+    /// the whole group list or no group.
+    pub fn group_names(&self) -> Vec<&str> {
+        match self {
+            EventKind::GroupCreated { group_name, .. }
+            | EventKind::GroupDeleted { group_name }
+            | EventKind::ConversationsAddedToGroup { group_name, .. }
+            | EventKind::ConversationsDeletedFromGroup { group_name, .. } => vec![group_name],
+            EventKind::GroupRenamed { old_name, new_name } => vec![old_name, new_name],
+            EventKind::GroupsReordered { .. }
+            | EventKind::ConversationsChanged { .. }
+            | EventKind::ConversationsDeleted { .. } => vec![],
+        }
+    }
+}
+
+/// Everything one mutation committed: one user, one revision, one or more
+/// events, and the user's group list after the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBatch {
+    pub revision: u64,
+    pub user: UserId,
+    pub time_ms: TimeMs,
+    pub group_names: Vec<String>,
+    pub events: Vec<EventKind>,
+}

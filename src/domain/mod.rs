@@ -1,0 +1,20 @@
+//! The rules of conversation groups, in plain Rust: validated ids and names,
+//! the data model, per-item outcomes and events. No protobuf, no storage.
+
+mod batch;
+mod events;
+mod ids;
+mod model;
+
+pub use batch::{BatchResult, Item, ItemError};
+pub use events::{EventBatch, EventKind, EventType, RemovalReason};
+pub use ids::{check_group_name, ConversationId, ConversationKind, UserId, MAX_ID_BYTES};
+pub use model::{
+    BatchOutcome, ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView,
+    GroupList, GroupView, ItemCode, ItemFailure, LastMessage, ListPosition, RecvOpt, TimeMs,
+};
+
+/// Now, in the domain's clock unit.
+pub fn now_ms() -> TimeMs {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as TimeMs).unwrap_or(0)
+}

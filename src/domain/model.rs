@@ -1,0 +1,255 @@
+//! The data of groups and conversations, free of protobuf and of storage.
+
+use super::ids::{ConversationId, ConversationKind};
+
+/// Milliseconds since the Unix epoch: the one clock unit of the domain.
+pub type TimeMs = i64;
+
+/// Receive option of a conversation. Only `Receive` counts towards unread
+/// totals; the rest are forms of muting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecvOpt {
+    #[default]
+    Receive,
+    NotReceive,
+    ReceiveNotNotify,
+    ReceiveNotNotifyExceptAt,
+    NotReceiveExceptAt,
+}
+
+impl RecvOpt {
+    pub fn counts_unread(self) -> bool {
+        self == RecvOpt::Receive
+    }
+}
+
+/// Preview of a conversation's latest message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LastMessage {
+    pub sender: String,
+    pub text: String,
+    pub time_ms: Option<TimeMs>,
+}
+
+/// The registry data of one conversation. `Default` is what a conversation
+/// that is grouped but never registered looks like.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConversationData {
+    pub registered: bool,
+    pub show_name: String,
+    pub face_url: String,
+    pub unread_count: u32,
+    pub is_pinned: bool,
+    pub order_key: u64,
+    pub recv_opt: RecvOpt,
+    pub mark_list: Vec<u64>,
+    pub custom_data: Vec<u8>,
+    pub has_group_at_info: bool,
+    pub last_message: Option<LastMessage>,
+    pub update_time_ms: Option<TimeMs>,
+}
+
+impl ConversationData {
+    /// What this conversation contributes to unread totals.
+    pub fn counted_unread(&self) -> u64 {
+        if self.recv_opt.counts_unread() {
+            u64::from(self.unread_count)
+        } else {
+            0
+        }
+    }
+
+    /// Applies a patch; returns whether any stored field changed.
+    /// `update_time_ms` and `registered` are bookkeeping, not compared.
+    pub fn apply(&mut self, patch: &ConversationPatch) -> bool {
+        let before = self.clone();
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(value) = &patch.$field {
+                    self.$field = value.clone();
+                }
+            };
+        }
+        set!(show_name);
+        set!(face_url);
+        set!(unread_count);
+        set!(is_pinned);
+        set!(order_key);
+        set!(recv_opt);
+        set!(mark_list);
+        set!(custom_data);
+        set!(has_group_at_info);
+        if let Some(message) = &patch.last_message {
+            self.last_message = Some(message.clone());
+        }
+        let changed = *self != before || !self.registered;
+        self.registered = true;
+        changed
+    }
+}
+
+/// An upsert of one conversation: `None` keeps the stored value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationPatch {
+    pub show_name: Option<String>,
+    pub face_url: Option<String>,
+    pub unread_count: Option<u32>,
+    pub is_pinned: Option<bool>,
+    pub order_key: Option<u64>,
+    pub recv_opt: Option<RecvOpt>,
+    pub mark_list: Option<Vec<u64>>,
+    pub custom_data: Option<Vec<u8>>,
+    pub has_group_at_info: Option<bool>,
+    pub last_message: Option<LastMessage>,
+}
+
+/// A conversation as listed: id, data, and the names of its groups in
+/// display order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationView {
+    pub id: ConversationId,
+    pub data: ConversationData,
+    pub group_names: Vec<String>,
+}
+
+/// One group as shown to its user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub name: String,
+    pub conversation_count: u32,
+    pub unread_count: u64,
+    pub create_time_ms: TimeMs,
+}
+
+/// The user's groups in display order, at a revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupList {
+    pub groups: Vec<GroupView>,
+    pub revision: u64,
+}
+
+/// Which conversations a listing covers; `None` does not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    pub kind: Option<ConversationKind>,
+    /// `Some("")`: conversations in no group.
+    pub group_name: Option<String>,
+    /// `Some(0)`: conversations with no mark.
+    pub mark_type: Option<u64>,
+    pub has_unread_count: Option<bool>,
+    pub has_group_at_info: Option<bool>,
+    /// Non-empty: only these.
+    pub conversation_ids: Vec<ConversationId>,
+}
+
+impl ConversationFilter {
+    /// Whether a conversation passes every filter except `group_name` and
+    /// `conversation_ids`, which pick the candidates instead.
+    pub fn matches(&self, id: &ConversationId, data: &ConversationData, in_any_group: bool) -> bool {
+        if self.kind.is_some_and(|kind| kind != id.kind()) {
+            return false;
+        }
+        if self.group_name.as_deref() == Some("") && in_any_group {
+            return false;
+        }
+        match self.mark_type {
+            Some(0) if !data.mark_list.is_empty() => return false,
+            Some(mark) if mark != 0 && !data.mark_list.contains(&mark) => return false,
+            _ => {}
+        }
+        if self.has_unread_count.is_some_and(|want| want != (data.unread_count > 0)) {
+            return false;
+        }
+        if self.has_group_at_info.is_some_and(|want| want != data.has_group_at_info) {
+            return false;
+        }
+        true
+    }
+
+    /// A stable fingerprint, bound into page tokens so a token is only
+    /// accepted with the filter it was issued for (FNV-1a over a canonical
+    /// rendering; not a security measure, a consistency check).
+    pub fn fingerprint(&self) -> u64 {
+        let rendered = format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            self.kind.map(|k| k == ConversationKind::C2c),
+            self.group_name,
+            self.mark_type,
+            self.has_unread_count,
+            self.has_group_at_info,
+            self.conversation_ids.iter().map(|id| id.as_str()).collect::<Vec<_>>()
+        );
+        rendered.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    }
+}
+
+/// The listing order: pinned first, then `order_key` descending, then id
+/// ascending. Comparing two keys gives the listing order directly.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ListPosition {
+    /// 0 for pinned, 1 for unpinned (pinned sort first).
+    pub unpinned: u8,
+    /// `u64::MAX - order_key` (larger keys sort first).
+    pub inverted_order_key: u64,
+    pub id: String,
+}
+
+impl ListPosition {
+    pub fn of(id: &ConversationId, data: &ConversationData) -> Self {
+        Self {
+            unpinned: u8::from(!data.is_pinned),
+            inverted_order_key: u64::MAX - data.order_key,
+            id: id.as_str().to_string(),
+        }
+    }
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone)]
+pub struct ConversationPage {
+    pub conversations: Vec<ConversationView>,
+    /// Where the next page starts after (None on the last page).
+    pub next_after: Option<ListPosition>,
+    pub revision: u64,
+}
+
+/// Per-item result codes of batch requests (contract §2 ConversationResult).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemCode {
+    InvalidConversationId,
+    AlreadyInGroup,
+    GroupFull,
+    DuplicateInRequest,
+    NotInGroup,
+    PinLimitExceeded,
+    CustomDataTooLarge,
+    ConversationNotFound,
+    InvalidField,
+}
+
+impl ItemCode {
+    /// Tencent Cloud Chat's code for the same case, where it has one.
+    pub fn tencent_code(self) -> i32 {
+        match self {
+            ItemCode::GroupFull => 51008,
+            ItemCode::PinLimitExceeded => 51012,
+            _ => 0,
+        }
+    }
+}
+
+/// One failed item: the id as sent, why, and a message naming the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemFailure {
+    pub raw_id: String,
+    pub code: ItemCode,
+    pub message: String,
+}
+
+/// Outcome of a batch mutation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub succeeded: Vec<ConversationId>,
+    pub failed: Vec<ItemFailure>,
+    pub revision: u64,
+}

@@ -1,0 +1,144 @@
+//! The crate's one error type and its single mapping to a gRPC `Status`.
+//!
+//! Inner layers (domain, store, auth) return [`Error`]; only
+//! `impl From<Error> for Status` knows gRPC codes. Every status it builds
+//! carries a `google.rpc.ErrorInfo` (domain `convgroups`, an UPPER_SNAKE_CASE
+//! reason, metadata naming the field and the limit, and `tencent_code` where
+//! Tencent Cloud Chat has an equivalent). Internal errors are logged and
+//! answered with a generic message, never leaked.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// ErrorInfo domain of every error this service returns.
+pub const ERROR_DOMAIN: &str = "convgroups";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {message}")]
+    InvalidGroupName { field: &'static str, message: String, limit: usize },
+    #[error("{field}: {message}")]
+    InvalidConversationList { field: &'static str, message: String, limit: usize },
+    #[error("{field}: {message}")]
+    InvalidArgument { field: &'static str, message: String },
+    #[error("page_token: not a page token issued for this filter")]
+    InvalidPageToken,
+    #[error("{field}: no group named {name:?}")]
+    GroupNotFound { field: &'static str, name: String },
+    #[error("{field}: a group named {name:?} already exists")]
+    GroupAlreadyExists { field: &'static str, name: String },
+    #[error("group_name: the user already has {limit} groups, the most allowed (max_groups)")]
+    GroupLimitExceeded { limit: usize },
+    #[error("expected_revision: is {expected}, but the caller's current revision is {current}")]
+    RevisionMismatch { expected: u64, current: u64 },
+    #[error("group_names: {message}")]
+    GroupOrderMismatch { message: String },
+    #[error("start_revision: {start} is older than the oldest retained revision {oldest}")]
+    RevisionCompacted { start: u64, oldest: u64, current: u64 },
+    #[error("start_revision: {start} is newer than the current revision {current}")]
+    RevisionInFuture { start: u64, oldest: u64, current: u64 },
+    #[error("too many watch streams: {message}")]
+    TooManyWatchers { message: String },
+    #[error("{message}")]
+    Unauthenticated { message: String },
+    #[error("{message}")]
+    PermissionDenied { message: String },
+    #[error("server is shutting down; resume from revision {resume_revision}")]
+    ShuttingDown { resume_revision: u64 },
+    #[error("{method} is not implemented yet")]
+    Unimplemented { method: &'static str },
+    #[error("storage unavailable: {0}")]
+    Storage(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The gRPC code, the ErrorInfo reason and its metadata.
+    fn parts(&self) -> (Code, &'static str, Vec<(&'static str, String)>) {
+        use Error::*;
+        match self {
+            InvalidGroupName { field, limit, .. } => (
+                Code::InvalidArgument,
+                "INVALID_GROUP_NAME",
+                vec![("field", field.to_string()), ("max_bytes", limit.to_string()), ("tencent_code", "51011".into())],
+            ),
+            InvalidConversationList { field, limit, .. } => (
+                Code::InvalidArgument,
+                "INVALID_CONVERSATION_LIST",
+                vec![("field", field.to_string()), ("max_items", limit.to_string()), ("tencent_code", "51006".into())],
+            ),
+            InvalidArgument { field, .. } => {
+                (Code::InvalidArgument, "INVALID_ARGUMENT", vec![("field", field.to_string())])
+            }
+            InvalidPageToken => (Code::InvalidArgument, "INVALID_PAGE_TOKEN", vec![("field", "page_token".into())]),
+            GroupNotFound { field, name } => (
+                Code::NotFound,
+                "GROUP_NOT_FOUND",
+                vec![("field", field.to_string()), ("group_name", name.clone()), ("tencent_code", "51009".into())],
+            ),
+            GroupAlreadyExists { field, name } => (
+                Code::AlreadyExists,
+                "GROUP_ALREADY_EXISTS",
+                vec![("field", field.to_string()), ("group_name", name.clone())],
+            ),
+            GroupLimitExceeded { limit } => (
+                Code::ResourceExhausted,
+                "GROUP_LIMIT_EXCEEDED",
+                vec![("max_groups", limit.to_string()), ("tencent_code", "51010".into())],
+            ),
+            RevisionMismatch { expected, current } => (
+                Code::Aborted,
+                "REVISION_MISMATCH",
+                vec![("expected_revision", expected.to_string()), ("current_revision", current.to_string())],
+            ),
+            GroupOrderMismatch { .. } => {
+                (Code::FailedPrecondition, "GROUP_ORDER_MISMATCH", vec![("field", "group_names".into())])
+            }
+            RevisionCompacted { oldest, current, .. } => (
+                Code::OutOfRange,
+                "REVISION_COMPACTED",
+                vec![("oldest_revision", oldest.to_string()), ("current_revision", current.to_string())],
+            ),
+            RevisionInFuture { oldest, current, .. } => (
+                Code::OutOfRange,
+                "REVISION_IN_FUTURE",
+                vec![("oldest_revision", oldest.to_string()), ("current_revision", current.to_string())],
+            ),
+            TooManyWatchers { .. } => (Code::ResourceExhausted, "TOO_MANY_WATCHERS", vec![]),
+            Unauthenticated { .. } => (Code::Unauthenticated, "UNAUTHENTICATED", vec![]),
+            PermissionDenied { .. } => (Code::PermissionDenied, "PERMISSION_DENIED", vec![]),
+            ShuttingDown { resume_revision } => {
+                (Code::Unavailable, "SHUTTING_DOWN", vec![("resume_revision", resume_revision.to_string())])
+            }
+            Unimplemented { .. } => (Code::Unimplemented, "UNIMPLEMENTED", vec![]),
+            Storage(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![]),
+            Internal(_) => (Code::Internal, "INTERNAL", vec![]),
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(err: Error) -> Self {
+        let (code, reason, metadata) = err.parts();
+        let message = match &err {
+            // Storage and internal details go to the log, not to clients.
+            Error::Storage(detail) => {
+                tracing::error!(error = %detail, "storage error");
+                "storage is unavailable; the request was not applied".to_string()
+            }
+            Error::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let metadata: HashMap<String, String> = metadata.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, message, details)
+    }
+}

@@ -1,0 +1,10 @@
+//! Generated protobuf messages and gRPC stubs (`proto/convgroups/v1`), and the
+//! descriptor set served by reflection. Nothing else lives here, so lint
+//! allowances for generated code stay in this one place.
+
+#![allow(clippy::all, missing_docs)]
+
+tonic::include_proto!("convgroups.v1");
+
+/// Encoded `FileDescriptorSet` of the convgroups protos, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("convgroups_descriptor");

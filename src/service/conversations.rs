@@ -1,0 +1,60 @@
+//! `convgroups.v1.ConversationService`: the conversation registry.
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::auth;
+use crate::domain::BatchResult;
+use crate::pb;
+use crate::pb::conversation_service_server::ConversationService;
+use crate::store::Store;
+
+#[derive(Clone, Debug)]
+pub struct ConversationServiceImpl {
+    store: Store,
+}
+
+impl ConversationServiceImpl {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+#[tonic::async_trait]
+impl ConversationService for ConversationServiceImpl {
+    async fn upsert_conversations(
+        &self,
+        request: Request<pb::UpsertConversationsRequest>,
+    ) -> Result<Response<pb::UpsertConversationsResponse>, Status> {
+        let user = auth::caller(&request)?.acting_for;
+        let req = request.into_inner();
+        let limits = self.store.limits();
+        convert::check_list_size("conversations", req.conversations.len(), limits)?;
+        let raw = req
+            .conversations
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut update)| {
+                let id = std::mem::take(&mut update.conversation_id);
+                (id, convert::patch(index, update, limits))
+            })
+            .collect();
+        let (items, result) = BatchResult::classify(raw);
+        let outcome = self.store.upsert_conversations(&user, items, result).await?;
+        let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
+        Ok(Response::new(pb::UpsertConversationsResponse { success_conversation_ids, failed, revision }))
+    }
+
+    async fn delete_conversations(
+        &self,
+        request: Request<pb::DeleteConversationsRequest>,
+    ) -> Result<Response<pb::DeleteConversationsResponse>, Status> {
+        let user = auth::caller(&request)?.acting_for;
+        let req = request.into_inner();
+        convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
+        let (items, result) = BatchResult::classify_ids(&req.conversation_ids);
+        let outcome = self.store.delete_conversations(&user, items, result).await?;
+        let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
+        Ok(Response::new(pb::DeleteConversationsResponse { success_conversation_ids, failed, revision }))
+    }
+}

@@ -1,0 +1,369 @@
+//! Conversion and validation at the boundary: protobuf in, domain types out
+//! (and back). Every rejection names the field and the limit.
+
+use base64::Engine;
+use prost_types::Timestamp;
+
+use crate::config::Limits;
+use crate::domain::{
+    check_group_name, BatchOutcome, ConversationFilter, ConversationId, ConversationKind, ConversationPatch,
+    ConversationView, EventBatch, EventKind, GroupView, ItemCode, ItemError, ItemFailure, LastMessage, ListPosition,
+    RecvOpt, RemovalReason, TimeMs,
+};
+use crate::error::Error;
+use crate::pb;
+
+pub fn timestamp(ms: TimeMs) -> Timestamp {
+    Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
+}
+
+fn time_ms(ts: &Timestamp) -> TimeMs {
+    ts.seconds.saturating_mul(1000).saturating_add(i64::from(ts.nanos) / 1_000_000)
+}
+
+/// A group name that is being created (group_name of Create, new_name of
+/// Rename): the full rule applies.
+pub fn new_group_name(field: &'static str, name: String, limits: &Limits) -> Result<String, Error> {
+    check_group_name(&name, limits.max_group_name_bytes).map_err(|message| Error::InvalidGroupName {
+        field,
+        message,
+        limit: limits.max_group_name_bytes,
+    })?;
+    Ok(name)
+}
+
+/// The size rule of conversation lists: 1..=max_ids_per_request items.
+pub fn check_list_size(field: &'static str, len: usize, limits: &Limits) -> Result<(), Error> {
+    let limit = limits.max_ids_per_request;
+    if len == 0 {
+        return Err(Error::InvalidConversationList { field, message: "is empty; send at least one".into(), limit });
+    }
+    if len > limit {
+        return Err(Error::InvalidConversationList {
+            field,
+            message: format!("has {len} items, more than the {limit} allowed (max_ids_per_request)"),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn recv_opt(value: i32) -> Option<RecvOpt> {
+    match pb::RecvOpt::try_from(value).ok()? {
+        pb::RecvOpt::Unspecified => None,
+        pb::RecvOpt::Receive => Some(RecvOpt::Receive),
+        pb::RecvOpt::NotReceive => Some(RecvOpt::NotReceive),
+        pb::RecvOpt::ReceiveNotNotify => Some(RecvOpt::ReceiveNotNotify),
+        pb::RecvOpt::ReceiveNotNotifyExceptAt => Some(RecvOpt::ReceiveNotNotifyExceptAt),
+        pb::RecvOpt::NotReceiveExceptAt => Some(RecvOpt::NotReceiveExceptAt),
+    }
+}
+
+fn pb_recv_opt(opt: RecvOpt) -> pb::RecvOpt {
+    match opt {
+        RecvOpt::Receive => pb::RecvOpt::Receive,
+        RecvOpt::NotReceive => pb::RecvOpt::NotReceive,
+        RecvOpt::ReceiveNotNotify => pb::RecvOpt::ReceiveNotNotify,
+        RecvOpt::ReceiveNotNotifyExceptAt => pb::RecvOpt::ReceiveNotNotifyExceptAt,
+        RecvOpt::NotReceiveExceptAt => pb::RecvOpt::NotReceiveExceptAt,
+    }
+}
+
+/// Validates one ConversationUpdate into a patch, or the item's failure.
+pub fn patch(index: usize, update: pb::ConversationUpdate, limits: &Limits) -> Result<ConversationPatch, ItemError> {
+    let field = |name: &str| format!("conversations[{index}].{name}");
+    let text = |name: &str, value: Option<String>| match value {
+        Some(v) if v.len() > limits.max_text_field_bytes => Err((
+            ItemCode::InvalidField,
+            format!(
+                "{}: is {} bytes, more than the {} allowed (max_text_field_bytes)",
+                field(name),
+                v.len(),
+                limits.max_text_field_bytes
+            ),
+        )),
+        other => Ok(other),
+    };
+    if let Some(data) = &update.custom_data {
+        if data.len() > limits.max_custom_data_bytes {
+            return Err((
+                ItemCode::CustomDataTooLarge,
+                format!(
+                    "{}: is {} bytes, more than the {} allowed (max_custom_data_bytes)",
+                    field("custom_data"),
+                    data.len(),
+                    limits.max_custom_data_bytes
+                ),
+            ));
+        }
+    }
+    let recv = match update.recv_opt {
+        None => None,
+        Some(value) => Some(recv_opt(value).ok_or_else(|| {
+            (ItemCode::InvalidField, format!("{}: {value} is not a RecvOpt other than UNSPECIFIED", field("recv_opt")))
+        })?),
+    };
+    if let Some(marks) = &update.mark_list {
+        if marks.values.len() > limits.max_marks {
+            return Err((
+                ItemCode::InvalidField,
+                format!(
+                    "{}: has {} values, more than the {} allowed (max_marks)",
+                    field("mark_list"),
+                    marks.values.len(),
+                    limits.max_marks
+                ),
+            ));
+        }
+    }
+    let last_message = match update.last_message {
+        None => None,
+        Some(m) => Some(LastMessage {
+            sender: text("last_message.sender", Some(m.sender))?.unwrap_or_default(),
+            text: text("last_message.text", Some(m.text))?.unwrap_or_default(),
+            time_ms: m.time.as_ref().map(time_ms),
+        }),
+    };
+    Ok(ConversationPatch {
+        show_name: text("show_name", update.show_name)?,
+        face_url: text("face_url", update.face_url)?,
+        unread_count: update.unread_count,
+        is_pinned: update.is_pinned,
+        order_key: update.order_key,
+        recv_opt: recv,
+        mark_list: update.mark_list.map(|m| m.values),
+        custom_data: update.custom_data,
+        has_group_at_info: update.has_group_at_info,
+        last_message,
+    })
+}
+
+pub fn filter(filter: Option<pb::ConversationFilter>, limits: &Limits) -> Result<ConversationFilter, Error> {
+    let Some(f) = filter else { return Ok(ConversationFilter::default()) };
+    let kind = match f.r#type {
+        None => None,
+        Some(value) => match pb::ConversationType::try_from(value) {
+            Ok(pb::ConversationType::C2c) => Some(ConversationKind::C2c),
+            Ok(pb::ConversationType::Group) => Some(ConversationKind::Group),
+            _ => {
+                return Err(Error::InvalidArgument {
+                    field: "filter.type",
+                    message: format!("{value} is not CONVERSATION_TYPE_C2C or CONVERSATION_TYPE_GROUP"),
+                })
+            }
+        },
+    };
+    if f.conversation_ids.len() > limits.max_ids_per_request {
+        check_list_size("filter.conversation_ids", f.conversation_ids.len(), limits)?;
+    }
+    let mut conversation_ids = Vec::with_capacity(f.conversation_ids.len());
+    for (i, raw) in f.conversation_ids.iter().enumerate() {
+        let id = ConversationId::parse(raw).map_err(|e| Error::InvalidArgument {
+            field: "filter.conversation_ids",
+            message: format!("[{i}] {raw:?}: {e}"),
+        })?;
+        if !conversation_ids.contains(&id) {
+            conversation_ids.push(id);
+        }
+    }
+    Ok(ConversationFilter {
+        kind,
+        group_name: f.group_name,
+        mark_type: f.mark_type,
+        has_unread_count: f.has_unread_count,
+        has_group_at_info: f.has_group_at_info,
+        conversation_ids,
+    })
+}
+
+/// Page tokens: base64url of `[version 1][filter fingerprint u64]
+/// [unpinned u8][inverted order key u64][conversation id]`. Opaque to
+/// clients; bound to the filter so it cannot be replayed with another.
+const PAGE_TOKEN_VERSION: u8 = 1;
+
+pub fn encode_page_token(filter: &ConversationFilter, after: &ListPosition) -> String {
+    let mut raw = Vec::with_capacity(18 + after.id.len());
+    raw.push(PAGE_TOKEN_VERSION);
+    raw.extend_from_slice(&filter.fingerprint().to_be_bytes());
+    raw.push(after.unpinned);
+    raw.extend_from_slice(&after.inverted_order_key.to_be_bytes());
+    raw.extend_from_slice(after.id.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+pub fn decode_page_token(token: &str, filter: &ConversationFilter) -> Result<Option<ListPosition>, Error> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| Error::InvalidPageToken)?;
+    if raw.len() < 19 || raw[0] != PAGE_TOKEN_VERSION || raw[1..9] != filter.fingerprint().to_be_bytes() {
+        return Err(Error::InvalidPageToken);
+    }
+    let unpinned = raw[9];
+    let inverted_order_key = u64::from_be_bytes(raw[10..18].try_into().map_err(|_| Error::InvalidPageToken)?);
+    let id = std::str::from_utf8(&raw[18..]).map_err(|_| Error::InvalidPageToken)?;
+    let id = ConversationId::parse(id).map_err(|_| Error::InvalidPageToken)?;
+    if unpinned > 1 {
+        return Err(Error::InvalidPageToken);
+    }
+    Ok(Some(ListPosition { unpinned, inverted_order_key, id: id.as_str().to_string() }))
+}
+
+pub fn group(view: GroupView) -> pb::ConversationGroup {
+    pb::ConversationGroup {
+        name: view.name,
+        conversation_count: view.conversation_count,
+        unread_count: view.unread_count,
+        create_time: Some(timestamp(view.create_time_ms)),
+    }
+}
+
+pub fn conversation(view: ConversationView) -> pb::Conversation {
+    let ConversationView { id, data, group_names } = view;
+    let (kind, user_id, group_id) = match id.kind() {
+        ConversationKind::C2c => (pb::ConversationType::C2c, id.peer().to_string(), String::new()),
+        ConversationKind::Group => (pb::ConversationType::Group, String::new(), id.peer().to_string()),
+    };
+    pb::Conversation {
+        conversation_id: id.as_str().to_string(),
+        r#type: kind as i32,
+        user_id,
+        group_id,
+        show_name: data.show_name,
+        face_url: data.face_url,
+        unread_count: data.unread_count,
+        is_pinned: data.is_pinned,
+        order_key: data.order_key,
+        recv_opt: pb_recv_opt(data.recv_opt) as i32,
+        mark_list: data.mark_list,
+        custom_data: data.custom_data,
+        has_group_at_info: data.has_group_at_info,
+        last_message: data.last_message.map(|m| pb::LastMessage {
+            sender: m.sender,
+            text: m.text,
+            time: m.time_ms.map(timestamp),
+        }),
+        conversation_group_list: group_names,
+        update_time: data.update_time_ms.map(timestamp),
+        registered: data.registered,
+    }
+}
+
+fn result_code(code: ItemCode) -> pb::ConversationResultCode {
+    use pb::ConversationResultCode as C;
+    match code {
+        ItemCode::InvalidConversationId => C::InvalidConversationId,
+        ItemCode::AlreadyInGroup => C::AlreadyInGroup,
+        ItemCode::GroupFull => C::GroupFull,
+        ItemCode::DuplicateInRequest => C::DuplicateInRequest,
+        ItemCode::NotInGroup => C::NotInGroup,
+        ItemCode::PinLimitExceeded => C::PinLimitExceeded,
+        ItemCode::CustomDataTooLarge => C::CustomDataTooLarge,
+        ItemCode::ConversationNotFound => C::ConversationNotFound,
+        ItemCode::InvalidField => C::InvalidField,
+    }
+}
+
+fn failure(f: ItemFailure) -> pb::ConversationResult {
+    pb::ConversationResult {
+        conversation_id: f.raw_id,
+        code: result_code(f.code) as i32,
+        message: f.message,
+        tencent_code: f.code.tencent_code(),
+    }
+}
+
+/// (success ids, failures, revision) of a batch outcome.
+pub fn outcome(o: BatchOutcome) -> (Vec<String>, Vec<pb::ConversationResult>, u64) {
+    (
+        o.succeeded.into_iter().map(|id| id.as_str().to_string()).collect(),
+        o.failed.into_iter().map(failure).collect(),
+        o.revision,
+    )
+}
+
+fn ids(ids: &[ConversationId]) -> Vec<String> {
+    ids.iter().map(|id| id.as_str().to_string()).collect()
+}
+
+/// One stored batch as the wire shape; every event carries the batch's
+/// revision, user, time and group list.
+pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
+    use pb::group_event::Kind;
+    let events = batch
+        .events
+        .iter()
+        .map(|event| {
+            let kind = match event {
+                EventKind::GroupCreated { group_name, conversation_ids } => Kind::GroupCreated(pb::GroupCreated {
+                    group_name: group_name.clone(),
+                    conversation_ids: ids(conversation_ids),
+                }),
+                EventKind::GroupDeleted { group_name } => {
+                    Kind::GroupDeleted(pb::GroupDeleted { group_name: group_name.clone() })
+                }
+                EventKind::GroupRenamed { old_name, new_name } => {
+                    Kind::GroupRenamed(pb::GroupRenamed { old_name: old_name.clone(), new_name: new_name.clone() })
+                }
+                EventKind::GroupsReordered { group_names } => {
+                    Kind::GroupsReordered(pb::GroupsReordered { group_names: group_names.clone() })
+                }
+                EventKind::ConversationsAddedToGroup { group_name, conversation_ids } => {
+                    Kind::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
+                        group_name: group_name.clone(),
+                        conversation_ids: ids(conversation_ids),
+                    })
+                }
+                EventKind::ConversationsDeletedFromGroup { group_name, conversation_ids, reason } => {
+                    Kind::ConversationsDeletedFromGroup(pb::ConversationsDeletedFromGroup {
+                        group_name: group_name.clone(),
+                        conversation_ids: ids(conversation_ids),
+                        reason: match reason {
+                            RemovalReason::UserRequest => pb::RemovalReason::UserRequest,
+                            RemovalReason::ConversationDeleted => pb::RemovalReason::ConversationDeleted,
+                        } as i32,
+                    })
+                }
+                EventKind::ConversationsChanged { conversation_ids } => {
+                    Kind::ConversationsChanged(pb::ConversationsChanged { conversation_ids: ids(conversation_ids) })
+                }
+                EventKind::ConversationsDeleted { conversation_ids } => {
+                    Kind::ConversationsDeleted(pb::ConversationsDeleted { conversation_ids: ids(conversation_ids) })
+                }
+            };
+            pb::GroupEvent {
+                revision: batch.revision,
+                user_id: batch.user.as_str().to_string(),
+                time: Some(timestamp(batch.time_ms)),
+                group_names: batch.group_names.clone(),
+                kind: Some(kind),
+            }
+        })
+        .collect();
+    pb::EventBatch { revision: batch.revision, events }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_are_bound_to_their_filter() {
+        let filter = ConversationFilter::default();
+        let position = ListPosition { unpinned: 1, inverted_order_key: 42, id: "C2Cbob".into() };
+        let token = encode_page_token(&filter, &position);
+        assert_eq!(decode_page_token(&token, &filter).unwrap(), Some(position));
+        let other = ConversationFilter { has_unread_count: Some(true), ..Default::default() };
+        assert!(matches!(decode_page_token(&token, &other), Err(Error::InvalidPageToken)));
+        for forged in ["!!", "AAAA", "x", "AQ"] {
+            assert!(decode_page_token(forged, &filter).is_err(), "{forged:?}");
+        }
+    }
+
+    #[test]
+    fn timestamps_keep_milliseconds_including_before_1970() {
+        for ms in [0, 1, 999, 1_700_000_000_123, -1, -1001] {
+            assert_eq!(time_ms(&timestamp(ms)), ms);
+        }
+    }
+}

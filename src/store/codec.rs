@@ -1,0 +1,322 @@
+//! Stored values, encoded with prost. Protobuf gives a compact, versionable
+//! encoding for free: a field added later decodes as its default from values
+//! written before. These records are private to the store and never leave it.
+
+use prost::Message;
+
+use crate::domain::{
+    ConversationData, ConversationId, EventBatch, EventKind, LastMessage, RecvOpt, RemovalReason, UserId,
+};
+use crate::error::Error;
+
+/// One group inside a [`UserRecord`].
+#[derive(Clone, PartialEq, Message)]
+pub struct GroupRecord {
+    /// Stable internal id: member keys use it, so a rename rewrites nothing.
+    #[prost(uint32, tag = "1")]
+    pub id: u32,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(int64, tag = "3")]
+    pub create_time_ms: i64,
+    #[prost(uint32, tag = "4")]
+    pub conversation_count: u32,
+    /// Sum of unread counts of members that receive: maintained on every
+    /// change so listing groups never scans members.
+    #[prost(uint64, tag = "5")]
+    pub unread_count: u64,
+}
+
+/// Everything about a user that fits in one small value: read with one get by
+/// GetConversationGroupList, the hottest read.
+#[derive(Clone, PartialEq, Message)]
+pub struct UserRecord {
+    /// Revision of the user's latest change.
+    #[prost(uint64, tag = "1")]
+    pub revision: u64,
+    #[prost(uint32, tag = "2")]
+    pub next_group_id: u32,
+    /// Groups in display order.
+    #[prost(message, repeated, tag = "3")]
+    pub groups: Vec<GroupRecord>,
+    #[prost(uint32, tag = "4")]
+    pub pinned_count: u32,
+    /// Sum of unread counts over all conversations that receive.
+    #[prost(uint64, tag = "5")]
+    pub total_unread: u64,
+}
+
+impl UserRecord {
+    pub fn group_index(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.name == name)
+    }
+
+    pub fn group_names(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.name.clone()).collect()
+    }
+
+    /// Names of the given group ids, in display order.
+    pub fn names_of(&self, ids: &[u32]) -> Vec<String> {
+        self.groups.iter().filter(|g| ids.contains(&g.id)).map(|g| g.name.clone()).collect()
+    }
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct LastMessageRecord {
+    #[prost(string, tag = "1")]
+    pub sender: String,
+    #[prost(string, tag = "2")]
+    pub text: String,
+    #[prost(int64, optional, tag = "3")]
+    pub time_ms: Option<i64>,
+}
+
+/// One conversation of one user: registry data plus the ids of the groups
+/// holding it. It exists while the conversation is registered or grouped.
+#[derive(Clone, PartialEq, Message)]
+pub struct ConversationRecord {
+    #[prost(bool, tag = "1")]
+    pub registered: bool,
+    #[prost(string, tag = "2")]
+    pub show_name: String,
+    #[prost(string, tag = "3")]
+    pub face_url: String,
+    #[prost(uint32, tag = "4")]
+    pub unread_count: u32,
+    #[prost(bool, tag = "5")]
+    pub is_pinned: bool,
+    #[prost(uint64, tag = "6")]
+    pub order_key: u64,
+    /// 0 = receive (the default), then the other options in contract order.
+    #[prost(uint32, tag = "7")]
+    pub recv_opt: u32,
+    #[prost(uint64, repeated, tag = "8")]
+    pub mark_list: Vec<u64>,
+    #[prost(bytes = "vec", tag = "9")]
+    pub custom_data: Vec<u8>,
+    #[prost(bool, tag = "10")]
+    pub has_group_at_info: bool,
+    #[prost(message, optional, tag = "11")]
+    pub last_message: Option<LastMessageRecord>,
+    #[prost(int64, optional, tag = "12")]
+    pub update_time_ms: Option<i64>,
+    #[prost(uint32, repeated, tag = "13")]
+    pub group_ids: Vec<u32>,
+}
+
+fn recv_opt_code(opt: RecvOpt) -> u32 {
+    match opt {
+        RecvOpt::Receive => 0,
+        RecvOpt::NotReceive => 1,
+        RecvOpt::ReceiveNotNotify => 2,
+        RecvOpt::ReceiveNotNotifyExceptAt => 3,
+        RecvOpt::NotReceiveExceptAt => 4,
+    }
+}
+
+fn recv_opt_from_code(code: u32) -> RecvOpt {
+    match code {
+        1 => RecvOpt::NotReceive,
+        2 => RecvOpt::ReceiveNotNotify,
+        3 => RecvOpt::ReceiveNotNotifyExceptAt,
+        4 => RecvOpt::NotReceiveExceptAt,
+        _ => RecvOpt::Receive,
+    }
+}
+
+impl ConversationRecord {
+    pub fn data(&self) -> ConversationData {
+        ConversationData {
+            registered: self.registered,
+            show_name: self.show_name.clone(),
+            face_url: self.face_url.clone(),
+            unread_count: self.unread_count,
+            is_pinned: self.is_pinned,
+            order_key: self.order_key,
+            recv_opt: recv_opt_from_code(self.recv_opt),
+            mark_list: self.mark_list.clone(),
+            custom_data: self.custom_data.clone(),
+            has_group_at_info: self.has_group_at_info,
+            last_message: self.last_message.as_ref().map(|m| LastMessage {
+                sender: m.sender.clone(),
+                text: m.text.clone(),
+                time_ms: m.time_ms,
+            }),
+            update_time_ms: self.update_time_ms,
+        }
+    }
+
+    pub fn set_data(&mut self, data: &ConversationData) {
+        self.registered = data.registered;
+        self.show_name = data.show_name.clone();
+        self.face_url = data.face_url.clone();
+        self.unread_count = data.unread_count;
+        self.is_pinned = data.is_pinned;
+        self.order_key = data.order_key;
+        self.recv_opt = recv_opt_code(data.recv_opt);
+        self.mark_list = data.mark_list.clone();
+        self.custom_data = data.custom_data.clone();
+        self.has_group_at_info = data.has_group_at_info;
+        self.last_message = data.last_message.as_ref().map(|m| LastMessageRecord {
+            sender: m.sender.clone(),
+            text: m.text.clone(),
+            time_ms: m.time_ms,
+        });
+        self.update_time_ms = data.update_time_ms;
+    }
+
+    pub fn counted_unread(&self) -> u64 {
+        if self.recv_opt == 0 {
+            u64::from(self.unread_count)
+        } else {
+            0
+        }
+    }
+}
+
+/// One stored event.
+#[derive(Clone, PartialEq, Message)]
+pub struct EventRecord {
+    /// 1 created, 2 deleted, 3 renamed, 4 reordered, 5 added, 6 removed,
+    /// 7 conversations changed, 8 conversations deleted.
+    #[prost(uint32, tag = "1")]
+    pub kind: u32,
+    /// The group name (old name for a rename).
+    #[prost(string, tag = "2")]
+    pub group_name: String,
+    /// The new name of a rename.
+    #[prost(string, tag = "3")]
+    pub new_name: String,
+    /// Conversation ids, or group names for a reorder.
+    #[prost(string, repeated, tag = "4")]
+    pub items: Vec<String>,
+    /// Removal reason: 1 user request, 2 conversation deleted.
+    #[prost(uint32, tag = "5")]
+    pub reason: u32,
+}
+
+/// One revision of the event log.
+#[derive(Clone, PartialEq, Message)]
+pub struct BatchRecord {
+    #[prost(string, tag = "1")]
+    pub user: String,
+    #[prost(int64, tag = "2")]
+    pub time_ms: i64,
+    #[prost(string, repeated, tag = "3")]
+    pub group_names: Vec<String>,
+    #[prost(message, repeated, tag = "4")]
+    pub events: Vec<EventRecord>,
+}
+
+fn ids_to_strings(ids: &[ConversationId]) -> Vec<String> {
+    ids.iter().map(|id| id.as_str().to_string()).collect()
+}
+
+fn strings_to_ids(items: &[String]) -> Vec<ConversationId> {
+    items.iter().map(|s| ConversationId::from_canonical(s.clone())).collect()
+}
+
+impl BatchRecord {
+    pub fn from_batch(batch: &EventBatch) -> Self {
+        let events = batch
+            .events
+            .iter()
+            .map(|event| {
+                let mut r = EventRecord::default();
+                match event {
+                    EventKind::GroupCreated { group_name, conversation_ids } => {
+                        r.kind = 1;
+                        r.group_name = group_name.clone();
+                        r.items = ids_to_strings(conversation_ids);
+                    }
+                    EventKind::GroupDeleted { group_name } => {
+                        r.kind = 2;
+                        r.group_name = group_name.clone();
+                    }
+                    EventKind::GroupRenamed { old_name, new_name } => {
+                        r.kind = 3;
+                        r.group_name = old_name.clone();
+                        r.new_name = new_name.clone();
+                    }
+                    EventKind::GroupsReordered { group_names } => {
+                        r.kind = 4;
+                        r.items = group_names.clone();
+                    }
+                    EventKind::ConversationsAddedToGroup { group_name, conversation_ids } => {
+                        r.kind = 5;
+                        r.group_name = group_name.clone();
+                        r.items = ids_to_strings(conversation_ids);
+                    }
+                    EventKind::ConversationsDeletedFromGroup { group_name, conversation_ids, reason } => {
+                        r.kind = 6;
+                        r.group_name = group_name.clone();
+                        r.items = ids_to_strings(conversation_ids);
+                        r.reason = match reason {
+                            RemovalReason::UserRequest => 1,
+                            RemovalReason::ConversationDeleted => 2,
+                        };
+                    }
+                    EventKind::ConversationsChanged { conversation_ids } => {
+                        r.kind = 7;
+                        r.items = ids_to_strings(conversation_ids);
+                    }
+                    EventKind::ConversationsDeleted { conversation_ids } => {
+                        r.kind = 8;
+                        r.items = ids_to_strings(conversation_ids);
+                    }
+                }
+                r
+            })
+            .collect();
+        Self {
+            user: batch.user.as_str().to_string(),
+            time_ms: batch.time_ms,
+            group_names: batch.group_names.clone(),
+            events,
+        }
+    }
+
+    pub fn into_batch(self, revision: u64) -> Result<EventBatch, Error> {
+        let user = UserId::parse(&self.user).map_err(|e| corrupt(&format!("event {revision}: user {e}")))?;
+        let events = self
+            .events
+            .into_iter()
+            .map(|r| {
+                Ok(match r.kind {
+                    1 => {
+                        EventKind::GroupCreated { group_name: r.group_name, conversation_ids: strings_to_ids(&r.items) }
+                    }
+                    2 => EventKind::GroupDeleted { group_name: r.group_name },
+                    3 => EventKind::GroupRenamed { old_name: r.group_name, new_name: r.new_name },
+                    4 => EventKind::GroupsReordered { group_names: r.items },
+                    5 => EventKind::ConversationsAddedToGroup {
+                        group_name: r.group_name,
+                        conversation_ids: strings_to_ids(&r.items),
+                    },
+                    6 => EventKind::ConversationsDeletedFromGroup {
+                        group_name: r.group_name,
+                        conversation_ids: strings_to_ids(&r.items),
+                        reason: if r.reason == 2 {
+                            RemovalReason::ConversationDeleted
+                        } else {
+                            RemovalReason::UserRequest
+                        },
+                    },
+                    7 => EventKind::ConversationsChanged { conversation_ids: strings_to_ids(&r.items) },
+                    8 => EventKind::ConversationsDeleted { conversation_ids: strings_to_ids(&r.items) },
+                    other => return Err(corrupt(&format!("event {revision}: unknown kind {other}"))),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(EventBatch { revision, user, time_ms: self.time_ms, group_names: self.group_names, events })
+    }
+}
+
+pub fn corrupt(what: &str) -> Error {
+    Error::Internal(format!("stored data is corrupt: {what}"))
+}
+
+/// Decodes a stored value, reporting which record was unreadable.
+pub fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, Error> {
+    M::decode(bytes).map_err(|e| corrupt(&format!("{what}: {e}")))
+}
