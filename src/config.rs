@@ -137,6 +137,45 @@ impl Default for WatchSettings {
     }
 }
 
+/// How long shutdown waits for in-flight calls before it stops anyway.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// HTTP/2 streams one connection may have open at once: one client
+/// connection may carry thousands of watch streams.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 16_384;
+/// HTTP/2 PING period on idle connections, so dead peers of long-lived watch
+/// streams are noticed and their resources freed.
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a keepalive PING may go unanswered before the connection closes.
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Transport and lifecycle settings.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// How long shutdown waits for in-flight calls (e.g. 10s).
+    #[arg(long, env = "CONVGROUPS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// HTTP/2 streams per connection.
+    #[arg(long, env = "CONVGROUPS_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS)]
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 keepalive PING period (e.g. 30s).
+    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// How long a keepalive PING may go unanswered (e.g. 10s).
+    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            http2_keepalive_interval: DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
+            http2_keepalive_timeout: DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+        }
+    }
+}
+
 /// Everything `convgroups serve` needs. `Config::new(data_dir)` gives the
 /// defaults, which is what tests start from.
 #[derive(Args, Debug, Clone)]
@@ -159,6 +198,8 @@ pub struct Config {
     pub limits: Limits,
     #[command(flatten)]
     pub watch: WatchSettings,
+    #[command(flatten)]
+    pub server: ServerSettings,
 }
 
 impl Config {
@@ -171,6 +212,7 @@ impl Config {
             auth_secret: None,
             limits: Limits::default(),
             watch: WatchSettings::default(),
+            server: ServerSettings::default(),
         }
     }
 }

@@ -47,8 +47,6 @@ pub enum Error {
     PermissionDenied { message: String },
     #[error("server is shutting down; resume from revision {resume_revision}")]
     ShuttingDown { resume_revision: u64 },
-    #[error("{method} is not implemented yet")]
-    Unimplemented { method: &'static str },
     #[error("storage unavailable: {0}")]
     Storage(String),
     #[error("internal error: {0}")]
@@ -115,7 +113,6 @@ impl Error {
             ShuttingDown { resume_revision } => {
                 (Code::Unavailable, "SHUTTING_DOWN", vec![("resume_revision", resume_revision.to_string())])
             }
-            Unimplemented { .. } => (Code::Unimplemented, "UNIMPLEMENTED", vec![]),
             Storage(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![]),
             Internal(_) => (Code::Internal, "INTERNAL", vec![]),
         }

@@ -1,14 +1,17 @@
 //! `convgroups.v1.ConversationGroupService`.
 
 use std::pin::Pin;
+use std::time::Duration;
 
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::{convert, watch};
 use crate::auth;
 use crate::domain::BatchResult;
-use crate::error::Error;
+use crate::hub::Hub;
 use crate::pb;
 use crate::pb::conversation_group_service_server::ConversationGroupService;
 use crate::store::Store;
@@ -16,11 +19,13 @@ use crate::store::Store;
 #[derive(Clone, Debug)]
 pub struct ConversationGroupServiceImpl {
     store: Store,
+    hub: Hub,
+    bookmark_interval: Duration,
 }
 
 impl ConversationGroupServiceImpl {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, hub: Hub, bookmark_interval: Duration) -> Self {
+        Self { store, hub, bookmark_interval }
     }
 }
 
@@ -159,7 +164,13 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
         &self,
         request: Request<pb::WatchGroupEventsRequest>,
     ) -> Result<Response<Self::WatchGroupEventsStream>, Status> {
-        let _caller = auth::caller(&request)?;
-        Err(Error::Unimplemented { method: "WatchGroupEvents" }.into())
+        let caller = auth::caller(&request)?;
+        let spec = watch::WatchSpec::parse(request.into_inner(), &caller)?;
+        let subscription = watch::open(&self.store, &self.hub, &spec).await?;
+        let (tx, rx) = mpsc::channel(watch::STREAM_BUFFER);
+        let watcher =
+            watch::Watcher::new(self.store.clone(), self.hub.clone(), spec, subscription, self.bookmark_interval, tx);
+        tokio::spawn(watcher.run());
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

@@ -5,6 +5,7 @@
 mod conversations;
 pub mod convert;
 mod groups;
+mod watch;
 
 pub use conversations::ConversationServiceImpl;
 pub use groups::ConversationGroupServiceImpl;

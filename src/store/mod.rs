@@ -15,6 +15,7 @@
 
 mod codec;
 mod keys;
+mod log;
 mod ops;
 mod plan;
 mod query;
@@ -34,6 +35,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use plan::{Plan, WriteSet, TREE_COUNT};
 
+pub use log::{Compaction, Scope, Snapshot};
 pub use ops::CreatedGroup;
 
 impl From<sled::Error> for Error {

@@ -1,0 +1,302 @@
+//! `WatchGroupEvents`: one task per stream.
+//!
+//! The order of work is what makes the guarantees (contract §4): subscribe to
+//! the live feed first, then read history from the stored log, then follow
+//! the live feed, dropping every batch at or below the last revision already
+//! covered. A watcher that falls behind its live ring (`Lagged`) is neither
+//! dropped nor allowed to skip: it reads the missed revisions from the log
+//! and carries on. Writers never wait for any of this.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::convert;
+use crate::auth::Caller;
+use crate::domain::{EventBatch, EventKind, EventType};
+use crate::error::Error;
+use crate::hub::{Feed, Hub, Subscription};
+use crate::pb;
+use crate::pb::watch_group_events_response::Kind;
+use crate::store::{Scope, Store};
+
+/// Messages buffered between a stream's task and its HTTP/2 stream. Small:
+/// a client that does not read holds up only its own task, which then
+/// falls behind its ring and later catches up from the log.
+pub const STREAM_BUFFER: usize = 16;
+/// Batches read from the log per step of a catch-up.
+const LOG_CHUNK: usize = 256;
+/// How long a stream may take to accept its final SHUTTING_DOWN status.
+const SHUTDOWN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub type Item = Result<pb::WatchGroupEventsResponse, tonic::Status>;
+
+/// A validated watch request.
+#[derive(Debug, Clone)]
+pub struct WatchSpec {
+    pub scope: Scope,
+    pub start_revision: u64,
+    pub send_snapshot: bool,
+    pub event_types: HashSet<EventType>,
+    pub group_names: HashSet<String>,
+}
+
+fn event_type(value: i32) -> Option<EventType> {
+    use pb::GroupEventType as T;
+    Some(match T::try_from(value).ok()? {
+        T::Unspecified => return None,
+        T::GroupCreated => EventType::GroupCreated,
+        T::GroupDeleted => EventType::GroupDeleted,
+        T::GroupRenamed => EventType::GroupRenamed,
+        T::GroupsReordered => EventType::GroupsReordered,
+        T::ConversationsAddedToGroup => EventType::ConversationsAddedToGroup,
+        T::ConversationsDeletedFromGroup => EventType::ConversationsDeletedFromGroup,
+        T::ConversationsChanged => EventType::ConversationsChanged,
+        T::ConversationsDeleted => EventType::ConversationsDeleted,
+    })
+}
+
+impl WatchSpec {
+    pub fn parse(req: pb::WatchGroupEventsRequest, caller: &Caller) -> Result<Self, Error> {
+        if req.all_users && !caller.admin {
+            return Err(Error::PermissionDenied {
+                message: "all_users: only an admin token may watch every user".into(),
+            });
+        }
+        if req.all_users && req.send_snapshot {
+            return Err(Error::InvalidArgument {
+                field: "send_snapshot",
+                message: "cannot be combined with all_users (a snapshot is of one user's groups)".into(),
+            });
+        }
+        let mut event_types = HashSet::new();
+        for (i, value) in req.event_types.iter().enumerate() {
+            let kind = event_type(*value).ok_or_else(|| Error::InvalidArgument {
+                field: "event_types",
+                message: format!("[{i}] {value} is not a GroupEventType other than UNSPECIFIED"),
+            })?;
+            event_types.insert(kind);
+        }
+        Ok(Self {
+            scope: if req.all_users { Scope::AllUsers } else { Scope::User(caller.acting_for.clone()) },
+            start_revision: req.start_revision,
+            send_snapshot: req.send_snapshot,
+            event_types,
+            group_names: req.group_names.into_iter().collect(),
+        })
+    }
+
+    fn wants(&self, event: &EventKind) -> bool {
+        if !self.event_types.is_empty() && !self.event_types.contains(&event.event_type()) {
+            return false;
+        }
+        // Events about no particular group (reorder, conversation changes)
+        // always pass the group filter.
+        let groups = event.group_names();
+        self.group_names.is_empty() || groups.is_empty() || groups.iter().any(|g| self.group_names.contains(*g))
+    }
+
+    /// The wire form of the part of `batch` this watcher asked for; None when
+    /// nothing is left.
+    fn filter(&self, batch: &EventBatch) -> Option<pb::EventBatch> {
+        if self.event_types.is_empty() && self.group_names.is_empty() {
+            return Some(convert::event_batch(batch));
+        }
+        let events: Vec<EventKind> = batch.events.iter().filter(|e| self.wants(e)).cloned().collect();
+        if events.is_empty() {
+            return None;
+        }
+        Some(convert::event_batch(&EventBatch { events, ..batch.clone() }))
+    }
+}
+
+/// Checks the start revision against the log and subscribes; errors here
+/// are the call's status, before any message.
+pub async fn open(store: &Store, hub: &Hub, spec: &WatchSpec) -> Result<Subscription, Error> {
+    let feed = match &spec.scope {
+        Scope::User(user) => Feed::User(user.clone()),
+        Scope::AllUsers => Feed::AllUsers,
+    };
+    // Subscribe before reading anything, so no batch can fall between the
+    // history and the live feed.
+    let subscription = hub.subscribe(feed)?;
+    if spec.start_revision > 0 {
+        let current = store.current_revision();
+        let floor = store.floor(spec.scope.clone()).await?;
+        if spec.start_revision > current + 1 {
+            return Err(Error::RevisionInFuture { start: spec.start_revision, oldest: floor + 1, current });
+        }
+        if spec.start_revision <= floor {
+            return Err(Error::RevisionCompacted { start: spec.start_revision, oldest: floor + 1, current });
+        }
+    }
+    Ok(subscription)
+}
+
+/// Why a stream's task stopped early.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// The server is shutting down.
+    Shutdown,
+    /// A status to end the stream with.
+    Fail(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Fail(e)
+    }
+}
+
+pub struct Watcher {
+    store: Store,
+    hub: Hub,
+    spec: WatchSpec,
+    subscription: Subscription,
+    bookmark_interval: Duration,
+    tx: mpsc::Sender<Item>,
+    /// Every revision up to this one has been sent or bookmarked.
+    progress: u64,
+    idle_deadline: Instant,
+}
+
+impl Watcher {
+    pub fn new(
+        store: Store,
+        hub: Hub,
+        spec: WatchSpec,
+        subscription: Subscription,
+        bookmark_interval: Duration,
+        tx: mpsc::Sender<Item>,
+    ) -> Self {
+        Self {
+            store,
+            hub,
+            spec,
+            subscription,
+            bookmark_interval,
+            tx,
+            progress: 0,
+            idle_deadline: Instant::now() + bookmark_interval,
+        }
+    }
+
+    pub async fn run(mut self) {
+        let closed = self.hub.closed();
+        tokio::pin!(closed);
+        let outcome = tokio::select! {
+            biased;
+            _ = &mut closed => Stop::Shutdown,
+            stop = self.serve() => stop,
+        };
+        match outcome {
+            Stop::Gone => {}
+            Stop::Shutdown => {
+                let status = Error::ShuttingDown { resume_revision: self.progress + 1 }.into();
+                let _ = tokio::time::timeout(SHUTDOWN_SEND_TIMEOUT, self.tx.send(Err(status))).await;
+            }
+            Stop::Fail(error) => {
+                let _ = self.tx.send(Err(error.into())).await;
+            }
+        }
+    }
+
+    async fn serve(&mut self) -> Stop {
+        match self.serve_inner().await {
+            Ok(()) => Stop::Gone,
+            Err(stop) => stop,
+        }
+    }
+
+    async fn serve_inner(&mut self) -> Result<(), Stop> {
+        if self.spec.start_revision == 0 {
+            if self.spec.send_snapshot {
+                let Scope::User(user) = &self.spec.scope else { unreachable!("rejected by WatchSpec::parse") };
+                let snapshot = self.store.snapshot(user).await?;
+                let groups = snapshot
+                    .groups
+                    .into_iter()
+                    .map(|(name, conversation_ids)| pb::SnapshotGroup { name, conversation_ids })
+                    .collect();
+                self.send(Kind::Snapshot(pb::Snapshot { revision: snapshot.revision, groups })).await?;
+                self.progress = snapshot.revision;
+            } else {
+                self.progress = self.store.current_revision();
+            }
+        } else {
+            self.progress = self.spec.start_revision - 1;
+            self.catch_up().await?;
+        }
+        self.send(Kind::Bookmark(pb::Bookmark { revision: self.progress })).await?;
+
+        loop {
+            tokio::select! {
+                received = self.subscription.rx.recv() => match received {
+                    Ok(batch) => self.deliver(&batch).await?,
+                    Err(RecvError::Lagged(_)) => self.catch_up().await?,
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+                _ = tokio::time::sleep_until(self.idle_deadline) => self.bookmark().await?,
+                _ = self.tx.closed() => return Err(Stop::Gone),
+            }
+        }
+    }
+
+    /// Sends one batch unless it was already covered.
+    async fn deliver(&mut self, batch: &Arc<EventBatch>) -> Result<(), Stop> {
+        if batch.revision <= self.progress {
+            return Ok(());
+        }
+        if let Some(wire) = self.spec.filter(batch) {
+            self.send(Kind::Events(wire)).await?;
+        }
+        self.progress = batch.revision;
+        Ok(())
+    }
+
+    /// Reads everything after `progress` that is durable from the log.
+    async fn catch_up(&mut self) -> Result<(), Stop> {
+        loop {
+            let durable = self.store.current_revision();
+            let batches = self.store.read_log(self.spec.scope.clone(), self.progress + 1, durable, LOG_CHUNK).await?;
+            let complete = batches.len() < LOG_CHUNK;
+            for batch in batches {
+                if let Some(wire) = self.spec.filter(&batch) {
+                    self.send(Kind::Events(wire)).await?;
+                }
+                self.progress = batch.revision;
+            }
+            if complete {
+                self.progress = self.progress.max(durable);
+                return Ok(());
+            }
+        }
+    }
+
+    /// An idle stream's bookmark: first take in everything already published
+    /// (so the bookmark never runs ahead of a batch still in the ring), then
+    /// report how far that is.
+    async fn bookmark(&mut self) -> Result<(), Stop> {
+        let published = self.hub.published();
+        loop {
+            match self.subscription.rx.try_recv() {
+                Ok(batch) => self.deliver(&batch).await?,
+                Err(TryRecvError::Lagged(_)) => self.catch_up().await?,
+                Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
+            }
+        }
+        self.progress = self.progress.max(published);
+        self.send(Kind::Bookmark(pb::Bookmark { revision: self.progress })).await
+    }
+
+    async fn send(&mut self, kind: Kind) -> Result<(), Stop> {
+        self.idle_deadline = Instant::now() + self.bookmark_interval;
+        let message = pb::WatchGroupEventsResponse { kind: Some(kind) };
+        self.tx.send(Ok(message)).await.map_err(|_| Stop::Gone)
+    }
+}
