@@ -63,7 +63,7 @@ impl Secret {
         }
         if let Some(value) = &config.auth_secret {
             if value.is_empty() {
-                return Err(Error::InvalidArgument { field: "CONVGROUPS_AUTH_SECRET", message: "is empty".into() });
+                return Err(Error::InvalidSetting { setting: "CONVGROUPS_AUTH_SECRET", message: "is empty".into() });
             }
             return Ok(Self::from_bytes(value.as_bytes()));
         }
@@ -71,8 +71,10 @@ impl Secret {
         if path.exists() {
             return Self::read_file(&path);
         }
-        fs::create_dir_all(&config.data_dir)
-            .map_err(|e| Error::Internal(format!("creating data dir {}: {e}", config.data_dir.display())))?;
+        fs::create_dir_all(&config.data_dir).map_err(|e| Error::InvalidSetting {
+            setting: "--data-dir",
+            message: format!("cannot create {}: {e}", config.data_dir.display()),
+        })?;
         let mut bytes = [0u8; GENERATED_SECRET_BYTES];
         rand::fill(&mut bytes);
         let encoded = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes);
@@ -86,7 +88,10 @@ impl Secret {
         // A trailing newline from `echo secret > file` is not part of the key.
         let trimmed = raw.trim_ascii_end();
         if trimmed.is_empty() {
-            return Err(Error::Internal(format!("auth secret file {} is empty", path.display())));
+            return Err(Error::InvalidSetting {
+                setting: "--auth-secret-file",
+                message: format!("{} is empty", path.display()),
+            });
         }
         Ok(Self::from_bytes(trimmed))
     }
@@ -119,11 +124,12 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), Error> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file =
-        options.open(path).map_err(|e| Error::Internal(format!("creating auth secret {}: {e}", path.display())))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::Internal(format!("writing auth secret {}: {e}", path.display())))
+    let fail = |e: std::io::Error| Error::InvalidSetting {
+        setting: "--data-dir",
+        message: format!("cannot write the auth secret {}: {e}", path.display()),
+    };
+    let mut file = options.open(path).map_err(fail)?;
+    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(fail)
 }
 
 /// Who is calling, as established by the interceptor.

@@ -148,9 +148,39 @@ pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a keepalive PING may go unanswered before the connection closes.
 pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Largest request message accepted, in bytes (tonic's default too).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// Unary calls in flight at once; more are refused at once with
+/// RESOURCE_EXHAUSTED / OVERLOADED instead of queueing.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Deadline for one unary call on the server side.
+pub const DEFAULT_UNARY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Transport and lifecycle settings.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
+    /// Largest request message in bytes; larger ones get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONVGROUPS_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+    /// Unary calls in flight; beyond it calls are shed with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONVGROUPS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Server-side deadline of a unary call (e.g. 30s).
+    #[arg(long, env = "CONVGROUPS_UNARY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub unary_timeout: Duration,
+    /// PEM certificate chain; with --tls-key, serve TLS only.
+    #[arg(long, env = "CONVGROUPS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "CONVGROUPS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Origins allowed to call through grpc-web from a browser (repeat or
+    /// comma-separate; `*` for any). None: same-origin only.
+    #[arg(long, env = "CONVGROUPS_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+    /// Address of the Prometheus endpoint (off unless set).
+    #[arg(long, env = "CONVGROUPS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// How long shutdown waits for in-flight calls (e.g. 10s).
     #[arg(long, env = "CONVGROUPS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
@@ -168,11 +198,45 @@ pub struct ServerSettings {
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            unary_timeout: DEFAULT_UNARY_TIMEOUT,
+            tls_cert: None,
+            tls_key: None,
+            cors_allow_origin: Vec::new(),
+            metrics_listen: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             http2_keepalive_interval: DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
             http2_keepalive_timeout: DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
         }
+    }
+}
+
+/// Log output format.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    /// Log level or filter (e.g. info, debug, convgroups=debug); RUST_LOG wins if set.
+    #[arg(long, env = "CONVGROUPS_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "CONVGROUPS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self { log_level: "info".into(), log_format: LogFormat::Text }
     }
 }
 
@@ -200,6 +264,8 @@ pub struct Config {
     pub watch: WatchSettings,
     #[command(flatten)]
     pub server: ServerSettings,
+    #[command(flatten)]
+    pub log: LogSettings,
 }
 
 impl Config {
@@ -213,6 +279,7 @@ impl Config {
             limits: Limits::default(),
             watch: WatchSettings::default(),
             server: ServerSettings::default(),
+            log: LogSettings::default(),
         }
     }
 }

@@ -47,6 +47,12 @@ pub enum Error {
     PermissionDenied { message: String },
     #[error("server is shutting down; resume from revision {resume_revision}")]
     ShuttingDown { resume_revision: u64 },
+    #[error("the server is at its limit of {limit} calls in flight (max_in_flight); retry with backoff")]
+    Overloaded { limit: usize },
+    #[error("the call did not finish within {timeout:?} (unary_timeout)")]
+    DeadlineExceeded { timeout: std::time::Duration },
+    #[error("{setting}: {message}")]
+    InvalidSetting { setting: &'static str, message: String },
     #[error("storage unavailable: {0}")]
     Storage(String),
     #[error("internal error: {0}")]
@@ -112,6 +118,15 @@ impl Error {
             PermissionDenied { .. } => (Code::PermissionDenied, "PERMISSION_DENIED", vec![]),
             ShuttingDown { resume_revision } => {
                 (Code::Unavailable, "SHUTTING_DOWN", vec![("resume_revision", resume_revision.to_string())])
+            }
+            Overloaded { limit } => (Code::ResourceExhausted, "OVERLOADED", vec![("max_in_flight", limit.to_string())]),
+            DeadlineExceeded { timeout } => (
+                Code::DeadlineExceeded,
+                "DEADLINE_EXCEEDED",
+                vec![("unary_timeout_ms", timeout.as_millis().to_string())],
+            ),
+            InvalidSetting { setting, .. } => {
+                (Code::FailedPrecondition, "INVALID_SETTING", vec![("setting", setting.to_string())])
             }
             Storage(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![]),
             Internal(_) => (Code::Internal, "INTERNAL", vec![]),

@@ -89,6 +89,7 @@ impl Hub {
         }
         let _ = self.inner.all.send(batch);
         self.inner.published.store(revision, Ordering::Release);
+        crate::metrics::published(revision);
     }
 
     /// The highest revision published so far.
@@ -123,7 +124,8 @@ impl Hub {
                 channel.tx.subscribe()
             }
         };
-        self.inner.watchers.fetch_add(1, Ordering::AcqRel);
+        let open = self.inner.watchers.fetch_add(1, Ordering::AcqRel) + 1;
+        crate::metrics::watchers(open);
         Ok(Subscription { rx, feed, hub: self.inner.clone() })
     }
 
@@ -160,7 +162,8 @@ pub struct Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.watchers.fetch_sub(1, Ordering::AcqRel);
+        let open = self.hub.watchers.fetch_sub(1, Ordering::AcqRel) - 1;
+        crate::metrics::watchers(open);
         if let Feed::User(user) = &self.feed {
             if let Ok(mut users) = self.hub.users.lock() {
                 if let Some(channel) = users.get_mut(user) {

@@ -13,6 +13,7 @@
 //! * [`auth`]: JWT check in an interceptor, handing on a typed `Caller`.
 //! * [`service`]: the gRPC services: caller → convert → store → convert.
 //! * [`error`]: the one error enum and its single mapping to `Status`.
+//! * [`metrics`]: Prometheus metrics (off unless `--metrics-listen`).
 //! * [`server`]: wiring, health, reflection, ordered shutdown; `run` is what
 //!   the binary and the tests call.
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod hub;
+pub mod metrics;
 pub mod pb;
 pub mod server;
 pub mod service;

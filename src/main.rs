@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use convgroups::auth::Secret;
-use convgroups::config::Config;
+use convgroups::config::{Config, LogFormat, LogSettings};
 use convgroups::domain::UserId;
+use convgroups::server::App;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(name = "convgroups", version, about = "Conversation groups over gRPC, stored in sled")]
@@ -40,10 +42,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let log = match &cli.command {
+        Command::Serve(config) => config.log.clone(),
+        _ => LogSettings { log_level: "warn".into(), ..LogSettings::default() },
+    };
+    if let Err(message) = init_logging(&log) {
+        eprintln!("convgroups: {message}");
+        return ExitCode::FAILURE;
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -51,6 +57,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr; RUST_LOG, when set, wins over --log-level.
+fn init_logging(log: &LogSettings) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).map_err(|e| format!("RUST_LOG={spec}: {e}"))?,
+        _ => EnvFilter::try_new(&log.log_level).map_err(|e| format!("--log-level {}: {e}", log.log_level))?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match log.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
+    Ok(())
 }
 
 fn run(command: Command) -> Result<(), String> {
@@ -67,7 +87,22 @@ fn run(command: Command) -> Result<(), String> {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("--listen {}: {e}", config.listen))?;
-                convgroups::server::run(listener, config, shutdown_signal()).await.map_err(|e| e.to_string())
+                let app = App::open(config).map_err(|e| e.to_string())?;
+                // The first signal starts a graceful shutdown; a second one
+                // cuts the drain short (storage is flushed either way).
+                let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+                let shutdown = async move {
+                    shutdown_signal().await;
+                    let _ = first_tx.send(());
+                };
+                let force = async move {
+                    if first_rx.await.is_ok() {
+                        shutdown_signal().await;
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                app.serve_with_force(listener, shutdown, force).await.map_err(|e| e.to_string())
             })
         }
     }

@@ -2,6 +2,14 @@
 //! and reflection, background compaction; and shutdown in order.
 
 use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Identity, ServerTlsConfig};
+use tower::util::MapResponseLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -16,112 +24,280 @@ use crate::hub::Hub;
 use crate::pb;
 use crate::pb::conversation_group_service_server::ConversationGroupServiceServer;
 use crate::pb::conversation_service_server::ConversationServiceServer;
-use crate::service::{ConversationGroupServiceImpl, ConversationServiceImpl};
+use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl};
 use crate::store::Store;
 
 /// Service names as health reports them ("" is the server as a whole).
 const HEALTH_NAMES: [&str; 3] = ["", "convgroups.v1.ConversationGroupService", "convgroups.v1.ConversationService"];
 
-/// Serves on `listener` until `shutdown` resolves. Then, in order: health
-/// reports NOT_SERVING, every watch stream ends with SHUTTING_DOWN and its
-/// resume revision, no new connections are accepted, in-flight calls get up
-/// to `shutdown_grace` to finish, and storage is flushed.
+/// An opened server: storage is open and the secret loaded, nothing is
+/// listening yet. Tests open one to keep a [`Stats`] handle, then serve it.
+pub struct App {
+    config: Config,
+    store: Store,
+    hub: Hub,
+    auth: Authenticator,
+}
+
+/// Live figures of a running server, for tests and operators.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    hub: Hub,
+    store: Store,
+}
+
+impl Stats {
+    /// Open watch streams.
+    pub fn watchers(&self) -> usize {
+        self.hub.watchers()
+    }
+
+    /// Users that have a live fan-out ring (one per user with watchers).
+    pub fn user_channels(&self) -> usize {
+        self.hub.user_channels()
+    }
+
+    /// The last durable revision.
+    pub fn revision(&self) -> u64 {
+        self.store.current_revision()
+    }
+}
+
+/// Opens and serves: what the binary runs.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let secret = Secret::load_or_create(&config)?;
-    let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
-    let store = Store::open(&config.data_dir, config.limits.clone(), hub.clone())?;
-    let auth = Authenticator::new(secret);
-
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in HEALTH_NAMES {
-        health.set_service_status(name, ServingStatus::Serving).await;
-    }
-
-    // v1 for current clients, v1alpha for grpcurl <= 1.8; both know our
-    // protos, the health service, google.rpc error details (so grpcurl can
-    // print ErrorInfo) and both reflection services (so `list` shows both).
-    let descriptor_sets = [
-        pb::FILE_DESCRIPTOR_SET,
-        tonic_health::pb::FILE_DESCRIPTOR_SET,
-        tonic_types::pb::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-    ];
-    let mut v1 = tonic_reflection::server::Builder::configure();
-    let mut v1alpha = tonic_reflection::server::Builder::configure();
-    for set in descriptor_sets {
-        v1 = v1.register_encoded_file_descriptor_set(set);
-        v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
-    }
-    let reflection_v1 = v1.build_v1().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-    let reflection_v1alpha = v1alpha.build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-
-    let groups = ConversationGroupServiceServer::with_interceptor(
-        ConversationGroupServiceImpl::new(store.clone(), hub.clone(), config.watch.bookmark_interval),
-        auth.clone(),
-    );
-    let conversations = ConversationServiceServer::with_interceptor(ConversationServiceImpl::new(store.clone()), auth);
-
-    let compaction = tokio::spawn(compact_periodically(store.clone(), hub.clone(), config.clone()));
-
-    let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener address: {e}")))?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), revision = store.current_revision(), "serving");
-
-    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-    let signal = {
-        let (health, hub) = (health.clone(), hub.clone());
-        async move {
-            shutdown.await;
-            tracing::info!(watchers = hub.watchers(), "shutting down");
-            for name in HEALTH_NAMES {
-                health.set_service_status(name, ServingStatus::NotServing).await;
-            }
-            // Open streams would otherwise hold graceful shutdown forever.
-            hub.close();
-            let _ = stopping_tx.send(());
-        }
-    };
-    let server = &config.server;
-    let serve = Server::builder()
-        .http2_keepalive_interval(Some(server.http2_keepalive_interval))
-        .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
-        .max_concurrent_streams(Some(server.http2_max_concurrent_streams))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(groups)
-        .add_service(conversations)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
-    let grace = server.shutdown_grace;
-    let deadline = async move {
-        if stopping_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    let served = tokio::select! {
-        served = serve => served.map_err(|e| Error::Internal(format!("transport: {e}"))),
-        _ = deadline => {
-            tracing::warn!(grace = ?grace, "calls still running after the shutdown grace period; stopping anyway");
-            Ok(())
-        }
-    };
-    compaction.abort();
-    // Acknowledged writes are already durable; this leaves the files clean.
-    let flushed = store.flush().await;
-    served?;
-    flushed?;
-    tracing::info!(revision = store.current_revision(), "stopped");
-    Ok(())
+    App::open(config)?.serve(listener, shutdown).await
 }
 
-/// Trims the event log every `compact_interval` until shutdown.
-async fn compact_periodically(store: Store, hub: Hub, config: Config) {
+impl App {
+    /// Loads the secret and opens storage (which fails if another server
+    /// holds the data directory).
+    pub fn open(config: Config) -> Result<Self, Error> {
+        let secret = Secret::load_or_create(&config)?;
+        let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
+        let store = Store::open(&config.data_dir, config.limits.clone(), hub.clone())?;
+        Ok(Self { config, store, hub, auth: Authenticator::new(secret) })
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats { hub: self.hub.clone(), store: self.store.clone() }
+    }
+
+    /// Serves on `listener` until `shutdown` resolves. Then, in order: health
+    /// reports NOT_SERVING, every watch stream ends with SHUTTING_DOWN and its
+    /// resume revision, no new connections are accepted, in-flight calls get
+    /// up to `shutdown_grace` to finish, and storage is flushed.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        self.serve_with_force(listener, shutdown, std::future::pending()).await
+    }
+
+    /// [`serve`](Self::serve), where `force` (a second signal) cuts the
+    /// drain short; storage is still flushed.
+    pub async fn serve_with_force(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        force: impl Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        let Self { config, store, hub, auth } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for name in HEALTH_NAMES {
+            health.set_service_status(name, ServingStatus::Serving).await;
+        }
+
+        // v1 for current clients, v1alpha for grpcurl <= 1.8; both know our
+        // protos, the health service, google.rpc error details (so grpcurl can
+        // print ErrorInfo) and both reflection services (so `list` shows both).
+        let descriptor_sets = [
+            pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_types::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut v1 = tonic_reflection::server::Builder::configure();
+        let mut v1alpha = tonic_reflection::server::Builder::configure();
+        for set in descriptor_sets {
+            v1 = v1.register_encoded_file_descriptor_set(set);
+            v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+        }
+        let reflection_v1 = v1.build_v1().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+        let reflection_v1alpha = v1alpha.build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+
+        let server = &config.server;
+        let calls = Calls::new(server.max_in_flight, server.unary_timeout);
+        let groups = InterceptedService::new(
+            ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
+                store.clone(),
+                hub.clone(),
+                calls.clone(),
+                config.watch.bookmark_interval,
+            ))
+            .max_decoding_message_size(server.max_request_bytes),
+            auth.clone(),
+        );
+        let conversations = InterceptedService::new(
+            ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
+                .max_decoding_message_size(server.max_request_bytes),
+            auth,
+        );
+
+        if let Some(addr) = server.metrics_listen {
+            crate::metrics::install(addr)?;
+            tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        }
+        let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
+
+        let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener address: {e}")))?;
+        tracing::info!(
+            %addr,
+            data_dir = %config.data_dir.display(),
+            revision = store.current_revision(),
+            tls = server.tls_cert.is_some(),
+            "serving"
+        );
+
+        let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+        let signal = {
+            let (health, hub) = (health.clone(), hub.clone());
+            async move {
+                shutdown.await;
+                tracing::info!(watchers = hub.watchers(), "shutting down");
+                for name in HEALTH_NAMES {
+                    health.set_service_status(name, ServingStatus::NotServing).await;
+                }
+                // Open streams would otherwise hold graceful shutdown forever.
+                hub.close();
+                let _ = stopping_tx.send(());
+            }
+        };
+        let mut builder = Server::builder();
+        if let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) {
+            builder = builder
+                .tls_config(tls_config(cert, key)?)
+                .map_err(|e| Error::InvalidSetting { setting: "--tls-cert", message: e.to_string() })?;
+        }
+        let serve = builder
+            .http2_keepalive_interval(Some(server.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
+            .max_concurrent_streams(Some(server.http2_max_concurrent_streams))
+            // grpc-web over HTTP/1.1 on the same port as gRPC.
+            .accept_http1(true)
+            .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
+            .layer(tower::util::option_layer(cors_layer(&server.cors_allow_origin)?))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(groups)
+            .add_service(conversations)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        let grace = server.shutdown_grace;
+        let deadline = async move {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let served = tokio::select! {
+            served = serve => served.map_err(|e| Error::Internal(format!("transport: {e}"))),
+            _ = deadline => {
+                tracing::warn!(grace = ?grace, "calls still running after the shutdown grace period; stopping anyway");
+                Ok(())
+            }
+            _ = force => {
+                tracing::warn!("second signal: stopping now without waiting for calls");
+                Ok(())
+            }
+        };
+        upkeep.abort();
+        // Acknowledged writes are already durable; this leaves the files clean.
+        let flushed = store.flush().await;
+        served?;
+        flushed?;
+        tracing::info!(revision = store.current_revision(), "stopped");
+        Ok(())
+    }
+}
+
+/// Loads the TLS identity; a bad file stops the start with its name.
+fn tls_config(cert: &Path, key: &Path) -> Result<ServerTlsConfig, Error> {
+    let read = |setting: &'static str, path: &Path| {
+        std::fs::read(path)
+            .map_err(|e| Error::InvalidSetting { setting, message: format!("cannot read {}: {e}", path.display()) })
+    };
+    let (cert, key) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+}
+
+/// CORS for grpc-web from browsers on other origins; None keeps the
+/// browser's same-origin rule.
+fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, Error> {
+    if origins.is_empty() {
+        return Ok(None);
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let values = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o).map_err(|_| Error::InvalidSetting {
+                    setting: "--cors-allow-origin",
+                    message: format!("{o:?} is not a valid origin"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        AllowOrigin::list(values)
+    };
+    let header = HeaderName::from_static;
+    Ok(Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([http::Method::POST, http::Method::OPTIONS])
+            .allow_headers([
+                header("authorization"),
+                header("content-type"),
+                header("x-grpc-web"),
+                header("x-user-agent"),
+                header("grpc-timeout"),
+                header(crate::auth::USER_HEADER),
+            ])
+            .expose_headers([header("grpc-status"), header("grpc-message"), header("grpc-status-details-bin")])
+            .max_age(Duration::from_secs(24 * 3600)),
+    ))
+}
+
+/// tonic answers a request over the decoding limit with OUT_OF_RANGE; the
+/// gRPC convention (and our contract) is RESOURCE_EXHAUSTED, so the
+/// trailers-only answer is relabelled. Its message already names the size
+/// and the limit.
+fn oversize_is_resource_exhausted(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let oversize = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers
+            .get("grpc-message")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|m| m.contains("length%20too%20large") || m.contains("length too large"));
+    if oversize {
+        headers.insert("grpc-status", HeaderValue::from_static("8"));
+    }
+    response
+}
+
+/// Background upkeep until shutdown: trims the event log every
+/// `compact_interval` and refreshes the storage-size metric.
+async fn background(store: Store, hub: Hub, config: Config) {
     let watch = &config.watch;
     let retain_for_ms = i64::try_from(watch.retain_for.as_millis()).unwrap_or(i64::MAX);
     let mut ticks = tokio::time::interval(watch.compact_interval);
@@ -132,6 +308,9 @@ async fn compact_periodically(store: Store, hub: Hub, config: Config) {
         tokio::select! {
             _ = &mut closed => return,
             _ = ticks.tick() => {}
+        }
+        if let Ok(bytes) = store.size_on_disk().await {
+            crate::metrics::storage_size(bytes);
         }
         match store.compact(retain_for_ms, watch.retain_events_per_user).await {
             Ok(done) if done.trimmed > 0 => tracing::info!(trimmed = done.trimmed, "event log compacted"),

@@ -2,9 +2,9 @@
 
 use tonic::{Request, Response, Status};
 
-use super::convert;
-use crate::auth;
-use crate::domain::BatchResult;
+use super::{convert, Calls};
+use crate::domain::{BatchResult, UserId};
+use crate::error::Error;
 use crate::pb;
 use crate::pb::conversation_service_server::ConversationService;
 use crate::store::Store;
@@ -12,22 +12,19 @@ use crate::store::Store;
 #[derive(Clone, Debug)]
 pub struct ConversationServiceImpl {
     store: Store,
+    calls: Calls,
 }
 
 impl ConversationServiceImpl {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, calls: Calls) -> Self {
+        Self { store, calls }
     }
-}
 
-#[tonic::async_trait]
-impl ConversationService for ConversationServiceImpl {
-    async fn upsert_conversations(
+    async fn upsert(
         &self,
-        request: Request<pb::UpsertConversationsRequest>,
-    ) -> Result<Response<pb::UpsertConversationsResponse>, Status> {
-        let user = auth::caller(&request)?.acting_for;
-        let req = request.into_inner();
+        user: UserId,
+        req: pb::UpsertConversationsRequest,
+    ) -> Result<pb::UpsertConversationsResponse, Error> {
         let limits = self.store.limits();
         convert::check_list_size("conversations", req.conversations.len(), limits)?;
         let raw = req
@@ -42,19 +39,35 @@ impl ConversationService for ConversationServiceImpl {
         let (items, result) = BatchResult::classify(raw);
         let outcome = self.store.upsert_conversations(&user, items, result).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
-        Ok(Response::new(pb::UpsertConversationsResponse { success_conversation_ids, failed, revision }))
+        Ok(pb::UpsertConversationsResponse { success_conversation_ids, failed, revision })
+    }
+
+    async fn delete(
+        &self,
+        user: UserId,
+        req: pb::DeleteConversationsRequest,
+    ) -> Result<pb::DeleteConversationsResponse, Error> {
+        convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
+        let (items, result) = BatchResult::classify_ids(&req.conversation_ids);
+        let outcome = self.store.delete_conversations(&user, items, result).await?;
+        let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
+        Ok(pb::DeleteConversationsResponse { success_conversation_ids, failed, revision })
+    }
+}
+
+#[tonic::async_trait]
+impl ConversationService for ConversationServiceImpl {
+    async fn upsert_conversations(
+        &self,
+        request: Request<pb::UpsertConversationsRequest>,
+    ) -> Result<Response<pb::UpsertConversationsResponse>, Status> {
+        self.calls.unary("UpsertConversations", request, |user, req| self.upsert(user, req)).await
     }
 
     async fn delete_conversations(
         &self,
         request: Request<pb::DeleteConversationsRequest>,
     ) -> Result<Response<pb::DeleteConversationsResponse>, Status> {
-        let user = auth::caller(&request)?.acting_for;
-        let req = request.into_inner();
-        convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
-        let (items, result) = BatchResult::classify_ids(&req.conversation_ids);
-        let outcome = self.store.delete_conversations(&user, items, result).await?;
-        let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
-        Ok(Response::new(pb::DeleteConversationsResponse { success_conversation_ids, failed, revision }))
+        self.calls.unary("DeleteConversations", request, |user, req| self.delete(user, req)).await
     }
 }

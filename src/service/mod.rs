@@ -1,11 +1,101 @@
-//! The gRPC services: each handler extracts the caller, converts and
-//! validates the request, calls the store, and converts the answer. Errors
-//! become `Status` through `crate::error` only.
+//! The gRPC services. Every unary handler runs through [`Calls::unary`]:
+//! extract the caller, take a place under the concurrency limit, run the
+//! handler (convert → store → convert) under the unary deadline, log one
+//! line and record metrics, and only then turn a [`crate::error::Error`]
+//! into a `Status` — in `crate::error`, the one place that knows codes.
 
 mod conversations;
 pub mod convert;
 mod groups;
 mod watch;
 
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+
+use crate::auth;
+use crate::domain::UserId;
+use crate::error::Error;
+
 pub use conversations::ConversationServiceImpl;
 pub use groups::ConversationGroupServiceImpl;
+
+/// What every call shares: the load-shedding semaphore and the deadline.
+#[derive(Clone, Debug)]
+pub struct Calls {
+    permits: Arc<Semaphore>,
+    max_in_flight: usize,
+    unary_timeout: Duration,
+}
+
+impl Calls {
+    pub fn new(max_in_flight: usize, unary_timeout: Duration) -> Self {
+        Self { permits: Arc::new(Semaphore::new(max_in_flight)), max_in_flight, unary_timeout }
+    }
+
+    /// Runs one unary call for the user it acts for.
+    pub async fn unary<Req, Resp, Fut>(
+        &self,
+        method: &'static str,
+        request: Request<Req>,
+        handler: impl FnOnce(UserId, Req) -> Fut,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Fut: Future<Output = Result<Resp, Error>>,
+    {
+        let started = Instant::now();
+        let caller = match auth::caller(&request) {
+            Ok(caller) => caller,
+            Err(e) => return Err(finish(method, None, started, Err(e))),
+        };
+        let user = caller.acting_for;
+        // Shed load instead of queueing: a caller told RESOURCE_EXHAUSTED at
+        // once can back off; one left waiting only adds to the pile.
+        let Ok(_permit) = self.permits.try_acquire() else {
+            let overloaded = Error::Overloaded { limit: self.max_in_flight };
+            return Err(finish(method, Some(&user), started, Err(overloaded)));
+        };
+        let outcome = match tokio::time::timeout(self.unary_timeout, handler(user.clone(), request.into_inner())).await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::DeadlineExceeded { timeout: self.unary_timeout }),
+        };
+        match outcome {
+            Ok(response) => {
+                finish(method, Some(&user), started, Ok(()));
+                Ok(Response::new(response))
+            }
+            Err(e) => Err(finish(method, Some(&user), started, Err(e))),
+        }
+    }
+}
+
+/// Logs the one line of a call and records its metrics; returns the
+/// status for an error.
+pub(crate) fn finish(
+    method: &'static str,
+    user: Option<&UserId>,
+    started: Instant,
+    outcome: Result<(), Error>,
+) -> Status {
+    let elapsed = started.elapsed();
+    let status = match outcome {
+        Ok(()) => Status::ok(""),
+        Err(e) => Status::from(e),
+    };
+    let code = status.code();
+    let user = user.map(UserId::as_str).unwrap_or("-");
+    let micros = elapsed.as_micros() as u64;
+    match code {
+        tonic::Code::Ok => tracing::info!(method, user, code = ?code, latency_us = micros, "rpc"),
+        tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::Unknown => {
+            tracing::warn!(method, user, code = ?code, latency_us = micros, message = status.message(), "rpc")
+        }
+        _ => tracing::info!(method, user, code = ?code, latency_us = micros, message = status.message(), "rpc"),
+    }
+    crate::metrics::rpc(method, code, elapsed);
+    status
+}

@@ -261,6 +261,13 @@ impl Watcher {
 
     /// Reads everything after `progress` that is durable from the log.
     async fn catch_up(&mut self) -> Result<(), Stop> {
+        crate::metrics::catching_up(1.0);
+        let result = self.catch_up_inner().await;
+        crate::metrics::catching_up(-1.0);
+        result
+    }
+
+    async fn catch_up_inner(&mut self) -> Result<(), Stop> {
         loop {
             let durable = self.store.current_revision();
             let batches = self.store.read_log(self.spec.scope.clone(), self.progress + 1, durable, LOG_CHUNK).await?;

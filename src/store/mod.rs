@@ -118,7 +118,14 @@ impl Store {
             // Durability comes from our own flush before every answer, not
             // from sled's timer.
             .flush_every_ms(None)
-            .open()?;
+            .open()
+            .map_err(|e| Error::InvalidSetting {
+                setting: "--data-dir",
+                message: format!(
+                    "cannot open the database in {} (is another convgroups server using it?): {e}",
+                    dir.display()
+                ),
+            })?;
         let tree = |name: &str| db.open_tree(name);
         let trees = Trees {
             meta: tree("meta")?,
@@ -156,6 +163,11 @@ impl Store {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// Bytes the database takes on disk.
+    pub async fn size_on_disk(&self) -> Result<u64, Error> {
+        self.blocking(|inner| Ok(inner.trees.db.size_on_disk()?)).await
     }
 
     /// Flushes everything to disk; called on shutdown.
@@ -266,9 +278,11 @@ async fn flusher(inner: std::sync::Weak<Inner>, wanted: Arc<Notify>) {
             continue;
         }
         let flushing = strong.clone();
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || flushing.trees.db.flush()).await;
         match result {
             Ok(Ok(_)) => {
+                crate::metrics::flushed(started.elapsed());
                 strong.durable.send_modify(|d| d.revision = target);
                 publish_durable(&strong, target);
             }
