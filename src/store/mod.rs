@@ -13,6 +13,7 @@
 //!   flush. Only then are batches handed to the [`Hub`] (in revision order),
 //!   so a watcher never sees a change that a crash could take back.
 
+mod backup;
 mod codec;
 mod keys;
 mod log;
@@ -35,6 +36,7 @@ use crate::error::Error;
 use crate::hub::Hub;
 use plan::{Plan, WriteSet, TREE_COUNT};
 
+pub use backup::{backup, restore, BackupSummary};
 pub use log::{Compaction, Scope, Snapshot};
 pub use ops::CreatedGroup;
 

@@ -1,0 +1,194 @@
+//! Backup and restore of a stopped server's database: every tree, key and
+//! value (so revisions, the event log and compaction floors come back
+//! exactly), plus the generated auth secret so issued tokens stay valid.
+//!
+//! File format (all integers big-endian):
+//! `CONVGROUPS-BACKUP-1\n`, then records `[kind u8][len u32][bytes]...`:
+//! kind 1 starts a tree (bytes: its name), kind 2 is one entry (a key
+//! record followed by its value record), kind 3 is the auth secret, kind 4
+//! ends the file (bytes: the FNV-1a 64 of everything before it). A file
+//! that is truncated or altered fails to restore and restores nothing.
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use crate::auth::SECRET_FILE_NAME;
+use crate::error::Error;
+
+const MAGIC: &[u8] = b"CONVGROUPS-BACKUP-1\n";
+const TREE: u8 = 1;
+const ENTRY: u8 = 2;
+const SECRET: u8 = 3;
+const END: u8 = 4;
+
+/// What a backup or restore moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackupSummary {
+    pub trees: usize,
+    pub entries: usize,
+}
+
+fn setting(setting: &'static str, message: String) -> Error {
+    Error::InvalidSetting { setting, message }
+}
+
+struct Hashing<W> {
+    inner: W,
+    hash: u64,
+}
+
+impl<W: Write> Hashing<W> {
+    fn record(&mut self, kind: u8, bytes: &[u8]) -> std::io::Result<()> {
+        let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("record over 4 GiB"))?;
+        for chunk in [&[kind][..], &len.to_be_bytes(), bytes] {
+            self.hash = fnv(self.hash, chunk);
+            self.inner.write_all(chunk)?;
+        }
+        Ok(())
+    }
+}
+
+fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn open_db(dir: &Path) -> Result<sled::Db, Error> {
+    sled::Config::new().path(dir.join("db")).open().map_err(|e| {
+        setting(
+            "--data-dir",
+            format!("cannot open the database in {} (is a server still running on it?): {e}", dir.display()),
+        )
+    })
+}
+
+/// Writes a backup of the database in `data_dir` (which no server may be
+/// using) to `out` (created with mode 0600: it holds the auth secret).
+pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary, Error> {
+    if !data_dir.join("db").exists() {
+        return Err(setting("--data-dir", format!("{} holds no convgroups database", data_dir.display())));
+    }
+    let db = open_db(data_dir)?;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let file = options.open(out).map_err(|e| setting("--out", format!("cannot create {}: {e}", out.display())))?;
+    let io = |e: std::io::Error| setting("--out", format!("writing {}: {e}", out.display()));
+    let mut w = Hashing { inner: BufWriter::new(file), hash: FNV_START };
+    w.hash = fnv(w.hash, MAGIC);
+    w.inner.write_all(MAGIC).map_err(io)?;
+    let mut summary = BackupSummary::default();
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name)?;
+        w.record(TREE, &name).map_err(io)?;
+        summary.trees += 1;
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            w.record(ENTRY, &key).map_err(io)?;
+            w.record(ENTRY, &value).map_err(io)?;
+            summary.entries += 1;
+        }
+    }
+    if let Ok(secret) = fs::read(data_dir.join(SECRET_FILE_NAME)) {
+        w.record(SECRET, &secret).map_err(io)?;
+    }
+    let hash = w.hash.to_be_bytes();
+    w.record(END, &hash).map_err(io)?;
+    let file = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    Ok(summary)
+}
+
+fn read_record(r: &mut impl Read, hash: &mut u64) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 5];
+    r.read_exact(&mut head)?;
+    let len = u32::from_be_bytes(head[1..].try_into().expect("4 bytes")) as usize;
+    let mut bytes = vec![0u8; len];
+    r.read_exact(&mut bytes)?;
+    if head[0] != END {
+        *hash = fnv(fnv(*hash, &head), &bytes);
+    }
+    Ok((head[0], bytes))
+}
+
+/// Restores a backup into `data_dir`, which must not hold a database yet.
+/// The whole file is checked before anything is written.
+pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
+    if data_dir.join("db").exists() {
+        return Err(setting(
+            "--data-dir",
+            format!("{} already holds a database; restore into an empty directory", data_dir.display()),
+        ));
+    }
+    let bad = |message: String| setting("--in", format!("{}: {message}", input.display()));
+    let file = fs::File::open(input).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let mut r = BufReader::new(file);
+    let mut magic = vec![0u8; MAGIC.len()];
+    r.read_exact(&mut magic).map_err(|_| bad("not a convgroups backup".into()))?;
+    if magic != MAGIC {
+        return Err(bad("not a convgroups backup".into()));
+    }
+    // Parse everything first: a damaged file must not leave half a database.
+    let mut hash = fnv(FNV_START, MAGIC);
+    let mut trees: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+    let mut secret = None;
+    loop {
+        let (kind, bytes) = read_record(&mut r, &mut hash).map_err(|_| bad("truncated".into()))?;
+        match kind {
+            TREE => trees.push((bytes, Vec::new())),
+            ENTRY => {
+                let (_, value) = read_record(&mut r, &mut hash).map_err(|_| bad("truncated".into()))?;
+                let tree = trees.last_mut().ok_or_else(|| bad("entry before any tree".into()))?;
+                tree.1.push((bytes, value));
+            }
+            SECRET => secret = Some(bytes),
+            END => {
+                if bytes != hash.to_be_bytes() {
+                    return Err(bad("checksum mismatch: the file is damaged".into()));
+                }
+                break;
+            }
+            other => return Err(bad(format!("unknown record kind {other}"))),
+        }
+    }
+    fs::create_dir_all(data_dir)
+        .map_err(|e| setting("--data-dir", format!("cannot create {}: {e}", data_dir.display())))?;
+    let db = open_db(data_dir)?;
+    let mut summary = BackupSummary::default();
+    for (name, entries) in trees {
+        let tree = db.open_tree(&name)?;
+        let mut batch = sled::Batch::default();
+        summary.trees += 1;
+        summary.entries += entries.len();
+        for (key, value) in entries {
+            batch.insert(key, value);
+        }
+        tree.apply_batch(batch)?;
+    }
+    db.flush()?;
+    if let Some(secret) = secret {
+        let path = data_dir.join(SECRET_FILE_NAME);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options
+            .open(&path)
+            .map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
+        file.write_all(&secret)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(summary)
+}
