@@ -183,9 +183,8 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
             use std::os::unix::fs::OpenOptionsExt;
             options.mode(0o600);
         }
-        let mut file = options
-            .open(&path)
-            .map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
+        let mut file =
+            options.open(&path).map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
         file.write_all(&secret)
             .and_then(|_| file.sync_all())
             .map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;

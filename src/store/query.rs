@@ -128,13 +128,27 @@ fn walk(
 }
 
 impl Store {
+    /// Reads run without the write lock, so one may see a change that is
+    /// committed but not yet flushed. Before answering, wait for that flush:
+    /// a client must never be shown a revision that a crash could take
+    /// back (it would watch from it). Free when nothing is in flight.
+    async fn settled<T>(&self, answer: T, revision: u64) -> Result<T, Error> {
+        if revision > self.current_revision() {
+            self.wait_durable(revision).await?;
+        }
+        Ok(answer)
+    }
+
     pub async fn group_list(&self, user: &UserId) -> Result<GroupList, Error> {
         let user = user.clone();
-        self.blocking(move |inner| {
-            let record = load_user(inner, &user)?;
-            Ok(GroupList { groups: record.groups.iter().map(group_view).collect(), revision: record.revision })
-        })
-        .await
+        let list = self
+            .blocking(move |inner| {
+                let record = load_user(inner, &user)?;
+                Ok(GroupList { groups: record.groups.iter().map(group_view).collect(), revision: record.revision })
+            })
+            .await?;
+        let revision = list.revision;
+        self.settled(list, revision).await
     }
 
     pub async fn list_conversations(
@@ -145,47 +159,52 @@ impl Store {
         after: Option<ListPosition>,
     ) -> Result<ConversationPage, Error> {
         let user_id = user.clone();
-        self.blocking(move |inner| {
-            let user = load_user(inner, &user_id)?;
-            let mut page = Vec::with_capacity(page_size.min(1024));
-            let mut more = false;
-            walk(inner, &user_id, &user, &filter, after.as_ref(), |id, record| {
-                if page.len() == page_size {
-                    more = true;
-                    return false;
-                }
-                page.push(view(&user, id, &record));
-                true
-            })?;
-            let next_after = if more { page.last().map(|v| ListPosition::of(&v.id, &v.data)) } else { None };
-            Ok(ConversationPage { conversations: page, next_after, revision: user.revision })
-        })
-        .await
+        let page = self
+            .blocking(move |inner| {
+                let user = load_user(inner, &user_id)?;
+                let mut page = Vec::with_capacity(page_size.min(1024));
+                let mut more = false;
+                walk(inner, &user_id, &user, &filter, after.as_ref(), |id, record| {
+                    if page.len() == page_size {
+                        more = true;
+                        return false;
+                    }
+                    page.push(view(&user, id, &record));
+                    true
+                })?;
+                let next_after = if more { page.last().map(|v| ListPosition::of(&v.id, &v.data)) } else { None };
+                Ok(ConversationPage { conversations: page, next_after, revision: user.revision })
+            })
+            .await?;
+        let revision = page.revision;
+        self.settled(page, revision).await
     }
 
     /// Sum of unread counts of matching conversations that receive. The
     /// common questions (everything; one group) are answered from counters.
     pub async fn unread_count(&self, user: &UserId, filter: ConversationFilter) -> Result<(u64, u64), Error> {
         let user_id = user.clone();
-        self.blocking(move |inner| {
-            let user = load_user(inner, &user_id)?;
-            let only_group = ConversationFilter { group_name: filter.group_name.clone(), ..Default::default() };
-            if filter == ConversationFilter::default() {
-                return Ok((user.total_unread, user.revision));
-            }
-            if filter == only_group {
-                if let Some(Some(group_id)) = filter_group(&user, &filter)? {
-                    let group = user.groups.iter().find(|g| g.id == group_id).expect("found by filter_group");
-                    return Ok((group.unread_count, user.revision));
+        let (total, revision) = self
+            .blocking(move |inner| {
+                let user = load_user(inner, &user_id)?;
+                let only_group = ConversationFilter { group_name: filter.group_name.clone(), ..Default::default() };
+                if filter == ConversationFilter::default() {
+                    return Ok((user.total_unread, user.revision));
                 }
-            }
-            let mut total = 0u64;
-            walk(inner, &user_id, &user, &filter, None, |_, record| {
-                total += record.counted_unread();
-                true
-            })?;
-            Ok((total, user.revision))
-        })
-        .await
+                if filter == only_group {
+                    if let Some(Some(group_id)) = filter_group(&user, &filter)? {
+                        let group = user.groups.iter().find(|g| g.id == group_id).expect("found by filter_group");
+                        return Ok((group.unread_count, user.revision));
+                    }
+                }
+                let mut total = 0u64;
+                walk(inner, &user_id, &user, &filter, None, |_, record| {
+                    total += record.counted_unread();
+                    true
+                })?;
+                Ok((total, user.revision))
+            })
+            .await?;
+        self.settled((total, revision), revision).await
     }
 }
