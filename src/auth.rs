@@ -192,7 +192,8 @@ impl Authenticator {
 
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self.caller(&request)?;
+        // The reason is logged, never the token: it is a credential.
+        let caller = self.caller(&request).inspect_err(|e| tracing::info!(reason = %e, "call refused"))?;
         request.extensions_mut().insert(caller);
         Ok(request)
     }
