@@ -22,6 +22,9 @@ const ENTRY: u8 = 2;
 const SECRET: u8 = 3;
 const END: u8 = 4;
 
+/// One key and its value.
+type Entry = (Vec<u8>, Vec<u8>);
+
 /// What a backup or restore moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BackupSummary {
@@ -138,7 +141,7 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
     }
     // Parse everything first: a damaged file must not leave half a database.
     let mut hash = fnv(FNV_START, MAGIC);
-    let mut trees: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+    let mut trees: Vec<(Vec<u8>, Vec<Entry>)> = Vec::new();
     let mut secret = None;
     loop {
         let (kind, bytes) = read_record(&mut r, &mut hash).map_err(|_| bad("truncated".into()))?;

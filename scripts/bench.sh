@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The benchmark: `scripts/bench.sh [--seconds N] [--out FILE] ...`
+#
+# Builds convgroups and the benchmark in release, installs etcd (Debian's
+# etcd-server) if it is missing, and runs bench/ — which starts convgroups,
+# an empty tonic server and etcd on 127.0.0.1, measures them in one run and
+# prints a markdown report with the ratios and targets. Every server is
+# stopped by pid when it ends. Takes about 5-8 minutes on 2 cores.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
+    echo "==> installing etcd (apt-get install etcd-server)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq --no-install-recommends etcd-server >&2
+    # The package may start a system etcd on 127.0.0.1:2379; the benchmark
+    # uses its own instances on free ports, so stop it if it runs.
+    (systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || pkill -x etcd 2>/dev/null) || true
+fi
+
+echo "==> cargo build --release (convgroups, convgroups-bench)" >&2
+cargo build --release -q --bin convgroups -p convgroups
+cargo build --release -q -p convgroups-bench
+exec target/release/convgroups-bench "$@"
