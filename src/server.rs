@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tower::util::MapResponseLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -25,7 +25,7 @@ use crate::pb;
 use crate::pb::conversation_group_service_server::ConversationGroupServiceServer;
 use crate::pb::conversation_service_server::ConversationServiceServer;
 use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl};
-use crate::store::Store;
+use crate::store::{RevisionWatch, Store};
 
 /// Service names as health reports them ("" is the server as a whole).
 const HEALTH_NAMES: [&str; 3] = ["", "convgroups.v1.ConversationGroupService", "convgroups.v1.ConversationService"];
@@ -43,7 +43,7 @@ pub struct App {
 #[derive(Clone, Debug)]
 pub struct Stats {
     hub: Hub,
-    store: Store,
+    revision: RevisionWatch,
 }
 
 impl Stats {
@@ -59,7 +59,7 @@ impl Stats {
 
     /// The last durable revision.
     pub fn revision(&self) -> u64 {
-        self.store.current_revision()
+        self.revision.current()
     }
 }
 
@@ -83,7 +83,9 @@ impl App {
     }
 
     pub fn stats(&self) -> Stats {
-        Stats { hub: self.hub.clone(), store: self.store.clone() }
+        // Not the store itself: a Stats kept by a test must not keep the
+        // database open after the server stops.
+        Stats { hub: self.hub.clone(), revision: self.store.revision_watch() }
     }
 
     /// Serves on `listener` until `shutdown` resolves. Then, in order: health
@@ -198,7 +200,12 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(groups)
             .add_service(conversations)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+            .serve_with_incoming_shutdown(
+                // No Nagle: small gRPC frames must not wait for delayed ACKs
+                // (40 ms per call otherwise).
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                signal,
+            );
         let grace = server.shutdown_grace;
         let deadline = async move {
             if stopping_rx.await.is_ok() {

@@ -98,6 +98,16 @@ impl Drop for Inner {
     }
 }
 
+/// Reads the last durable revision; holds no database resources.
+#[derive(Clone, Debug)]
+pub struct RevisionWatch(watch::Receiver<Durable>);
+
+impl RevisionWatch {
+    pub fn current(&self) -> u64 {
+        self.0.borrow().revision
+    }
+}
+
 /// A cheap-clone handle on the database.
 #[derive(Clone)]
 pub struct Store {
@@ -156,6 +166,12 @@ impl Store {
         });
         tokio::spawn(flusher(Arc::downgrade(&inner), inner.flush_wanted.clone()));
         Ok(Self { inner })
+    }
+
+    /// A handle that reads the durable revision without keeping the
+    /// database open.
+    pub fn revision_watch(&self) -> RevisionWatch {
+        RevisionWatch(self.inner.durable.subscribe())
     }
 
     /// The last durable revision of the whole server.
