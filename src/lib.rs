@@ -18,6 +18,7 @@
 //!   the binary and the tests call.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;

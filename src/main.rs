@@ -1,5 +1,7 @@
 //! The `convgroups` binary: `serve` runs the service, `token` prints a token
-//! signed with the server's secret. Everything else lives in the library.
+//! signed with the server's secret, and the client commands (`groups`,
+//! `conversations`, `watch`, `backup`, `restore`) are `convgroups::cli`.
+//! Everything else lives in the library.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -38,6 +40,9 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// The command-line client: groups, conversations, watch, backup, restore.
+    #[command(flatten)]
+    Client(convgroups::cli::Command),
 }
 
 fn main() -> ExitCode {
@@ -50,7 +55,12 @@ fn main() -> ExitCode {
         eprintln!("convgroups: {message}");
         return ExitCode::FAILURE;
     }
-    match run(cli.command) {
+    let command = match cli.command {
+        // The client has its own exit codes (see `convgroups::cli`).
+        Command::Client(command) => return convgroups::cli::run(command),
+        command => command,
+    };
+    match run(command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("convgroups: {message}");
@@ -65,7 +75,9 @@ fn init_logging(log: &LogSettings) -> Result<(), String> {
         Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).map_err(|e| format!("RUST_LOG={spec}: {e}"))?,
         _ => EnvFilter::try_new(&log.log_level).map_err(|e| format!("--log-level {}: {e}", log.log_level))?,
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: log files and collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match log.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
@@ -75,6 +87,7 @@ fn init_logging(log: &LogSettings) -> Result<(), String> {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
+        Command::Client(_) => unreachable!("client commands are dispatched in main"),
         Command::Token { user, ttl, admin, config } => {
             let user = UserId::parse(&user).map_err(|e| format!("--user: {e}"))?;
             let secret = Secret::load_or_create(&config).map_err(|e| e.to_string())?;
@@ -84,48 +97,54 @@ fn run(command: Command) -> Result<(), String> {
         Command::Serve(config) => {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
             runtime.block_on(async move {
+                // Handlers first: a signal that arrives while storage opens
+                // must start a graceful shutdown, not kill the process.
+                let signals = count_signals().map_err(|e| format!("installing signal handlers: {e}"))?;
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("--listen {}: {e}", config.listen))?;
                 let app = App::open(config).map_err(|e| e.to_string())?;
                 // The first signal starts a graceful shutdown; a second one
                 // cuts the drain short (storage is flushed either way).
-                let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
-                let shutdown = async move {
-                    shutdown_signal().await;
-                    let _ = first_tx.send(());
-                };
-                let force = async move {
-                    if first_rx.await.is_ok() {
-                        shutdown_signal().await;
-                    } else {
-                        std::future::pending::<()>().await;
+                let nth = |n: u32| {
+                    let mut signals = signals.clone();
+                    async move {
+                        let _ = signals.wait_for(|count| *count >= n).await;
                     }
                 };
-                app.serve_with_force(listener, shutdown, force).await.map_err(|e| e.to_string())
+                app.serve_with_force(listener, nth(1), nth(2)).await.map_err(|e| e.to_string())
             })
         }
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; SIGINT only");
-                let _ = ctrl_c.await;
-                return;
+/// Counts SIGINT and SIGTERM from now on.
+#[cfg(unix)]
+fn count_signals() -> std::io::Result<tokio::sync::watch::Receiver<u32>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let (count, signals) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            count.send_modify(|n| *n += 1);
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    });
+    Ok(signals)
+}
+
+/// Counts Ctrl-C presses from now on.
+#[cfg(not(unix))]
+fn count_signals() -> std::io::Result<tokio::sync::watch::Receiver<u32>> {
+    let (count, signals) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(signals)
 }

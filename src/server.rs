@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tower::util::MapResponseLayer;
@@ -134,29 +133,34 @@ impl App {
         let reflection_v1alpha = v1alpha.build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
 
         let server = &config.server;
-        let calls = Calls::new(server.max_in_flight, server.unary_timeout);
-        let groups = InterceptedService::new(
-            ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
-                store.clone(),
-                hub.clone(),
-                calls.clone(),
-                config.watch.bookmark_interval,
-            ))
-            .max_decoding_message_size(server.max_request_bytes),
-            auth.clone(),
-        );
-        let conversations = InterceptedService::new(
-            ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
-                .max_decoding_message_size(server.max_request_bytes),
-            auth,
-        );
-
+        // Everything that can refuse the start comes before "serving".
+        let tls = match (&server.tls_cert, &server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        };
+        let cors = cors_layer(&server.cors_allow_origin)?;
         if let Some(addr) = server.metrics_listen {
             crate::metrics::install(addr)?;
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
-        let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
+        let calls = Calls::new(auth, server.max_in_flight, server.unary_timeout);
+        let groups = ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
+            store.clone(),
+            hub.clone(),
+            calls.clone(),
+            config.watch.bookmark_interval,
+        ))
+        .max_decoding_message_size(server.max_request_bytes);
+        let conversations = ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
+            .max_decoding_message_size(server.max_request_bytes);
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| Error::InvalidSetting { setting: "--tls-cert", message: error_chain(&e) })?;
+        }
 
+        let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
         let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener address: {e}")))?;
         tracing::info!(
             %addr,
@@ -168,24 +172,25 @@ impl App {
 
         let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
         let signal = {
-            let (health, hub) = (health.clone(), hub.clone());
+            let (mut health, hub) = (health.clone(), hub.clone());
             async move {
                 shutdown.await;
                 tracing::info!(watchers = hub.watchers(), "shutting down");
                 for name in HEALTH_NAMES {
                     health.set_service_status(name, ServingStatus::NotServing).await;
                 }
+                // Health Watch streams end only when their status is
+                // removed; they would otherwise hold the drain for the whole
+                // grace period. Their last message is NOT_SERVING; Check
+                // answers NOT_FOUND from here on.
+                for name in HEALTH_NAMES {
+                    health.clear_service_status(name).await;
+                }
                 // Open streams would otherwise hold graceful shutdown forever.
                 hub.close();
                 let _ = stopping_tx.send(());
             }
         };
-        let mut builder = Server::builder();
-        if let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) {
-            builder = builder
-                .tls_config(tls_config(cert, key)?)
-                .map_err(|e| Error::InvalidSetting { setting: "--tls-cert", message: e.to_string() })?;
-        }
         let serve = builder
             .http2_keepalive_interval(Some(server.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
@@ -193,7 +198,7 @@ impl App {
             // grpc-web over HTTP/1.1 on the same port as gRPC.
             .accept_http1(true)
             .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
-            .layer(tower::util::option_layer(cors_layer(&server.cors_allow_origin)?))
+            .layer(tower::util::option_layer(cors))
             .layer(tonic_web::GrpcWebLayer::new())
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -233,6 +238,19 @@ impl App {
         tracing::info!(revision = store.current_revision(), "stopped");
         Ok(())
     }
+}
+
+/// An error with its causes, for errors (like tonic's) whose Display
+/// leaves out what went wrong underneath.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// Loads the TLS identity; a bad file stops the start with its name.

@@ -9,7 +9,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, finish, watch, Calls};
-use crate::auth;
+use crate::auth::Caller;
 use crate::domain::{BatchResult, UserId};
 use crate::error::Error;
 use crate::hub::Hub;
@@ -144,7 +144,7 @@ impl ConversationGroupServiceImpl {
 
     /// Validates the request, subscribes and checks the start revision; the
     /// stream itself runs in its own task.
-    async fn watch(&self, caller: auth::Caller, req: pb::WatchGroupEventsRequest) -> Result<WatchStream, Error> {
+    async fn watch(&self, caller: Caller, req: pb::WatchGroupEventsRequest) -> Result<WatchStream, Error> {
         let spec = watch::WatchSpec::parse(req, &caller)?;
         let subscription = watch::open(&self.store, &self.hub, &spec).await?;
         let (tx, rx) = mpsc::channel(watch::STREAM_BUFFER);
@@ -231,7 +231,7 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
     ) -> Result<Response<Self::WatchGroupEventsStream>, Status> {
         const METHOD: &str = "WatchGroupEvents";
         let started = Instant::now();
-        let caller = match auth::caller(&request) {
+        let caller = match self.calls.authenticate(&request) {
             Ok(caller) => caller,
             Err(e) => return Err(finish(METHOD, None, started, Err(e))),
         };

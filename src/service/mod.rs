@@ -16,24 +16,31 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
-use crate::auth;
+use crate::auth::{Authenticator, Caller};
 use crate::domain::UserId;
 use crate::error::Error;
 
 pub use conversations::ConversationServiceImpl;
 pub use groups::ConversationGroupServiceImpl;
 
-/// What every call shares: the load-shedding semaphore and the deadline.
+/// What every call shares: the authenticator, the load-shedding semaphore
+/// and the deadline.
 #[derive(Clone, Debug)]
 pub struct Calls {
+    auth: Authenticator,
     permits: Arc<Semaphore>,
     max_in_flight: usize,
     unary_timeout: Duration,
 }
 
 impl Calls {
-    pub fn new(max_in_flight: usize, unary_timeout: Duration) -> Self {
-        Self { permits: Arc::new(Semaphore::new(max_in_flight)), max_in_flight, unary_timeout }
+    pub fn new(auth: Authenticator, max_in_flight: usize, unary_timeout: Duration) -> Self {
+        Self { auth, permits: Arc::new(Semaphore::new(max_in_flight)), max_in_flight, unary_timeout }
+    }
+
+    /// The caller of a request, from its bearer token.
+    pub fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Error> {
+        self.auth.authenticate(request.metadata())
     }
 
     /// Runs one unary call for the user it acts for.
@@ -47,7 +54,7 @@ impl Calls {
         Fut: Future<Output = Result<Resp, Error>>,
     {
         let started = Instant::now();
-        let caller = match auth::caller(&request) {
+        let caller = match self.authenticate(&request) {
             Ok(caller) => caller,
             Err(e) => return Err(finish(method, None, started, Err(e))),
         };

@@ -110,11 +110,17 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary, Error> {
     Ok(summary)
 }
 
-fn read_record(r: &mut impl Read, hash: &mut u64) -> std::io::Result<(u8, Vec<u8>)> {
+/// Reads one record. `left` is what remains of the file, so a damaged
+/// length can never make restore allocate more than the file holds.
+fn read_record(r: &mut impl Read, hash: &mut u64, left: &mut u64) -> std::io::Result<(u8, Vec<u8>)> {
     let mut head = [0u8; 5];
     r.read_exact(&mut head)?;
-    let len = u32::from_be_bytes(head[1..].try_into().expect("4 bytes")) as usize;
-    let mut bytes = vec![0u8; len];
+    let len = u64::from(u32::from_be_bytes(head[1..].try_into().expect("4 bytes")));
+    if len + 5 > *left {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "record longer than the file"));
+    }
+    *left -= len + 5;
+    let mut bytes = vec![0u8; len as usize];
     r.read_exact(&mut bytes)?;
     if head[0] != END {
         *hash = fnv(fnv(*hash, &head), &bytes);
@@ -133,22 +139,25 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
     }
     let bad = |message: String| setting("--in", format!("{}: {message}", input.display()));
     let file = fs::File::open(input).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let mut left = file.metadata().map_err(|e| bad(format!("cannot read: {e}")))?.len();
     let mut r = BufReader::new(file);
     let mut magic = vec![0u8; MAGIC.len()];
     r.read_exact(&mut magic).map_err(|_| bad("not a convgroups backup".into()))?;
     if magic != MAGIC {
         return Err(bad("not a convgroups backup".into()));
     }
+    left = left.saturating_sub(MAGIC.len() as u64);
     // Parse everything first: a damaged file must not leave half a database.
     let mut hash = fnv(FNV_START, MAGIC);
     let mut trees: Vec<(Vec<u8>, Vec<Entry>)> = Vec::new();
     let mut secret = None;
     loop {
-        let (kind, bytes) = read_record(&mut r, &mut hash).map_err(|_| bad("truncated".into()))?;
+        let (kind, bytes) = read_record(&mut r, &mut hash, &mut left).map_err(|_| bad("truncated or damaged".into()))?;
         match kind {
             TREE => trees.push((bytes, Vec::new())),
             ENTRY => {
-                let (_, value) = read_record(&mut r, &mut hash).map_err(|_| bad("truncated".into()))?;
+                let (_, value) =
+                    read_record(&mut r, &mut hash, &mut left).map_err(|_| bad("truncated or damaged".into()))?;
                 let tree = trees.last_mut().ok_or_else(|| bad("entry before any tree".into()))?;
                 tree.1.push((bytes, value));
             }

@@ -1,0 +1,414 @@
+//! One function per client subcommand: build the request from the flags,
+//! call, print the answer (text or `--json`), and say how it ended.
+
+use std::io::Write as _;
+
+use super::client::{describe_status, Client, Failure};
+use super::output::{cell, Json};
+use super::render::{self, conversations_count, quoted};
+use super::{
+    BackupArgs, Command, ConvType, ConversationsCommand, EventKindArg, Filter, GroupsCommand, Outcome, RecvOptArg,
+    RestoreArgs, Update, WatchArgs,
+};
+use crate::pb::watch_group_events_response::Kind as WatchKind;
+use crate::pb::*;
+
+/// Writes to stdout and flushes, so a line reaches a pipe at once (`watch`
+/// output is read line by line).
+fn print(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn print_line(text: &str) -> Result<(), Failure> {
+    print(&format!("{text}\n"))
+}
+
+/// Prints the JSON object (with `--json`) or the text.
+fn show(json: bool, value: impl FnOnce() -> Json, text: impl FnOnce() -> String) -> Result<(), Failure> {
+    if json {
+        print_line(&value().encode())
+    } else {
+        print_line(&text())
+    }
+}
+
+/// Prints each failed item of a batch call to stderr.
+fn item_failures(failed: &[ConversationResult]) -> Outcome {
+    let mut err = std::io::stderr().lock();
+    for f in failed {
+        let _ = writeln!(
+            err,
+            "error: {}: {}: {}",
+            cell(&f.conversation_id),
+            render::result_code_name(f.code),
+            cell(&f.message)
+        );
+    }
+    if failed.is_empty() {
+        Outcome::Done
+    } else {
+        Outcome::SomeItemsFailed
+    }
+}
+
+/// `groups`, `conversations` and `watch`: connect, then run.
+pub async fn remote(command: Command) -> Result<Outcome, Failure> {
+    match command {
+        Command::Groups(args) => {
+            let client = Client::connect(&args.conn).await?;
+            groups(&client, args.conn.json, args.command).await
+        }
+        Command::Conversations(args) => {
+            let client = Client::connect(&args.conn).await?;
+            conversations(&client, args.conn.json, args.command).await
+        }
+        Command::Watch(args) => {
+            let client = Client::connect(&args.conn).await?;
+            watch(&client, args).await
+        }
+        Command::Backup(_) | Command::Restore(_) => unreachable!("backup and restore need no server"),
+    }
+}
+
+async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<Outcome, Failure> {
+    let mut api = client.groups();
+    match command {
+        GroupsCommand::List => {
+            let r = client
+                .call(api.get_conversation_group_list(client.request(GetConversationGroupListRequest {})))
+                .await?;
+            show(json, || render::group_list(&r), || render::group_table(&r).trim_end().to_string())?;
+            Ok(Outcome::Done)
+        }
+        GroupsCommand::Create { name, ids, expect } => {
+            let request = CreateConversationGroupRequest {
+                group_name: name.clone(),
+                conversation_ids: ids,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.create_conversation_group(client.request(request))).await?;
+            show(
+                json,
+                || render::created(&r),
+                || {
+                    format!(
+                        "Created group {} with {} at revision {}.",
+                        quoted(&name),
+                        conversations_count(r.success_conversation_ids.len()),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(item_failures(&r.failed))
+        }
+        GroupsCommand::Rename { old, new, expect } => {
+            let request = RenameConversationGroupRequest {
+                old_name: old.clone(),
+                new_name: new.clone(),
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.rename_conversation_group(client.request(request))).await?;
+            show(
+                json,
+                || render::renamed(&r),
+                || format!("Renamed group {} to {} at revision {}.", quoted(&old), quoted(&new), r.revision),
+            )?;
+            Ok(Outcome::Done)
+        }
+        GroupsCommand::Delete { name, expect } => {
+            let request = DeleteConversationGroupRequest {
+                group_name: name.clone(),
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.delete_conversation_group(client.request(request))).await?;
+            show(
+                json,
+                || render::revision_only(r.revision),
+                || format!("Deleted group {} at revision {}.", quoted(&name), r.revision),
+            )?;
+            Ok(Outcome::Done)
+        }
+        GroupsCommand::Add { name, ids, expect } => {
+            let request = AddConversationsToGroupRequest {
+                group_name: name.clone(),
+                conversation_ids: ids,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.add_conversations_to_group(client.request(request))).await?;
+            show(
+                json,
+                || render::batch(&r.success_conversation_ids, &r.failed, r.revision),
+                || {
+                    format!(
+                        "Added {} to group {} at revision {}.",
+                        conversations_count(r.success_conversation_ids.len()),
+                        quoted(&name),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(item_failures(&r.failed))
+        }
+        GroupsCommand::Remove { name, ids, expect } => {
+            let request = DeleteConversationsFromGroupRequest {
+                group_name: name.clone(),
+                conversation_ids: ids,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.delete_conversations_from_group(client.request(request))).await?;
+            show(
+                json,
+                || render::batch(&r.success_conversation_ids, &r.failed, r.revision),
+                || {
+                    format!(
+                        "Removed {} from group {} at revision {}.",
+                        conversations_count(r.success_conversation_ids.len()),
+                        quoted(&name),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(item_failures(&r.failed))
+        }
+        GroupsCommand::Reorder { names, expect } => {
+            let request =
+                ReorderConversationGroupsRequest { group_names: names, expected_revision: expect.expected_revision };
+            let r = client.call(api.reorder_conversation_groups(client.request(request))).await?;
+            show(
+                json,
+                || render::reordered(&r),
+                || {
+                    let names: Vec<String> = r.group_names.iter().map(|n| quoted(n)).collect();
+                    format!("Group order: {} at revision {}.", names.join(", "), r.revision)
+                },
+            )?;
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn filter(f: Filter) -> ConversationFilter {
+    ConversationFilter {
+        r#type: f.kind.map(|k| match k {
+            ConvType::C2c => ConversationType::C2c as i32,
+            ConvType::Group => ConversationType::Group as i32,
+        }),
+        // The API's "in no group" filter is the empty group name.
+        group_name: if f.ungrouped { Some(String::new()) } else { f.group },
+        mark_type: f.mark,
+        has_unread_count: f.unread.then_some(true),
+        has_group_at_info: None,
+        conversation_ids: f.ids,
+    }
+}
+
+fn update(id: String, u: &Update) -> ConversationUpdate {
+    ConversationUpdate {
+        conversation_id: id,
+        show_name: u.name.clone(),
+        face_url: u.face_url.clone(),
+        unread_count: u.unread,
+        is_pinned: if u.pin {
+            Some(true)
+        } else if u.unpin {
+            Some(false)
+        } else {
+            None
+        },
+        order_key: u.order_key,
+        recv_opt: u.recv_opt.map(|r| {
+            (match r {
+                RecvOptArg::Receive => RecvOpt::Receive,
+                RecvOptArg::NotReceive => RecvOpt::NotReceive,
+                RecvOptArg::ReceiveNotNotify => RecvOpt::ReceiveNotNotify,
+                RecvOptArg::ReceiveNotNotifyExceptAt => RecvOpt::ReceiveNotNotifyExceptAt,
+                RecvOptArg::NotReceiveExceptAt => RecvOpt::NotReceiveExceptAt,
+            }) as i32
+        }),
+        mark_list: if u.clear_marks {
+            Some(MarkList { values: Vec::new() })
+        } else {
+            u.marks.clone().map(|values| MarkList { values })
+        },
+        custom_data: u.custom_data.clone().map(String::into_bytes),
+        has_group_at_info: None,
+        last_message: None,
+    }
+}
+
+async fn conversations(client: &Client, json: bool, command: ConversationsCommand) -> Result<Outcome, Failure> {
+    match command {
+        ConversationsCommand::List { filter: f, page_size, page_token, all } => {
+            let mut api = client.groups();
+            let filter = filter(f);
+            let mut listing = GetConversationListResponse::default();
+            let mut page_token = page_token.unwrap_or_default();
+            loop {
+                let request = GetConversationListRequest { filter: Some(filter.clone()), page_size, page_token };
+                let page = client.call(api.get_conversation_list(client.request(request))).await?;
+                listing.conversations.extend(page.conversations);
+                listing.next_page_token = page.next_page_token;
+                listing.is_finished = page.is_finished;
+                listing.revision = page.revision;
+                if !all || listing.is_finished || listing.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = listing.next_page_token.clone();
+            }
+            show(
+                json,
+                || render::conversation_list(&listing),
+                || render::conversation_table(&listing).trim_end().to_string(),
+            )?;
+            Ok(Outcome::Done)
+        }
+        ConversationsCommand::Unread { filter: f } => {
+            let request = GetUnreadCountRequest { filter: Some(filter(f)) };
+            let r = client.call(client.groups().get_unread_count(client.request(request))).await?;
+            show(json, || render::unread(&r), || r.unread_count.to_string())?;
+            Ok(Outcome::Done)
+        }
+        ConversationsCommand::Upsert { ids, update: u } => {
+            let request =
+                UpsertConversationsRequest { conversations: ids.into_iter().map(|id| update(id, &u)).collect() };
+            let r = client.call(client.conversations().upsert_conversations(client.request(request))).await?;
+            show(
+                json,
+                || render::batch(&r.success_conversation_ids, &r.failed, r.revision),
+                || {
+                    format!(
+                        "Upserted {} at revision {}.",
+                        conversations_count(r.success_conversation_ids.len()),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(item_failures(&r.failed))
+        }
+        ConversationsCommand::Delete { ids } => {
+            let request = DeleteConversationsRequest { conversation_ids: ids };
+            let r = client.call(client.conversations().delete_conversations(client.request(request))).await?;
+            show(
+                json,
+                || render::batch(&r.success_conversation_ids, &r.failed, r.revision),
+                || {
+                    format!(
+                        "Deleted {} at revision {}.",
+                        conversations_count(r.success_conversation_ids.len()),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(item_failures(&r.failed))
+        }
+    }
+}
+
+fn event_type(kind: EventKindArg) -> GroupEventType {
+    match kind {
+        EventKindArg::GroupCreated => GroupEventType::GroupCreated,
+        EventKindArg::GroupDeleted => GroupEventType::GroupDeleted,
+        EventKindArg::GroupRenamed => GroupEventType::GroupRenamed,
+        EventKindArg::GroupsReordered => GroupEventType::GroupsReordered,
+        EventKindArg::ConversationsAddedToGroup => GroupEventType::ConversationsAddedToGroup,
+        EventKindArg::ConversationsDeletedFromGroup => GroupEventType::ConversationsDeletedFromGroup,
+        EventKindArg::ConversationsChanged => GroupEventType::ConversationsChanged,
+        EventKindArg::ConversationsDeleted => GroupEventType::ConversationsDeleted,
+    }
+}
+
+/// Prints every message of the stream as one JSON line until Ctrl-C, the end
+/// of the stream, or (with `--no-follow`) the first bookmark.
+async fn watch(client: &Client, args: WatchArgs) -> Result<Outcome, Failure> {
+    let request = WatchGroupEventsRequest {
+        start_revision: args.from,
+        send_snapshot: args.snapshot,
+        event_types: args.kinds.iter().map(|k| event_type(*k) as i32).collect(),
+        group_names: args.group,
+        all_users: args.all_users,
+    };
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut api = client.groups();
+    // Only opening the stream is under --timeout; the stream itself may stay
+    // quiet for as long as nothing changes.
+    let mut stream = tokio::select! {
+        opened = client.call(api.watch_group_events(request)) => opened?,
+        _ = &mut ctrl_c => return Ok(Outcome::Done),
+    };
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message,
+            _ = &mut ctrl_c => return Ok(Outcome::Done),
+        };
+        match message {
+            Ok(Some(message)) => {
+                print_line(&render::watch_response(&message).encode())?;
+                if args.no_follow && matches!(message.kind, Some(WatchKind::Bookmark(_))) {
+                    return Ok(Outcome::Done);
+                }
+            }
+            Ok(None) => return Ok(Outcome::Done),
+            Err(status) => return Err(watch_failure(status)),
+        }
+    }
+}
+
+/// A watch stream's end status; a server shutdown also says how to resume.
+fn watch_failure(status: tonic::Status) -> Failure {
+    use tonic_types::StatusExt;
+    let resume = status
+        .get_details_error_info()
+        .filter(|info| info.reason == "SHUTTING_DOWN")
+        .and_then(|info| info.metadata.get("resume_revision").cloned());
+    match resume {
+        Some(revision) => {
+            Failure::Message(format!("{}\nresume with: convgroups watch --from {revision}", describe_status(&status)))
+        }
+        None => Failure::Status(status),
+    }
+}
+
+pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
+    let summary = crate::store::backup(&args.data_dir, &args.out).map_err(|e| Failure::Message(e.to_string()))?;
+    show(
+        args.json,
+        || summary_json(summary),
+        || {
+            format!(
+                "Backed up {} trees, {} entries from {} to {}.",
+                summary.trees,
+                summary.entries,
+                args.data_dir.display(),
+                args.out.display()
+            )
+        },
+    )?;
+    Ok(Outcome::Done)
+}
+
+pub fn restore(args: &RestoreArgs) -> Result<Outcome, Failure> {
+    let summary = crate::store::restore(&args.input, &args.data_dir).map_err(|e| Failure::Message(e.to_string()))?;
+    show(
+        args.json,
+        || summary_json(summary),
+        || {
+            format!(
+                "Restored {} trees, {} entries from {} into {}.",
+                summary.trees,
+                summary.entries,
+                args.input.display(),
+                args.data_dir.display()
+            )
+        },
+    )?;
+    Ok(Outcome::Done)
+}
+
+fn summary_json(summary: crate::store::BackupSummary) -> Json {
+    let count = |n: usize| Json::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    Json::Obj(vec![("trees", count(summary.trees)), ("entries", count(summary.entries))])
+}

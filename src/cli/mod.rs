@@ -1,0 +1,373 @@
+//! The command-line client for people: `groups`, `conversations` and `watch`
+//! talk to a running server over gRPC; `backup` and `restore` work on the
+//! data directory of a stopped one. The binary parses [`Command`] and calls
+//! [`run`].
+//!
+//! * `client`: connection flags, TLS, token headers, how errors read.
+//! * `commands`: one function per subcommand.
+//! * `render`: messages as proto3 JSON and as text; `output`: the JSON
+//!   writer and text tables.
+//!
+//! Output: text for people by default, `--json` prints one JSON object
+//! (`watch` always prints JSON, one object per line). Errors go to stderr as
+//! `error: <CODE> <REASON>: <message>`.
+
+mod client;
+mod commands;
+mod output;
+mod render;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+
+pub use client::{Connection, DEFAULT_ADDR};
+
+/// Exit status when the command failed: an RPC error, no connection, bad
+/// input, a refused backup or restore. (Usage errors exit 2, as clap does.)
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status when a batch call was applied but some of its items failed
+/// (each failure is printed to stderr). Not 2, which means a usage error.
+pub const EXIT_SOME_ITEMS_FAILED: u8 = 3;
+
+const EXIT_CODES: &str = "\
+Exit status: 0 success; 1 error (the reason is printed as `error: <CODE> <REASON>: <message>`); \
+2 usage error; 3 some items of a batch call failed (the others were applied; each failure is \
+printed to stderr as `error: <ID>: <CODE>: <message>`).";
+
+/// The client subcommands (flattened into the binary's own subcommands).
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List and change conversation groups on a running server.
+    #[command(after_help = EXIT_CODES)]
+    Groups(GroupsArgs),
+    /// List, count, update and delete conversations on a running server.
+    #[command(after_help = EXIT_CODES)]
+    Conversations(ConversationsArgs),
+    /// Stream group events from a running server, one JSON object per line,
+    /// until Ctrl-C or the server ends the stream.
+    #[command(after_help = WATCH_HELP)]
+    Watch(WatchArgs),
+    /// Write a backup of a stopped server's data directory to a file: every
+    /// group, conversation, revision and event, and the auth secret (so
+    /// issued tokens stay valid).
+    Backup(BackupArgs),
+    /// Restore a backup into a new, empty data directory (the server must not
+    /// be running on it). A damaged file is refused and restores nothing.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct GroupsArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(subcommand)]
+    pub command: GroupsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupsCommand {
+    /// The groups in display order, with member and unread counts.
+    List,
+    /// Create a group holding the given conversations (C2C<user> or
+    /// GROUP<group>); it is created even if some of them fail.
+    #[command(after_help = EXIT_CODES)]
+    Create {
+        /// The group.
+        name: String,
+        /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
+        /// group_<group> are accepted too).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Rename a group, keeping its members and position.
+    Rename {
+        /// The group's current name.
+        old: String,
+        /// Its new name.
+        new: String,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Delete a group (its conversations stay).
+    Delete {
+        /// The group.
+        name: String,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Add conversations to a group.
+    #[command(after_help = EXIT_CODES)]
+    Add {
+        /// The group.
+        name: String,
+        /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
+        /// group_<group> are accepted too).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Remove conversations from a group (the conversations stay).
+    #[command(after_help = EXIT_CODES)]
+    Remove {
+        /// The group.
+        name: String,
+        /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
+        /// group_<group> are accepted too).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Set the display order: name every group exactly once.
+    Reorder {
+        /// Every group, in the new order.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        #[command(flatten)]
+        expect: Expect,
+    },
+}
+
+/// Optimistic concurrency for scripts.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Expect {
+    /// Apply the change only if the user's current revision is this one
+    /// (else ABORTED REVISION_MISMATCH and nothing changes).
+    #[arg(long, value_name = "REV")]
+    pub expected_revision: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConversationsArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    #[command(subcommand)]
+    pub command: ConversationsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConversationsCommand {
+    /// List conversations: pinned first, then by order key (newest first).
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// Conversations per page (0: the server's default, 100).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        page_size: u32,
+        /// Continue a listing: the token printed with the previous page.
+        #[arg(long, value_name = "TOKEN")]
+        page_token: Option<String>,
+        /// Fetch every page, not just the first.
+        #[arg(long)]
+        all: bool,
+    },
+    /// The total unread count of the matching conversations (muted ones not
+    /// counted).
+    Unread {
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// Create or update conversations: the given fields are set on every ID,
+    /// the others keep their values.
+    #[command(after_help = EXIT_CODES)]
+    Upsert {
+        /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
+        /// group_<group> are accepted too).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        update: Update,
+    },
+    /// Delete conversations: their data and their membership in every group.
+    #[command(after_help = EXIT_CODES)]
+    Delete {
+        /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
+        /// group_<group> are accepted too).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+}
+
+/// Which conversations `list` and `unread` cover; the flags combine with AND.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filter {
+    /// Only the members of this group.
+    #[arg(long, value_name = "NAME", conflicts_with = "ungrouped")]
+    pub group: Option<String>,
+    /// Only conversations in no group.
+    #[arg(long)]
+    pub ungrouped: bool,
+    /// Only conversations with unread messages.
+    #[arg(long)]
+    pub unread: bool,
+    /// Only one kind of conversation.
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<ConvType>,
+    /// Only conversations carrying this mark (0: those with no mark).
+    #[arg(long, value_name = "MARK")]
+    pub mark: Option<u64>,
+    /// Only these conversations (repeat the flag).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvType {
+    /// One-to-one chats (C2C...).
+    C2c,
+    /// Chat groups (GROUP...).
+    Group,
+}
+
+/// The fields `conversations upsert` can set.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Update {
+    /// Display name (show_name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Avatar URL (face_url).
+    #[arg(long)]
+    pub face_url: Option<String>,
+    /// Unread message count.
+    #[arg(long, value_name = "N")]
+    pub unread: Option<u32>,
+    /// Pin the conversations.
+    #[arg(long, conflicts_with = "unpin")]
+    pub pin: bool,
+    /// Unpin the conversations.
+    #[arg(long)]
+    pub unpin: bool,
+    /// Sort key (typically the last message time); larger first.
+    #[arg(long, value_name = "N")]
+    pub order_key: Option<u64>,
+    /// How messages are received.
+    #[arg(long, value_enum, value_name = "OPT")]
+    pub recv_opt: Option<RecvOptArg>,
+    /// Replace the marks (comma-separated numbers).
+    #[arg(long, value_name = "MARK,...", value_delimiter = ',', conflicts_with = "clear_marks")]
+    pub marks: Option<Vec<u64>>,
+    /// Remove every mark.
+    #[arg(long)]
+    pub clear_marks: bool,
+    /// Opaque client data, as text.
+    #[arg(long, value_name = "TEXT")]
+    pub custom_data: Option<String>,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvOptArg {
+    Receive,
+    NotReceive,
+    ReceiveNotNotify,
+    ReceiveNotNotifyExceptAt,
+    NotReceiveExceptAt,
+}
+
+const WATCH_HELP: &str = "\
+Each line is one message of the stream: {\"snapshot\":...}, {\"events\":{\"revision\":...,\"events\":[...]}} \
+or {\"bookmark\":{\"revision\":...}}. Without --from the stream starts now (with --snapshot: the current \
+groups first); --from REV first replays every retained event from REV on. Exit status: 0 on Ctrl-C, at the \
+end of the stream, or after the first bookmark with --no-follow; 1 on an error. When the server shuts down \
+the stream ends with UNAVAILABLE SHUTTING_DOWN and the revision to resume from is printed to stderr: \
+`convgroups watch --from <REV>` continues without a gap.";
+
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub conn: Connection,
+    /// Replay retained events from this revision on, then follow (0: start now).
+    #[arg(long, value_name = "REV", default_value_t = 0)]
+    pub from: u64,
+    /// Print the current groups with their members first.
+    #[arg(long)]
+    pub snapshot: bool,
+    /// Only events about this group (repeat for more; group-list-wide
+    /// reorder events are always sent).
+    #[arg(long, value_name = "NAME")]
+    pub group: Vec<String>,
+    /// Only events of this kind (repeat for more).
+    #[arg(long = "type", value_enum, value_name = "KIND")]
+    pub kinds: Vec<EventKindArg>,
+    /// Every user's events (admin tokens only; not with --snapshot).
+    #[arg(long)]
+    pub all_users: bool,
+    /// Stop at the first bookmark: print the snapshot and/or the replayed
+    /// events up to now, then exit.
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKindArg {
+    GroupCreated,
+    GroupDeleted,
+    GroupRenamed,
+    GroupsReordered,
+    ConversationsAddedToGroup,
+    ConversationsDeletedFromGroup,
+    ConversationsChanged,
+    ConversationsDeleted,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Data directory of the stopped server.
+    #[arg(long, env = "CONVGROUPS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The backup file to write (mode 0600: it holds the auth secret).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// The data directory to create; must not hold a database yet.
+    #[arg(long, env = "CONVGROUPS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// A batch call was applied, but some items failed.
+    SomeItemsFailed,
+}
+
+/// Runs a client command and says how the process should exit.
+pub fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Backup(args) => commands::backup(&args),
+        Command::Restore(args) => commands::restore(&args),
+        command => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| client::Failure::Message(format!("starting the runtime: {e}")))
+            .and_then(|runtime| runtime.block_on(commands::remote(command))),
+    };
+    match result {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::SomeItemsFailed) => ExitCode::from(EXIT_SOME_ITEMS_FAILED),
+        // The reader of stdout went away (`| head`): nothing left to say.
+        Err(client::Failure::BrokenPipe) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let _ = writeln!(std::io::stderr(), "error: {failure}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}

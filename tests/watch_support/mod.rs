@@ -1,0 +1,594 @@
+//! Shared helpers of the WatchGroupEvents tests (tests/watch*.rs): opening
+//! and reading watch streams with bounded waits, a seeded RNG so random
+//! schedules reproduce, a model that replays events into group state (and
+//! checks every batch for internal consistency on the way), and the state
+//! the read RPCs report, to compare the model with.
+//!
+//! Include with `mod common; mod watch_support;`.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use convgroups::pb::conversation_group_service_client::ConversationGroupServiceClient;
+use convgroups::pb::group_event::Kind as Ev;
+use convgroups::pb::watch_group_events_response::Kind;
+use convgroups::pb::*;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status, Streaming};
+use tonic_types::StatusExt;
+
+use crate::common::*;
+
+/// A server-streaming WatchGroupEvents response.
+pub type WatchStream = Streaming<WatchGroupEventsResponse>;
+
+/// Upper bound for anything that should happen promptly (one message, a
+/// status, a cleanup). Generous: debug builds on two busy cores.
+pub const PROMPT: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------------------
+// Seeded randomness
+// ---------------------------------------------------------------------------
+
+/// The seed of the randomised tests: `WATCH_SEED` if set, else a fixed
+/// value, so a failure reproduces with the seed it prints.
+pub fn seed() -> u64 {
+    let seed = std::env::var("WATCH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_c0de_2024);
+    eprintln!("WATCH_SEED={seed}");
+    seed
+}
+
+/// xorshift64*: small, fast, good enough to pick operations.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        // SplitMix64 step so nearby seeds give unrelated streams.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Self(if z == 0 { 1 } else { z })
+    }
+
+    /// An independent generator for sub-task `index`.
+    pub fn derive(seed: u64, index: u64) -> Self {
+        Self::new(seed ^ index.wrapping_mul(0xd6e8_feb8_6659_fd93))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// True with probability `num / den`.
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Opening and reading streams
+// ---------------------------------------------------------------------------
+
+/// A request from `start_revision` with no filter.
+pub fn from(start_revision: u64) -> WatchGroupEventsRequest {
+    WatchGroupEventsRequest { start_revision, ..Default::default() }
+}
+
+/// A request for every user's events (admin only).
+pub fn all_users_from(start_revision: u64) -> WatchGroupEventsRequest {
+    WatchGroupEventsRequest { start_revision, all_users: true, ..Default::default() }
+}
+
+/// Opens a watch; the error is the call's status (nothing was streamed).
+pub async fn open(gc: &mut GroupClient, request: WatchGroupEventsRequest) -> Result<WatchStream, Status> {
+    match tokio::time::timeout(PROMPT, gc.watch_group_events(request)).await {
+        Ok(result) => result.map(|r| r.into_inner()),
+        Err(_) => panic!("WatchGroupEvents did not answer within {PROMPT:?}"),
+    }
+}
+
+#[track_caller]
+pub fn open_ok_result(result: Result<WatchStream, Status>) -> WatchStream {
+    result.unwrap_or_else(|status| panic!("WatchGroupEvents failed: {status:?}"))
+}
+
+pub async fn open_ok(gc: &mut GroupClient, request: WatchGroupEventsRequest) -> WatchStream {
+    open_ok_result(open(gc, request).await)
+}
+
+/// One streamed message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Msg {
+    Events(EventBatch),
+    Snapshot(Snapshot),
+    Bookmark(u64),
+}
+
+impl Msg {
+    pub fn revision(&self) -> u64 {
+        match self {
+            Msg::Events(b) => b.revision,
+            Msg::Snapshot(s) => s.revision,
+            Msg::Bookmark(r) => *r,
+        }
+    }
+}
+
+pub fn to_msg(response: WatchGroupEventsResponse) -> Msg {
+    match response.kind.expect("WatchGroupEventsResponse without a kind") {
+        Kind::Events(batch) => Msg::Events(batch),
+        Kind::Snapshot(snapshot) => Msg::Snapshot(snapshot),
+        Kind::Bookmark(bookmark) => Msg::Bookmark(bookmark.revision),
+    }
+}
+
+/// The next message, the end of the stream (None) or its status; panics
+/// if nothing arrives within `PROMPT`.
+pub async fn next(stream: &mut WatchStream) -> Result<Option<Msg>, Status> {
+    match tokio::time::timeout(PROMPT, stream.message()).await {
+        Ok(result) => result.map(|m| m.map(to_msg)),
+        Err(_) => panic!("no message on the watch stream within {PROMPT:?}"),
+    }
+}
+
+/// The next message, which must exist.
+pub async fn next_msg(stream: &mut WatchStream) -> Msg {
+    match next(stream).await {
+        Ok(Some(msg)) => msg,
+        Ok(None) => panic!("the watch stream ended unexpectedly"),
+        Err(status) => panic!("the watch stream failed: {status:?}"),
+    }
+}
+
+pub async fn expect_bookmark(stream: &mut WatchStream) -> u64 {
+    match next_msg(stream).await {
+        Msg::Bookmark(revision) => revision,
+        other => panic!("expected a Bookmark, got {other:?}"),
+    }
+}
+
+pub async fn expect_batch(stream: &mut WatchStream) -> EventBatch {
+    match next_msg(stream).await {
+        Msg::Events(batch) => batch,
+        other => panic!("expected an EventBatch, got {other:?}"),
+    }
+}
+
+/// Reads until everything up to `revision` is covered (a batch or a
+/// bookmark at or beyond it) and returns the batches, checking on the way
+/// that revisions only go up: batches strictly, each after every earlier
+/// bookmark; bookmarks never below the last batch.
+pub async fn read_through(stream: &mut WatchStream, revision: u64) -> Vec<EventBatch> {
+    read_through_from(stream, revision, 0).await
+}
+
+/// [`read_through`] for a stream whose coverage starts at `covered`.
+pub async fn read_through_from(stream: &mut WatchStream, revision: u64, mut covered: u64) -> Vec<EventBatch> {
+    let mut batches: Vec<EventBatch> = Vec::new();
+    while covered < revision {
+        match next_msg(stream).await {
+            Msg::Events(batch) => {
+                assert!(
+                    batch.revision > covered,
+                    "batch {} arrived after revision {covered} was already covered",
+                    batch.revision
+                );
+                check_batch_shape(&batch, None);
+                covered = batch.revision;
+                batches.push(batch);
+            }
+            Msg::Bookmark(b) => {
+                let last = batches.last().map_or(0, |b| b.revision);
+                assert!(b >= last, "bookmark {b} is below the last batch {last}");
+                covered = covered.max(b);
+            }
+            Msg::Snapshot(s) => panic!("unexpected snapshot mid-stream: {s:?}"),
+        }
+    }
+    batches
+}
+
+/// Reads messages until the stream ends with a status (returned with the
+/// messages before it); panics if it ends without one.
+pub async fn read_to_status(stream: &mut WatchStream) -> (Vec<Msg>, Status) {
+    let mut messages = Vec::new();
+    loop {
+        match next(stream).await {
+            Ok(Some(msg)) => messages.push(msg),
+            Ok(None) => panic!("stream ended without a status after {messages:?}"),
+            Err(status) => return (messages, status),
+        }
+    }
+}
+
+/// Internal consistency of one batch: events, each carrying the batch's
+/// revision, one user (`user` if given), one group list and a time.
+#[track_caller]
+pub fn check_batch_shape(batch: &EventBatch, user: Option<&str>) {
+    assert!(!batch.events.is_empty(), "empty batch at revision {}", batch.revision);
+    let first = &batch.events[0];
+    if let Some(user) = user {
+        assert_eq!(first.user_id, user, "batch {} is about another user: {batch:?}", batch.revision);
+    }
+    for event in &batch.events {
+        assert_eq!(event.revision, batch.revision, "event revision differs from its batch's: {batch:?}");
+        assert_eq!(event.user_id, first.user_id, "one batch, several users: {batch:?}");
+        assert_eq!(event.group_names, first.group_names, "one batch, several group lists: {batch:?}");
+        assert!(event.time.is_some(), "event without a time: {event:?}");
+        assert!(event.kind.is_some(), "event without a kind: {event:?}");
+    }
+}
+
+/// The revisions of some batches, in order.
+pub fn revisions(batches: &[EventBatch]) -> Vec<u64> {
+    batches.iter().map(|b| b.revision).collect()
+}
+
+/// The user a batch is about.
+pub fn user_of(batch: &EventBatch) -> &str {
+    &batch.events[0].user_id
+}
+
+/// The payload kinds of a batch, in order.
+pub fn kinds(batch: &EventBatch) -> Vec<Ev> {
+    batch.events.iter().map(|e| e.kind.clone().expect("kind")).collect()
+}
+
+/// ErrorInfo metadata value `key` of a status, parsed as a revision.
+#[track_caller]
+pub fn meta_u64(status: &Status, key: &str) -> u64 {
+    let info = status.get_details_error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    let value = info.metadata.get(key).unwrap_or_else(|| panic!("ErrorInfo of {status:?} has no metadata {key:?}"));
+    value.parse().unwrap_or_else(|_| panic!("metadata {key}={value:?} is not a number"))
+}
+
+/// Checks an OUT_OF_RANGE watch refusal and returns its
+/// (oldest_revision, current_revision) metadata.
+#[track_caller]
+pub fn out_of_range(status: &Status, reason: &str) -> (u64, u64) {
+    assert_status(status, Code::OutOfRange, reason, None);
+    (meta_u64(status, "oldest_revision"), meta_u64(status, "current_revision"))
+}
+
+/// A fresh reference read: the batches `request` replays (typically from
+/// revision 1), through `through`.
+pub async fn full_log(gc: &mut GroupClient, request: WatchGroupEventsRequest, through: u64) -> Vec<EventBatch> {
+    assert!(request.start_revision > 0, "a reference read replays from a revision");
+    let covered = request.start_revision - 1;
+    let mut stream = open_ok(gc, request).await;
+    read_through_from(&mut stream, through, covered).await
+}
+
+// ---------------------------------------------------------------------------
+// Connections
+// ---------------------------------------------------------------------------
+
+/// A new HTTP/2 connection to the server (not the harness's shared one),
+/// optionally with a small per-stream flow-control window.
+pub async fn connect(server: &TestServer, stream_window: Option<u32>) -> Channel {
+    let endpoint = Endpoint::from_shared(format!("http://{}", server.addr)).expect("endpoint");
+    let endpoint = endpoint.initial_stream_window_size(stream_window);
+    tokio::time::timeout(PROMPT, endpoint.connect())
+        .await
+        .expect("connect within PROMPT")
+        .expect("connect to the test server")
+}
+
+/// A group client for `user` on `channel`.
+pub fn user_client_on(server: &TestServer, channel: Channel, user: &str) -> GroupClient {
+    let bearer = format!("Bearer {}", server.token(user, false));
+    ConversationGroupServiceClient::with_interceptor(channel, Headers::new(&[("authorization", &bearer)]))
+}
+
+/// An admin group client on `channel` (acting for `acting_for` if given).
+pub fn admin_client_on(server: &TestServer, channel: Channel, acting_for: Option<&str>) -> GroupClient {
+    let bearer = format!("Bearer {}", server.token("admin-backend", true));
+    let headers = match acting_for {
+        Some(user) => Headers::new(&[("authorization", &bearer), (convgroups::auth::USER_HEADER, user)]),
+        None => Headers::new(&[("authorization", &bearer)]),
+    };
+    ConversationGroupServiceClient::with_interceptor(channel, headers)
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `PROMPT`.
+pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + PROMPT;
+    while !condition() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not true within {PROMPT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until the server has no open watch stream and no user ring left.
+pub async fn no_watchers_left(server: &TestServer) {
+    let stats = server.stats.clone();
+    eventually("all watchers and user channels released", || stats.watchers() == 0 && stats.user_channels() == 0).await;
+}
+
+// ---------------------------------------------------------------------------
+// Replaying events into state
+// ---------------------------------------------------------------------------
+
+/// One user's groups as the event stream describes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Model {
+    /// (name, members) in display order.
+    pub groups: Vec<(String, BTreeSet<String>)>,
+    /// Conversations registered through UpsertConversations and not
+    /// deleted since.
+    pub registered: BTreeSet<String>,
+    /// Built from the very first event (not from a snapshot): every
+    /// conversation is known, so deletions of unknown ones are errors.
+    pub complete: bool,
+    /// The last revision applied (or of the snapshot).
+    pub revision: u64,
+}
+
+impl Model {
+    /// A model of a user with no history, to replay from revision 1.
+    pub fn empty() -> Self {
+        Self { complete: true, ..Self::default() }
+    }
+
+    /// A model starting at a snapshot (registry membership unknown).
+    pub fn from_snapshot(snapshot: &Snapshot) -> Self {
+        Self {
+            groups: snapshot
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), g.conversation_ids.iter().cloned().collect()))
+                .collect(),
+            registered: BTreeSet::new(),
+            complete: false,
+            revision: snapshot.revision,
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.groups.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    fn index(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|(n, _)| n == name)
+    }
+
+    fn find(&self, name: &str, revision: u64) -> Result<usize, String> {
+        self.index(name).ok_or_else(|| format!("revision {revision}: event about unknown group {name:?}"))
+    }
+
+    /// Every conversation the user has: registered or grouped.
+    pub fn conversations(&self) -> BTreeSet<String> {
+        let mut all = self.registered.clone();
+        for (_, members) in &self.groups {
+            all.extend(members.iter().cloned());
+        }
+        all
+    }
+
+    /// Applies one batch, insisting that it makes sense as the next change:
+    /// no group created twice, no member added twice or removed while
+    /// absent, no event that changes nothing, every event's `group_names`
+    /// equal to the list after the whole batch.
+    pub fn apply(&mut self, batch: &EventBatch) -> Result<(), String> {
+        let rev = batch.revision;
+        if rev <= self.revision {
+            return Err(format!("batch {rev} is not after revision {}", self.revision));
+        }
+        if batch.events.is_empty() {
+            return Err(format!("batch {rev} has no events"));
+        }
+        let first = &batch.events[0];
+        let deleted: Option<BTreeSet<String>> = batch.events.iter().find_map(|e| match &e.kind {
+            Some(Ev::ConversationsDeleted(d)) => Some(d.conversation_ids.iter().cloned().collect()),
+            _ => None,
+        });
+        for event in &batch.events {
+            if event.revision != rev || event.user_id != first.user_id || event.group_names != first.group_names {
+                return Err(format!("batch {rev} is not uniform: {batch:?}"));
+            }
+            if event.time.is_none() {
+                return Err(format!("batch {rev}: event without time"));
+            }
+            match event.kind.as_ref().ok_or_else(|| format!("batch {rev}: event without kind"))? {
+                Ev::GroupCreated(c) => {
+                    if self.index(&c.group_name).is_some() {
+                        return Err(format!("revision {rev}: group {:?} created twice", c.group_name));
+                    }
+                    let members: BTreeSet<String> = c.conversation_ids.iter().cloned().collect();
+                    if members.len() != c.conversation_ids.len() {
+                        return Err(format!("revision {rev}: duplicate ids in {c:?}"));
+                    }
+                    self.groups.push((c.group_name.clone(), members));
+                }
+                Ev::GroupDeleted(d) => {
+                    let i = self.find(&d.group_name, rev)?;
+                    self.groups.remove(i);
+                }
+                Ev::GroupRenamed(r) => {
+                    let i = self.find(&r.old_name, rev)?;
+                    if r.old_name == r.new_name || self.index(&r.new_name).is_some() {
+                        return Err(format!("revision {rev}: impossible rename {r:?} of {:?}", self.names()));
+                    }
+                    self.groups[i].0 = r.new_name.clone();
+                }
+                Ev::GroupsReordered(r) => {
+                    let mut wanted = r.group_names.clone();
+                    wanted.sort();
+                    let mut have = self.names();
+                    have.sort();
+                    if wanted != have {
+                        return Err(format!("revision {rev}: reorder {r:?} is not a permutation of {have:?}"));
+                    }
+                    if r.group_names == self.names() {
+                        return Err(format!("revision {rev}: reorder that changes nothing was recorded"));
+                    }
+                    let mut groups = Vec::new();
+                    for name in &r.group_names {
+                        let i = self.find(name, rev)?;
+                        groups.push(self.groups[i].clone());
+                    }
+                    self.groups = groups;
+                }
+                Ev::ConversationsAddedToGroup(a) => {
+                    let i = self.find(&a.group_name, rev)?;
+                    if a.conversation_ids.is_empty() {
+                        return Err(format!("revision {rev}: empty add {a:?}"));
+                    }
+                    for id in &a.conversation_ids {
+                        if !self.groups[i].1.insert(id.clone()) {
+                            return Err(format!("revision {rev}: {id} added to {:?} twice", a.group_name));
+                        }
+                    }
+                }
+                Ev::ConversationsDeletedFromGroup(d) => {
+                    let i = self.find(&d.group_name, rev)?;
+                    if d.conversation_ids.is_empty() {
+                        return Err(format!("revision {rev}: empty removal {d:?}"));
+                    }
+                    let expected_reason = match &deleted {
+                        Some(ids) => {
+                            if !d.conversation_ids.iter().all(|id| ids.contains(id)) {
+                                return Err(format!("revision {rev}: removal {d:?} of ids not deleted {ids:?}"));
+                            }
+                            RemovalReason::ConversationDeleted
+                        }
+                        None => RemovalReason::UserRequest,
+                    };
+                    if d.reason != expected_reason as i32 {
+                        return Err(format!("revision {rev}: removal {d:?} should have reason {expected_reason:?}"));
+                    }
+                    for id in &d.conversation_ids {
+                        if !self.groups[i].1.remove(id) {
+                            return Err(format!("revision {rev}: {id} removed from {:?} but not in it", d.group_name));
+                        }
+                    }
+                }
+                Ev::ConversationsChanged(c) => {
+                    if c.conversation_ids.is_empty() {
+                        return Err(format!("revision {rev}: empty ConversationsChanged"));
+                    }
+                    self.registered.extend(c.conversation_ids.iter().cloned());
+                }
+                Ev::ConversationsDeleted(d) => {
+                    if d.conversation_ids.is_empty() {
+                        return Err(format!("revision {rev}: empty ConversationsDeleted"));
+                    }
+                    // Checked against the state before this batch's group
+                    // removals: the conversation existed (registered or grouped).
+                    for id in &d.conversation_ids {
+                        let grouped_before = batch.events.iter().any(|e| match &e.kind {
+                            Some(Ev::ConversationsDeletedFromGroup(r)) => r.conversation_ids.contains(id),
+                            _ => false,
+                        });
+                        let known = self.registered.remove(id)
+                            || grouped_before
+                            || self.groups.iter().any(|(_, m)| m.contains(id));
+                        if self.complete && !known {
+                            return Err(format!("revision {rev}: deleted conversation {id} never existed"));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ids) = &deleted {
+            for (name, members) in &self.groups {
+                if let Some(id) = members.intersection(ids).next() {
+                    return Err(format!(
+                        "revision {rev}: deleted {id} is still in group {name:?} (removal event missing)"
+                    ));
+                }
+            }
+        }
+        if first.group_names != self.names() {
+            return Err(format!(
+                "revision {rev}: group_names {:?} but the group list after the batch is {:?}",
+                first.group_names,
+                self.names()
+            ));
+        }
+        self.revision = rev;
+        Ok(())
+    }
+
+    /// Applies every batch; panics with the first inconsistency.
+    #[track_caller]
+    pub fn apply_all(&mut self, batches: &[EventBatch]) {
+        for batch in batches {
+            if let Err(e) = self.apply(batch) {
+                panic!("inconsistent event stream: {e}");
+            }
+        }
+    }
+
+    /// The model of a user's full history.
+    #[track_caller]
+    pub fn replay(batches: &[EventBatch]) -> Self {
+        let mut model = Self::empty();
+        model.apply_all(batches);
+        model
+    }
+}
+
+/// What the read RPCs say about the caller: groups in display order with
+/// their members (GetConversationGroupList + GetConversationList filtered
+/// by each group), and every listed conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub groups: Vec<(String, BTreeSet<String>)>,
+    pub conversations: BTreeSet<String>,
+}
+
+pub async fn observe(gc: &mut GroupClient) -> Observed {
+    let list = group_list(gc).await;
+    let names: Vec<String> = list.groups.iter().map(|g| g.name.clone()).collect();
+    assert_eq!(list.group_names, names, "group_names and groups disagree");
+    let mut groups = Vec::new();
+    for group in &list.groups {
+        let members: BTreeSet<String> =
+            list_ids(gc, ConversationFilter { group_name: Some(group.name.clone()), ..filter() })
+                .await
+                .into_iter()
+                .collect();
+        assert_eq!(group.conversation_count as usize, members.len(), "conversation_count of {:?}", group.name);
+        groups.push((group.name.clone(), members));
+    }
+    let conversations = ids_of(&list_all(gc, None).await).into_iter().collect();
+    Observed { groups, conversations }
+}
+
+/// Asserts that the replayed model matches what the read RPCs say.
+#[track_caller]
+pub fn assert_model_matches(model: &Model, observed: &Observed, context: &str) {
+    assert_eq!(model.groups, observed.groups, "{context}: groups (order and members) replayed from events vs listed");
+    if model.complete {
+        assert_eq!(
+            model.conversations(),
+            observed.conversations,
+            "{context}: conversations replayed from events vs GetConversationList"
+        );
+    }
+}
