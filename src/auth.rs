@@ -176,9 +176,10 @@ impl Authenticator {
         let acting_for = match metadata.get(USER_HEADER) {
             None => subject.clone(),
             Some(value) => {
-                let value = value
-                    .to_str()
-                    .map_err(|_| Error::InvalidArgument { field: USER_HEADER, message: "not a valid user id".into() })?;
+                let value = value.to_str().map_err(|_| Error::InvalidArgument {
+                    field: USER_HEADER,
+                    message: "not a valid user id".into(),
+                })?;
                 let named = UserId::parse(value)
                     .map_err(|e| Error::InvalidArgument { field: USER_HEADER, message: e.to_string() })?;
                 if !admin && named != subject {

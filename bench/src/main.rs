@@ -64,6 +64,25 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// One load phase against a running convgroups server (for profiling:
+    /// run it while `perf record -p <server pid>` watches).
+    Load {
+        #[arg(long)]
+        addr: SocketAddr,
+        /// An admin token of that server (`convgroups token --admin`).
+        #[arg(long)]
+        token: String,
+        /// read (GetConversationGroupList) or write (AddConversationsToGroup).
+        #[arg(long)]
+        kind: String,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Server pid, for its CPU time.
+        #[arg(long, default_value_t = 0)]
+        pid: u32,
+    },
 }
 
 fn ms(d: Duration) -> String {
@@ -117,9 +136,17 @@ fn target(report: &mut String, what: &str, value: f64, bound: f64, at_least: boo
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    if let Some(Command::Anchor { listen }) = args.command {
-        runtime.block_on(anchor::serve(listen));
-        return;
+    match args.command {
+        Some(Command::Anchor { listen }) => {
+            runtime.block_on(anchor::serve(listen));
+            return;
+        }
+        Some(Command::Load { addr, ref token, ref kind, concurrency, seconds, pid }) => {
+            let report = runtime.block_on(one_load(addr, token, kind, concurrency, Duration::from_secs(seconds), pid));
+            println!("{report}");
+            return;
+        }
+        None => {}
     }
     let report = runtime.block_on(run(&args));
     println!("{report}");
@@ -369,6 +396,47 @@ async fn run(args: &Args) -> String {
     );
     target(&mut report, "fan-out 10,000 @ max: missed events", fans[2].0.missed as f64, 0.0, false);
     target(&mut report, "fan-out 10,000 @ max: server peak RSS MB", fans[2].0.peak_rss as f64 / 1e6, 160.0, false);
+    report
+}
+
+async fn one_load(addr: SocketAddr, token: &str, kind: &str, c: usize, secs: Duration, pid: u32) -> String {
+    let pool = Pool::new(addr, 8, Some(token)).await;
+    let mut report = String::from(
+        "| call | calls/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/call | server peak RSS MiB | errors |\n",
+    );
+    let measured = match kind {
+        "read" => {
+            setup_reader(&pool).await;
+            closed_loop(pid, c, secs, u64::MAX, move |task, _| {
+                let mut client = pool.groups(task, Some("reader"));
+                async move {
+                    client
+                        .get_conversation_group_list(pb::GetConversationGroupListRequest {})
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await
+        }
+        "write" => {
+            setup_writers(&pool, c).await;
+            closed_loop(pid, c, secs, u64::MAX, move |task, seq| {
+                let mut client = pool.groups(task, Some(&format!("writer{task}")));
+                async move {
+                    let request = pb::AddConversationsToGroupRequest {
+                        group_name: "g".into(),
+                        conversation_ids: vec![format!("C2Cload{seq}")],
+                        expected_revision: None,
+                    };
+                    client.add_conversations_to_group(request).await.map(|_| ()).map_err(|e| e.to_string())
+                }
+            })
+            .await
+        }
+        other => panic!("--kind {other}: expected read or write"),
+    };
+    load_row(&mut report, &format!("{kind}, c={c}"), &measured, stats::peak_rss(pid));
     report
 }
 

@@ -152,7 +152,8 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
     let mut trees: Vec<(Vec<u8>, Vec<Entry>)> = Vec::new();
     let mut secret = None;
     loop {
-        let (kind, bytes) = read_record(&mut r, &mut hash, &mut left).map_err(|_| bad("truncated or damaged".into()))?;
+        let (kind, bytes) =
+            read_record(&mut r, &mut hash, &mut left).map_err(|_| bad("truncated or damaged".into()))?;
         match kind {
             TREE => trees.push((bytes, Vec::new())),
             ENTRY => {

@@ -131,14 +131,14 @@ impl Store {
         .await
     }
 
-    /// The user's groups and members at one revision. Taken under the write
-    /// lock so no mutation is half-visible, then made durable before it is
-    /// returned, so a snapshot never shows what a crash could take back.
+    /// The user's groups and members at one revision. Read on the writer
+    /// thread between batches, so no mutation is half-visible, then made
+    /// durable before it is returned, so a snapshot never shows what a crash
+    /// could take back.
     pub async fn snapshot(&self, user: &UserId) -> Result<Snapshot, Error> {
         let user = user.clone();
         let snapshot = self
-            .blocking(move |inner| {
-                let last = inner.write_lock.lock().map_err(|_| Error::Internal("write lock poisoned".into()))?;
+            .exclusive(move |inner, last| {
                 let record: UserRecord = match inner.trees.users.get(keys::user_prefix(&user))? {
                     Some(bytes) => decode(&bytes, "user record")?,
                     None => UserRecord::default(),
@@ -155,7 +155,7 @@ impl Store {
                     }
                     groups.push((group.name.clone(), members));
                 }
-                Ok(Snapshot { revision: *last, groups })
+                Ok(Snapshot { revision: last, groups })
             })
             .await?;
         self.wait_durable(snapshot.revision).await?;

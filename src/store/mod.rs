@@ -20,6 +20,7 @@ mod log;
 mod ops;
 mod plan;
 mod query;
+mod writer;
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -31,10 +32,11 @@ use sled::Transactional;
 use tokio::sync::{watch, Notify};
 
 use crate::config::Limits;
-use crate::domain::{now_ms, EventBatch, UserId};
+use crate::domain::{EventBatch, UserId};
 use crate::error::Error;
 use crate::hub::Hub;
 use plan::{Plan, WriteSet, TREE_COUNT};
+use writer::Job;
 
 pub use backup::{backup, restore, BackupSummary};
 pub use log::{Compaction, Scope, Snapshot};
@@ -79,8 +81,9 @@ struct Inner {
     trees: Trees,
     limits: Limits,
     hub: Hub,
-    /// Held while a mutation plans and applies; guards the last revision.
-    write_lock: Mutex<u64>,
+    /// Feeds the writer thread, the one place mutations are planned and
+    /// applied.
+    jobs: std::sync::mpsc::Sender<Job>,
     /// Last committed (applied, maybe not yet flushed) revision.
     committed: AtomicU64,
     /// Committed batches not yet published, in revision order.
@@ -154,16 +157,22 @@ impl Store {
             None => 0,
         };
         let (durable, _) = watch::channel(Durable { revision, failures: 0 });
+        let (jobs, queue) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
             trees,
             limits,
             hub,
-            write_lock: Mutex::new(revision),
+            jobs,
             committed: AtomicU64::new(revision),
             unpublished: Mutex::new(VecDeque::new()),
             durable,
             flush_wanted: Arc::new(Notify::new()),
         });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("convgroups-writer".into())
+            .spawn(move || writer::run(weak, queue, revision))
+            .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
         tokio::spawn(flusher(Arc::downgrade(&inner), inner.flush_wanted.clone()));
         Ok(Self { inner })
     }
@@ -208,41 +217,54 @@ impl Store {
             .map_err(|e| Error::Internal(format!("storage task: {e}")))?
     }
 
-    /// Runs one mutation for `user`: `build` plans it under the write lock
+    /// Runs one mutation for `user` on the writer thread: `build` plans it
     /// and returns its answer; if the plan recorded events they are committed
     /// at the next revision and the call returns once that is durable. The
-    /// answer gets the user's revision after the call.
+    /// answer comes with the user's revision after the call.
     async fn mutate<R: Send + 'static>(
         &self,
         user: &UserId,
         build: impl FnOnce(&mut Plan<'_>, &Limits) -> Result<R, Error> + Send + 'static,
     ) -> Result<(R, u64), Error> {
         let user = user.clone();
-        let (answer, revision, committed) = self
-            .blocking(move |inner| {
-                let mut last = inner.write_lock.lock().map_err(|_| Error::Internal("write lock poisoned".into()))?;
-                let mut plan = Plan::new(&inner.trees, &user)?;
-                let answer = build(&mut plan, &inner.limits)?;
-                let unchanged_revision = plan.user.revision;
-                let Some((writes, batch)) = plan.finish(*last + 1, now_ms()) else {
-                    return Ok((answer, unchanged_revision, false));
-                };
-                apply(&inner.trees, &writes)?;
-                *last = batch.revision;
-                inner.committed.store(batch.revision, Ordering::Release);
-                let revision = batch.revision;
-                inner
-                    .unpublished
-                    .lock()
-                    .map_err(|_| Error::Internal("publish queue poisoned".into()))?
-                    .push_back(Arc::new(batch));
-                Ok((answer, revision, true))
-            })
-            .await?;
-        if committed {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: writer::MutationJob = Box::new(move |batch: &mut writer::Batch<'_>| match batch.plan(&user, build) {
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                None
+            }
+            Ok((answer, revision)) => Some(Box::new(move |applied: Result<(), Error>| {
+                let _ = tx.send(applied.map(|()| (answer, revision)));
+            }) as writer::Reply),
+        });
+        self.send_job(Job::Mutation(job))?;
+        let (answer, revision) =
+            rx.await.map_err(|_| Error::Storage("the writer stopped before answering".into()))??;
+        // A change waits for the flush that covers it. So does a mutation
+        // that changed nothing: it answers with the user's revision, which
+        // may belong to a change of another call still being flushed, and a
+        // client must never be given a revision a crash could take back.
+        if revision > self.current_revision() {
             self.wait_durable(revision).await?;
         }
         Ok((answer, revision))
+    }
+
+    /// Runs `read` on the writer thread between write batches, where no
+    /// mutation is half-applied; it gets the last committed revision.
+    async fn exclusive<R: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Inner, u64) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send_job(Job::Exclusive(Box::new(move |inner, last| {
+            let _ = tx.send(read(inner, last));
+        })))?;
+        rx.await.map_err(|_| Error::Storage("the writer stopped before answering".into()))?
+    }
+
+    fn send_job(&self, job: Job) -> Result<(), Error> {
+        self.inner.jobs.send(job).map_err(|_| Error::Storage("the writer thread has stopped".into()))
     }
 
     /// Waits until a flush covers `revision`.

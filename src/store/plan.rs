@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::codec::{decode, BatchRecord, ConversationRecord, UserRecord};
 use super::keys;
 use super::Trees;
+
 use crate::domain::{ConversationId, EventBatch, EventKind, ListPosition, UserId};
 use crate::error::Error;
 
@@ -29,8 +30,8 @@ pub enum T {
 }
 pub const TREE_COUNT: usize = 7;
 
-/// The writes of one mutation, per tree; a later write to a key replaces an
-/// earlier one. `None` removes the key.
+/// The writes of one mutation (or of a batch of them), per tree; a later
+/// write to a key replaces an earlier one. `None` removes the key.
 #[derive(Default)]
 pub struct WriteSet {
     pub ops: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; TREE_COUNT],
@@ -44,6 +45,17 @@ impl WriteSet {
     pub fn remove(&mut self, tree: T, key: Vec<u8>) {
         self.ops[tree as usize].insert(key, None);
     }
+
+    /// Adds `later`'s writes on top of these.
+    pub fn merge(&mut self, later: WriteSet) {
+        for (mine, theirs) in self.ops.iter_mut().zip(later.ops) {
+            mine.extend(theirs);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.iter().all(|ops| ops.is_empty())
+    }
 }
 
 struct CachedConv {
@@ -53,8 +65,55 @@ struct CachedConv {
     current: ConversationRecord,
 }
 
+/// What a plan reads: the stored trees as changed by the mutations already
+/// planned in the same write batch (not yet applied to sled).
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub trees: &'a Trees,
+    pub pending: &'a WriteSet,
+}
+
+impl View<'_> {
+    fn tree(&self, tree: T) -> &sled::Tree {
+        match tree {
+            T::Meta => &self.trees.meta,
+            T::Users => &self.trees.users,
+            T::Convs => &self.trees.convs,
+            T::Members => &self.trees.members,
+            T::Order => &self.trees.order,
+            T::Events => &self.trees.events,
+            T::UserEvents => &self.trees.user_events,
+        }
+    }
+
+    pub fn get(&self, tree: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(pending) = self.pending.ops[tree as usize].get(key) {
+            return Ok(pending.clone());
+        }
+        Ok(self.tree(tree).get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Keys under `prefix`, in order.
+    pub fn keys_with_prefix(&self, tree: T, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+        let mut keys = std::collections::BTreeSet::new();
+        for entry in self.tree(tree).scan_prefix(prefix) {
+            keys.insert(entry?.0.to_vec());
+        }
+        for (key, value) in self.pending.ops[tree as usize].range(prefix.to_vec()..) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            match value {
+                Some(_) => keys.insert(key.clone()),
+                None => keys.remove(key),
+            };
+        }
+        Ok(keys.into_iter().collect())
+    }
+}
+
 pub struct Plan<'a> {
-    trees: &'a Trees,
+    view: View<'a>,
     pub user_id: UserId,
     pub user: UserRecord,
     original_user: UserRecord,
@@ -77,13 +136,13 @@ fn position(id: &ConversationId, record: &ConversationRecord) -> ListPosition {
 }
 
 impl<'a> Plan<'a> {
-    pub fn new(trees: &'a Trees, user_id: &UserId) -> Result<Self, Error> {
-        let user = match trees.users.get(keys::user_prefix(user_id))? {
+    pub fn new(view: View<'a>, user_id: &UserId) -> Result<Self, Error> {
+        let user = match view.get(T::Users, &keys::user_prefix(user_id))? {
             Some(bytes) => decode::<UserRecord>(&bytes, "user record")?,
             None => UserRecord::default(),
         };
         Ok(Self {
-            trees,
+            view,
             user_id: user_id.clone(),
             original_user: user.clone(),
             user,
@@ -113,7 +172,7 @@ impl<'a> Plan<'a> {
 
     fn load(&mut self, id: &ConversationId) -> Result<(), Error> {
         if !self.convs.contains_key(id) {
-            let original = match self.trees.convs.get(keys::conv_key(&self.user_id, id))? {
+            let original = match self.view.get(T::Convs, &keys::conv_key(&self.user_id, id))? {
                 Some(bytes) => Some(decode::<ConversationRecord>(&bytes, "conversation record")?),
                 None => None,
             };
@@ -217,17 +276,17 @@ impl<'a> Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// Ids of the members of a group, read from the store (members change
-    /// only under the write lock, and each mutation touches a group's
-    /// members at most once, so the stored list is current).
+    /// Ids of the members of a group as of the start of this mutation (a
+    /// mutation that reads them touches the group's members once, after).
     pub fn stored_members(&self, group_id: u32) -> Result<Vec<ConversationId>, Error> {
         let prefix = keys::group_members_prefix(&self.user_id, group_id);
-        let mut ids = Vec::new();
-        for entry in self.trees.members.scan_prefix(&prefix) {
-            let (key, _) = entry?;
-            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::codec::corrupt("member key"))?;
-            ids.push(ConversationId::from_canonical(id.to_string()));
-        }
-        Ok(ids)
+        self.view
+            .keys_with_prefix(T::Members, &prefix)?
+            .into_iter()
+            .map(|key| {
+                let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::codec::corrupt("member key"))?;
+                Ok(ConversationId::from_canonical(id.to_string()))
+            })
+            .collect()
     }
 }

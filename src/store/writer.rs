@@ -1,0 +1,137 @@
+//! The writer thread: the one place mutations are planned and applied.
+//!
+//! It takes every job waiting in its queue (up to [`MAX_BATCH`]), plans each
+//! mutation in turn against the stored state plus the writes of the
+//! mutations planned before it in the batch, and applies the whole batch in
+//! one sled transaction. Each mutation keeps its own revision and event
+//! batch; they are only stored together, so under load one transaction (and
+//! later one flush) serves many mutations. A batch is all or nothing, and no
+//! caller is answered before it is applied — and, in `Store::mutate`, before
+//! a flush covers it — so an acknowledged mutation is never half there.
+//!
+//! One thread also orders revisions by construction: no lock is needed, and
+//! an async worker never blocks on one.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Weak};
+
+use super::plan::{Plan, View, WriteSet};
+use super::{apply, Inner};
+use crate::config::Limits;
+use crate::domain::{now_ms, EventBatch, UserId};
+use crate::error::Error;
+
+/// Mutations taken into one transaction at most. Bounds the latency a large
+/// batch adds to its first member, and the memory of the pending writes.
+pub const MAX_BATCH: usize = 256;
+
+/// Called once the batch holding the mutation is applied (or failed).
+pub type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
+/// Plans one mutation into the batch; `None` when it failed (and has
+/// already answered) or needs no answer after the apply.
+pub type MutationJob = Box<dyn FnOnce(&mut Batch<'_>) -> Option<Reply> + Send>;
+/// Runs with no batch in progress, given the last committed revision.
+pub type ExclusiveJob = Box<dyn FnOnce(&Inner, u64) + Send>;
+
+pub enum Job {
+    Mutation(MutationJob),
+    Exclusive(ExclusiveJob),
+}
+
+/// A write batch being built.
+pub struct Batch<'a> {
+    inner: &'a Inner,
+    limits: &'a Limits,
+    /// Revision of the last mutation planned (committed or in this batch).
+    last: u64,
+    pending: WriteSet,
+    batches: Vec<EventBatch>,
+}
+
+impl Batch<'_> {
+    /// Plans one mutation of `user`. Returns the answer and the user's
+    /// revision after it (unchanged if the mutation changed nothing).
+    pub fn plan<R>(
+        &mut self,
+        user: &UserId,
+        build: impl FnOnce(&mut Plan<'_>, &Limits) -> Result<R, Error>,
+    ) -> Result<(R, u64), Error> {
+        let view = View { trees: &self.inner.trees, pending: &self.pending };
+        let mut plan = Plan::new(view, user)?;
+        let answer = build(&mut plan, self.limits)?;
+        let unchanged = plan.user.revision;
+        match plan.finish(self.last + 1, now_ms()) {
+            None => Ok((answer, unchanged)),
+            Some((writes, batch)) => {
+                self.last = batch.revision;
+                self.pending.merge(writes);
+                self.batches.push(batch);
+                Ok((answer, self.last))
+            }
+        }
+    }
+}
+
+/// The thread's loop; ends when the store is dropped.
+pub fn run(inner: Weak<Inner>, queue: Receiver<Job>, mut last: u64) {
+    while let Ok(first) = queue.recv() {
+        let Some(inner) = inner.upgrade() else { return };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut batch = new_batch(&inner, last);
+        for job in jobs {
+            match job {
+                Job::Mutation(job) => replies.extend(job(&mut batch)),
+                Job::Exclusive(job) => {
+                    last = commit(&inner, batch, std::mem::take(&mut replies));
+                    job(&inner, last);
+                    batch = new_batch(&inner, last);
+                }
+            }
+        }
+        last = commit(&inner, batch, replies);
+        drop(inner);
+    }
+}
+
+fn new_batch(inner: &Inner, last: u64) -> Batch<'_> {
+    Batch { inner, limits: &inner.limits, last, pending: WriteSet::default(), batches: Vec::new() }
+}
+
+/// Applies a batch and answers its callers; returns the last committed
+/// revision (unchanged if the batch failed: its revisions are reused).
+fn commit(inner: &Inner, batch: Batch<'_>, replies: Vec<Reply>) -> u64 {
+    let committed = inner.committed.load(Ordering::Acquire);
+    let Batch { last, pending, batches, .. } = batch;
+    let outcome = if pending.is_empty() { Ok(()) } else { apply(&inner.trees, &pending) };
+    let last = match &outcome {
+        Ok(()) => {
+            if let Some(newest) = batches.last() {
+                inner.committed.store(newest.revision, Ordering::Release);
+                match inner.unpublished.lock() {
+                    Ok(mut queue) => queue.extend(batches.into_iter().map(Arc::new)),
+                    Err(_) => tracing::error!("publish queue poisoned; watchers will catch up from the log"),
+                }
+            }
+            last
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "applying a write batch failed; nothing of it was stored");
+            committed
+        }
+    };
+    for reply in replies {
+        reply(match &outcome {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Error::Storage(e.to_string())),
+        });
+    }
+    last
+}
