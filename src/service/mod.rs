@@ -106,3 +106,80 @@ pub(crate) fn finish(
     crate::metrics::rpc(method, code, elapsed);
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Secret;
+    use tonic::Code;
+
+    fn calls(max_in_flight: usize, timeout: Duration) -> (Calls, String) {
+        let secret = Secret::from_bytes(b"unit-test-secret");
+        let token = secret.issue(&UserId::parse("alice").unwrap(), false, Duration::from_secs(60));
+        (Calls::new(Authenticator::new(secret), max_in_flight, timeout), token)
+    }
+
+    fn request(token: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    }
+
+    fn reason(status: &Status) -> String {
+        use tonic_types::StatusExt;
+        status.get_details_error_info().map(|i| i.reason).unwrap_or_default()
+    }
+
+    /// A handler that outlasts `unary_timeout` is answered DEADLINE_EXCEEDED.
+    #[tokio::test]
+    async fn a_call_past_the_unary_timeout_is_deadline_exceeded() {
+        let (calls, token) = calls(8, Duration::from_millis(20));
+        let result: Result<Response<()>, Status> =
+            calls.unary("Test", request(&token), |_, _| std::future::pending::<Result<(), Error>>()).await;
+        let status = result.unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert_eq!(reason(&status), "DEADLINE_EXCEEDED");
+    }
+
+    /// Beyond `max_in_flight` calls are shed at once, not queued.
+    #[tokio::test]
+    async fn calls_beyond_max_in_flight_are_shed_with_overloaded() {
+        let (calls, token) = calls(1, Duration::from_secs(5));
+        let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
+        let busy = {
+            let (calls, token) = (calls.clone(), token.clone());
+            tokio::spawn(async move {
+                calls
+                    .unary("Test", request(&token), |_, _| async move {
+                        let _ = entered_tx.send(());
+                        let _ = release_rx.await;
+                        Ok::<_, Error>(())
+                    })
+                    .await
+            })
+        };
+        entered_rx.await.unwrap();
+        let shed = calls.unary("Test", request(&token), |_, _| async { Ok::<_, Error>(()) }).await.unwrap_err();
+        assert_eq!(shed.code(), Code::ResourceExhausted);
+        assert_eq!(reason(&shed), "OVERLOADED");
+        release_tx.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+        // The place is free again.
+        assert!(calls.unary("Test", request(&token), |_, _| async { Ok::<_, Error>(()) }).await.is_ok());
+    }
+
+    /// Without a valid token the handler never runs.
+    #[tokio::test]
+    async fn calls_without_a_valid_token_never_reach_the_handler() {
+        let (calls, _) = calls(8, Duration::from_secs(5));
+        for token in ["", "not-a-jwt"] {
+            let status = calls
+                .unary("Test", request(token), |_, _| async { panic!("handler ran without a valid token") })
+                .await
+                .map(|_: Response<()>| ())
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unauthenticated);
+        }
+    }
+}
