@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // copy is encoded here (it includes source info: grpcurl `describe` shows
     // the proto comments).
     std::fs::write(out_dir.join("convgroups_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Decode errors of our requests become INVALID_ARGUMENT with an ErrorInfo
+    // (see src/codec.rs) instead of tonic-prost's bare INTERNAL.
+    tonic_prost_build::configure().codec_path("crate::codec::Codec").compile_fds(fds)?;
     Ok(())
 }

@@ -5,10 +5,11 @@
 //! comes from `--auth-secret-file`, `CONVGROUPS_AUTH_SECRET`, or a random one
 //! generated on first start into the data directory (mode 0600).
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -106,13 +107,13 @@ impl Secret {
 
     /// Checks a bearer token: signature (HS256 only; `alg: none` and every
     /// other algorithm are refused), expiry (no leeway) and a valid `sub`.
-    fn verify(&self, token: &str) -> Result<(UserId, bool), String> {
+    fn verify(&self, token: &str) -> Result<Verified, String> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.inner.1, &validation).map_err(|e| e.to_string())?;
         let user = UserId::parse(&data.claims.sub).map_err(|e| format!("sub: {e}"))?;
-        Ok((user, data.claims.adm))
+        Ok(Verified { user, admin: data.claims.adm, exp: data.claims.exp })
     }
 }
 
@@ -151,11 +152,46 @@ pub struct Caller {
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     secret: Secret,
+    /// Tokens already verified, by their exact text. A client sends the same
+    /// token with every call; checking its signature and parsing its JSON
+    /// each time was a large part of the cost of a cheap read. Expiry is
+    /// still checked on every use.
+    verified: Arc<Mutex<HashMap<String, Verified>>>,
 }
+
+/// What a valid token says.
+#[derive(Clone, Debug)]
+struct Verified {
+    user: UserId,
+    admin: bool,
+    exp: u64,
+}
+
+/// Verified tokens remembered at most; the cache is emptied when full
+/// (simpler than LRU, and tokens are re-verified at the cost of one check).
+const VERIFIED_CACHE_SIZE: usize = 10_000;
 
 impl Authenticator {
     pub fn new(secret: Secret) -> Self {
-        Self { secret }
+        Self { secret, verified: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    fn verify(&self, token: &str) -> Result<Verified, String> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(hit) = self.verified.lock().ok().and_then(|cache| cache.get(token).cloned()) {
+            // `exp` is the last valid second, as jsonwebtoken checks it (no leeway).
+            if hit.exp >= now {
+                return Ok(hit);
+            }
+        }
+        let verified = self.secret.verify(token)?;
+        if let Ok(mut cache) = self.verified.lock() {
+            if cache.len() >= VERIFIED_CACHE_SIZE {
+                cache.clear();
+            }
+            cache.insert(token.to_string(), verified.clone());
+        }
+        Ok(verified)
     }
 
     /// Who is calling: UNAUTHENTICATED without a valid token,
@@ -171,8 +207,8 @@ impl Authenticator {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| unauthenticated("authorization: expected `Bearer <token>`"))?
             .trim();
-        let (subject, admin) =
-            self.secret.verify(token).map_err(|e| unauthenticated(&format!("authorization: invalid token: {e}")))?;
+        let Verified { user: subject, admin, .. } =
+            self.verify(token).map_err(|e| unauthenticated(&format!("authorization: invalid token: {e}")))?;
         let acting_for = match metadata.get(USER_HEADER) {
             None => subject.clone(),
             Some(value) => {

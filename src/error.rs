@@ -23,6 +23,10 @@ pub enum Error {
     InvalidConversationList { field: &'static str, message: String, limit: usize },
     #[error("{field}: {message}")]
     InvalidArgument { field: &'static str, message: String },
+    #[error("the request is not a valid protobuf message: {message}")]
+    MalformedRequest { message: String },
+    #[error("{message} (max_request_bytes)")]
+    RequestTooLarge { message: String, limit: usize },
     #[error("page_token: not a page token issued for this filter")]
     InvalidPageToken,
     #[error("{field}: no group named {name:?}")]
@@ -78,6 +82,10 @@ impl Error {
             ),
             InvalidArgument { field, .. } => {
                 (Code::InvalidArgument, "INVALID_ARGUMENT", vec![("field", field.to_string())])
+            }
+            MalformedRequest { .. } => (Code::InvalidArgument, "MALFORMED_REQUEST", vec![]),
+            RequestTooLarge { limit, .. } => {
+                (Code::ResourceExhausted, "REQUEST_TOO_LARGE", vec![("max_request_bytes", limit.to_string())])
             }
             InvalidPageToken => (Code::InvalidArgument, "INVALID_PAGE_TOKEN", vec![("field", "page_token".into())]),
             GroupNotFound { field, name } => (

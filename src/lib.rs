@@ -3,7 +3,8 @@
 //! every change to any number of watchers.
 //!
 //! # Layout
-//! * [`pb`]: generated protobuf messages and gRPC stubs, descriptor set.
+//! * [`pb`]: generated protobuf messages and gRPC stubs, descriptor set;
+//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT).
 //! * [`config`]: settings of `convgroups serve`, every limit with its default.
 //! * [`domain`]: validated ids and names, the data model, per-item outcomes
 //!   and events; no protobuf, no storage.
@@ -19,6 +20,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;

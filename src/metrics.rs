@@ -34,8 +34,10 @@ pub fn install(addr: SocketAddr) -> Result<(), Error> {
         .map_err(|e| Error::Internal(format!("--metrics-listen {addr}: {e}")))
 }
 
-pub fn rpc(method: &'static str, code: tonic::Code, elapsed: Duration) {
-    metrics::counter!("convgroups_rpc_requests_total", "method" => method, "code" => format!("{code:?}")).increment(1);
+pub fn rpc(method: &str, code: tonic::Code, elapsed: Duration) {
+    let method = method.to_string();
+    metrics::counter!("convgroups_rpc_requests_total", "method" => method.clone(), "code" => format!("{code:?}"))
+        .increment(1);
     metrics::histogram!("convgroups_rpc_duration_seconds", "method" => method).record(elapsed.as_secs_f64());
 }
 

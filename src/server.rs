@@ -6,9 +6,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
-use tower::util::MapResponseLayer;
+use tonic::Status;
+use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use tokio::net::TcpListener;
@@ -23,7 +25,7 @@ use crate::hub::Hub;
 use crate::pb;
 use crate::pb::conversation_group_service_server::ConversationGroupServiceServer;
 use crate::pb::conversation_service_server::ConversationServiceServer;
-use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl};
+use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl, Gate, RpcMethod};
 use crate::store::{RevisionWatch, Store};
 
 /// Service names as health reports them ("" is the server as a whole).
@@ -143,16 +145,23 @@ impl App {
             crate::metrics::install(addr)?;
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
-        let calls = Calls::new(auth, server.max_in_flight, server.unary_timeout);
-        let groups = ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
-            store.clone(),
-            hub.clone(),
-            calls.clone(),
-            config.watch.bookmark_interval,
-        ))
-        .max_decoding_message_size(server.max_request_bytes);
-        let conversations = ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
-            .max_decoding_message_size(server.max_request_bytes);
+        let calls = Calls::new(server.max_in_flight, server.unary_timeout);
+        let gate = Gate::new(auth);
+        let groups = InterceptedService::new(
+            ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
+                store.clone(),
+                hub.clone(),
+                calls.clone(),
+                config.watch.bookmark_interval,
+            ))
+            .max_decoding_message_size(server.max_request_bytes),
+            gate.clone(),
+        );
+        let conversations = InterceptedService::new(
+            ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
+                .max_decoding_message_size(server.max_request_bytes),
+            gate,
+        );
         let mut builder = Server::builder();
         if let Some(tls) = tls {
             builder = builder
@@ -191,13 +200,20 @@ impl App {
                 let _ = stopping_tx.send(());
             }
         };
+        let max_request_bytes = server.max_request_bytes;
         let serve = builder
             .http2_keepalive_interval(Some(server.http2_keepalive_interval))
             .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
             .max_concurrent_streams(Some(server.http2_max_concurrent_streams))
             // grpc-web over HTTP/1.1 on the same port as gRPC.
             .accept_http1(true)
-            .layer(MapResponseLayer::new(oversize_is_resource_exhausted))
+            .layer(MapResponseLayer::new(move |response| oversize_is_resource_exhausted(response, max_request_bytes)))
+            // The gate's log line names the method of a refused call.
+            .layer(MapRequestLayer::new(|mut request: http::Request<tonic::body::Body>| {
+                let method = RpcMethod::of_path(request.uri().path());
+                request.extensions_mut().insert(method);
+                request
+            }))
             .layer(tower::util::option_layer(cors))
             .layer(tonic_web::GrpcWebLayer::new())
             .add_service(health_service)
@@ -301,21 +317,24 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, Error> {
     ))
 }
 
-/// tonic answers a request over the decoding limit with OUT_OF_RANGE; the
-/// gRPC convention (and our contract) is RESOURCE_EXHAUSTED, so the
-/// trailers-only answer is relabelled. Its message already names the size
-/// and the limit.
+/// tonic answers a request over the decoding limit with OUT_OF_RANGE and no
+/// details; the gRPC convention (and our contract) is RESOURCE_EXHAUSTED,
+/// with an ErrorInfo like every error of ours, so the trailers-only answer
+/// is rewritten. tonic's message (which names the size and the limit) is
+/// kept.
 fn oversize_is_resource_exhausted(
     mut response: http::Response<tonic::body::Body>,
+    max_request_bytes: usize,
 ) -> http::Response<tonic::body::Body> {
     let headers = response.headers_mut();
-    let oversize = headers.get("grpc-status").is_some_and(|v| v == "11")
-        && headers
-            .get("grpc-message")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|m| m.contains("length%20too%20large") || m.contains("length too large"));
-    if oversize {
-        headers.insert("grpc-status", HeaderValue::from_static("8"));
+    let oversize = Status::from_header_map(headers)
+        .filter(|s| s.code() == tonic::Code::OutOfRange && s.message().contains("length too large"));
+    if let Some(original) = oversize {
+        let message = original.message().to_string();
+        let status = Status::from(Error::RequestTooLarge { message, limit: max_request_bytes });
+        if status.add_header(headers).is_err() {
+            headers.insert("grpc-status", HeaderValue::from_static("8"));
+        }
     }
     response
 }

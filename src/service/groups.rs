@@ -231,7 +231,7 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
     ) -> Result<Response<Self::WatchGroupEventsStream>, Status> {
         const METHOD: &str = "WatchGroupEvents";
         let started = Instant::now();
-        let caller = match self.calls.authenticate(&request) {
+        let caller = match super::caller(&request) {
             Ok(caller) => caller,
             Err(e) => return Err(finish(METHOD, None, started, Err(e))),
         };

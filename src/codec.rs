@@ -1,0 +1,56 @@
+//! The protobuf codec of our services: prost, except that a request that
+//! does not decode gets INVALID_ARGUMENT with an ErrorInfo (reason
+//! MALFORMED_REQUEST) like every other error of ours, instead of tonic-prost's
+//! bare INTERNAL — the sender is at fault, and the message names the field.
+//! build.rs points the generated code here (`codec_path`).
+
+use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
+use tonic::Status;
+use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+
+use crate::error::Error;
+
+/// prost with our decode errors.
+#[derive(Debug, Clone)]
+pub struct Codec<T, U>(ProstCodec<T, U>);
+
+impl<T, U> Default for Codec<T, U> {
+    fn default() -> Self {
+        Self(ProstCodec::default())
+    }
+}
+
+impl<T, U> tonic::codec::Codec for Codec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = MalformedIsInvalid<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        self.0.encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        MalformedIsInvalid(self.0.decoder())
+    }
+}
+
+/// Wraps prost's decoder, relabelling its errors.
+pub struct MalformedIsInvalid<U>(ProstDecoder<U>);
+
+impl<U: prost::Message + Default> Decoder for MalformedIsInvalid<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        self.0.decode(buf).map_err(|status| Error::MalformedRequest { message: status.message().to_string() }.into())
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
+    }
+}
