@@ -9,6 +9,10 @@
 #                          headless Chromium (playwright-core) with a screenshot
 #                          in target/browser-screenshot.png
 #   buf curl               the README's buf curl commands (reflection, ErrorInfo)
+#   README walkthrough     scripts/readme-walkthrough.sh: the README's grpcurl and
+#                          buf curl blocks, run exactly as written and compared
+#                          with the README's outputs (its own server, on the
+#                          README's address 127.0.0.1:50051)
 #
 # 1. Builds the server (`cargo build`, target/debug/convgroups; set
 #    CONVGROUPS_BIN=path to use another binary and skip the build).
@@ -17,10 +21,10 @@
 #      - Node:   `npm ci` in examples/node and examples/browser
 #      - Chromium: Debian's package (apt-get, needs root) unless
 #        /usr/bin/chromium exists or CHROMIUM=path is set
-# 3. Starts the server on a free 127.0.0.1 port with a temporary data dir and
-#    --cors-allow-origin '*', mints one token per example with
-#    `convgroups token`, runs each check (each has its own user), and stops
-#    the server on exit.
+# 3. Starts the server on a free 127.0.0.1 port (not 50051, which the README
+#    walkthrough uses) with a temporary data dir and --cors-allow-origin '*',
+#    mints one token per example with `convgroups token`, runs each check
+#    (each has its own user), and stops the server on exit.
 #
 # Ends with `clients: N passed, M failed`; exits 1 if any check failed.
 # Needs the Rust toolchain, python3 (with venv/pip) and node 20+ with npm.
@@ -108,7 +112,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+PORT="$("$VENV/bin/python" -c 'import socket
+while True:  # any free port but 50051, which the README walkthrough uses
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    if port != 50051: print(port); break')"
 ADDR="127.0.0.1:$PORT"
 step "server on $ADDR (data in $WORK/data, log $WORK/server.log)"
 "$BIN" serve --listen "$ADDR" --data-dir "$WORK/data" --cors-allow-origin '*' \
@@ -189,6 +196,8 @@ check "node seed scenario" node-alice examples/node node seed-scenario.js
 check "node watch/resume" node-watcher examples/node node watch-resume.js
 check "browser page (grpc-web, headless Chromium)" web-alice examples/browser browser_check
 check "buf curl" curl-alice . buf_curl_check
+# Runs its own server on 127.0.0.1:50051 (the README's address), with this binary.
+check "README grpcurl walkthrough" readme-alice . env CONVGROUPS_BIN="$BIN" scripts/readme-walkthrough.sh
 
 if [[ $FAILED -gt 0 ]]; then
     printf '\nfailed: %s\n--- server log (last 40 lines)\n' "${FAILURES[*]}"
