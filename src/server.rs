@@ -170,6 +170,18 @@ impl App {
         }
 
         let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
+        // Once storage has failed, sled refuses every write until it is
+        // reopened: say so through health, so an orchestrator restarts us.
+        let sick = tokio::spawn({
+            let (health, failed) = (health.clone(), store.revision_watch().storage_failed());
+            async move {
+                failed.await;
+                tracing::error!("storage failed: health is NOT_SERVING; restart the server once storage is back");
+                for name in HEALTH_NAMES {
+                    health.set_service_status(name, ServingStatus::NotServing).await;
+                }
+            }
+        });
         let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener address: {e}")))?;
         tracing::info!(
             %addr,
@@ -247,6 +259,7 @@ impl App {
             }
         };
         upkeep.abort();
+        sick.abort();
         // Acknowledged writes are already durable; this leaves the files clean.
         let flushed = store.flush().await;
         served?;

@@ -1,0 +1,571 @@
+//! Storage faults (issue item 6): a full or read-only data directory under a
+//! running server. Mutations must fail with UNAVAILABLE (ErrorInfo reason
+//! STORAGE_UNAVAILABLE) and a clear message and must not take effect; reads
+//! keep working where they can; the server keeps serving and does not spin;
+//! once space returns the service continues with no corruption, and after a
+//! restart every acknowledged mutation is present.
+//!
+//! The data directory lives on a small tmpfs (full disk: a filler file takes
+//! the remaining space) or on an ext4 image on a loop device mounted with
+//! `errors=remount-ro` (read-only: an ext4 error is triggered through
+//! /sys/fs/ext4/<dev>/trigger_fs_error, and the kernel switches the mount to
+//! read-only under the running server; `mount -o remount,ro` cannot be used
+//! for that, the kernel refuses it with EBUSY while a file is open for
+//! writing, which the database always is). These tests need root (to mount);
+//! without it they fail with a message saying so.
+
+mod reliability_support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use convgroups::pb::*;
+use reliability_support::*;
+use tonic::{Code, Status};
+
+// ---------------------------------------------------------------------------
+// Mounts
+// ---------------------------------------------------------------------------
+
+/// A mounted filesystem, unmounted on drop (lazily if still busy).
+struct Mount {
+    dir: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(format!("{cmd:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+const NEED_ROOT: &str = "the storage-fault tests mount filesystems and need root (or CAP_SYS_ADMIN) on Linux";
+
+impl Mount {
+    /// A tmpfs of `size` (e.g. "16m") on `dir`.
+    fn tmpfs(dir: &Path, size: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("mount point");
+        if let Err(e) =
+            run(Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir))
+        {
+            panic!("{NEED_ROOT}: {e}");
+        }
+        Self { dir: dir.to_path_buf() }
+    }
+
+    /// A fresh ext4 image of `mib` MiB at `image`, mounted on `dir` through a
+    /// loop device with errors=remount-ro.
+    fn ext4(image: &Path, dir: &Path, mib: u64) -> Self {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let file = std::fs::File::create(image).expect("image file");
+        file.set_len(mib << 20).expect("size the image");
+        drop(file);
+        if let Err(e) = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(image)) {
+            panic!("mkfs.ext4 (e2fsprogs) is needed for the read-only test: {e}");
+        }
+        if let Err(e) = run(Command::new("mount").args(["-o", "loop,errors=remount-ro"]).arg(image).arg(dir)) {
+            panic!("{NEED_ROOT}, and loop devices: {e}");
+        }
+        Self { dir: dir.to_path_buf() }
+    }
+
+    /// The block device (e.g. /dev/loop3).
+    fn device(&self) -> String {
+        run(Command::new("findmnt").args(["-n", "-o", "SOURCE"]).arg(&self.dir)).expect("findmnt")
+    }
+
+    fn options(&self) -> String {
+        run(Command::new("findmnt").args(["-n", "-o", "OPTIONS"]).arg(&self.dir)).unwrap_or_default()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if run(Command::new("umount").arg(&self.dir)).is_err() {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.dir));
+        }
+    }
+}
+
+/// Writes a file in `dir` until the filesystem is full; returns its path.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("create filler");
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let mut written = 0u64;
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => break,
+            Ok(n) => written += n as u64,
+            Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+    // The last pages: single bytes until nothing fits.
+    while let Ok(1) = file.write(&[0]) {
+        written += 1;
+    }
+    let _ = file.sync_all();
+    eprintln!("filled {} with {written} bytes", path.display());
+    path
+}
+
+// ---------------------------------------------------------------------------
+// Scenario helpers
+// ---------------------------------------------------------------------------
+
+/// A server whose data dir is `data_dir`, with tokens for two users:
+/// `alice` (who will hit the fault) and `bob` (a bystander who only reads
+/// while the fault lasts).
+struct Setup {
+    server: ServerProcess,
+    logs: PathBuf,
+    alice: String,
+    bob: String,
+}
+
+impl Setup {
+    async fn start(data_dir: &Path, logs: &Path) -> Self {
+        std::fs::create_dir_all(logs).expect("log dir");
+        let alice = mint_token(data_dir, "alice", false);
+        let bob = mint_token(data_dir, "bob", false);
+        let server = ServerProcess::start(data_dir, &logs.join("server-1.log"), &[]).await;
+        Self { server, logs: logs.to_path_buf(), alice, bob }
+    }
+
+    async fn restart(&mut self, name: &str) {
+        self.server.kill9();
+        let log = self.logs.join(format!("server-{name}.log"));
+        self.server = ServerProcess::start(&self.server.data_dir.clone(), &log, &[]).await;
+    }
+
+    async fn client(&self, token: &str) -> GroupClient {
+        group_client(self.server.channel().await.expect("connect"), token)
+    }
+}
+
+/// State alice and bob have before the fault: what must survive it.
+async fn seed(s: &Setup) {
+    let mut alice = s.client(&s.alice).await;
+    let mut bob = s.client(&s.bob).await;
+    let ids = |prefix: &str, n: usize| (0..n).map(|i| format!("C2C{prefix}{i}")).collect::<Vec<_>>();
+    for (name, prefix) in [("Family", "fam"), ("Work", "work"), ("R&D", "rd")] {
+        create(&mut alice, name, ids(prefix, 5)).await.expect("seed alice");
+    }
+    rename(&mut alice, "R&D", "Research").await.expect("seed rename");
+    create(&mut bob, "Bobs", ids("bob", 3)).await.expect("seed bob");
+    let mut cc = conv_client(s.server.channel().await.expect("connect"), &s.alice);
+    let update = ConversationUpdate { conversation_id: "C2Cfam0".into(), unread_count: Some(7), ..Default::default() };
+    cc.upsert_conversations(UpsertConversationsRequest { conversations: vec![update] }).await.expect("seed upsert");
+}
+
+async fn create(gc: &mut GroupClient, name: &str, ids: Vec<String>) -> Result<u64, Status> {
+    let request =
+        CreateConversationGroupRequest { group_name: name.into(), conversation_ids: ids, expected_revision: None };
+    Ok(gc.create_conversation_group(request).await?.into_inner().revision)
+}
+
+async fn rename(gc: &mut GroupClient, old: &str, new: &str) -> Result<u64, Status> {
+    let request =
+        RenameConversationGroupRequest { old_name: old.into(), new_name: new.into(), expected_revision: None };
+    Ok(gc.rename_conversation_group(request).await?.into_inner().revision)
+}
+
+async fn add(gc: &mut GroupClient, name: &str, id: &str) -> Result<u64, Status> {
+    let request = AddConversationsToGroupRequest {
+        group_name: name.into(),
+        conversation_ids: vec![id.to_string()],
+        expected_revision: None,
+    };
+    let response = gc.add_conversations_to_group(request).await?.into_inner();
+    assert_eq!(response.success_conversation_ids, vec![id.to_string()], "add {id} to {name}: {response:?}");
+    Ok(response.revision)
+}
+
+/// Checks a mutation's failure: UNAVAILABLE, reason STORAGE_UNAVAILABLE,
+/// and a message that tells the client storage is the problem.
+#[track_caller]
+fn assert_storage_unavailable(what: &str, status: &Status) {
+    assert_eq!(status.code(), Code::Unavailable, "{what}: gRPC code of {status:?}");
+    assert_eq!(reason(status), "STORAGE_UNAVAILABLE", "{what}: ErrorInfo reason of {status:?}");
+    let message = status.message().to_lowercase();
+    assert!(message.contains("storage"), "{what}: the message {:?} should say that storage failed", status.message());
+}
+
+/// The members alice's "Family" group must have: the seeded five plus the
+/// adds that were acknowledged.
+fn family_members(acked: &[String]) -> BTreeSet<String> {
+    (0..5).map(|i| format!("C2Cfam{i}")).chain(acked.iter().cloned()).collect()
+}
+
+/// Adds conversations to alice's Family group one by one until the server
+/// refuses one (the fault). Returns (acknowledged ids, the refused id and
+/// its status). Panics if none is refused within `attempts`.
+async fn add_until_refused(s: &Setup, attempts: usize, tag: &str) -> (Vec<String>, String, Status) {
+    let mut alice = s.client(&s.alice).await;
+    let mut acked = Vec::new();
+    for i in 0..attempts {
+        let id = format!("C2C{tag}{i}");
+        match add(&mut alice, "Family", &id).await {
+            Ok(_) => acked.push(id),
+            Err(status) => return (acked, id, status),
+        }
+    }
+    panic!("{attempts} mutations were acknowledged although the data directory is unwritable ({tag})");
+}
+
+/// Full read-side check of a user: internally consistent, and the log from
+/// revision 1 replays to exactly the stored groups.
+async fn check_user(gc: &mut GroupClient, user: &str) -> UserView {
+    let (view, problems) = read_user(gc).await.unwrap_or_else(|s| panic!("reading {user}: {s:?}"));
+    assert!(problems.is_empty(), "{user}'s state is inconsistent: {problems:#?}");
+    let (log, _) = read_log(gc, 1, false).await.unwrap_or_else(|s| panic!("{user}'s log: {s:?}"));
+    let replayed = replay(&log).unwrap_or_else(|e| panic!("{user}'s log: {e}"));
+    let replayed = replayed.get(user).cloned().unwrap_or_default();
+    assert_eq!(replayed, view.membership(), "{user}: replaying the log from revision 1 must rebuild the stored groups");
+    view
+}
+
+fn names(view: &UserView) -> Vec<String> {
+    view.groups.iter().map(|g| g.name.clone()).collect()
+}
+
+fn members<'a>(view: &'a UserView, group: &str) -> &'a BTreeSet<String> {
+    &view.groups.iter().find(|g| g.name == group).unwrap_or_else(|| panic!("no group {group}: {view:?}")).members
+}
+
+/// CPU the server burns and log lines it writes while idle for `period`.
+async fn idle_cost(server: &ServerProcess, period: Duration) -> (Duration, usize) {
+    let lines = |p: &Path| std::fs::read_to_string(p).map(|t| t.lines().count()).unwrap_or(0);
+    let (cpu0, lines0) = (server.cpu_time().expect("cpu time"), lines(&server.log_path));
+    tokio::time::sleep(period).await;
+    let (cpu1, lines1) = (server.cpu_time().expect("cpu time"), lines(&server.log_path));
+    (cpu1.saturating_sub(cpu0), lines1.saturating_sub(lines0))
+}
+
+/// Departures from the contract, collected so that one run reports all of
+/// them (the test fails at its end if there is any).
+#[derive(Default)]
+struct Violations(Vec<String>);
+
+impl Violations {
+    fn check(&mut self, ok: bool, message: impl FnOnce() -> String) {
+        if !ok {
+            let message = message();
+            eprintln!("CONTRACT VIOLATION: {message}");
+            self.0.push(message);
+        }
+    }
+
+    #[track_caller]
+    fn assert_none(&self) {
+        assert!(self.0.is_empty(), "{} departure(s) from the contract:\n- {}", self.0.len(), self.0.join("\n- "));
+    }
+}
+
+/// What every storage-fault scenario checks while the fault lasts: refused
+/// mutations are UNAVAILABLE and not applied, reads keep working, the
+/// server stays up and idle. Returns alice's acknowledged adds and the id
+/// whose add was refused.
+async fn check_during_fault(s: &Setup, tag: &str, bob_before: &UserView, v: &mut Violations) -> (Vec<String>, String) {
+    // A watcher of alice, open through the fault: it may see only changes
+    // that were acknowledged.
+    let watched: Follow = Default::default();
+    let watcher = tokio::spawn(follow(s.client(&s.alice).await, watched.clone(), false));
+    let (acked, refused, status) = add_until_refused(s, 64, tag).await;
+    eprintln!("{tag}: {} adds acknowledged, then {refused} refused: {status:?}", acked.len());
+    assert_storage_unavailable(&format!("adding {refused} while the data directory is unwritable"), &status);
+
+    // More mutations of both users are refused the same way.
+    let mut alice = s.client(&s.alice).await;
+    let mut bob = s.client(&s.bob).await;
+    let status = create(&mut alice, "During", vec!["C2Cduring".into()]).await.expect_err("create while unwritable");
+    assert_storage_unavailable("a second mutation while the data directory is unwritable", &status);
+    let status = add(&mut bob, "Bobs", "C2Cbobduring").await.expect_err("bob's add while unwritable");
+    assert_storage_unavailable("another user's mutation while the data directory is unwritable", &status);
+
+    // Reads keep working: bob reads his state exactly as before, and a new
+    // watcher replays his log from revision 1 (check_user does both).
+    let bob_during = check_user(&mut bob, "bob").await;
+    assert_eq!(&bob_during, bob_before, "bob's state while the data directory is unwritable");
+
+    // Alice's refused change sits applied in sled's memory (sled has no
+    // rollback) but can never be flushed, so her reads — which wait until
+    // the revision they would report is durable — fail with
+    // STORAGE_UNAVAILABLE rather than show a change the client was told was
+    // not applied (the documented degraded mode; see the README).
+    match read_user(&mut alice).await {
+        Ok((view, _)) => v.check(!names(&view).contains(&"During".to_string()), || {
+            format!("{tag}: the refused CreateConversationGroup(During) is visible: {:?}", names(&view))
+        }),
+        Err(status) => assert_storage_unavailable(&format!("{tag}: a read of alice while unwritable"), &status),
+    }
+
+    // The watcher got exactly the acknowledged adds, and nothing refused.
+    let seen: Vec<String> = {
+        let f = watched.lock().unwrap();
+        assert!(f.problems.is_empty(), "{tag}: watcher problems: {:?}", f.problems);
+        f.batches
+            .iter()
+            .flat_map(|b| &b.events)
+            .filter_map(|e| match &e.kind {
+                Some(convgroups::pb::group_event::Kind::ConversationsAddedToGroup(a)) => {
+                    Some(a.conversation_ids.clone())
+                }
+                _ => None,
+            })
+            .flatten()
+            .filter(|id| id.starts_with(&format!("C2C{tag}")))
+            .collect()
+    };
+    watcher.abort();
+    let mut seen_sorted = seen.clone();
+    seen_sorted.sort();
+    let mut acked_sorted = acked.clone();
+    acked_sorted.sort();
+    assert!(!seen.contains(&refused), "{tag}: a watcher received the refused add of {refused}");
+    assert_eq!(seen_sorted, acked_sorted, "{tag}: the watcher must see exactly the acknowledged adds");
+
+    // The server keeps answering, reports NOT_SERVING (sled refuses writes
+    // until it is reopened, so an orchestrator should restart it), and does
+    // not spin on the failed flush.
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(s.server.health_status().await, Some(not_serving), "{tag}: health while storage is failing");
+    let (cpu, lines) = idle_cost(&s.server, Duration::from_secs(2)).await;
+    eprintln!("{tag}: idle for 2 s while unwritable: {cpu:?} CPU, {lines} log lines");
+    v.check(cpu < Duration::from_millis(500) && lines < 50, || {
+        format!(
+            "{tag}: an idle server with an unwritable data directory used {cpu:?} CPU and wrote {lines} log \
+             lines in 2 s (it should wait, not retry the failed flush in a loop); log tail:\n{}",
+            s.server.log_tail(3)
+        )
+    });
+    (acked, refused)
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+/// Disk full while serving: mutations are refused with UNAVAILABLE and not
+/// applied, other users' reads keep working, health turns NOT_SERVING, the
+/// server stays idle; after space returns and a restart the service
+/// continues: new mutations succeed, nothing acknowledged is lost, the
+/// refused change never appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_refuses_mutations_then_continues_when_space_returns() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mount_point = tmp.path().join("mnt");
+    let _mount = Mount::tmpfs(&mount_point, "16m");
+    let mut s = Setup::start(&mount_point.join("data"), &tmp.path().join("logs")).await;
+    seed(&s).await;
+    let bob_before = check_user(&mut s.client(&s.bob).await, "bob").await;
+
+    let filler = fill(&mount_point);
+    let mut v = Violations::default();
+    let (acked, refused) = check_during_fault(&s, "full", &bob_before, &mut v).await;
+
+    // Space returns. sled 0.34 keeps refusing writes until the database is
+    // reopened, so the server stays NOT_SERVING and refuses mutations with
+    // STORAGE_UNAVAILABLE until it is restarted (the documented limit);
+    // nothing acknowledged is lost meanwhile.
+    std::fs::remove_file(&filler).expect("remove filler");
+    let mut alice = s.client(&s.alice).await;
+    let expected = acked.clone();
+    let status = add(&mut alice, "Family", "C2Cafter").await.expect_err("a mutation before the restart");
+    assert_storage_unavailable("a mutation after space returned, before the restart", &status);
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(s.server.health_status().await, Some(not_serving), "health after space returned");
+
+    // Whatever happened, a crash and restart keeps every acknowledged
+    // change, and the refused one never appears.
+    s.restart("2").await;
+    let mut alice = s.client(&s.alice).await;
+    let view = check_user(&mut alice, "alice").await;
+    assert_eq!(members(&view, "Family"), &family_members(&expected), "Family after the restart");
+    assert!(!members(&view, "Family").contains(&refused), "the refused add of {refused} appeared");
+    assert_eq!(names(&view), ["Family", "Work", "Research"], "alice's groups after the restart");
+    assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before, "bob after the restart");
+    add(&mut alice, "Family", "C2Cnew").await.expect("a mutation after the restart");
+    v.assert_none();
+}
+
+/// Disk full while serving, then space returns and the server is killed
+/// (-9) and restarted: every acknowledged mutation is present, the refused
+/// one is not, state and log agree, and new mutations take new revisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_then_restart_keeps_every_acknowledged_mutation() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mount_point = tmp.path().join("mnt");
+    let _mount = Mount::tmpfs(&mount_point, "16m");
+    let mut s = Setup::start(&mount_point.join("data"), &tmp.path().join("logs")).await;
+    seed(&s).await;
+    let bob_before = check_user(&mut s.client(&s.bob).await, "bob").await;
+
+    let filler = fill(&mount_point);
+    let (acked, refused, status) = add_until_refused(&s, 64, "restart").await;
+    assert_storage_unavailable("a mutation on a full disk", &status);
+    let bob_revision = check_user(&mut s.client(&s.bob).await, "bob").await.revision;
+
+    std::fs::remove_file(&filler).expect("remove filler");
+    s.restart("2").await;
+    let mut alice = s.client(&s.alice).await;
+    let view = check_user(&mut alice, "alice").await;
+    assert_eq!(members(&view, "Family"), &family_members(&acked), "Family after the restart");
+    assert!(!members(&view, "Family").contains(&refused), "the refused add of {refused} is present");
+    assert_eq!(names(&view), ["Family", "Work", "Research"]);
+    assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before, "bob after the restart");
+
+    let revision = add(&mut alice, "Family", "C2Cnew").await.expect("a mutation after the restart");
+    assert!(
+        revision > view.revision && revision > bob_revision,
+        "new revision {revision} must exceed every earlier one (alice {}, bob {bob_revision})",
+        view.revision
+    );
+}
+
+/// The data directory turns read-only under the running server (an ext4
+/// error with errors=remount-ro): mutations are refused with UNAVAILABLE,
+/// other users' reads keep working, health turns NOT_SERVING, the server
+/// stays idle; after the filesystem is
+/// repaired (remounted) and the server restarted, everything acknowledged
+/// is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_data_dir_refuses_mutations_and_keeps_reads() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let image = tmp.path().join("fs.img");
+    let mount_point = tmp.path().join("mnt");
+    let mount = Mount::ext4(&image, &mount_point, 64);
+    let mut s = Setup::start(&mount_point.join("data"), &tmp.path().join("logs")).await;
+    seed(&s).await;
+    let bob_before = check_user(&mut s.client(&s.bob).await, "bob").await;
+
+    // Make the seed durable on its own (see acknowledged_mutations_survive_power_loss
+    // for why the server's flush alone is not enough on ext4), so this test
+    // is about the read-only mount only.
+    run(Command::new("sync").arg("-f").arg(&mount_point)).expect("syncfs");
+    let device = mount.device();
+    let trigger = format!("/sys/fs/ext4/{}/trigger_fs_error", device.trim_start_matches("/dev/"));
+    std::fs::write(&trigger, "convgroups storage-fault test\n")
+        .unwrap_or_else(|e| panic!("cannot trigger an ext4 error through {trigger}: {e}"));
+    let probe = std::fs::write(mount_point.join("probe"), b"x");
+    assert!(probe.is_err(), "the filesystem should be read-only now (options: {})", mount.options());
+    eprintln!("read-only: {} ({})", probe.unwrap_err(), mount.options());
+
+    let mut v = Violations::default();
+    let (acked, refused) = check_during_fault(&s, "ro", &bob_before, &mut v).await;
+
+    // Repair: stop the server, mount the filesystem again (ext4 replays its
+    // journal), restart.
+    s.server.kill9();
+    drop(mount);
+    let _mount = {
+        std::fs::create_dir_all(&mount_point).expect("mount point");
+        run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(&mount_point)).expect("remount the image");
+        Mount { dir: mount_point.clone() }
+    };
+    s.restart("2").await;
+    let mut alice = s.client(&s.alice).await;
+    let view = check_user(&mut alice, "alice").await;
+    assert_eq!(members(&view, "Family"), &family_members(&acked), "Family after the repair and restart");
+    assert!(!members(&view, "Family").contains(&refused));
+    assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before);
+    add(&mut alice, "Family", "C2Cnew").await.expect("a mutation after the repair");
+    v.assert_none();
+}
+
+/// A data directory that is read-only when the server starts: the server
+/// must not pretend to serve writes. Either it serves (reads work,
+/// mutations fail with UNAVAILABLE) or it refuses to start with a message
+/// that names the data directory and the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_data_dir_at_start() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mount_point = tmp.path().join("mnt");
+    let _mount = Mount::tmpfs(&mount_point, "16m");
+    let data_dir = mount_point.join("data");
+    let mut s = Setup::start(&data_dir, &tmp.path().join("logs")).await;
+    seed(&s).await;
+    let alice_before = check_user(&mut s.client(&s.alice).await, "alice").await;
+    assert_eq!(s.server.terminate(Duration::from_secs(30)).await.map(|e| e.success()), Some(true), "clean stop");
+    run(Command::new("mount").args(["-o", "remount,ro"]).arg(&mount_point)).expect("remount read-only");
+
+    let log = tmp.path().join("logs/server-ro.log");
+    match ServerProcess::try_start(&data_dir, &log, &[]).await {
+        Ok(server) => {
+            let mut alice = group_client(server.channel().await.expect("connect"), &s.alice);
+            let view = check_user(&mut alice, "alice").await;
+            assert_eq!(view, alice_before, "reads on a read-only data directory");
+            let status = add(&mut alice, "Family", "C2Cro").await.expect_err("a mutation on a read-only data dir");
+            assert_storage_unavailable("a mutation on a read-only data directory", &status);
+        }
+        Err(message) => {
+            eprintln!("the server refused to start on a read-only data directory:\n{message}");
+            let text = message.to_lowercase();
+            assert!(
+                text.contains(&data_dir.display().to_string().to_lowercase()) && text.contains("read-only"),
+                "refusing to start is acceptable only with a message naming the data directory and saying it is \
+                 read-only; got:\n{message}"
+            );
+        }
+    }
+}
+
+/// Power loss right after the acknowledgements: the server's data dir is on
+/// an ext4 image on a loop device; after a series of acknowledged
+/// mutations, a byte copy of the image is what a power cut at that instant
+/// leaves on the disk. A second server started on (a mount of) that copy
+/// must have every acknowledged mutation (contract §6: "An acknowledged
+/// mutation survives a crash (kill -9, power loss) once its response has
+/// been sent").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_mutations_survive_power_loss() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let image = tmp.path().join("fs.img");
+    let mount_point = tmp.path().join("mnt");
+    let _mount = Mount::ext4(&image, &mount_point, 64);
+    let data_dir = mount_point.join("data");
+    let s = Setup::start(&data_dir, &tmp.path().join("logs")).await;
+    seed(&s).await;
+    // Commit the creation of the database files (and the seed) first, so
+    // what follows is about the flush of each acknowledged mutation.
+    run(Command::new("sync").arg("-f").arg(&mount_point)).expect("syncfs");
+
+    let mut alice = s.client(&s.alice).await;
+    let mut acked = Vec::new();
+    let mut last = 0;
+    for i in 0..40 {
+        let id = format!("C2Cpower{i}");
+        last = add(&mut alice, "Family", &id).await.expect("add");
+        acked.push(id);
+    }
+    // Power cut now: the disk holds exactly what the image file holds.
+    let cut = tmp.path().join("power-cut.img");
+    std::fs::copy(&image, &cut).expect("copy the image");
+    eprintln!("power cut after {} acknowledged adds (revision {last})", acked.len());
+
+    let after_mount = tmp.path().join("after");
+    std::fs::create_dir_all(&after_mount).expect("mount point");
+    run(Command::new("mount").args(["-o", "loop"]).arg(&cut).arg(&after_mount)).expect("mount the power-cut image");
+    let _after = Mount { dir: after_mount.clone() };
+    let after = ServerProcess::start(&after_mount.join("data"), &tmp.path().join("logs/after.log"), &[]).await;
+    let mut alice = group_client(after.channel().await.expect("connect"), &s.alice);
+    let (view, problems) = read_user(&mut alice).await.expect("read alice after the power cut");
+    assert!(problems.is_empty(), "alice's state after the power cut is inconsistent: {problems:#?}");
+    let family = view.groups.iter().find(|g| g.name == "Family").map(|g| g.members.clone()).unwrap_or_default();
+    let lost: Vec<&String> = acked.iter().filter(|id| !family.contains(*id)).collect();
+    assert!(
+        lost.is_empty() && view.revision >= last,
+        "after a power cut, {} of {} acknowledged adds are lost ({:?}...); alice's revision is {}, the last \
+         acknowledged was {last}",
+        lost.len(),
+        acked.len(),
+        lost.iter().take(3).collect::<Vec<_>>(),
+        view.revision
+    );
+}
