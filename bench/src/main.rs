@@ -198,39 +198,14 @@ async fn run(args: &Args) -> String {
     let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
     let mut reads = Vec::new();
     for c in [1usize, 64] {
-        let pool = cg_pool.clone();
-        let read = closed_loop(cg.pid(), c, secs, u64::MAX, move |task, _| {
-            let mut client = pool.groups(task, Some("reader"));
-            async move {
-                let r = client.get_conversation_group_list(pb::GetConversationGroupListRequest {}).await;
-                r.map_err(|e| e.to_string()).and_then(|r| {
-                    if r.into_inner().groups.len() == 20 {
-                        Ok(())
-                    } else {
-                        Err("expected 20 groups".into())
-                    }
-                })
-            }
-        })
-        .await;
+        let read = read_phase(&cg_pool, cg.pid(), c, secs, Some("reader")).await;
         load_row(
             &mut report,
             &format!("convgroups GetConversationGroupList (20 groups), c={c}"),
             &read,
             stats::peak_rss(cg.pid()),
         );
-        let pool = empty_pool.clone();
-        let echo = closed_loop(empty.pid(), c, secs, u64::MAX, move |task, _| {
-            let mut client = pool.groups(task, None);
-            async move {
-                client
-                    .get_conversation_group_list(pb::GetConversationGroupListRequest {})
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-        })
-        .await;
+        let echo = read_phase(&empty_pool, empty.pid(), c, secs, None).await;
         load_row(&mut report, &format!("empty tonic unary, c={c}"), &echo, stats::peak_rss(empty.pid()));
         let pool = etcd_pool.clone();
         let range = closed_loop(etcd.pid(), c, secs, u64::MAX, move |task, _| {
@@ -249,24 +224,7 @@ async fn run(args: &Args) -> String {
     let mut writes = Vec::new();
     for c in [1usize, 64] {
         setup_writers(&cg_pool, c).await;
-        let pool = cg_pool.clone();
-        let add = closed_loop(cg.pid(), c, secs, u64::MAX, move |task, seq| {
-            let mut client = pool.groups(task, Some(&format!("writer{task}")));
-            async move {
-                let request = pb::AddConversationsToGroupRequest {
-                    group_name: "g".into(),
-                    conversation_ids: vec![format!("C2Cc{c}s{seq}")],
-                    expected_revision: None,
-                };
-                let r = client.add_conversations_to_group(request).await.map_err(|e| e.to_string())?;
-                if r.into_inner().success_conversation_ids.len() == 1 {
-                    Ok(())
-                } else {
-                    Err("item failed".into())
-                }
-            }
-        })
-        .await;
+        let add = write_phase(&cg_pool, cg.pid(), c, secs, "bench").await;
         load_row(
             &mut report,
             &format!("convgroups AddConversationsToGroup (durable), c={c}"),
@@ -414,37 +372,58 @@ async fn one_load(addr: SocketAddr, token: &str, kind: &str, c: usize, secs: Dur
     let measured = match kind {
         "read" => {
             setup_reader(&pool).await;
-            closed_loop(pid, c, secs, u64::MAX, move |task, _| {
-                let mut client = pool.groups(task, Some("reader"));
-                async move {
-                    client
-                        .get_conversation_group_list(pb::GetConversationGroupListRequest {})
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            })
-            .await
+            read_phase(&pool, pid, c, secs, Some("reader")).await
         }
         "write" => {
             setup_writers(&pool, c).await;
-            closed_loop(pid, c, secs, u64::MAX, move |task, seq| {
-                let mut client = pool.groups(task, Some(&format!("writer{task}")));
-                async move {
-                    let request = pb::AddConversationsToGroupRequest {
-                        group_name: "g".into(),
-                        conversation_ids: vec![format!("C2Cload{seq}")],
-                        expected_revision: None,
-                    };
-                    client.add_conversations_to_group(request).await.map(|_| ()).map_err(|e| e.to_string())
-                }
-            })
-            .await
+            write_phase(&pool, pid, c, secs, "load").await
         }
         other => panic!("--kind {other}: expected read or write"),
     };
     load_row(&mut report, &format!("{kind}, c={c}"), &measured, stats::peak_rss(pid));
     report
+}
+
+/// GetConversationGroupList in a closed loop; with `user` (convgroups) each
+/// answer must hold 20 groups, without (the empty server) anything goes.
+async fn read_phase(pool: &Pool, pid: u32, c: usize, secs: Duration, user: Option<&'static str>) -> Measured {
+    let pool = pool.clone();
+    closed_loop(pid, c, secs, u64::MAX, move |task, _| {
+        let mut client = pool.groups(task, user);
+        async move {
+            let r = client.get_conversation_group_list(pb::GetConversationGroupListRequest {}).await;
+            let groups = r.map_err(|e| e.to_string())?.into_inner().groups.len();
+            if user.is_none() || groups == 20 {
+                Ok(())
+            } else {
+                Err(format!("expected 20 groups, got {groups}"))
+            }
+        }
+    })
+    .await
+}
+
+/// AddConversationsToGroup of one new id per call, each task as its own
+/// user `writer<task>` (see `setup_writers`); `tag` keeps ids of phases apart.
+async fn write_phase(pool: &Pool, pid: u32, c: usize, secs: Duration, tag: &'static str) -> Measured {
+    let pool = pool.clone();
+    closed_loop(pid, c, secs, u64::MAX, move |task, seq| {
+        let mut client = pool.groups(task, Some(&format!("writer{task}")));
+        async move {
+            let request = pb::AddConversationsToGroupRequest {
+                group_name: "g".into(),
+                conversation_ids: vec![format!("C2C{tag}c{c}s{seq}")],
+                expected_revision: None,
+            };
+            let r = client.add_conversations_to_group(request).await.map_err(|e| e.to_string())?;
+            if r.into_inner().success_conversation_ids.len() == 1 {
+                Ok(())
+            } else {
+                Err("item failed".into())
+            }
+        }
+    })
+    .await
 }
 
 fn etcd_version(env: &Env) -> String {
