@@ -760,11 +760,18 @@ async fn hostile_user_headers_are_refused() {
         assert_status_field(&st, Code::InvalidArgument, "INVALID_ARGUMENT", None, USER_HEADER);
     }
     // A huge authorization header is refused (by the token check or by the
-    // HTTP/2 layer) and does not take the server down.
+    // HTTP/2 layer) and does not take the server down. hyper answers it by
+    // closing the whole connection (GOAWAY), so it goes over a connection of
+    // its own: the shared one must stay usable for the checks below.
     let mut request = Request::new(GetConversationGroupListRequest {});
     let huge = format!("Bearer {}", "a".repeat(64 * 1024));
     request.metadata_mut().insert("authorization", huge.parse().unwrap());
-    let st = expect_err(ConversationGroupServiceClient::new(s.channel()).get_conversation_group_list(request).await);
+    let own = tonic::transport::Endpoint::from_shared(format!("http://{}", s.addr))
+        .unwrap()
+        .connect()
+        .await
+        .expect("a connection of its own");
+    let st = expect_err(ConversationGroupServiceClient::new(own).get_conversation_group_list(request).await);
     assert_ne!(st.code(), Code::Ok);
     victims.assert_untouched(&s, "hostile headers").await;
 }
