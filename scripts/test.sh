@@ -7,8 +7,11 @@
 #      - buf:     `npm install @bufbuild/buf`
 # 2. Lints the protos: `buf lint` (config: buf.yaml, STANDARD rules), then
 #    checks them for breaking changes: scripts/buf-breaking.sh (FILE rules).
-# 3. Runs every test: `cargo nextest run --all-targets` when cargo-nextest is
-#    installed, else `cargo test --all-targets`, after `cargo test --doc`.
+# 3. Runs every test: scripts/clients.sh (client examples and the README
+#    walkthrough against a real server), `cargo test --doc`, then
+#    `cargo nextest run --all-targets` when cargo-nextest is installed, else
+#    `cargo test --all-targets`. With extra arguments only the Rust tests
+#    they select run.
 #
 # Needs only the Rust toolchain, python3 with pip and node with npm.
 # Exports GRPCURL and BUF (absolute paths) for the tests (tests/grpcurl.rs).
@@ -111,8 +114,12 @@ step "buf breaking (proto/ against main, or the previous commit on main)"
 scripts/buf-breaking.sh
 
 if [[ $# -eq 0 ]]; then
-    # Doc tests first (nextest does not run them, and `--all-targets` skips
-    # them), so that the run ends with the summary of the main test run.
+    # The whole suite: the client examples and the README walkthrough
+    # against a real server (scripts/clients.sh), then the doc tests
+    # (nextest does not run them, and `--all-targets` skips them) — both
+    # first, so that the run ends with the summary of the main test run.
+    step "scripts/clients.sh (Python, Node, browser, buf curl, README walkthrough)"
+    scripts/clients.sh
     step "cargo test --doc"
     cargo test --doc
 fi
