@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::codec::{decode, BatchRecord, UserRecord};
+use super::codec::{decode, BatchRecord};
 use super::keys;
 use super::{Inner, Store};
 use crate::domain::{now_ms, EventBatch, UserId};
@@ -139,21 +139,11 @@ impl Store {
         let user = user.clone();
         let snapshot = self
             .exclusive(move |inner, last| {
-                let record: UserRecord = match inner.trees.users.get(keys::user_prefix(&user))? {
-                    Some(bytes) => decode(&bytes, "user record")?,
-                    None => UserRecord::default(),
-                };
+                let record = super::query::load_user(inner, &user)?;
                 let mut groups = Vec::with_capacity(record.groups.len());
                 for group in &record.groups {
-                    let prefix = keys::group_members_prefix(&user, group.id);
-                    let mut members = Vec::with_capacity(group.conversation_count as usize);
-                    for entry in inner.trees.members.scan_prefix(&prefix) {
-                        let (key, _) = entry?;
-                        let id = std::str::from_utf8(&key[prefix.len()..])
-                            .map_err(|_| super::codec::corrupt("member key"))?;
-                        members.push(id.to_string());
-                    }
-                    groups.push((group.name.clone(), members));
+                    let members = super::query::members(inner, &user, group.id)?;
+                    groups.push((group.name.clone(), members.into_iter().map(|id| id.as_str().to_string()).collect()));
                 }
                 Ok(Snapshot { revision: last, groups })
             })

@@ -116,7 +116,6 @@ pub struct Plan<'a> {
     view: View<'a>,
     pub user_id: UserId,
     pub user: UserRecord,
-    original_user: UserRecord,
     convs: HashMap<ConversationId, CachedConv>,
     pub events: Vec<EventKind>,
     pub writes: WriteSet,
@@ -127,7 +126,9 @@ fn exists(record: &ConversationRecord) -> bool {
     record.registered || !record.group_ids.is_empty()
 }
 
-fn position(id: &ConversationId, record: &ConversationRecord) -> ListPosition {
+/// Where a stored conversation sits in the listing (without decoding its
+/// data into the domain type).
+pub(super) fn position(id: &ConversationId, record: &ConversationRecord) -> ListPosition {
     ListPosition {
         unpinned: u8::from(!record.is_pinned),
         inverted_order_key: u64::MAX - record.order_key,
@@ -144,7 +145,6 @@ impl<'a> Plan<'a> {
         Ok(Self {
             view,
             user_id: user_id.clone(),
-            original_user: user.clone(),
             user,
             convs: HashMap::new(),
             events: Vec::new(),
@@ -231,7 +231,6 @@ impl<'a> Plan<'a> {
         if self.events.is_empty() {
             return None;
         }
-        debug_assert!(self.user != self.original_user || !self.convs.is_empty());
         let user_key = keys::user_prefix(&self.user_id);
         for (id, cached) in std::mem::take(&mut self.convs) {
             let key = keys::conv_key(&self.user_id, &id);

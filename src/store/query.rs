@@ -6,13 +6,26 @@ use std::ops::Bound;
 use super::codec::{decode, ConversationRecord, UserRecord};
 use super::keys;
 use super::ops::group_view;
+use super::plan::position;
 use super::{Inner, Store};
 use crate::domain::{
     ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupList, ListPosition, UserId,
 };
 use crate::error::Error;
 
-fn load_user(inner: &Inner, user: &UserId) -> Result<UserRecord, Error> {
+/// The members of a group, in key order.
+pub(super) fn members(inner: &Inner, user: &UserId, group_id: u32) -> Result<Vec<ConversationId>, Error> {
+    let prefix = keys::group_members_prefix(user, group_id);
+    let mut ids = Vec::new();
+    for entry in inner.trees.members.scan_prefix(&prefix) {
+        let (key, _) = entry?;
+        let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::codec::corrupt("member key"))?;
+        ids.push(ConversationId::from_canonical(id.to_string()));
+    }
+    Ok(ids)
+}
+
+pub(super) fn load_user(inner: &Inner, user: &UserId) -> Result<UserRecord, Error> {
     match inner.trees.users.get(keys::user_prefix(user))? {
         Some(bytes) => decode(&bytes, "user record"),
         None => Ok(UserRecord::default()),
@@ -61,14 +74,7 @@ fn walk(
     let candidates: Option<Vec<ConversationId>> = if !filter.conversation_ids.is_empty() {
         Some(filter.conversation_ids.clone())
     } else if let Some(Some(group_id)) = group {
-        let prefix = keys::group_members_prefix(user_id, group_id);
-        let mut ids = Vec::new();
-        for entry in inner.trees.members.scan_prefix(&prefix) {
-            let (key, _) = entry?;
-            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::codec::corrupt("member key"))?;
-            ids.push(ConversationId::from_canonical(id.to_string()));
-        }
-        Some(ids)
+        Some(members(inner, user_id, group_id)?)
     } else {
         None
     };
@@ -111,13 +117,13 @@ fn walk(
         if !key.starts_with(&prefix) {
             break;
         }
-        let position = keys::order_position(prefix.len(), &key).ok_or_else(|| super::codec::corrupt("order key"))?;
-        let id = ConversationId::from_canonical(position.id);
+        let indexed = keys::order_position(prefix.len(), &key).ok_or_else(|| super::codec::corrupt("order key"))?;
+        let id = ConversationId::from_canonical(indexed.id.clone());
         // The index and the records are written in one transaction, but this
         // read is not: a record changed since the index entry was read is
         // skipped here and appears at its new position.
         let Some(record) = load_conv(inner, user_id, &id)? else { continue };
-        if ListPosition::of(&id, &record.data()) != keys::order_position(prefix.len(), &key).expect("decoded above") {
+        if position(&id, &record) != indexed {
             continue;
         }
         if accepts(&id, &record) && !visit(id, record) {
