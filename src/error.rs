@@ -59,6 +59,12 @@ pub enum Error {
     InvalidSetting { setting: &'static str, message: String },
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// Storage failed after a mutation was committed, while it was being made
+    /// durable: the client was not told it succeeded, but its change may
+    /// have reached the disk and then reappears when the database is
+    /// reopened (see `store::durability`).
+    #[error("storage unavailable, outcome unknown: {0}")]
+    StorageOutcomeUnknown(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -137,6 +143,7 @@ impl Error {
                 (Code::FailedPrecondition, "INVALID_SETTING", vec![("setting", setting.to_string())])
             }
             Storage(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![]),
+            StorageOutcomeUnknown(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![("outcome", "unknown".into())]),
             Internal(_) => (Code::Internal, "INTERNAL", vec![]),
         }
     }
@@ -150,6 +157,12 @@ impl From<Error> for Status {
             Error::Storage(detail) => {
                 tracing::error!(error = %detail, "storage error");
                 "storage is unavailable; the request was not applied".to_string()
+            }
+            Error::StorageOutcomeUnknown(detail) => {
+                tracing::error!(error = %detail, "storage error after commit");
+                "storage failed while the change was being written to disk: it was not acknowledged and may or may \
+                 not be present once storage recovers; read before retrying"
+                    .to_string()
             }
             Error::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");

@@ -170,15 +170,21 @@ impl App {
         }
 
         let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
-        // Once storage has failed, sled refuses every write until it is
-        // reopened: say so through health, so an orchestrator restarts us.
-        let sick = tokio::spawn({
-            let (health, failed) = (health.clone(), store.revision_watch().storage_failed());
+        // Health follows storage: NOT_SERVING while a failed flush keeps
+        // mutations refused, SERVING again once the store has reopened its
+        // database. Aborted before shutdown sets NOT_SERVING for good.
+        let storage_health = tokio::spawn({
+            let (health, mut storage) = (health.clone(), store.revision_watch());
             async move {
-                failed.await;
-                tracing::error!("storage failed: health is NOT_SERVING; restart the server once storage is back");
-                for name in HEALTH_NAMES {
-                    health.set_service_status(name, ServingStatus::NotServing).await;
+                loop {
+                    storage.storage_failing(true).await;
+                    for name in HEALTH_NAMES {
+                        health.set_service_status(name, ServingStatus::NotServing).await;
+                    }
+                    storage.storage_failing(false).await;
+                    for name in HEALTH_NAMES {
+                        health.set_service_status(name, ServingStatus::Serving).await;
+                    }
                 }
             }
         });
@@ -193,9 +199,10 @@ impl App {
 
         let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
         let signal = {
-            let (mut health, hub) = (health.clone(), hub.clone());
+            let (mut health, hub, storage_health) = (health.clone(), hub.clone(), storage_health.abort_handle());
             async move {
                 shutdown.await;
+                storage_health.abort();
                 tracing::info!(watchers = hub.watchers(), "shutting down");
                 for name in HEALTH_NAMES {
                     health.set_service_status(name, ServingStatus::NotServing).await;
@@ -259,7 +266,7 @@ impl App {
             }
         };
         upkeep.abort();
-        sick.abort();
+        storage_health.abort();
         // Acknowledged writes are already durable; this leaves the files clean.
         let flushed = store.flush().await;
         served?;

@@ -2,8 +2,9 @@
 //! running server. Mutations must fail with UNAVAILABLE (ErrorInfo reason
 //! STORAGE_UNAVAILABLE) and a clear message and must not take effect; reads
 //! keep working where they can; the server keeps serving and does not spin;
-//! once space returns the service continues with no corruption, and after a
-//! restart every acknowledged mutation is present.
+//! once space returns the server reopens its database by itself and the
+//! service continues with no corruption, and after a restart every
+//! acknowledged mutation is present.
 //!
 //! The data directory lives on a small tmpfs (full disk: a filler file takes
 //! the remaining space) or on an ext4 image on a loop device mounted with
@@ -25,6 +26,7 @@ use std::time::Duration;
 use convgroups::pb::*;
 use reliability_support::*;
 use tonic::{Code, Status};
+use tonic_health::pb::health_check_response::ServingStatus;
 
 // ---------------------------------------------------------------------------
 // Mounts
@@ -187,6 +189,13 @@ async fn add(gc: &mut GroupClient, name: &str, id: &str) -> Result<u64, Status> 
     Ok(response.revision)
 }
 
+/// The ErrorInfo `outcome` of a storage failure: "unknown" when the change
+/// may still have reached the disk, empty when it was not applied.
+fn outcome(status: &Status) -> String {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().and_then(|i| i.metadata.get("outcome").cloned()).unwrap_or_default()
+}
+
 /// Checks a mutation's failure: UNAVAILABLE, reason STORAGE_UNAVAILABLE,
 /// and a message that tells the client storage is the problem.
 #[track_caller]
@@ -270,9 +279,14 @@ impl Violations {
 
 /// What every storage-fault scenario checks while the fault lasts: refused
 /// mutations are UNAVAILABLE and not applied, reads keep working, the
-/// server stays up and idle. Returns alice's acknowledged adds and the id
-/// whose add was refused.
-async fn check_during_fault(s: &Setup, tag: &str, bob_before: &UserView, v: &mut Violations) -> (Vec<String>, String) {
+/// server stays up and idle. Returns alice's acknowledged adds, the id
+/// whose add was refused and the refusal.
+async fn check_during_fault(
+    s: &Setup,
+    tag: &str,
+    bob_before: &UserView,
+    v: &mut Violations,
+) -> (Vec<String>, String, Status) {
     // A watcher of alice, open through the fault: it may see only changes
     // that were acknowledged.
     let watched: Follow = Default::default();
@@ -281,13 +295,15 @@ async fn check_during_fault(s: &Setup, tag: &str, bob_before: &UserView, v: &mut
     eprintln!("{tag}: {} adds acknowledged, then {refused} refused: {status:?}", acked.len());
     assert_storage_unavailable(&format!("adding {refused} while the data directory is unwritable"), &status);
 
-    // More mutations of both users are refused the same way.
+    // More mutations of both users are refused the same way, before they
+    // touch the database: their outcome is certain.
     let mut alice = s.client(&s.alice).await;
     let mut bob = s.client(&s.bob).await;
-    let status = create(&mut alice, "During", vec!["C2Cduring".into()]).await.expect_err("create while unwritable");
-    assert_storage_unavailable("a second mutation while the data directory is unwritable", &status);
-    let status = add(&mut bob, "Bobs", "C2Cbobduring").await.expect_err("bob's add while unwritable");
-    assert_storage_unavailable("another user's mutation while the data directory is unwritable", &status);
+    let during = create(&mut alice, "During", vec!["C2Cduring".into()]).await.expect_err("create while unwritable");
+    assert_storage_unavailable("a second mutation while the data directory is unwritable", &during);
+    assert_eq!(outcome(&during), "", "{tag}: a mutation refused while failing was not applied: {during:?}");
+    let during = add(&mut bob, "Bobs", "C2Cbobduring").await.expect_err("bob's add while unwritable");
+    assert_storage_unavailable("another user's mutation while the data directory is unwritable", &during);
 
     // Reads keep working: bob reads his state exactly as before, and a new
     // watcher replays his log from revision 1 (check_user does both).
@@ -307,22 +323,9 @@ async fn check_during_fault(s: &Setup, tag: &str, bob_before: &UserView, v: &mut
     }
 
     // The watcher got exactly the acknowledged adds, and nothing refused.
-    let seen: Vec<String> = {
-        let f = watched.lock().unwrap();
-        assert!(f.problems.is_empty(), "{tag}: watcher problems: {:?}", f.problems);
-        f.batches
-            .iter()
-            .flat_map(|b| &b.events)
-            .filter_map(|e| match &e.kind {
-                Some(convgroups::pb::group_event::Kind::ConversationsAddedToGroup(a)) => {
-                    Some(a.conversation_ids.clone())
-                }
-                _ => None,
-            })
-            .flatten()
-            .filter(|id| id.starts_with(&format!("C2C{tag}")))
-            .collect()
-    };
+    let problems = watched.lock().unwrap().problems.clone();
+    assert!(problems.is_empty(), "{tag}: watcher problems: {problems:?}");
+    let seen = watched_adds(&watched, tag);
     watcher.abort();
     let mut seen_sorted = seen.clone();
     seen_sorted.sort();
@@ -331,9 +334,8 @@ async fn check_during_fault(s: &Setup, tag: &str, bob_before: &UserView, v: &mut
     assert!(!seen.contains(&refused), "{tag}: a watcher received the refused add of {refused}");
     assert_eq!(seen_sorted, acked_sorted, "{tag}: the watcher must see exactly the acknowledged adds");
 
-    // The server keeps answering, reports NOT_SERVING (sled refuses writes
-    // until it is reopened, so an orchestrator should restart it), and does
-    // not spin on the failed flush.
+    // The server keeps answering, reports NOT_SERVING, and does not spin
+    // while it waits for the data directory to take writes again.
     let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
     assert_eq!(s.server.health_status().await, Some(not_serving), "{tag}: health while storage is failing");
     let (cpu, lines) = idle_cost(&s.server, Duration::from_secs(2)).await;
@@ -345,7 +347,39 @@ async fn check_during_fault(s: &Setup, tag: &str, bob_before: &UserView, v: &mut
             s.server.log_tail(3)
         )
     });
-    (acked, refused)
+    (acked, refused, status)
+}
+
+/// Waits (bounded) until the server's health reports `status`.
+async fn wait_health(server: &ServerProcess, status: ServingStatus, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let now = server.health_status().await;
+        if now == Some(status as i32) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health is {now:?}, expected {status:?} within {within:?}; log tail:\n{}",
+            server.log_tail(5)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Conversations added to `tag`'s ids that a watcher received, in order.
+fn watched_adds(follow: &Follow, tag: &str) -> Vec<String> {
+    let f = follow.lock().unwrap();
+    f.batches
+        .iter()
+        .flat_map(|b| &b.events)
+        .filter_map(|e| match &e.kind {
+            Some(convgroups::pb::group_event::Kind::ConversationsAddedToGroup(a)) => Some(a.conversation_ids.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|id| id.starts_with(&format!("C2C{tag}")))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -354,9 +388,11 @@ async fn check_during_fault(s: &Setup, tag: &str, bob_before: &UserView, v: &mut
 
 /// Disk full while serving: mutations are refused with UNAVAILABLE and not
 /// applied, other users' reads keep working, health turns NOT_SERVING, the
-/// server stays idle; after space returns and a restart the service
-/// continues: new mutations succeed, nothing acknowledged is lost, the
-/// refused change never appears.
+/// server stays idle. Once space returns the server reopens its database by
+/// itself, with no restart: health is SERVING again, alice reads every
+/// acknowledged add, mutations of both users succeed with new revisions, a
+/// watcher open since before the fault goes on with no gap and no repeat,
+/// and a crash afterwards loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_refuses_mutations_then_continues_when_space_returns() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -365,32 +401,76 @@ async fn full_disk_refuses_mutations_then_continues_when_space_returns() {
     let mut s = Setup::start(&mount_point.join("data"), &tmp.path().join("logs")).await;
     seed(&s).await;
     let bob_before = check_user(&mut s.client(&s.bob).await, "bob").await;
+    let before_fault = check_user(&mut s.client(&s.alice).await, "alice").await.revision;
+
+    // A watcher of alice that stays open through the fault and the recovery.
+    let through: Follow = Default::default();
+    let through_task = tokio::spawn(follow(s.client(&s.alice).await, through.clone(), false));
+    wait_seen(&through, before_fault, Duration::from_secs(10)).await.expect("the watcher caught up before the fault");
 
     let filler = fill(&mount_point);
     let mut v = Violations::default();
-    let (acked, refused) = check_during_fault(&s, "full", &bob_before, &mut v).await;
+    let (acked, refused, refusal) = check_during_fault(&s, "full", &bob_before, &mut v).await;
+    // The first refused add was already committed when its flush failed:
+    // the client is told its outcome is unknown (it may have reached the
+    // disk). Every later one is refused before it is planned.
+    assert_eq!(outcome(&refusal), "unknown", "the add whose flush failed: {refusal:?}");
 
-    // Space returns. sled 0.34 keeps refusing writes until the database is
-    // reopened, so the server stays NOT_SERVING and refuses mutations with
-    // STORAGE_UNAVAILABLE until it is restarted (the documented limit);
-    // nothing acknowledged is lost meanwhile.
+    // Space returns: the server notices by itself.
     std::fs::remove_file(&filler).expect("remove filler");
-    let mut alice = s.client(&s.alice).await;
-    let expected = acked.clone();
-    let status = add(&mut alice, "Family", "C2Cafter").await.expect_err("a mutation before the restart");
-    assert_storage_unavailable("a mutation after space returned, before the restart", &status);
-    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
-    assert_eq!(s.server.health_status().await, Some(not_serving), "health after space returned");
+    wait_health(&s.server, ServingStatus::Serving, Duration::from_secs(20)).await;
 
-    // Whatever happened, a crash and restart keeps every acknowledged
-    // change, and the refused one never appears.
+    // Alice reads her state again, reopened from disk: every acknowledged
+    // add; the refused one only if its bytes reached the disk before the
+    // failure (its outcome was "unknown"); nothing refused later.
+    let mut alice = s.client(&s.alice).await;
+    let view = check_user(&mut alice, "alice").await;
+    let family = members(&view, "Family").clone();
+    let kept_refused = family.contains(&refused);
+    let mut expected = family_members(&acked);
+    if kept_refused {
+        expected.insert(refused.clone());
+    }
+    eprintln!(
+        "after recovery: the add of {refused} with an unknown outcome is {}",
+        if kept_refused { "present" } else { "absent" }
+    );
+    assert_eq!(family, expected, "Family after the recovery");
+    assert_eq!(names(&view), ["Family", "Work", "Research"], "alice's groups after the recovery (During was refused)");
+    assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before, "bob after the recovery");
+
+    // Mutations of both users work again, with revisions above every
+    // earlier one.
+    let after = add(&mut alice, "Family", "C2Cfullafter").await.expect("alice's mutation once space returned");
+    assert!(after > view.revision, "revision {after} after the recovery must exceed alice's {}", view.revision);
+    let mut bob = s.client(&s.bob).await;
+    let bob_after = add(&mut bob, "Bobs", "C2Cbobafter").await.expect("bob's mutation once space returned");
+    assert!(bob_after > after, "bob's revision {bob_after} must follow alice's {after}");
+
+    // The watcher open through it all saw each acknowledged add once, in
+    // order, then (if it survived) the refused one, then the add after the
+    // recovery; its stream never ended.
+    wait_seen(&through, after, Duration::from_secs(10)).await.expect("the watcher open through the fault");
+    {
+        let f = through.lock().unwrap();
+        assert!(f.problems.is_empty(), "watcher through the fault: {:?}", f.problems);
+        assert_eq!(f.ended, None, "the watcher's stream ended");
+    }
+    let mut expected_seen = acked.clone();
+    if kept_refused {
+        expected_seen.push(refused.clone());
+    }
+    expected_seen.push("C2Cfullafter".into());
+    assert_eq!(watched_adds(&through, "full"), expected_seen, "adds the watcher open through the fault received");
+    through_task.abort();
+
+    // A crash now keeps everything acknowledged since the recovery too.
     s.restart("2").await;
     let mut alice = s.client(&s.alice).await;
     let view = check_user(&mut alice, "alice").await;
-    assert_eq!(members(&view, "Family"), &family_members(&expected), "Family after the restart");
-    assert!(!members(&view, "Family").contains(&refused), "the refused add of {refused} appeared");
-    assert_eq!(names(&view), ["Family", "Work", "Research"], "alice's groups after the restart");
-    assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before, "bob after the restart");
+    expected.insert("C2Cfullafter".into());
+    assert_eq!(members(&view, "Family"), &expected, "Family after the recovery and a restart");
+    assert!(members(&check_user(&mut s.client(&s.bob).await, "bob").await, "Bobs").contains("C2Cbobafter"));
     add(&mut alice, "Family", "C2Cnew").await.expect("a mutation after the restart");
     v.assert_none();
 }
@@ -416,8 +496,13 @@ async fn full_disk_then_restart_keeps_every_acknowledged_mutation() {
     s.restart("2").await;
     let mut alice = s.client(&s.alice).await;
     let view = check_user(&mut alice, "alice").await;
-    assert_eq!(members(&view, "Family"), &family_members(&acked), "Family after the restart");
-    assert!(!members(&view, "Family").contains(&refused), "the refused add of {refused} is present");
+    // The refused add failed in its flush ("outcome unknown"): present only
+    // if its bytes reached the disk before the failure.
+    let mut expected = family_members(&acked);
+    if outcome(&status) == "unknown" && members(&view, "Family").contains(&refused) {
+        expected.insert(refused.clone());
+    }
+    assert_eq!(members(&view, "Family"), &expected, "Family after the restart");
     assert_eq!(names(&view), ["Family", "Work", "Research"]);
     assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before, "bob after the restart");
 
@@ -427,6 +512,183 @@ async fn full_disk_then_restart_keeps_every_acknowledged_mutation() {
         "new revision {revision} must exceed every earlier one (alice {}, bob {bob_revision})",
         view.revision
     );
+}
+
+/// What the writers of the load test were told.
+#[derive(Default)]
+struct Outcomes {
+    /// Adds acknowledged, per user.
+    acked: std::collections::HashMap<&'static str, Vec<String>>,
+    /// Adds refused with outcome "unknown": may or may not be stored.
+    unknown: BTreeSet<String>,
+    /// Adds refused as not applied: must never be stored.
+    refused: BTreeSet<String>,
+    /// Any answer other than OK or STORAGE_UNAVAILABLE.
+    wrong: Vec<String>,
+}
+
+/// Disk full under concurrent load, then space returns: writers of two
+/// users and readers keep going through the fault, the in-process reopen
+/// and after it. Every acknowledged add is kept, nothing refused as "not
+/// applied" appears, the watchers open through it all receive each stored
+/// add exactly once with no gap and never see anything else, state and log
+/// agree, and a crash afterwards changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_under_load_recovers_without_restart() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mount_point = tmp.path().join("mnt");
+    let _mount = Mount::tmpfs(&mount_point, "32m");
+    let mut s = Setup::start(&mount_point.join("data"), &tmp.path().join("logs")).await;
+    seed(&s).await;
+    let users: [(&'static str, String, &'static str); 2] =
+        [("alice", s.alice.clone(), "Family"), ("bob", s.bob.clone(), "Bobs")];
+
+    let mut watchers = Vec::new();
+    for (user, token, _) in &users {
+        let followed: Follow = Default::default();
+        let task = tokio::spawn(follow(s.client(token).await, followed.clone(), false));
+        watchers.push((*user, followed, task));
+    }
+
+    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acks, refusals, reads) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for (user, token, group) in &users {
+        for writer in 0..2 {
+            let mut gc = s.client(token).await;
+            let (user, group) = (*user, *group);
+            let (outcomes, stop, acks, refusals) = (outcomes.clone(), stop.clone(), acks.clone(), refusals.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("C2Cload{user}{writer}x{i}");
+                    i += 1;
+                    let result = add(&mut gc, group, &id).await;
+                    let refused = {
+                        let mut o = outcomes.lock().unwrap();
+                        match result {
+                            Ok(_) => {
+                                o.acked.entry(user).or_default().push(id);
+                                acks.fetch_add(1, Ordering::Relaxed);
+                                false
+                            }
+                            Err(status) if reason(&status) == "STORAGE_UNAVAILABLE" => {
+                                if outcome(&status) == "unknown" {
+                                    o.unknown.insert(id);
+                                } else {
+                                    o.refused.insert(id);
+                                }
+                                refusals.fetch_add(1, Ordering::Relaxed);
+                                true
+                            }
+                            Err(status) => {
+                                o.wrong.push(format!("add {id}: {status:?}"));
+                                false
+                            }
+                        }
+                    };
+                    if refused {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+            }));
+        }
+        // A reader of the same user: it may be refused while storage fails
+        // (STORAGE_UNAVAILABLE), never anything else.
+        let mut gc = s.client(token).await;
+        let (outcomes, stop, reads) = (outcomes.clone(), stop.clone(), reads.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                match gc.get_conversation_group_list(GetConversationGroupListRequest::default()).await {
+                    Ok(_) => {
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(status) if reason(&status) == "STORAGE_UNAVAILABLE" => {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(status) => outcomes.lock().unwrap().wrong.push(format!("group list: {status:?}")),
+                }
+            }
+        }));
+    }
+
+    let wait_until = |counter: Arc<AtomicUsize>, target: usize, what: &'static str| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while counter.load(Ordering::Relaxed) < target {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: {} of {target} within 30 s",
+                counter.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    wait_until(acks.clone(), 100, "acknowledged adds before the fault").await;
+    let filler = fill(&mount_point);
+    wait_until(refusals.clone(), 50, "refusals while the disk is full").await;
+    let acked_during = acks.load(Ordering::Relaxed);
+    std::fs::remove_file(&filler).expect("remove filler");
+    wait_health(&s.server, ServingStatus::Serving, Duration::from_secs(20)).await;
+    wait_until(acks.clone(), acked_during + 100, "acknowledged adds after the recovery").await;
+    let reads_before_stop = reads.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("load task");
+    }
+    let outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    eprintln!(
+        "load: {} acknowledged, {} refused (not applied), {} refused (outcome unknown), {reads_before_stop} reads",
+        outcomes.acked.values().map(Vec::len).sum::<usize>(),
+        outcomes.refused.len(),
+        outcomes.unknown.len()
+    );
+    assert!(outcomes.wrong.is_empty(), "answers other than OK or STORAGE_UNAVAILABLE: {:#?}", outcomes.wrong);
+    assert!(!outcomes.refused.is_empty(), "no mutation was refused: the disk never filled?");
+
+    // Final state of each user: consistent, log replays to it, and the
+    // added ids are exactly the acknowledged ones plus some of the
+    // unknown-outcome ones.
+    let mut stored_by_user = Vec::new();
+    for (user, token, group) in &users {
+        let mut gc = s.client(token).await;
+        let view = check_user(&mut gc, user).await;
+        let stored: BTreeSet<String> =
+            members(&view, group).iter().filter(|id| id.starts_with("C2Cload")).cloned().collect();
+        let acked: BTreeSet<String> = outcomes.acked.get(user).cloned().unwrap_or_default().into_iter().collect();
+        let lost: Vec<_> = acked.difference(&stored).collect();
+        assert!(lost.is_empty(), "{user}: acknowledged adds lost: {lost:?}");
+        let extra: Vec<_> = stored.difference(&acked).filter(|id| !outcomes.unknown.contains(*id)).collect();
+        assert!(extra.is_empty(), "{user}: adds stored that were refused as not applied: {extra:?}");
+        // The watcher open throughout received each stored add once, in
+        // revision order, and nothing else.
+        let (_, followed, _) = watchers.iter().find(|(u, _, _)| u == user).expect("watcher");
+        wait_seen(followed, view.revision, Duration::from_secs(10)).await.expect("watcher caught up");
+        {
+            let f = followed.lock().unwrap();
+            assert!(f.problems.is_empty(), "{user}'s watcher: {:?}", f.problems);
+            assert_eq!(f.ended, None, "{user}'s watcher stream ended");
+        }
+        let seen = watched_adds(followed, "load");
+        let seen_set: BTreeSet<String> = seen.iter().cloned().collect();
+        assert_eq!(seen.len(), seen_set.len(), "{user}'s watcher received an add twice");
+        assert_eq!(seen_set, stored, "{user}'s watcher must receive exactly the stored adds");
+        stored_by_user.push((*user, view));
+    }
+    for (_, _, task) in watchers {
+        task.abort();
+    }
+
+    // A crash now changes nothing.
+    s.restart("2").await;
+    for ((user, token, _), (_, before)) in users.iter().zip(&stored_by_user) {
+        let after = check_user(&mut s.client(token).await, user).await;
+        assert_eq!(&after, before, "{user} after a restart following the recovery");
+    }
 }
 
 /// The data directory turns read-only under the running server (an ext4
@@ -458,7 +720,7 @@ async fn read_only_data_dir_refuses_mutations_and_keeps_reads() {
     eprintln!("read-only: {} ({})", probe.unwrap_err(), mount.options());
 
     let mut v = Violations::default();
-    let (acked, refused) = check_during_fault(&s, "ro", &bob_before, &mut v).await;
+    let (acked, refused, _) = check_during_fault(&s, "ro", &bob_before, &mut v).await;
 
     // Repair: stop the server, mount the filesystem again (ext4 replays its
     // journal), restart.

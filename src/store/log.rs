@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use super::codec::{decode, BatchRecord};
 use super::keys;
-use super::{Inner, Store};
+use super::{Store, Trees};
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
 
@@ -52,15 +52,15 @@ pub struct Compaction {
     pub trimmed: u64,
 }
 
-fn floor(inner: &Inner, scope: &Scope) -> Result<u64, Error> {
+fn floor(trees: &Trees, scope: &Scope) -> Result<u64, Error> {
     match scope {
-        Scope::User(user) => read_u64(&inner.trees.meta, &user_floor_key(user)),
-        Scope::AllUsers => read_u64(&inner.trees.meta, GLOBAL_FLOOR),
+        Scope::User(user) => read_u64(&trees.meta, &user_floor_key(user)),
+        Scope::AllUsers => read_u64(&trees.meta, GLOBAL_FLOOR),
     }
 }
 
-fn read_batch(inner: &Inner, revision: u64) -> Result<Option<EventBatch>, Error> {
-    match inner.trees.events.get(keys::event_key(revision))? {
+fn read_batch(trees: &Trees, revision: u64) -> Result<Option<EventBatch>, Error> {
+    match trees.events.get(keys::event_key(revision))? {
         Some(bytes) => Ok(Some(decode::<BatchRecord>(&bytes, "event batch")?.into_batch(revision)?)),
         None => Ok(None),
     }
@@ -70,7 +70,7 @@ impl Store {
     /// The revision before which a watcher of `scope` cannot resume: events
     /// at or below it may have been trimmed.
     pub async fn floor(&self, scope: Scope) -> Result<u64, Error> {
-        self.blocking(move |inner| floor(inner, &scope)).await
+        self.blocking(move |inner| floor(&*inner.trees()?, &scope)).await
     }
 
     /// Up to `limit` durable batches of `scope` with revision in
@@ -84,13 +84,14 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<EventBatch>, Error> {
         self.blocking(move |inner| {
+            let trees = inner.trees()?;
             let mut batches = Vec::new();
             if from > through {
                 return Ok(batches);
             }
             match &scope {
                 Scope::AllUsers => {
-                    for entry in inner.trees.events.range(keys::event_key(from)..=keys::event_key(through)) {
+                    for entry in trees.events.range(keys::event_key(from)..=keys::event_key(through)) {
                         let (key, value) = entry?;
                         let revision = keys::decode_u64(&key).ok_or_else(|| super::codec::corrupt("event key"))?;
                         batches.push(decode::<BatchRecord>(&value, "event batch")?.into_batch(revision)?);
@@ -103,13 +104,13 @@ impl Store {
                     let start = keys::user_event_key(user, from);
                     let end = keys::user_event_key(user, through);
                     let prefix_len = keys::user_prefix(user).len();
-                    for entry in inner.trees.user_events.range(start..=end) {
+                    for entry in trees.user_events.range(start..=end) {
                         let (key, _) = entry?;
                         let revision = keys::decode_u64(&key[prefix_len..])
                             .ok_or_else(|| super::codec::corrupt("user event key"))?;
                         // Missing: trimmed since the index entry was read;
                         // the floor check below reports it.
-                        if let Some(batch) = read_batch(inner, revision)? {
+                        if let Some(batch) = read_batch(&trees, revision)? {
                             batches.push(batch);
                         }
                         if batches.len() == limit {
@@ -118,7 +119,7 @@ impl Store {
                     }
                 }
             }
-            let floor = floor(inner, &scope)?;
+            let floor = floor(&trees, &scope)?;
             if floor >= from {
                 return Err(Error::RevisionCompacted {
                     start: from,
@@ -139,10 +140,11 @@ impl Store {
         let user = user.clone();
         let snapshot = self
             .exclusive(move |inner, last| {
-                let record = super::query::load_user(inner, &user)?;
+                let trees = inner.trees()?;
+                let record = super::query::load_user(&trees, &user)?;
                 let mut groups = Vec::with_capacity(record.groups.len());
                 for group in &record.groups {
-                    let members = super::query::members(inner, &user, group.id)?;
+                    let members = super::query::members(&trees, &user, group.id)?;
                     groups.push((group.name.clone(), members.into_iter().map(|id| id.as_str().to_string()).collect()));
                 }
                 Ok(Snapshot { revision: last, groups })
@@ -156,12 +158,13 @@ impl Store {
     /// only deletes old events, which no mutation writes.
     pub async fn compact(&self, retain_for_ms: i64, retain_events_per_user: u64) -> Result<Compaction, Error> {
         self.blocking(move |inner| {
+            let trees = inner.trees()?;
             let cutoff = now_ms().saturating_sub(retain_for_ms);
             let durable = inner.durable.borrow().revision;
             // Per user: the revision of its Nth newest event (None: fewer).
             let mut keep_from: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
             let mut doomed: Vec<(u64, UserId)> = Vec::new();
-            for entry in inner.trees.events.iter() {
+            for entry in trees.events.iter() {
                 let (key, value) = entry?;
                 let revision = keys::decode_u64(&key).ok_or_else(|| super::codec::corrupt("event key"))?;
                 let record: BatchRecord = decode(&value, "event batch")?;
@@ -178,8 +181,7 @@ impl Store {
                         let nth = if retain_events_per_user == 0 {
                             Some(u64::MAX)
                         } else {
-                            inner
-                                .trees
+                            trees
                                 .user_events
                                 .scan_prefix(&prefix)
                                 .rev()
@@ -209,16 +211,16 @@ impl Store {
             }
             let global = doomed.iter().map(|(r, _)| *r).max().unwrap_or(0);
             floors.insert(GLOBAL_FLOOR, &global.to_be_bytes());
-            inner.trees.meta.apply_batch(floors)?;
+            trees.meta.apply_batch(floors)?;
             let mut events = sled::Batch::default();
             let mut user_events = sled::Batch::default();
             for (revision, user) in &doomed {
                 events.remove(&keys::event_key(*revision));
                 user_events.remove(keys::user_event_key(user, *revision));
             }
-            inner.trees.events.apply_batch(events)?;
-            inner.trees.user_events.apply_batch(user_events)?;
-            inner.trees.db.flush()?;
+            trees.events.apply_batch(events)?;
+            trees.user_events.apply_batch(user_events)?;
+            trees.db.flush()?;
             Ok(Compaction { trimmed: doomed.len() as u64 })
         })
         .await

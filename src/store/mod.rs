@@ -10,9 +10,14 @@
 //!   time for everything committed so far, so concurrent mutations share a
 //!   flush. Only then are batches handed to the [`Hub`] (in revision order),
 //!   so a watcher never sees a change that a crash could take back.
+//! * Storage faults: a failed flush puts the store in a failing state
+//!   (mutations refused at once, health NOT_SERVING) until
+//!   [`durability`] has reopened the database, once the data directory
+//!   takes writes again.
 
 mod backup;
 mod codec;
+mod durability;
 mod keys;
 mod log;
 mod ops;
@@ -21,9 +26,10 @@ mod query;
 mod writer;
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
@@ -46,9 +52,11 @@ impl From<sled::Error> for Error {
     }
 }
 
-/// The sled trees of the key layout.
+/// The open database: the sled trees of the key layout.
 pub(crate) struct Trees {
     db: sled::Db,
+    /// sled's log file, fdatasynced after every flush (see `make_durable`).
+    log_file: std::fs::File,
     meta: sled::Tree,
     users: sled::Tree,
     convs: sled::Tree,
@@ -63,77 +71,10 @@ impl Trees {
     fn all(&self) -> [&sled::Tree; TREE_COUNT] {
         [&self.meta, &self.users, &self.convs, &self.members, &self.order, &self.events, &self.user_events]
     }
-}
 
-/// Durability progress, shared between mutations and the flusher.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Durable {
-    /// Every revision up to this one is on disk.
-    revision: u64,
-    /// Bumped on every failed flush, so waiters can tell a failure happened
-    /// after they committed.
-    failures: u64,
-}
-
-struct Inner {
-    trees: Trees,
-    limits: Limits,
-    hub: Hub,
-    /// Feeds the writer thread, the one place mutations are planned and
-    /// applied.
-    jobs: std::sync::mpsc::Sender<Job>,
-    /// Last committed (applied, maybe not yet flushed) revision.
-    committed: AtomicU64,
-    /// Committed batches not yet published, in revision order.
-    unpublished: Mutex<VecDeque<Arc<EventBatch>>>,
-    durable: watch::Sender<Durable>,
-    /// sled's log file, fdatasynced after every flush (see `make_durable`).
-    log_file: std::fs::File,
-    /// Wakes the flusher: a mutation waits for durability, or the store is
-    /// gone.
-    flush_wanted: Arc<Notify>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Lets the flusher notice the store is gone and end.
-        self.flush_wanted.notify_one();
-    }
-}
-
-/// Reads the last durable revision; holds no database resources.
-#[derive(Clone, Debug)]
-pub struct RevisionWatch(watch::Receiver<Durable>);
-
-impl RevisionWatch {
-    pub fn current(&self) -> u64 {
-        self.0.borrow().revision
-    }
-
-    /// Resolves when a flush has failed: from then on sled refuses every
-    /// write until the server is restarted.
-    pub async fn storage_failed(mut self) {
-        let _ = self.0.wait_for(|d| d.failures > 0).await;
-    }
-}
-
-/// A cheap-clone handle on the database.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("committed", &self.inner.committed.load(Ordering::Relaxed)).finish()
-    }
-}
-
-impl Store {
-    /// Opens (or creates) the database in `dir` and starts the flusher. Must
-    /// be called inside a tokio runtime. Fails if another process holds the
-    /// directory.
-    pub fn open(dir: &Path, limits: Limits, hub: Hub) -> Result<Self, Error> {
+    /// Opens (or creates) the database in `dir`; returns it with its last
+    /// committed revision.
+    fn open(dir: &Path) -> Result<(Self, u64), Error> {
         let db = sled::Config::new()
             .path(dir.join("db"))
             // Durability comes from our own flush before every answer, not
@@ -156,21 +97,144 @@ impl Store {
             order: tree("order")?,
             events: tree("events")?,
             user_events: tree("user_events")?,
+            log_file: durable_files(dir)?,
             db,
         };
         let revision = match trees.meta.get(keys::META_REVISION)? {
             Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| codec::corrupt("meta revision"))?,
             None => 0,
         };
-        let (durable, _) = watch::channel(Durable { revision, failures: 0 });
-        let log_file = durable_files(dir)?;
+        Ok((trees, revision))
+    }
+
+    /// Flushes sled, then fdatasyncs its log file: on Linux sled's flush
+    /// only calls sync_file_range, which does not make a growing file's
+    /// size and block allocation durable, so without this an acknowledged
+    /// write could be lost on power loss (found by the storage-fault tests).
+    fn make_durable(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        self.log_file.sync_data().map_err(|e| Error::Storage(format!("fdatasync of the database log: {e}")))
+    }
+}
+
+/// The database while it is open: a read lock on [`Inner::db`]. Hold it only
+/// for one piece of blocking work, never across an await, and never take a
+/// second one while holding it (a waiting reopen would deadlock the two).
+pub(crate) struct Open<'a>(RwLockReadGuard<'a, Option<Trees>>);
+
+impl Deref for Open<'_> {
+    type Target = Trees;
+
+    fn deref(&self) -> &Trees {
+        self.0.as_ref().expect("an Open is only made of an open database")
+    }
+}
+
+/// Durability progress, shared between mutations and the flusher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Durable {
+    /// Every revision up to this one is on disk.
+    revision: u64,
+    /// Bumped on every failed flush and on every reopen, so waiters can
+    /// tell their commit may be gone.
+    failures: u64,
+    /// A flush failed and the database has not been reopened since:
+    /// mutations are refused and health is NOT_SERVING.
+    failing: bool,
+}
+
+struct Inner {
+    /// None only while a reopen after a storage failure could not open it.
+    db: RwLock<Option<Trees>>,
+    dir: PathBuf,
+    limits: Limits,
+    hub: Hub,
+    /// Feeds the writer thread, the one place mutations are planned and
+    /// applied.
+    jobs: std::sync::mpsc::Sender<Job>,
+    /// Last committed (applied, maybe not yet flushed) revision.
+    committed: AtomicU64,
+    /// Committed batches not yet published, in revision order.
+    unpublished: Mutex<VecDeque<Arc<EventBatch>>>,
+    durable: watch::Sender<Durable>,
+    /// Wakes the flusher: a mutation waits for durability, or the store is
+    /// gone.
+    flush_wanted: Arc<Notify>,
+}
+
+impl Inner {
+    /// The open database, for one piece of blocking work.
+    fn trees(&self) -> Result<Open<'_>, Error> {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            return Err(closed());
+        }
+        Ok(Open(guard))
+    }
+
+    /// The open database if it can be had without waiting (None while a
+    /// reopen holds it, or when it is closed): for reads done inline on an
+    /// async worker, which must not block.
+    fn try_trees(&self) -> Option<Open<'_>> {
+        let guard = self.db.try_read().ok()?;
+        guard.is_some().then(|| Open(guard))
+    }
+}
+
+/// Why there is no database to read: a reopen after a failure did not work.
+fn closed() -> Error {
+    Error::Storage("the database is closed after a storage failure; it is reopened once storage works again".into())
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Lets the flusher notice the store is gone and end.
+        self.flush_wanted.notify_one();
+    }
+}
+
+/// Reads the last durable revision; holds no database resources.
+#[derive(Clone, Debug)]
+pub struct RevisionWatch(watch::Receiver<Durable>);
+
+impl RevisionWatch {
+    pub fn current(&self) -> u64 {
+        self.0.borrow().revision
+    }
+
+    /// Resolves once storage is failing (`true`: a flush failed, mutations
+    /// are refused) or healthy again (`false`: the database was reopened).
+    pub async fn storage_failing(&mut self, failing: bool) {
+        let _ = self.0.wait_for(|d| d.failing == failing).await;
+    }
+}
+
+/// A cheap-clone handle on the database.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("committed", &self.inner.committed.load(Ordering::Relaxed)).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` and starts the flusher. Must
+    /// be called inside a tokio runtime. Fails if another process holds the
+    /// directory.
+    pub fn open(dir: &Path, limits: Limits, hub: Hub) -> Result<Self, Error> {
+        let (trees, revision) = Trees::open(dir)?;
+        let (durable, _) = watch::channel(Durable { revision, failures: 0, failing: false });
         let (jobs, queue) = std::sync::mpsc::channel();
         let inner = Arc::new(Inner {
-            trees,
+            db: RwLock::new(Some(trees)),
+            dir: dir.to_path_buf(),
             limits,
             hub,
             jobs,
-            log_file,
             committed: AtomicU64::new(revision),
             unpublished: Mutex::new(VecDeque::new()),
             durable,
@@ -181,7 +245,7 @@ impl Store {
             .name("convgroups-writer".into())
             .spawn(move || writer::run(weak, queue, revision))
             .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
-        tokio::spawn(flusher(Arc::downgrade(&inner), inner.flush_wanted.clone()));
+        tokio::spawn(durability::flusher(Arc::downgrade(&inner), inner.flush_wanted.clone()));
         Ok(Self { inner })
     }
 
@@ -202,16 +266,15 @@ impl Store {
 
     /// Bytes the database takes on disk.
     pub async fn size_on_disk(&self) -> Result<u64, Error> {
-        self.blocking(|inner| Ok(inner.trees.db.size_on_disk()?)).await
+        self.blocking(|inner| Ok(inner.trees()?.db.size_on_disk()?)).await
     }
 
     /// Flushes everything to disk; called on shutdown.
     pub async fn flush(&self) -> Result<(), Error> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.trees.db.flush().map(|_| ()))
+        tokio::task::spawn_blocking(move || inner.trees()?.db.flush().map(|_| ()).map_err(Error::from))
             .await
-            .map_err(|e| Error::Internal(format!("flush task: {e}")))??;
-        Ok(())
+            .map_err(|e| Error::Internal(format!("flush task: {e}")))?
     }
 
     /// Runs blocking sled work off the async workers.
@@ -234,6 +297,11 @@ impl Store {
         user: &UserId,
         build: impl FnOnce(&mut Plan<'_>, &Limits) -> Result<R, Error> + Send + 'static,
     ) -> Result<(R, u64), Error> {
+        if self.inner.durable.borrow().failing {
+            // Planned now, the change could never be made durable; refusing
+            // it before it touches the database keeps the failed state small.
+            return Err(Error::Storage("storage is failing; mutations are refused until it recovers".into()));
+        }
         let user = user.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: writer::MutationJob = Box::new(move |batch: &mut writer::Batch<'_>| match batch.plan(&user, build) {
@@ -253,7 +321,10 @@ impl Store {
         // may belong to a change of another call still being flushed, and a
         // client must never be given a revision a crash could take back.
         if revision > self.current_revision() {
-            self.wait_durable(revision).await?;
+            self.wait_durable(revision).await.map_err(|e| match e {
+                Error::Storage(detail) => Error::StorageOutcomeUnknown(detail),
+                other => other,
+            })?;
         }
         Ok((answer, revision))
     }
@@ -280,8 +351,10 @@ impl Store {
         let mut rx = self.inner.durable.subscribe();
         let failures_before = rx.borrow().failures;
         self.inner.flush_wanted.notify_one();
+        // While storage is failing nothing new becomes durable: fail at once
+        // rather than wait for a recovery that may take hours.
         let state = rx
-            .wait_for(|d| d.revision >= revision || d.failures != failures_before)
+            .wait_for(|d| d.revision >= revision || d.failures != failures_before || d.failing)
             .await
             .map_err(|_| Error::Storage("storage closed before the change was flushed".into()))?;
         if state.revision >= revision {
@@ -320,67 +393,4 @@ fn apply(trees: &Trees, writes: &WriteSet) -> Result<(), Error> {
         TransactionError::Storage(e) => Error::from(e),
         TransactionError::Abort(()) => Error::Internal("transaction aborted".into()),
     })
-}
-
-/// The group-commit loop: flush whatever is committed, then mark it durable
-/// and publish it. Ends when the store is dropped.
-async fn flusher(inner: std::sync::Weak<Inner>, wanted: Arc<Notify>) {
-    let mut failures = 0u64;
-    loop {
-        let notified = wanted.notified();
-        let Some(strong) = inner.upgrade() else { return };
-        let target = strong.committed.load(Ordering::Acquire);
-        if target <= strong.durable.borrow().revision {
-            // Don't keep the store alive while idle.
-            drop(strong);
-            notified.await;
-            continue;
-        }
-        let flushing = strong.clone();
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || flushing.make_durable()).await;
-        let error = match result {
-            Ok(Ok(())) => {
-                crate::metrics::flushed(started.elapsed());
-                strong.durable.send_modify(|d| d.revision = target);
-                publish_durable(&strong, target);
-                failures = 0;
-                continue;
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("flush task: {e}"),
-        };
-        strong.durable.send_modify(|d| d.failures += 1);
-        failures += 1;
-        // sled keeps failing once its log write failed; retrying at once
-        // would only burn a core and flood the log.
-        if failures.is_power_of_two() {
-            tracing::error!(error = %error, failures, "flushing storage failed; mutations are refused");
-        }
-        drop(strong);
-        tokio::time::sleep(FLUSH_RETRY).await;
-    }
-}
-
-/// Wait between flush attempts while storage is failing.
-const FLUSH_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-
-impl Inner {
-    /// Flushes sled, then fdatasyncs its log file: on Linux sled's flush
-    /// only calls sync_file_range, which does not make a growing file's
-    /// size and block allocation durable, so without this an acknowledged
-    /// write could be lost on power loss (found by the storage-fault tests).
-    fn make_durable(&self) -> Result<(), Error> {
-        self.trees.db.flush()?;
-        self.log_file.sync_data().map_err(|e| Error::Storage(format!("fdatasync of the database log: {e}")))
-    }
-}
-
-fn publish_durable(inner: &Inner, durable: u64) {
-    let Ok(mut queue) = inner.unpublished.lock() else { return };
-    while queue.front().is_some_and(|b| b.revision <= durable) {
-        if let Some(batch) = queue.pop_front() {
-            inner.hub.publish(batch);
-        }
-    }
 }

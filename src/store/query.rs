@@ -7,17 +7,17 @@ use super::codec::{decode, ConversationRecord, UserRecord};
 use super::keys;
 use super::ops::group_view;
 use super::plan::position;
-use super::{Inner, Store};
+use super::{Store, Trees};
 use crate::domain::{
     ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupList, ListPosition, UserId,
 };
 use crate::error::Error;
 
 /// The members of a group, in key order.
-pub(super) fn members(inner: &Inner, user: &UserId, group_id: u32) -> Result<Vec<ConversationId>, Error> {
+pub(super) fn members(trees: &Trees, user: &UserId, group_id: u32) -> Result<Vec<ConversationId>, Error> {
     let prefix = keys::group_members_prefix(user, group_id);
     let mut ids = Vec::new();
-    for entry in inner.trees.members.scan_prefix(&prefix) {
+    for entry in trees.members.scan_prefix(&prefix) {
         let (key, _) = entry?;
         let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::codec::corrupt("member key"))?;
         ids.push(ConversationId::from_canonical(id.to_string()));
@@ -25,15 +25,15 @@ pub(super) fn members(inner: &Inner, user: &UserId, group_id: u32) -> Result<Vec
     Ok(ids)
 }
 
-pub(super) fn load_user(inner: &Inner, user: &UserId) -> Result<UserRecord, Error> {
-    match inner.trees.users.get(keys::user_prefix(user))? {
+pub(super) fn load_user(trees: &Trees, user: &UserId) -> Result<UserRecord, Error> {
+    match trees.users.get(keys::user_prefix(user))? {
         Some(bytes) => decode(&bytes, "user record"),
         None => Ok(UserRecord::default()),
     }
 }
 
-fn load_conv(inner: &Inner, user: &UserId, id: &ConversationId) -> Result<Option<ConversationRecord>, Error> {
-    match inner.trees.convs.get(keys::conv_key(user, id))? {
+fn load_conv(trees: &Trees, user: &UserId, id: &ConversationId) -> Result<Option<ConversationRecord>, Error> {
+    match trees.convs.get(keys::conv_key(user, id))? {
         Some(bytes) => Ok(Some(decode(&bytes, "conversation record")?)),
         None => Ok(None),
     }
@@ -63,7 +63,7 @@ fn filter_group(user: &UserRecord, filter: &ConversationFilter) -> Result<Option
 /// request or the group size) and are sorted in memory; otherwise the
 /// user's listing index is scanned in order, so a page costs what it reads.
 fn walk(
-    inner: &Inner,
+    trees: &Trees,
     user_id: &UserId,
     user: &UserRecord,
     filter: &ConversationFilter,
@@ -74,7 +74,7 @@ fn walk(
     let candidates: Option<Vec<ConversationId>> = if !filter.conversation_ids.is_empty() {
         Some(filter.conversation_ids.clone())
     } else if let Some(Some(group_id)) = group {
-        Some(members(inner, user_id, group_id)?)
+        Some(members(trees, user_id, group_id)?)
     } else {
         None
     };
@@ -89,7 +89,7 @@ fn walk(
     if let Some(ids) = candidates {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(record) = load_conv(inner, user_id, &id)? {
+            if let Some(record) = load_conv(trees, user_id, &id)? {
                 if accepts(&id, &record) {
                     found.push((ListPosition::of(&id, &record.data()), id, record));
                 }
@@ -112,7 +112,7 @@ fn walk(
         Some(after) => Bound::Excluded(keys::order_key(user_id, after)),
         None => Bound::Included(prefix.clone()),
     };
-    for entry in inner.trees.order.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+    for entry in trees.order.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
         let (key, _) = entry?;
         if !key.starts_with(&prefix) {
             break;
@@ -122,7 +122,7 @@ fn walk(
         // The index and the records are written in one transaction, but this
         // read is not: a record changed since the index entry was read is
         // skipped here and appears at its new position.
-        let Some(record) = load_conv(inner, user_id, &id)? else { continue };
+        let Some(record) = load_conv(trees, user_id, &id)? else { continue };
         if position(&id, &record) != indexed {
             continue;
         }
@@ -149,7 +149,16 @@ impl Store {
         // One get of one small value, almost always from sled's cache: done
         // inline, because handing it to a blocking thread costs several
         // times what the read does (this is the hottest call).
-        let record = load_user(&self.inner, user)?;
+        let inline = self.inner.try_trees().map(|trees| load_user(&trees, user));
+        let record = match inline {
+            Some(record) => record?,
+            // A reopen after a storage failure is under way: wait for it on
+            // a blocking thread, not here.
+            None => {
+                let user = user.clone();
+                self.blocking(move |inner| load_user(&*inner.trees()?, &user)).await?
+            }
+        };
         let list = GroupList { groups: record.groups.iter().map(group_view).collect(), revision: record.revision };
         let revision = list.revision;
         self.settled(list, revision).await
@@ -165,10 +174,11 @@ impl Store {
         let user_id = user.clone();
         let page = self
             .blocking(move |inner| {
-                let user = load_user(inner, &user_id)?;
+                let trees = inner.trees()?;
+                let user = load_user(&trees, &user_id)?;
                 let mut page = Vec::with_capacity(page_size.min(1024));
                 let mut more = false;
-                walk(inner, &user_id, &user, &filter, after.as_ref(), |id, record| {
+                walk(&trees, &user_id, &user, &filter, after.as_ref(), |id, record| {
                     if page.len() == page_size {
                         more = true;
                         return false;
@@ -190,7 +200,8 @@ impl Store {
         let user_id = user.clone();
         let (total, revision) = self
             .blocking(move |inner| {
-                let user = load_user(inner, &user_id)?;
+                let trees = inner.trees()?;
+                let user = load_user(&trees, &user_id)?;
                 let only_group = ConversationFilter { group_name: filter.group_name.clone(), ..Default::default() };
                 if filter == ConversationFilter::default() {
                     return Ok((user.total_unread, user.revision));
@@ -202,7 +213,7 @@ impl Store {
                     }
                 }
                 let mut total = 0u64;
-                walk(inner, &user_id, &user, &filter, None, |_, record| {
+                walk(&trees, &user_id, &user, &filter, None, |_, record| {
                     total += record.counted_unread();
                     true
                 })?;

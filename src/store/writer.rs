@@ -17,7 +17,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 
 use super::plan::{Plan, View, WriteSet};
-use super::{apply, Inner};
+use super::{apply, Inner, Open};
 use crate::config::Limits;
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
@@ -33,15 +33,22 @@ pub type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
 pub type MutationJob = Box<dyn FnOnce(&mut Batch<'_>) -> Option<Reply> + Send>;
 /// Runs with no batch in progress, given the last committed revision.
 pub type ExclusiveJob = Box<dyn FnOnce(&Inner, u64) + Send>;
+/// Told the revision to continue from once the database has been reopened.
+pub type ReopenReply = Box<dyn FnOnce(Result<u64, Error>) + Send>;
 
 pub enum Job {
     Mutation(MutationJob),
     Exclusive(ExclusiveJob),
+    /// Close the database and open it again (see `durability`): between
+    /// batches, so no plan holds it.
+    Reopen(ReopenReply),
 }
 
 /// A write batch being built.
 pub struct Batch<'a> {
-    inner: &'a Inner,
+    /// The database, held for the whole batch (None: closed after a failed
+    /// reopen; every mutation then fails).
+    trees: Option<Open<'a>>,
     limits: &'a Limits,
     /// Revision of the last mutation planned (committed or in this batch).
     last: u64,
@@ -57,7 +64,8 @@ impl Batch<'_> {
         user: &UserId,
         build: impl FnOnce(&mut Plan<'_>, &Limits) -> Result<R, Error>,
     ) -> Result<(R, u64), Error> {
-        let view = View { trees: &self.inner.trees, pending: &self.pending };
+        let trees = self.trees.as_deref().ok_or_else(super::closed)?;
+        let view = View { trees, pending: &self.pending };
         let mut plan = Plan::new(view, user)?;
         let answer = build(&mut plan, self.limits)?;
         let unchanged = plan.user.revision;
@@ -94,6 +102,15 @@ pub fn run(inner: Weak<Inner>, queue: Receiver<Job>, mut last: u64) {
                     job(&inner, last);
                     batch = new_batch(&inner, last);
                 }
+                Job::Reopen(reply) => {
+                    commit(&inner, batch, std::mem::take(&mut replies));
+                    let reopened = super::durability::reopen(&inner);
+                    // Revisions of batches lost with the old database are
+                    // reused: none was ever acknowledged or published.
+                    last = inner.committed.load(Ordering::Acquire);
+                    reply(reopened);
+                    batch = new_batch(&inner, last);
+                }
             }
         }
         last = commit(&inner, batch, replies);
@@ -102,15 +119,20 @@ pub fn run(inner: Weak<Inner>, queue: Receiver<Job>, mut last: u64) {
 }
 
 fn new_batch(inner: &Inner, last: u64) -> Batch<'_> {
-    Batch { inner, limits: &inner.limits, last, pending: WriteSet::default(), batches: Vec::new() }
+    let trees = inner.trees().ok();
+    Batch { trees, limits: &inner.limits, last, pending: WriteSet::default(), batches: Vec::new() }
 }
 
 /// Applies a batch and answers its callers; returns the last committed
 /// revision (unchanged if the batch failed: its revisions are reused).
 fn commit(inner: &Inner, batch: Batch<'_>, replies: Vec<Reply>) -> u64 {
     let committed = inner.committed.load(Ordering::Acquire);
-    let Batch { last, pending, batches, .. } = batch;
-    let outcome = if pending.is_empty() { Ok(()) } else { apply(&inner.trees, &pending) };
+    let Batch { last, pending, batches, trees, .. } = batch;
+    let outcome = match trees {
+        _ if pending.is_empty() => Ok(()),
+        Some(trees) => apply(&trees, &pending),
+        None => Err(super::closed()),
+    };
     let last = match &outcome {
         Ok(()) => {
             if let Some(newest) = batches.last() {
