@@ -43,16 +43,20 @@ pub const PROBE_BYTES: usize = 1 << 20;
 /// probe.
 const PROBE_FILE: &str = ".convgroups-space-probe";
 
-/// How long a reopen retries while the old database still holds sled's
-/// file lock (its last background writes finishing).
-const LOCK_WAIT: Duration = Duration::from_secs(2);
-
 /// The group-commit loop: flush whatever is committed, then mark it durable
-/// and publish it; on a failure, recover. Ends when the store is dropped.
+/// and publish it; once storage is failing (a flush here, or a write
+/// elsewhere, failed), recover. Ends when the store is dropped.
 pub async fn flusher(inner: Weak<Inner>, wanted: Arc<Notify>) {
     loop {
         let notified = wanted.notified();
         let Some(strong) = inner.upgrade() else { return };
+        if strong.durable.borrow().failing {
+            drop(strong);
+            if !recover(&inner).await {
+                return;
+            }
+            continue;
+        }
         let target = strong.committed.load(Ordering::Acquire);
         if target <= strong.durable.borrow().revision {
             // Don't keep the store alive while idle.
@@ -63,30 +67,38 @@ pub async fn flusher(inner: Weak<Inner>, wanted: Arc<Notify>) {
         let flushing = strong.clone();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || flushing.trees()?.make_durable()).await;
-        let error = match result {
+        match result {
             Ok(Ok(())) => {
                 crate::metrics::flushed(started.elapsed());
                 strong.durable.send_modify(|d| d.revision = target);
                 publish_durable(&strong, target);
-                continue;
             }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("flush task: {e}"),
-        };
-        strong.durable.send_modify(|d| {
+            Ok(Err(e)) => strong.storage_failed("flushing", &e),
+            Err(e) => strong.storage_failed("flushing", &Error::Internal(format!("flush task: {e}"))),
+        }
+    }
+}
+
+impl Inner {
+    /// A write to the database failed: from now on mutations are refused
+    /// and health is NOT_SERVING until [`recover`] has reopened it.
+    /// Idempotent; wakes the flusher, which does the recovery.
+    pub(super) fn storage_failed(&self, doing: &str, error: &Error) {
+        let mut newly = false;
+        self.durable.send_modify(|d| {
             d.failures += 1;
+            newly = !d.failing;
             d.failing = true;
         });
-        tracing::error!(
-            error = %error,
-            data_dir = %strong.dir.display(),
-            "flushing storage failed: mutations are refused and health is NOT_SERVING until the data \
-             directory takes writes again"
-        );
-        drop(strong);
-        if !recover(&inner).await {
-            return;
+        if newly {
+            tracing::error!(
+                error = %error,
+                data_dir = %self.dir.display(),
+                "{doing} failed: mutations are refused and health is NOT_SERVING until the data directory \
+                 takes writes again"
+            );
         }
+        self.flush_wanted.notify_one();
     }
 }
 
@@ -108,14 +120,6 @@ async fn recover(inner: &Weak<Inner>) -> bool {
         };
         match reopened {
             Ok(revision) => {
-                strong.durable.send_modify(|d| {
-                    d.revision = revision;
-                    // Wakes anyone still waiting on a commit the old
-                    // database lost.
-                    d.failures += 1;
-                    d.failing = false;
-                });
-                publish_durable(&strong, revision);
                 tracing::warn!(
                     revision,
                     attempts,
@@ -162,14 +166,17 @@ fn probe(dir: &Path) -> Result<(), Error> {
 /// again from disk, then checks that a write reaches the disk. Sets the
 /// committed revision to continue from (also when the check fails: the
 /// reopened database serves reads either way) and drops the unpublished
-/// batches that did not survive. Returns that revision once writes work.
+/// batches that did not survive. Once writes work, marks storage healthy
+/// and publishes the survivors — here, before the writer takes its next
+/// job, so no commit on the new database is judged by the old state — and
+/// returns the revision.
 pub fn reopen(inner: &Inner) -> Result<u64, Error> {
     // Waits for the readers to finish; new ones wait for the reopen.
     let mut slot = inner.db.write().unwrap_or_else(PoisonError::into_inner);
     // The old database must be gone before sled can lock the files again.
     // Its sticky error keeps it from writing anything on the way out.
     drop(slot.take());
-    let (trees, recovered) = open_when_unlocked(&inner.dir)?;
+    let (trees, recovered) = Trees::open(&inner.dir)?;
     let durable = inner.durable.borrow().revision;
     if recovered < durable {
         // The disk lost writes that a flush and an fdatasync had reported
@@ -188,20 +195,16 @@ pub fn reopen(inner: &Inner) -> Result<u64, Error> {
         .map_err(Error::from)
         .and_then(|_| trees.make_durable());
     *slot = Some(trees);
-    checked.map(|()| revision)
-}
-
-fn open_when_unlocked(dir: &Path) -> Result<(Trees, u64), Error> {
-    let started = std::time::Instant::now();
-    loop {
-        match Trees::open(dir) {
-            Ok(opened) => return Ok(opened),
-            Err(e) if started.elapsed() < LOCK_WAIT && e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    drop(slot);
+    checked?;
+    inner.durable.send_modify(|d| {
+        d.revision = revision;
+        // Wakes anyone still waiting on a commit the old database lost.
+        d.failures += 1;
+        d.failing = false;
+    });
+    publish_durable(inner, revision);
+    Ok(revision)
 }
 
 /// Hands the durable batches to the hub, in revision order.

@@ -211,16 +211,24 @@ impl Store {
             }
             let global = doomed.iter().map(|(r, _)| *r).max().unwrap_or(0);
             floors.insert(GLOBAL_FLOOR, &global.to_be_bytes());
-            trees.meta.apply_batch(floors)?;
             let mut events = sled::Batch::default();
             let mut user_events = sled::Batch::default();
             for (revision, user) in &doomed {
                 events.remove(&keys::event_key(*revision));
                 user_events.remove(keys::user_event_key(user, *revision));
             }
-            trees.events.apply_batch(events)?;
-            trees.user_events.apply_batch(user_events)?;
-            trees.db.flush()?;
+            let written = trees
+                .meta
+                .apply_batch(floors)
+                .and_then(|()| trees.events.apply_batch(events))
+                .and_then(|()| trees.user_events.apply_batch(user_events))
+                .and_then(|()| trees.db.flush().map(|_| ()));
+            if let Err(e) = written {
+                // The same failure a mutation's flush would hit: recover.
+                let error = Error::from(e);
+                inner.storage_failed("compacting the event log", &error);
+                return Err(error);
+            }
             Ok(Compaction { trimmed: doomed.len() as u64 })
         })
         .await

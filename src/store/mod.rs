@@ -75,19 +75,13 @@ impl Trees {
     /// Opens (or creates) the database in `dir`; returns it with its last
     /// committed revision.
     fn open(dir: &Path) -> Result<(Self, u64), Error> {
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            // Durability comes from our own flush before every answer, not
-            // from sled's timer.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| Error::InvalidSetting {
-                setting: "--data-dir",
-                message: format!(
-                    "cannot open the database in {} (is another convgroups server using it?): {e}",
-                    dir.display()
-                ),
-            })?;
+        let db = open_when_unlocked(dir).map_err(|e| Error::InvalidSetting {
+            setting: "--data-dir",
+            message: format!(
+                "cannot open the database in {} (is another convgroups server using it?): {e}",
+                dir.display()
+            ),
+        })?;
         let tree = |name: &str| db.open_tree(name);
         let trees = Trees {
             meta: tree("meta")?,
@@ -114,6 +108,25 @@ impl Trees {
     fn make_durable(&self) -> Result<(), Error> {
         self.db.flush()?;
         self.log_file.sync_data().map_err(|e| Error::Storage(format!("fdatasync of the database log: {e}")))
+    }
+}
+
+/// How long opening waits while sled's file lock is still held by a database
+/// of this process that was just dropped (sled's last background writes of
+/// it finishing): after a reopen, or a server restarted in-process.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn open_when_unlocked(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        // Durability comes from our own flush before every answer, not from
+        // sled's timer.
+        match sled::Config::new().path(dir.join("db")).flush_every_ms(None).open() {
+            Err(e) if started.elapsed() < LOCK_WAIT && e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened,
+        }
     }
 }
 

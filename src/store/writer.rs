@@ -146,6 +146,7 @@ fn commit(inner: &Inner, batch: Batch<'_>, replies: Vec<Reply>) -> u64 {
         }
         Err(e) => {
             tracing::error!(error = %e, "applying a write batch failed; nothing of it was stored");
+            inner.storage_failed("applying a write batch", e);
             committed
         }
     };
