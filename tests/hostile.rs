@@ -571,14 +571,28 @@ async fn ten_thousand_ids_in_one_call_are_refused() {
     assert_failed(&r.failed, &[("C2Cboss", R::InvalidField)]);
     assert!(r.failed[0].message.contains("mark_list"), "{:?}", r.failed[0]);
 
-    // A watch filter of 10,000 event types and 10,000 group names opens
-    // (filters have no count limit) and starts with a bookmark.
+    // A watch filter of 10,000 group names is refused, naming the field and
+    // the limit (max_groups, 20: no user has more groups); 20 names and
+    // 10,000 (repeated) event types open and start with a bookmark.
+    let too_many =
+        WatchGroupEventsRequest { group_names: (0..10_000).map(|i| format!("g{i}")).collect(), ..Default::default() };
+    let st = expect_err(gc.watch_group_events(too_many).await);
+    assert_status_field(&st, Code::InvalidArgument, "INVALID_ARGUMENT", None, "group_names");
+    assert!(st.message().contains("max_groups") && st.message().contains("20"), "{st:?}");
+    let st = expect_err(
+        gc.watch_group_events(WatchGroupEventsRequest {
+            group_names: (0..21).map(|i| format!("g{i}")).collect(),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_status_field(&st, Code::InvalidArgument, "INVALID_ARGUMENT", None, "group_names");
     let request = WatchGroupEventsRequest {
         event_types: (0..10_000).map(|i| i % 8 + 1).collect(),
-        group_names: (0..10_000).map(|i| format!("g{i}")).collect(),
+        group_names: (0..20).map(|i| format!("g{i}")).collect(),
         ..Default::default()
     };
-    let mut stream = gc.watch_group_events(request).await.expect("watch with big filters").into_inner();
+    let mut stream = gc.watch_group_events(request).await.expect("watch with full filters").into_inner();
     let first = stream.message().await.expect("first message").expect("a message");
     assert!(matches!(first.kind, Some(WatchKind::Bookmark(_))), "{first:?}");
     drop(stream);

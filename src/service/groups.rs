@@ -145,7 +145,7 @@ impl ConversationGroupServiceImpl {
     /// Validates the request, subscribes and checks the start revision; the
     /// stream itself runs in its own task.
     async fn watch(&self, caller: Caller, req: pb::WatchGroupEventsRequest) -> Result<WatchStream, Error> {
-        let spec = watch::WatchSpec::parse(req, &caller)?;
+        let spec = watch::WatchSpec::parse(req, &caller, self.store.limits())?;
         let subscription = watch::open(&self.store, &self.hub, &spec).await?;
         let (tx, rx) = mpsc::channel(watch::STREAM_BUFFER);
         let watcher =

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::convert;
 use crate::auth::Caller;
+use crate::config::Limits;
 use crate::domain::{EventBatch, EventKind, EventType};
 use crate::error::Error;
 use crate::hub::{Feed, Hub, Subscription};
@@ -61,7 +62,7 @@ fn event_type(value: i32) -> Option<EventType> {
 }
 
 impl WatchSpec {
-    pub fn parse(req: pb::WatchGroupEventsRequest, caller: &Caller) -> Result<Self, Error> {
+    pub fn parse(req: pb::WatchGroupEventsRequest, caller: &Caller, limits: &Limits) -> Result<Self, Error> {
         if req.all_users && !caller.admin {
             return Err(Error::PermissionDenied {
                 message: "all_users: only an admin token may watch every user".into(),
@@ -80,6 +81,18 @@ impl WatchSpec {
                 message: format!("[{i}] {value} is not a GroupEventType other than UNSPECIFIED"),
             })?;
             event_types.insert(kind);
+        }
+        // Kept for the life of the stream: bounded by what a filter can
+        // usefully hold, not only by the request size.
+        if req.group_names.len() > limits.max_groups {
+            return Err(Error::InvalidArgument {
+                field: "group_names",
+                message: format!(
+                    "{} names, more than the {} allowed (max_groups: no user has more groups)",
+                    req.group_names.len(),
+                    limits.max_groups
+                ),
+            });
         }
         Ok(Self {
             scope: if req.all_users { Scope::AllUsers } else { Scope::User(caller.acting_for.clone()) },
