@@ -49,6 +49,25 @@ pub const DEFAULT_MAX_WATCHERS: usize = 100_000;
 /// Open watch streams per user.
 pub const DEFAULT_MAX_WATCHERS_PER_USER: usize = 100;
 
+/// A duration that must be more than zero: a zero interval would make a
+/// timer spin (or, in tokio, panic) and a zero timeout would fail every call.
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(duration)
+}
+
+/// A count that must be at least 1: with 0 no request could ever succeed.
+fn positive_count(value: &str) -> Result<usize, String> {
+    let count: usize = value.parse().map_err(|e| format!("{e}"))?;
+    if count == 0 {
+        return Err("must be at least 1".into());
+    }
+    Ok(count)
+}
+
 /// The rules of groups and conversations that a request is checked against.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -56,13 +75,13 @@ pub struct Limits {
     #[arg(long, env = "CONVGROUPS_MAX_GROUPS", default_value_t = DEFAULT_MAX_GROUPS)]
     pub max_groups: usize,
     /// Bytes of UTF-8 in a group name.
-    #[arg(long, env = "CONVGROUPS_MAX_GROUP_NAME_BYTES", default_value_t = DEFAULT_MAX_GROUP_NAME_BYTES)]
+    #[arg(long, env = "CONVGROUPS_MAX_GROUP_NAME_BYTES", default_value_t = DEFAULT_MAX_GROUP_NAME_BYTES, value_parser = positive_count)]
     pub max_group_name_bytes: usize,
     /// Conversations one group may hold.
     #[arg(long, env = "CONVGROUPS_MAX_CONVERSATIONS_PER_GROUP", default_value_t = DEFAULT_MAX_CONVERSATIONS_PER_GROUP)]
     pub max_conversations_per_group: usize,
     /// Conversation ids or updates in one request.
-    #[arg(long, env = "CONVGROUPS_MAX_IDS_PER_REQUEST", default_value_t = DEFAULT_MAX_IDS_PER_REQUEST)]
+    #[arg(long, env = "CONVGROUPS_MAX_IDS_PER_REQUEST", default_value_t = DEFAULT_MAX_IDS_PER_REQUEST, value_parser = positive_count)]
     pub max_ids_per_request: usize,
     /// Pinned conversations per user.
     #[arg(long, env = "CONVGROUPS_MAX_PINNED", default_value_t = DEFAULT_MAX_PINNED)]
@@ -77,10 +96,10 @@ pub struct Limits {
     #[arg(long, env = "CONVGROUPS_MAX_MARKS", default_value_t = DEFAULT_MAX_MARKS)]
     pub max_marks: usize,
     /// GetConversationList page size when the request asks for 0.
-    #[arg(long, env = "CONVGROUPS_DEFAULT_PAGE_SIZE", default_value_t = DEFAULT_PAGE_SIZE)]
+    #[arg(long, env = "CONVGROUPS_DEFAULT_PAGE_SIZE", default_value_t = DEFAULT_PAGE_SIZE, value_parser = positive_count)]
     pub default_page_size: usize,
     /// Largest GetConversationList page; larger requests are capped.
-    #[arg(long, env = "CONVGROUPS_MAX_PAGE_SIZE", default_value_t = DEFAULT_MAX_PAGE_SIZE)]
+    #[arg(long, env = "CONVGROUPS_MAX_PAGE_SIZE", default_value_t = DEFAULT_MAX_PAGE_SIZE, value_parser = positive_count)]
     pub max_page_size: usize,
 }
 
@@ -105,7 +124,7 @@ impl Default for Limits {
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct WatchSettings {
     /// Bookmark period on an idle watch stream (e.g. 10s).
-    #[arg(long, env = "CONVGROUPS_BOOKMARK_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_BOOKMARK_INTERVAL", default_value = "10s", value_parser = positive_duration)]
     pub bookmark_interval: Duration,
     /// Keep every event at least this long (e.g. 7d).
     #[arg(long, env = "CONVGROUPS_RETAIN_FOR", default_value = "7d", value_parser = humantime::parse_duration)]
@@ -114,7 +133,7 @@ pub struct WatchSettings {
     #[arg(long, env = "CONVGROUPS_RETAIN_EVENTS_PER_USER", default_value_t = DEFAULT_RETAIN_EVENTS_PER_USER)]
     pub retain_events_per_user: u64,
     /// How often the event log is trimmed in the background (e.g. 1m).
-    #[arg(long, env = "CONVGROUPS_COMPACT_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_COMPACT_INTERVAL", default_value = "1m", value_parser = positive_duration)]
     pub compact_interval: Duration,
     /// Open watch streams on the whole server.
     #[arg(long, env = "CONVGROUPS_MAX_WATCHERS", default_value_t = DEFAULT_MAX_WATCHERS)]
@@ -147,6 +166,10 @@ pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 16_384;
 pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a keepalive PING may go unanswered before the connection closes.
 pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// While storage is failing, how often the server probes the data directory
+/// (a 1 MiB write, fsync and delete) and, once that works, reopens the
+/// database.
+pub const DEFAULT_STORAGE_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Largest request message accepted, in bytes (tonic's default too).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -160,13 +183,13 @@ pub const DEFAULT_UNARY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     /// Largest request message in bytes; larger ones get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "CONVGROUPS_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    #[arg(long, env = "CONVGROUPS_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES, value_parser = positive_count)]
     pub max_request_bytes: usize,
     /// Unary calls in flight; beyond it calls are shed with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "CONVGROUPS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    #[arg(long, env = "CONVGROUPS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = positive_count)]
     pub max_in_flight: usize,
     /// Server-side deadline of a unary call (e.g. 30s).
-    #[arg(long, env = "CONVGROUPS_UNARY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_UNARY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub unary_timeout: Duration,
     /// PEM certificate chain; with --tls-key, serve TLS only.
     #[arg(long, env = "CONVGROUPS_TLS_CERT", requires = "tls_key")]
@@ -185,14 +208,18 @@ pub struct ServerSettings {
     #[arg(long, env = "CONVGROUPS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// HTTP/2 streams per connection.
-    #[arg(long, env = "CONVGROUPS_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS)]
+    #[arg(long, env = "CONVGROUPS_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, value_parser = clap::value_parser!(u32).range(1..))]
     pub http2_max_concurrent_streams: u32,
     /// HTTP/2 keepalive PING period (e.g. 30s).
-    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = positive_duration)]
     pub http2_keepalive_interval: Duration,
     /// How long a keepalive PING may go unanswered (e.g. 10s).
-    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub http2_keepalive_timeout: Duration,
+    /// While storage is failing, how often to probe the data directory and
+    /// try to reopen the database (e.g. 500ms).
+    #[arg(long, env = "CONVGROUPS_STORAGE_RETRY_INTERVAL", default_value = "500ms", value_parser = positive_duration)]
+    pub storage_retry_interval: Duration,
 }
 
 impl Default for ServerSettings {
@@ -209,6 +236,7 @@ impl Default for ServerSettings {
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
             http2_keepalive_interval: DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
             http2_keepalive_timeout: DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
+            storage_retry_interval: DEFAULT_STORAGE_RETRY_INTERVAL,
         }
     }
 }

@@ -79,7 +79,8 @@ impl App {
     pub fn open(config: Config) -> Result<Self, Error> {
         let secret = Secret::load_or_create(&config)?;
         let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
-        let store = Store::open(&config.data_dir, config.limits.clone(), hub.clone())?;
+        let store =
+            Store::open(&config.data_dir, config.limits.clone(), hub.clone(), config.server.storage_retry_interval)?;
         Ok(Self { config, store, hub, auth: Authenticator::new(secret) })
     }
 

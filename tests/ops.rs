@@ -145,6 +145,7 @@ const FLAGS: &[(&str, bool)] = &[
     ("http2-max-concurrent-streams", true),
     ("http2-keepalive-interval", true),
     ("http2-keepalive-timeout", true),
+    ("storage-retry-interval", true),
     ("log-level", true),
     ("log-format", true),
 ];
@@ -373,6 +374,37 @@ fn invalid_log_settings_and_durations_are_refused() {
     assert_refused(&["--listen", &listen, "--data-dir", &data, "--log-level", "a=b=c"], "--log-level");
     assert_refused(&["--listen", &listen, "--data-dir", &data, "--log-format", "xml"], "--log-format");
     assert_refused(&["--listen", &listen, "--data-dir", &data, "--shutdown-grace", "soon"], "--shutdown-grace");
+}
+
+/// Zero where zero cannot work: an interval of 0 would spin a timer (tokio
+/// even panics on it), a timeout of 0 fails every call, a page size, id
+/// count, request size or call budget of 0 makes every request fail. Each
+/// is refused at start, naming the flag.
+#[test]
+fn zero_intervals_and_counts_that_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, data) = scratch(&dir);
+    for flag in [
+        "--bookmark-interval",
+        "--compact-interval",
+        "--unary-timeout",
+        "--http2-keepalive-interval",
+        "--http2-keepalive-timeout",
+        "--storage-retry-interval",
+    ] {
+        assert_refused(&["--listen", &listen, "--data-dir", &data, flag, "0s"], flag);
+    }
+    for flag in [
+        "--max-group-name-bytes",
+        "--max-ids-per-request",
+        "--default-page-size",
+        "--max-page-size",
+        "--max-request-bytes",
+        "--max-in-flight",
+        "--http2-max-concurrent-streams",
+    ] {
+        assert_refused(&["--listen", &listen, "--data-dir", &data, flag, "0"], flag);
+    }
 }
 
 // ===========================================================================

@@ -30,10 +30,6 @@ use super::writer::Job;
 use super::{keys, Inner, Trees};
 use crate::error::Error;
 
-/// Wait between recovery attempts while storage is failing: each costs one
-/// small probe write, so an idle failing server stays idle.
-pub const RECOVERY_RETRY: Duration = Duration::from_millis(500);
-
 /// Bytes the probe writes (and fsyncs, and deletes) before a reopen is
 /// tried: two of sled's 512 KiB log segments, about what the reopen and
 /// the first writes after it need.
@@ -46,13 +42,16 @@ const PROBE_FILE: &str = ".convgroups-space-probe";
 /// The group-commit loop: flush whatever is committed, then mark it durable
 /// and publish it; once storage is failing (a flush here, or a write
 /// elsewhere, failed), recover. Ends when the store is dropped.
-pub async fn flusher(inner: Weak<Inner>, wanted: Arc<Notify>) {
+///
+/// `retry` is the wait between recovery attempts: each costs one probe
+/// write, so an idle failing server stays idle.
+pub async fn flusher(inner: Weak<Inner>, wanted: Arc<Notify>, retry: Duration) {
     loop {
         let notified = wanted.notified();
         let Some(strong) = inner.upgrade() else { return };
         if strong.durable.borrow().failing {
             drop(strong);
-            if !recover(&inner).await {
+            if !recover(&inner, retry).await {
                 return;
             }
             continue;
@@ -104,10 +103,10 @@ impl Inner {
 
 /// Waits until the data directory takes writes, then has the writer thread
 /// reopen the database. Returns false if the store was dropped meanwhile.
-async fn recover(inner: &Weak<Inner>) -> bool {
+async fn recover(inner: &Weak<Inner>, retry: Duration) -> bool {
     let mut attempts = 0u64;
     loop {
-        tokio::time::sleep(RECOVERY_RETRY).await;
+        tokio::time::sleep(retry).await;
         let Some(strong) = inner.upgrade() else { return false };
         attempts += 1;
         let dir = strong.dir.clone();

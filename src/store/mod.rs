@@ -238,7 +238,9 @@ impl Store {
     /// Opens (or creates) the database in `dir` and starts the flusher. Must
     /// be called inside a tokio runtime. Fails if another process holds the
     /// directory.
-    pub fn open(dir: &Path, limits: Limits, hub: Hub) -> Result<Self, Error> {
+    /// `retry` is how often recovery probes the data directory while
+    /// storage is failing (`--storage-retry-interval`).
+    pub fn open(dir: &Path, limits: Limits, hub: Hub, retry: std::time::Duration) -> Result<Self, Error> {
         let (trees, revision) = Trees::open(dir)?;
         let (durable, _) = watch::channel(Durable { revision, failures: 0, failing: false });
         let (jobs, queue) = std::sync::mpsc::channel();
@@ -258,7 +260,7 @@ impl Store {
             .name("convgroups-writer".into())
             .spawn(move || writer::run(weak, queue, revision))
             .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
-        tokio::spawn(durability::flusher(Arc::downgrade(&inner), inner.flush_wanted.clone()));
+        tokio::spawn(durability::flusher(Arc::downgrade(&inner), inner.flush_wanted.clone(), retry));
         Ok(Self { inner })
     }
 
