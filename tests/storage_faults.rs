@@ -212,6 +212,26 @@ fn family_members(acked: &[String]) -> BTreeSet<String> {
     (0..5).map(|i| format!("C2Cfam{i}")).chain(acked.iter().cloned()).collect()
 }
 
+/// What alice's "Family" must hold once storage is back (by recovery or a
+/// restart), given what it does hold: the seed and every acknowledged add,
+/// plus the refused add only if its refusal said the outcome was unknown
+/// (its flush failed after commit) and its bytes reached the disk. Returns
+/// whether the refused add is there.
+fn expected_family(
+    acked: &[String],
+    refused: &str,
+    refusal: &Status,
+    stored: &BTreeSet<String>,
+) -> (BTreeSet<String>, bool) {
+    let mut expected = family_members(acked);
+    let kept = outcome(refusal) == "unknown" && stored.contains(refused);
+    if kept {
+        expected.insert(refused.to_string());
+    }
+    eprintln!("the refused add of {refused} ({:?}) is {}", outcome(refusal), if kept { "present" } else { "absent" });
+    (expected, kept)
+}
+
 /// Adds conversations to alice's Family group one by one until the server
 /// refuses one (the fault). Returns (acknowledged ids, the refused id and
 /// its status). Panics if none is refused within `attempts`.
@@ -426,15 +446,7 @@ async fn full_disk_refuses_mutations_then_continues_when_space_returns() {
     let mut alice = s.client(&s.alice).await;
     let view = check_user(&mut alice, "alice").await;
     let family = members(&view, "Family").clone();
-    let kept_refused = family.contains(&refused);
-    let mut expected = family_members(&acked);
-    if kept_refused {
-        expected.insert(refused.clone());
-    }
-    eprintln!(
-        "after recovery: the add of {refused} with an unknown outcome is {}",
-        if kept_refused { "present" } else { "absent" }
-    );
+    let (mut expected, kept_refused) = expected_family(&acked, &refused, &refusal, &family);
     assert_eq!(family, expected, "Family after the recovery");
     assert_eq!(names(&view), ["Family", "Work", "Research"], "alice's groups after the recovery (During was refused)");
     assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before, "bob after the recovery");
@@ -496,12 +508,7 @@ async fn full_disk_then_restart_keeps_every_acknowledged_mutation() {
     s.restart("2").await;
     let mut alice = s.client(&s.alice).await;
     let view = check_user(&mut alice, "alice").await;
-    // The refused add failed in its flush ("outcome unknown"): present only
-    // if its bytes reached the disk before the failure.
-    let mut expected = family_members(&acked);
-    if outcome(&status) == "unknown" && members(&view, "Family").contains(&refused) {
-        expected.insert(refused.clone());
-    }
+    let (expected, _) = expected_family(&acked, &refused, &status, members(&view, "Family"));
     assert_eq!(members(&view, "Family"), &expected, "Family after the restart");
     assert_eq!(names(&view), ["Family", "Work", "Research"]);
     assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before, "bob after the restart");
@@ -720,7 +727,7 @@ async fn read_only_data_dir_refuses_mutations_and_keeps_reads() {
     eprintln!("read-only: {} ({})", probe.unwrap_err(), mount.options());
 
     let mut v = Violations::default();
-    let (acked, refused, _) = check_during_fault(&s, "ro", &bob_before, &mut v).await;
+    let (acked, refused, refusal) = check_during_fault(&s, "ro", &bob_before, &mut v).await;
 
     // Repair: stop the server, mount the filesystem again (ext4 replays its
     // journal), restart.
@@ -734,8 +741,8 @@ async fn read_only_data_dir_refuses_mutations_and_keeps_reads() {
     s.restart("2").await;
     let mut alice = s.client(&s.alice).await;
     let view = check_user(&mut alice, "alice").await;
-    assert_eq!(members(&view, "Family"), &family_members(&acked), "Family after the repair and restart");
-    assert!(!members(&view, "Family").contains(&refused));
+    let (expected, _) = expected_family(&acked, &refused, &refusal, members(&view, "Family"));
+    assert_eq!(members(&view, "Family"), &expected, "Family after the repair and restart");
     assert_eq!(check_user(&mut s.client(&s.bob).await, "bob").await, bob_before);
     add(&mut alice, "Family", "C2Cnew").await.expect("a mutation after the repair");
     v.assert_none();
