@@ -215,3 +215,91 @@ pub fn publish_durable(inner: &Inner, durable: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The recovery path on a real sled database in a temporary directory.
+    //! A genuine full or read-only disk needs root and a small filesystem:
+    //! that is `tests/storage_faults.rs`. Here the failure is reported the
+    //! way a failed write reports it, and everything after (refusals, the
+    //! probe, the reopen, health) runs for real.
+
+    use super::*;
+    use crate::config::Limits;
+    use crate::domain::{BatchResult, GroupList, UserId};
+    use crate::hub::Hub;
+    use crate::store::Store;
+
+    fn open(dir: &Path, retry: Duration) -> Store {
+        Store::open(dir, Limits::default(), Hub::new(100, 100), retry).expect("open the store")
+    }
+
+    async fn create(store: &Store, user: &UserId, name: &str) -> Result<u64, Error> {
+        let (items, result) = BatchResult::classify::<()>(vec![(format!("C2C{name}"), Ok(()))]);
+        Ok(store.create_group(user, name.into(), items, result, None).await?.outcome.revision)
+    }
+
+    fn names(list: &GroupList) -> Vec<&str> {
+        list.groups.iter().map(|g| g.name.as_str()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopen_rebuilds_the_state_from_disk_and_revisions_continue() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = open(dir.path(), Duration::from_millis(10));
+        let alice = UserId::parse("alice").expect("user");
+        for name in ["A", "B", "C"] {
+            create(&store, &alice, name).await.expect("create");
+        }
+        let before = store.group_list(&alice).await.expect("read");
+
+        let revision = request_reopen(&store.inner).await.expect("reopen");
+        assert_eq!(revision, before.revision, "a reopen keeps the revision");
+        assert_eq!(store.current_revision(), revision);
+        assert_eq!(store.group_list(&alice).await.expect("read after the reopen"), before);
+
+        let next = create(&store, &alice, "D").await.expect("create after the reopen");
+        assert_eq!(next, revision + 1, "revisions continue after a reopen");
+        drop(store);
+        let restarted = open(dir.path(), Duration::from_millis(10));
+        let list = restarted.group_list(&alice).await.expect("read after a restart");
+        assert_eq!((names(&list), list.revision), (vec!["A", "B", "C", "D"], next));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failing_storage_refuses_mutations_until_the_flusher_reopens_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // The first recovery attempt comes a second after the failure: time
+        // enough to see the refusal first.
+        let store = open(dir.path(), Duration::from_secs(1));
+        let alice = UserId::parse("alice").expect("user");
+        let first = create(&store, &alice, "A").await.expect("create");
+        let mut health = store.revision_watch();
+
+        store.inner.storage_failed("a test", &Error::Storage("injected".into()));
+        // Health sees it, mutations are refused (not applied), reads of
+        // durable state keep working.
+        tokio::time::timeout(Duration::from_secs(5), health.storage_failing(true)).await.expect("failing");
+        match create(&store, &alice, "B").await {
+            Err(Error::Storage(message)) => assert!(message.contains("failing"), "{message}"),
+            other => panic!("a mutation while storage is failing: {other:?}"),
+        }
+        // The directory takes writes, so the flusher's probe passes and it
+        // reopens the database by itself.
+        tokio::time::timeout(Duration::from_secs(5), health.storage_failing(false)).await.expect("recovered");
+        let list = store.group_list(&alice).await.expect("read");
+        assert_eq!((names(&list), list.revision), (vec!["A"], first), "the refused create left nothing");
+        assert_eq!(create(&store, &alice, "B").await.expect("create after recovery"), first + 1);
+        assert!(!dir.path().join(PROBE_FILE).exists(), "the probe file is removed");
+    }
+
+    #[test]
+    fn the_probe_names_a_directory_that_takes_no_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        probe(dir.path()).expect("a writable directory");
+        assert!(!dir.path().join(PROBE_FILE).exists(), "the probe file is removed");
+        let missing = dir.path().join("missing");
+        let error = probe(&missing).expect_err("a missing directory").to_string();
+        assert!(error.contains(&missing.display().to_string()), "{error}");
+    }
+}
