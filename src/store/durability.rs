@@ -39,6 +39,26 @@ pub const PROBE_BYTES: usize = 1 << 20;
 /// probe.
 const PROBE_FILE: &str = ".convgroups-space-probe";
 
+/// A failure this soon after a recovery counts as flapping (see
+/// [`recovery_wait`]).
+const FLAPPING_WITHIN: Duration = Duration::from_secs(60);
+
+/// The most a flapping disk stretches the wait, as a multiple of
+/// `--storage-retry-interval`.
+const MAX_BACKOFF: u32 = 64;
+
+/// The wait between recovery attempts for a failure `since_recovery` after
+/// the previous recovery (None: the first failure). Normally `retry`; but a
+/// disk that fails again soon after each recovery (one that passes the
+/// probe yet fills up at once) doubles the wait each time, up to
+/// [`MAX_BACKOFF`] × `retry`, so the database is not reopened in a loop.
+fn recovery_wait(retry: Duration, previous: Duration, since_recovery: Option<Duration>) -> Duration {
+    match since_recovery {
+        Some(since) if since < FLAPPING_WITHIN => (previous * 2).clamp(retry, retry * MAX_BACKOFF),
+        _ => retry,
+    }
+}
+
 /// The group-commit loop: flush whatever is committed, then mark it durable
 /// and publish it; once storage is failing (a flush here, or a write
 /// elsewhere, failed), recover. Ends when the store is dropped.
@@ -46,14 +66,18 @@ const PROBE_FILE: &str = ".convgroups-space-probe";
 /// `retry` is the wait between recovery attempts: each costs one probe
 /// write, so an idle failing server stays idle.
 pub async fn flusher(inner: Weak<Inner>, wanted: Arc<Notify>, retry: Duration) {
+    let mut wait = retry;
+    let mut recovered_at: Option<std::time::Instant> = None;
     loop {
         let notified = wanted.notified();
         let Some(strong) = inner.upgrade() else { return };
         if strong.durable.borrow().failing {
             drop(strong);
-            if !recover(&inner, retry).await {
+            wait = recovery_wait(retry, wait, recovered_at.map(|t| t.elapsed()));
+            if !recover(&inner, wait).await {
                 return;
             }
+            recovered_at = Some(std::time::Instant::now());
             continue;
         }
         let target = strong.committed.load(Ordering::Acquire);
@@ -291,6 +315,23 @@ mod tests {
         assert_eq!((names(&list), list.revision), (vec!["A"], first), "the refused create left nothing");
         assert_eq!(create(&store, &alice, "B").await.expect("create after recovery"), first + 1);
         assert!(!dir.path().join(PROBE_FILE).exists(), "the probe file is removed");
+    }
+
+    #[test]
+    fn a_disk_that_fails_again_soon_after_each_recovery_is_retried_less_often() {
+        let retry = Duration::from_millis(500);
+        let soon = Some(Duration::from_secs(5));
+        // A first failure, or one long after the last recovery: the setting.
+        assert_eq!(recovery_wait(retry, retry, None), retry);
+        assert_eq!(recovery_wait(retry, retry * 8, Some(FLAPPING_WITHIN)), retry);
+        // Failing again soon after each recovery: doubling, then capped.
+        let mut wait = retry;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            wait = recovery_wait(retry, wait, soon);
+            waits.push(wait.as_millis());
+        }
+        assert_eq!(waits, [1000, 2000, 4000, 8000, 16000, 32000, 32000, 32000]);
     }
 
     #[test]
