@@ -12,6 +12,8 @@
 //! | `convgroups_flush_duration_seconds` | histogram | |
 //! | `convgroups_storage_size_bytes` | gauge | |
 //! | `convgroups_revision` | gauge | |
+//! | `convgroups_storage_failing` | gauge (0 or 1) | |
+//! | `convgroups_storage_reopens_total` | counter | |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -60,4 +62,14 @@ pub fn flushed(elapsed: Duration) {
 
 pub fn storage_size(bytes: u64) {
     metrics::gauge!("convgroups_storage_size_bytes").set(bytes as f64);
+}
+
+/// 1 while storage is failing (mutations refused, health NOT_SERVING).
+pub fn storage_failing(failing: bool) {
+    metrics::gauge!("convgroups_storage_failing").set(if failing { 1.0 } else { 0.0 });
+}
+
+/// The database was reopened after a storage failure.
+pub fn storage_reopened() {
+    metrics::counter!("convgroups_storage_reopens_total").increment(1);
 }

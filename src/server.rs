@@ -171,14 +171,17 @@ impl App {
         }
 
         let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
-        // Health follows storage: NOT_SERVING while a failed flush keeps
-        // mutations refused, SERVING again once the store has reopened its
-        // database. Aborted before shutdown sets NOT_SERVING for good.
+        // Health (and the storage_failing gauge) follow storage: NOT_SERVING
+        // while a failed write keeps mutations refused, SERVING again once
+        // the store has reopened its database. Aborted before shutdown sets
+        // NOT_SERVING for good.
         let storage_health = tokio::spawn({
             let (health, mut storage) = (health.clone(), store.revision_watch());
             async move {
                 loop {
+                    crate::metrics::storage_failing(false);
                     storage.storage_failing(true).await;
+                    crate::metrics::storage_failing(true);
                     for name in HEALTH_NAMES {
                         health.set_service_status(name, ServingStatus::NotServing).await;
                     }

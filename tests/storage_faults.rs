@@ -123,12 +123,13 @@ fn fill(dir: &Path) -> PathBuf {
 
 /// A server whose data dir is `data_dir`, with tokens for two users:
 /// `alice` (who will hit the fault) and `bob` (a bystander who only reads
-/// while the fault lasts).
+/// while the fault lasts), and its Prometheus endpoint.
 struct Setup {
     server: ServerProcess,
     logs: PathBuf,
     alice: String,
     bob: String,
+    metrics: std::net::SocketAddr,
 }
 
 impl Setup {
@@ -136,14 +137,24 @@ impl Setup {
         std::fs::create_dir_all(logs).expect("log dir");
         let alice = mint_token(data_dir, "alice", false);
         let bob = mint_token(data_dir, "bob", false);
-        let server = ServerProcess::start(data_dir, &logs.join("server-1.log"), &[]).await;
-        Self { server, logs: logs.to_path_buf(), alice, bob }
+        let metrics = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let server = Self::launch(data_dir, &logs.join("server-1.log"), metrics).await;
+        Self { server, logs: logs.to_path_buf(), alice, bob, metrics }
+    }
+
+    async fn launch(data_dir: &Path, log: &Path, metrics: std::net::SocketAddr) -> ServerProcess {
+        ServerProcess::start(data_dir, log, &["--metrics-listen", &metrics.to_string()]).await
     }
 
     async fn restart(&mut self, name: &str) {
         self.server.kill9();
         let log = self.logs.join(format!("server-{name}.log"));
-        self.server = ServerProcess::start(&self.server.data_dir.clone(), &log, &[]).await;
+        self.server = Self::launch(&self.server.data_dir.clone(), &log, self.metrics).await;
+    }
+
+    /// A metric's value (None: not exported).
+    fn metric(&self, name: &str) -> Option<f64> {
+        scrape_metric(self.metrics, name)
     }
 
     async fn client(&self, token: &str) -> GroupClient {
@@ -358,6 +369,7 @@ async fn check_during_fault(
     // while it waits for the data directory to take writes again.
     let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
     assert_eq!(s.server.health_status().await, Some(not_serving), "{tag}: health while storage is failing");
+    assert_eq!(s.metric("convgroups_storage_failing"), Some(1.0), "{tag}: the storage_failing gauge");
     let (cpu, lines) = idle_cost(&s.server, Duration::from_secs(2)).await;
     eprintln!("{tag}: idle for 2 s while unwritable: {cpu:?} CPU, {lines} log lines");
     v.check(cpu < Duration::from_millis(500) && lines < 50, || {
@@ -439,6 +451,8 @@ async fn full_disk_refuses_mutations_then_continues_when_space_returns() {
     // Space returns: the server notices by itself.
     std::fs::remove_file(&filler).expect("remove filler");
     wait_health(&s.server, ServingStatus::Serving, Duration::from_secs(20)).await;
+    assert_eq!(s.metric("convgroups_storage_failing"), Some(0.0), "the storage_failing gauge after the recovery");
+    assert_eq!(s.metric("convgroups_storage_reopens_total"), Some(1.0), "reopens after one fault");
 
     // Alice reads her state again, reopened from disk: every acknowledged
     // add; the refused one only if its bytes reached the disk before the
@@ -641,6 +655,8 @@ async fn full_disk_under_load_recovers_without_restart() {
     let acked_during = acks.load(Ordering::Relaxed);
     std::fs::remove_file(&filler).expect("remove filler");
     wait_health(&s.server, ServingStatus::Serving, Duration::from_secs(20)).await;
+    let reopens = s.metric("convgroups_storage_reopens_total").unwrap_or(0.0);
+    assert!(reopens >= 1.0, "the database was reopened (convgroups_storage_reopens_total {reopens})");
     wait_until(acks.clone(), acked_during + 100, "acknowledged adds after the recovery").await;
     let reads_before_stop = reads.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);

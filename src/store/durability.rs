@@ -227,6 +227,7 @@ pub fn reopen(inner: &Inner) -> Result<u64, Error> {
         d.failing = false;
     });
     publish_durable(inner, revision);
+    crate::metrics::storage_reopened();
     Ok(revision)
 }
 
