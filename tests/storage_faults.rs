@@ -341,11 +341,12 @@ async fn check_during_fault(
     let bob_during = check_user(&mut bob, "bob").await;
     assert_eq!(&bob_during, bob_before, "bob's state while the data directory is unwritable");
 
-    // Alice's refused change sits applied in sled's memory (sled has no
-    // rollback) but can never be flushed, so her reads — which wait until
-    // the revision they would report is durable — fail with
-    // STORAGE_UNAVAILABLE rather than show a change the client was told was
-    // not applied (the documented degraded mode; see the README).
+    // Alice's change whose flush failed sits applied in the failed
+    // database's memory (sled has no rollback) until the reopen, so her
+    // reads — which wait until the revision they would report is durable —
+    // fail with STORAGE_UNAVAILABLE rather than show a change the client was
+    // not told succeeded (see the README's Guarantees). The later refused
+    // create never reached the database at all.
     match read_user(&mut alice).await {
         Ok((view, _)) => v.check(!names(&view).contains(&"During".to_string()), || {
             format!("{tag}: the refused CreateConversationGroup(During) is visible: {:?}", names(&view))
