@@ -746,9 +746,13 @@ async fn read_only_data_dir_refuses_mutations_and_keeps_reads() {
     let mut v = Violations::default();
     let (acked, refused, refusal) = check_during_fault(&s, "ro", &bob_before, &mut v).await;
 
-    // Repair: stop the server, mount the filesystem again (ext4 replays its
-    // journal), restart.
-    s.server.kill9();
+    // Repair: stop the server (SIGTERM: a graceful stop whose final flush
+    // fails, so it exits 1 and says why), mount the filesystem again (ext4
+    // replays its journal), restart.
+    let status = s.server.terminate(Duration::from_secs(30)).await.expect("the server stops on SIGTERM");
+    assert_eq!(status.code(), Some(1), "exit code of a graceful stop with failing storage");
+    let tail = s.server.log_tail(3);
+    assert!(tail.contains("convgroups: storage unavailable"), "its last words name the storage failure:\n{tail}");
     drop(mount);
     let _mount = {
         std::fs::create_dir_all(&mount_point).expect("mount point");
