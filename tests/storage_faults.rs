@@ -549,15 +549,16 @@ struct Outcomes {
     wrong: Vec<String>,
 }
 
-/// Disk full under concurrent load, then space returns: writers of two
-/// users and readers keep going through the fault, the in-process reopen
-/// and after it. Every acknowledged add is kept, nothing refused as "not
+/// Disk full under concurrent load, then space returns, three times over:
+/// writers of two users and readers keep going through each fault, each
+/// in-process reopen and after it. Every acknowledged add is kept, nothing refused as "not
 /// applied" appears, the watchers open through it all receive each stored
 /// add exactly once with no gap and never see anything else, state and log
 /// agree, and a crash afterwards changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_disk_under_load_recovers_without_restart() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const FAULTS: usize = 3;
     use std::sync::{Arc, Mutex};
 
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -650,15 +651,22 @@ async fn full_disk_under_load_recovers_without_restart() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    wait_until(acks.clone(), 100, "acknowledged adds before the fault").await;
-    let filler = fill(&mount_point);
-    wait_until(refusals.clone(), 50, "refusals while the disk is full").await;
-    let acked_during = acks.load(Ordering::Relaxed);
-    std::fs::remove_file(&filler).expect("remove filler");
-    wait_health(&s.server, ServingStatus::Serving, Duration::from_secs(20)).await;
-    let reopens = s.metric("convgroups_storage_reopens_total").unwrap_or(0.0);
-    assert!(reopens >= 1.0, "the database was reopened (convgroups_storage_reopens_total {reopens})");
-    wait_until(acks.clone(), acked_during + 100, "acknowledged adds after the recovery").await;
+    // Three faults in a row, each under load: the second and third hit a
+    // database that was itself reopened, and come soon enough after the
+    // previous recovery to be retried with a longer wait.
+    for fault in 1..=FAULTS {
+        let acked = acks.load(Ordering::Relaxed);
+        wait_until(acks.clone(), acked + 100, "acknowledged adds before the fault").await;
+        let refused = refusals.load(Ordering::Relaxed);
+        let filler = fill(&mount_point);
+        wait_until(refusals.clone(), refused + 50, "refusals while the disk is full").await;
+        std::fs::remove_file(&filler).expect("remove filler");
+        wait_health(&s.server, ServingStatus::Serving, Duration::from_secs(30)).await;
+        let reopens = s.metric("convgroups_storage_reopens_total");
+        assert_eq!(reopens, Some(fault as f64), "one reopen per fault (fault {fault})");
+    }
+    let acked_after = acks.load(Ordering::Relaxed);
+    wait_until(acks.clone(), acked_after + 100, "acknowledged adds after the last recovery").await;
     let reads_before_stop = reads.load(Ordering::Relaxed);
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
