@@ -122,6 +122,8 @@ fn open_when_unlocked(dir: &Path) -> Result<sled::Db, sled::Error> {
         // Durability comes from our own flush before every answer, not from
         // sled's timer.
         match sled::Config::new().path(dir.join("db")).flush_every_ms(None).open() {
+            // sled reports a held lock only as the text of an io::Error of
+            // kind Other; anything else fails at once.
             Err(e) if started.elapsed() < LOCK_WAIT && e.to_string().contains("could not acquire lock") => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -236,8 +238,8 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the database in `dir` and starts the flusher. Must
-    /// be called inside a tokio runtime. Fails if another process holds the
-    /// directory.
+    /// be called inside a tokio runtime. Fails (after [`LOCK_WAIT`]) if
+    /// another process holds the directory.
     /// `retry` is how often recovery probes the data directory while
     /// storage is failing (`--storage-retry-interval`).
     pub fn open(dir: &Path, limits: Limits, hub: Hub, retry: std::time::Duration) -> Result<Self, Error> {
