@@ -238,7 +238,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (or creates) the database in `dir` and starts the flusher. Must
-    /// be called inside a tokio runtime. Fails (after [`LOCK_WAIT`]) if
+    /// be called inside a tokio runtime. Fails (after `LOCK_WAIT`) if
     /// another process holds the directory.
     /// `retry` is how often recovery probes the data directory while
     /// storage is failing (`--storage-retry-interval`).
