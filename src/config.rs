@@ -268,6 +268,66 @@ impl Default for LogSettings {
     }
 }
 
+/// Where state is kept.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// Embedded sled database in `--data-dir` (one server).
+    #[default]
+    Sled,
+    /// An etcd 3.4+ cluster shared by any number of stateless replicas.
+    Etcd,
+}
+
+/// Default key prefix in etcd: several deployments can share one cluster
+/// under different prefixes.
+pub const DEFAULT_ETCD_PREFIX: &str = "/convgroups/";
+/// How long one etcd request may take before the replica tries another
+/// member (a stopped member accepts connections but never answers).
+pub const DEFAULT_ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a mutation or read keeps trying other members before it fails
+/// with STORAGE_UNAVAILABLE.
+pub const DEFAULT_ETCD_RETRY_FOR: Duration = Duration::from_secs(5);
+/// How often each replica writes its heartbeat key, which its change feed
+/// must see come back: it bounds how stale an idle stream's bookmark is and
+/// how soon a dead feed is noticed.
+pub const DEFAULT_ETCD_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The storage backend and its connection settings.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct StorageSettings {
+    /// Storage backend: `sled` (embedded, the default) or `etcd`.
+    #[arg(long, env = "CONVGROUPS_BACKEND", value_enum, default_value_t = Backend::Sled)]
+    pub backend: Backend,
+    /// etcd client endpoints, comma-separated host:port (with --backend etcd).
+    #[arg(long, env = "CONVGROUPS_ETCD_ENDPOINTS", value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix of this deployment in etcd.
+    #[arg(long, env = "CONVGROUPS_ETCD_PREFIX", default_value = DEFAULT_ETCD_PREFIX)]
+    pub etcd_prefix: String,
+    /// Time one etcd request may take before another member is tried.
+    #[arg(long, env = "CONVGROUPS_ETCD_REQUEST_TIMEOUT", default_value = "2s", value_parser = positive_duration)]
+    pub etcd_request_timeout: Duration,
+    /// How long an etcd call keeps trying members before failing.
+    #[arg(long, env = "CONVGROUPS_ETCD_RETRY_FOR", default_value = "5s", value_parser = positive_duration)]
+    pub etcd_retry_for: Duration,
+    /// How often the replica writes its heartbeat through its change feed.
+    #[arg(long, env = "CONVGROUPS_ETCD_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = positive_duration)]
+    pub etcd_heartbeat_interval: Duration,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Sled,
+            etcd_endpoints: Vec::new(),
+            etcd_prefix: DEFAULT_ETCD_PREFIX.into(),
+            etcd_request_timeout: DEFAULT_ETCD_REQUEST_TIMEOUT,
+            etcd_retry_for: DEFAULT_ETCD_RETRY_FOR,
+            etcd_heartbeat_interval: DEFAULT_ETCD_HEARTBEAT_INTERVAL,
+        }
+    }
+}
+
 /// Everything `convgroups serve` needs. `Config::new(data_dir)` gives the
 /// defaults, which is what tests start from.
 #[derive(Args, Debug, Clone)]
@@ -287,6 +347,8 @@ pub struct Config {
     #[arg(skip = std::env::var("CONVGROUPS_AUTH_SECRET").ok())]
     pub auth_secret: Option<String>,
     #[command(flatten)]
+    pub storage: StorageSettings,
+    #[command(flatten)]
     pub limits: Limits,
     #[command(flatten)]
     pub watch: WatchSettings,
@@ -304,6 +366,7 @@ impl Config {
             data_dir: data_dir.into(),
             auth_secret_file: None,
             auth_secret: None,
+            storage: StorageSettings::default(),
             limits: Limits::default(),
             watch: WatchSettings::default(),
             server: ServerSettings::default(),

@@ -59,6 +59,11 @@ pub enum Error {
     InvalidSetting { setting: &'static str, message: String },
     #[error("storage unavailable: {0}")]
     Storage(String),
+    /// This server lost its connection to storage while a watch stream was
+    /// open (the etcd backend's change feed); the client resumes here or on
+    /// another replica.
+    #[error("storage unavailable to this server; resume from revision {resume_revision}")]
+    StorageLost { resume_revision: u64 },
     /// Storage failed after a mutation was committed, while it was being made
     /// durable: the client was not told it succeeded, but its change may
     /// have reached the disk and then reappears when the database is
@@ -143,6 +148,9 @@ impl Error {
                 (Code::FailedPrecondition, "INVALID_SETTING", vec![("setting", setting.to_string())])
             }
             Storage(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![]),
+            StorageLost { resume_revision } => {
+                (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![("resume_revision", resume_revision.to_string())])
+            }
             StorageOutcomeUnknown(_) => (Code::Unavailable, "STORAGE_UNAVAILABLE", vec![("outcome", "unknown".into())]),
             Internal(_) => (Code::Internal, "INTERNAL", vec![]),
         }

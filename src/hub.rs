@@ -39,6 +39,9 @@ struct Inner {
     max_watchers: usize,
     max_watchers_per_user: usize,
     closing: watch::Sender<bool>,
+    /// Bumped when the server lost its storage (the etcd backend's change
+    /// feed): every open stream ends with its resume revision.
+    interruptions: watch::Sender<u64>,
 }
 
 /// A cheap-clone handle on the fan-out.
@@ -64,6 +67,7 @@ impl Hub {
     pub fn new(max_watchers: usize, max_watchers_per_user: usize) -> Self {
         let (all, _) = broadcast::channel(DEFAULT_ALL_USERS_RING);
         let (closing, _) = watch::channel(false);
+        let (interruptions, _) = watch::channel(0);
         Self {
             inner: Arc::new(Inner {
                 users: Mutex::new(HashMap::new()),
@@ -73,6 +77,7 @@ impl Hub {
                 max_watchers,
                 max_watchers_per_user,
                 closing,
+                interruptions,
             }),
         }
     }
@@ -90,6 +95,23 @@ impl Hub {
         let _ = self.inner.all.send(batch);
         self.inner.published.store(revision, Ordering::Release);
         crate::metrics::published(revision);
+    }
+
+    /// Every batch up to `revision` has been published (a change feed that
+    /// saw revisions with no batch of ours moves bookmarks on with this).
+    pub fn advance(&self, revision: u64) {
+        self.inner.published.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// Ends every open stream with its resume revision: the server can no
+    /// longer promise them every batch.
+    pub fn interrupt(&self) {
+        self.inner.interruptions.send_modify(|n| *n += 1);
+    }
+
+    /// Changes when [`interrupt`](Self::interrupt) is called.
+    pub fn interruptions(&self) -> watch::Receiver<u64> {
+        self.inner.interruptions.subscribe()
     }
 
     /// The highest revision published so far.

@@ -103,7 +103,7 @@ fn run(command: Command) -> Result<(), String> {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("--listen {}: {e}", config.listen))?;
-                let app = App::open(config).map_err(|e| e.to_string())?;
+                let app = App::open(config).await.map_err(|e| e.to_string())?;
                 // The first signal starts a graceful shutdown; a second one
                 // cuts the drain short (storage is flushed either way).
                 let nth = |n: u32| {

@@ -73,3 +73,21 @@ pub fn storage_failing(failing: bool) {
 pub fn storage_reopened() {
     metrics::counter!("convgroups_storage_reopens_total").increment(1);
 }
+
+/// One request to etcd (etcd backend): `op` is range, txn or put.
+pub fn etcd_request(op: &'static str, ok: bool, elapsed: Duration) {
+    metrics::histogram!("convgroups_etcd_request_duration_seconds", "op" => op, "ok" => if ok { "true" } else { "false" })
+        .record(elapsed.as_secs_f64());
+}
+
+/// How far behind the cluster the change feed was when it last caught up
+/// with this replica's own heartbeat: the time from the heartbeat's write to
+/// its arrival on the feed.
+pub fn feed_lag(lag: Duration) {
+    metrics::gauge!("convgroups_etcd_feed_lag_seconds").set(lag.as_secs_f64());
+}
+
+/// The change feed reconnected (to the same or another etcd member).
+pub fn feed_reconnected() {
+    metrics::counter!("convgroups_etcd_feed_reconnects_total").increment(1);
+}

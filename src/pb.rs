@@ -8,3 +8,9 @@ tonic::include_proto!("convgroups.v1");
 
 /// Encoded `FileDescriptorSet` of the convgroups protos, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("convgroups_descriptor");
+
+/// The etcd v3 API subset the etcd backend uses (`vendor/etcd/etcd.proto`).
+pub mod etcd {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("etcdserverpb");
+}

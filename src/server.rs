@@ -70,17 +70,16 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    App::open(config)?.serve(listener, shutdown).await
+    App::open(config).await?.serve(listener, shutdown).await
 }
 
 impl App {
     /// Loads the secret and opens storage (which fails if another server
     /// holds the data directory).
-    pub fn open(config: Config) -> Result<Self, Error> {
+    pub async fn open(config: Config) -> Result<Self, Error> {
         let secret = Secret::load_or_create(&config)?;
         let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
-        let store =
-            Store::open(&config.data_dir, config.limits.clone(), hub.clone(), config.server.storage_retry_interval)?;
+        let store = Store::open_configured(&config, hub.clone()).await?;
         Ok(Self { config, store, hub, auth: Authenticator::new(secret) })
     }
 
@@ -377,7 +376,7 @@ async fn background(store: Store, hub: Hub, config: Config) {
             _ = &mut closed => return,
             _ = ticks.tick() => {}
         }
-        if let Ok(bytes) = store.size_on_disk().await {
+        if let Ok(Some(bytes)) = store.size_on_disk().await {
             crate::metrics::storage_size(bytes);
         }
         match store.compact(retain_for_ms, watch.retain_events_per_user).await {

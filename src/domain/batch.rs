@@ -22,7 +22,7 @@ pub struct Item<T> {
 }
 
 /// Accumulates the outcome of a batch request.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct BatchResult {
     succeeded: Vec<ConversationId>,
     failures: Vec<(usize, ItemFailure)>,

@@ -138,7 +138,10 @@ pub async fn open(store: &Store, hub: &Hub, spec: &WatchSpec) -> Result<Subscrip
     // history and the live feed.
     let subscription = hub.subscribe(feed)?;
     if spec.start_revision > 0 {
-        let current = store.current_revision();
+        // The deployment's revision: on etcd a revision another replica
+        // returned may be ahead of this replica's feed, and is not in the
+        // future for that.
+        let current = store.latest_revision().await?;
         let floor = store.floor(spec.scope.clone()).await?;
         if spec.start_revision > current + 1 {
             return Err(Error::RevisionInFuture { start: spec.start_revision, oldest: floor + 1, current });
@@ -156,6 +159,8 @@ enum Stop {
     Gone,
     /// The server is shutting down.
     Shutdown,
+    /// The server lost its storage (see `Hub::interrupt`).
+    StorageLost,
     /// A status to end the stream with.
     Fail(Error),
 }
@@ -173,6 +178,8 @@ pub struct Watcher {
     subscription: Subscription,
     bookmark_interval: Duration,
     tx: mpsc::Sender<Item>,
+    /// Changes when the server loses its storage (see `Hub::interrupt`).
+    interruptions: tokio::sync::watch::Receiver<u64>,
     /// Every revision up to this one has been sent or bookmarked.
     progress: u64,
     idle_deadline: Instant,
@@ -187,6 +194,7 @@ impl Watcher {
         bookmark_interval: Duration,
         tx: mpsc::Sender<Item>,
     ) -> Self {
+        let interruptions = hub.interruptions();
         Self {
             store,
             hub,
@@ -194,6 +202,7 @@ impl Watcher {
             subscription,
             bookmark_interval,
             tx,
+            interruptions,
             progress: 0,
             idle_deadline: Instant::now() + bookmark_interval,
         }
@@ -202,9 +211,11 @@ impl Watcher {
     pub async fn run(mut self) {
         let closed = self.hub.closed();
         tokio::pin!(closed);
+        let mut interruptions = self.interruptions.clone();
         let outcome = tokio::select! {
             biased;
             _ = &mut closed => Stop::Shutdown,
+            _ = interruptions.changed() => Stop::StorageLost,
             stop = self.serve() => stop,
         };
         match outcome {
@@ -213,7 +224,19 @@ impl Watcher {
                 let status = Error::ShuttingDown { resume_revision: self.progress + 1 }.into();
                 let _ = tokio::time::timeout(SHUTDOWN_SEND_TIMEOUT, self.tx.send(Err(status))).await;
             }
+            Stop::StorageLost => {
+                let _ = self.tx.send(Err(Error::StorageLost { resume_revision: self.progress + 1 }.into())).await;
+            }
             Stop::Fail(error) => {
+                // A stream that storage failed under can be resumed: say
+                // from where.
+                let error = match error {
+                    Error::Storage(detail) => {
+                        tracing::warn!(error = %detail, "watch stream ended by a storage failure");
+                        Error::StorageLost { resume_revision: self.progress + 1 }
+                    }
+                    other => other,
+                };
                 let _ = self.tx.send(Err(error.into())).await;
             }
         }

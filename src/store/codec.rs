@@ -206,6 +206,11 @@ pub struct BatchRecord {
     pub group_names: Vec<String>,
     #[prost(message, repeated, tag = "4")]
     pub events: Vec<EventRecord>,
+    /// Random per attempt on the etcd backend (0 on sled): after a
+    /// transaction whose outcome was lost, finding its own nonce in the log
+    /// tells the replica that its attempt is the one that committed.
+    #[prost(uint64, tag = "5")]
+    pub nonce: u64,
 }
 
 fn ids_to_strings(ids: &[ConversationId]) -> Vec<String> {
@@ -273,6 +278,7 @@ impl BatchRecord {
             time_ms: batch.time_ms,
             group_names: batch.group_names.clone(),
             events,
+            nonce: 0,
         }
     }
 

@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::embedded::{Inner, Trees};
+use super::keys;
 use super::writer::Job;
-use super::{keys, Inner, Trees};
 use crate::error::Error;
 
 /// Bytes the probe writes (and fsyncs, and deletes) before a reopen is
@@ -255,6 +256,13 @@ mod tests {
     use crate::hub::Hub;
     use crate::store::Store;
 
+    fn sled(store: &Store) -> &crate::store::embedded::SledStore {
+        match store {
+            Store::Sled(sled) => sled,
+            Store::Etcd(_) => unreachable!("opened as sled"),
+        }
+    }
+
     fn open(dir: &Path, retry: Duration) -> Store {
         Store::open(dir, Limits::default(), Hub::new(100, 100), retry).expect("open the store")
     }
@@ -278,7 +286,7 @@ mod tests {
         }
         let before = store.group_list(&alice).await.expect("read");
 
-        let revision = request_reopen(&store.inner).await.expect("reopen");
+        let revision = request_reopen(&sled(&store).inner).await.expect("reopen");
         assert_eq!(revision, before.revision, "a reopen keeps the revision");
         assert_eq!(store.current_revision(), revision);
         assert_eq!(store.group_list(&alice).await.expect("read after the reopen"), before);
@@ -301,7 +309,7 @@ mod tests {
         let first = create(&store, &alice, "A").await.expect("create");
         let mut health = store.revision_watch();
 
-        store.inner.storage_failed("a test", &Error::Storage("injected".into()));
+        sled(&store).inner.storage_failed("a test", &Error::Storage("injected".into()));
         // Health sees it, mutations are refused (not applied), reads of
         // durable state keep working.
         tokio::time::timeout(Duration::from_secs(5), health.storage_failing(true)).await.expect("failing");

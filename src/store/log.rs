@@ -1,5 +1,6 @@
-//! The event log as watchers read it: replay from a revision, floors left by
-//! compaction, consistent snapshots; and the background trimming itself.
+//! The embedded backend's event log as watchers read it: replay from a
+//! revision, floors left by compaction, consistent snapshots; and the
+//! background trimming itself.
 //!
 //! Trimming keeps an event while it is younger than `retain_for` or among the
 //! newest `retain_events_per_user` events of its user. It records how far it
@@ -10,8 +11,9 @@
 use std::collections::HashMap;
 
 use super::codec::{decode, BatchRecord};
+use super::embedded::{load_user, SledRead, SledStore, Trees};
 use super::keys;
-use super::{Store, Trees};
+use super::{Compaction, Scope, Snapshot};
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
 
@@ -31,27 +33,6 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, Error> {
     }
 }
 
-/// Which part of the log a watcher reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    User(UserId),
-    AllUsers,
-}
-
-/// The caller's groups with their members, at one revision.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub revision: u64,
-    /// (group name, member ids) in display order.
-    pub groups: Vec<(String, Vec<String>)>,
-}
-
-/// What one compaction pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Compaction {
-    pub trimmed: u64,
-}
-
 fn floor(trees: &Trees, scope: &Scope) -> Result<u64, Error> {
     match scope {
         Scope::User(user) => read_u64(&trees.meta, &user_floor_key(user)),
@@ -66,7 +47,7 @@ fn read_batch(trees: &Trees, revision: u64) -> Result<Option<EventBatch>, Error>
     }
 }
 
-impl Store {
+impl SledStore {
     /// The revision before which a watcher of `scope` cannot resume: events
     /// at or below it may have been trimmed.
     pub async fn floor(&self, scope: Scope) -> Result<u64, Error> {
@@ -141,13 +122,9 @@ impl Store {
         let snapshot = self
             .exclusive(move |inner, last| {
                 let trees = inner.trees()?;
-                let record = super::query::load_user(&trees, &user)?;
-                let mut groups = Vec::with_capacity(record.groups.len());
-                for group in &record.groups {
-                    let members = super::query::members(&trees, &user, group.id)?;
-                    groups.push((group.name.clone(), members.into_iter().map(|id| id.as_str().to_string()).collect()));
-                }
-                Ok(Snapshot { revision: last, groups })
+                let state = SledRead(&trees);
+                let record = load_user(&state, &user)?;
+                super::query::snapshot(&state, &user, &record, last)
             })
             .await?;
         self.wait_durable(snapshot.revision).await?;

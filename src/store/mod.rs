@@ -1,210 +1,94 @@
-//! Storage: the only module that knows sled.
+//! Storage: one boundary, two backends.
 //!
-//! * Key layout: [`keys`]; stored values: [`codec`].
-//! * Writes: one writer thread ([`writer`]) plans every mutation
-//!   ([`plan::Plan`]) and applies the mutations waiting in its queue, each
-//!   with its event batch and revision, in one multi-tree sled transaction;
-//!   revisions follow commit order without a lock.
-//! * Durability (group commit): after its transaction a mutation waits until
-//!   a flush covers its revision. One background flusher runs one flush at a
-//!   time for everything committed so far, so concurrent mutations share a
-//!   flush. Only then are batches handed to the [`Hub`] (in revision order),
-//!   so a watcher never sees a change that a crash could take back.
-//! * Storage faults: a failed flush puts the store in a failing state
-//!   (mutations refused at once, health NOT_SERVING) until
-//!   [`durability`] has reopened the database, once the data directory
-//!   takes writes again.
+//! The service layer, the hub and the watch streams talk to [`Store`] and do
+//! not know which backend runs. What the backends share is written once:
+//! the key layout ([`keys`]), the stored values ([`codec`]), planning a
+//! mutation ([`plan`]) by the rules of groups ([`rules`]), and answering
+//! reads ([`query`]), all against the [`state::StateRead`] boundary. What
+//! differs is where the revision comes from, how a planned mutation is
+//! committed atomically with its event batch, and how committed batches
+//! reach the [`Hub`]:
+//!
+//! * [`embedded`] (the default): sled in a local directory. One writer
+//!   thread numbers and applies mutations in shared transactions; a group
+//!   commit flush makes them durable before anyone is answered.
+//! * [`etcd`]: stateless replicas over an etcd cluster. The revision is
+//!   etcd's transaction revision; a mutation is one etcd transaction guarded
+//!   by the user's record; each replica follows one etcd watch (its change
+//!   feed) that hands every committed batch to its hub.
 
 mod backup;
 mod codec;
 mod durability;
+mod embedded;
+pub mod etcd;
 mod keys;
 mod log;
-mod ops;
 mod plan;
 mod query;
+mod rules;
+mod state;
 mod writer;
 
-use std::collections::VecDeque;
-use std::ops::Deref;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
+use std::path::Path;
+use std::time::Duration;
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
-use crate::config::Limits;
-use crate::domain::{EventBatch, UserId};
+use crate::config::{Backend, Config, Limits};
+use crate::domain::{
+    BatchOutcome, BatchResult, ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupView, Item,
+    ListPosition, UserId,
+};
 use crate::error::Error;
 use crate::hub::Hub;
-use plan::{Plan, WriteSet, TREE_COUNT};
-use writer::Job;
+use embedded::SledStore;
+use etcd::EtcdStore;
+use rules::Rule;
 
 pub use backup::{backup, restore, BackupSummary};
-pub use log::{Compaction, Scope, Snapshot};
-pub use ops::CreatedGroup;
+pub use rules::CreatedGroup;
 
-impl From<sled::Error> for Error {
-    fn from(err: sled::Error) -> Self {
-        Error::Storage(err.to_string())
-    }
+/// Which part of the log a watcher reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    User(UserId),
+    AllUsers,
 }
 
-/// The open database: the sled trees of the key layout.
-pub(crate) struct Trees {
-    db: sled::Db,
-    /// sled's log file, fdatasynced after every flush (see `make_durable`).
-    log_file: std::fs::File,
-    meta: sled::Tree,
-    users: sled::Tree,
-    convs: sled::Tree,
-    members: sled::Tree,
-    order: sled::Tree,
-    events: sled::Tree,
-    user_events: sled::Tree,
+/// The caller's groups with their members, at one revision.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub revision: u64,
+    /// (group name, member ids) in display order.
+    pub groups: Vec<(String, Vec<String>)>,
 }
 
-impl Trees {
-    /// In the order of [`plan::T`].
-    fn all(&self) -> [&sled::Tree; TREE_COUNT] {
-        [&self.meta, &self.users, &self.convs, &self.members, &self.order, &self.events, &self.user_events]
-    }
-
-    /// Opens (or creates) the database in `dir`; returns it with its last
-    /// committed revision.
-    fn open(dir: &Path) -> Result<(Self, u64), Error> {
-        let db = open_when_unlocked(dir).map_err(|e| Error::InvalidSetting {
-            setting: "--data-dir",
-            message: format!(
-                "cannot open the database in {} (is another convgroups server using it?): {e}",
-                dir.display()
-            ),
-        })?;
-        let tree = |name: &str| db.open_tree(name);
-        let trees = Trees {
-            meta: tree("meta")?,
-            users: tree("users")?,
-            convs: tree("convs")?,
-            members: tree("members")?,
-            order: tree("order")?,
-            events: tree("events")?,
-            user_events: tree("user_events")?,
-            log_file: durable_files(dir)?,
-            db,
-        };
-        let revision = match trees.meta.get(keys::META_REVISION)? {
-            Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| codec::corrupt("meta revision"))?,
-            None => 0,
-        };
-        Ok((trees, revision))
-    }
-
-    /// Flushes sled, then fdatasyncs its log file: on Linux sled's flush
-    /// only calls sync_file_range, which does not make a growing file's
-    /// size and block allocation durable, so without this an acknowledged
-    /// write could be lost on power loss (found by the storage-fault tests).
-    fn make_durable(&self) -> Result<(), Error> {
-        self.db.flush()?;
-        self.log_file.sync_data().map_err(|e| Error::Storage(format!("fdatasync of the database log: {e}")))
-    }
+/// What one compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compaction {
+    pub trimmed: u64,
 }
 
-/// How long opening waits while sled's file lock is still held by a database
-/// of this process that was just dropped (sled's last background writes of
-/// it finishing): after a reopen, or a server restarted in-process.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-fn open_when_unlocked(dir: &Path) -> Result<sled::Db, sled::Error> {
-    let started = std::time::Instant::now();
-    loop {
-        // Durability comes from our own flush before every answer, not from
-        // sled's timer.
-        match sled::Config::new().path(dir.join("db")).flush_every_ms(None).open() {
-            // sled reports a held lock only as the text of an io::Error of
-            // kind Other; anything else fails at once.
-            Err(e) if started.elapsed() < LOCK_WAIT && e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            opened => return opened,
-        }
-    }
-}
-
-/// The database while it is open: a read lock on [`Inner::db`]. Hold it only
-/// for one piece of blocking work, never across an await, and never take a
-/// second one while holding it (a waiting reopen would deadlock the two).
-pub(crate) struct Open<'a>(RwLockReadGuard<'a, Option<Trees>>);
-
-impl Deref for Open<'_> {
-    type Target = Trees;
-
-    fn deref(&self) -> &Trees {
-        self.0.as_ref().expect("an Open is only made of an open database")
-    }
-}
-
-/// Durability progress, shared between mutations and the flusher.
+/// Progress and health of the storage, shared between the backend and
+/// whoever follows it (health, watchers, tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Durable {
-    /// Every revision up to this one is on disk.
+pub(crate) struct Durable {
+    /// Every revision up to this one is durable and has been handed to the
+    /// hub (sled: flushed; etcd: seen on the change feed).
     revision: u64,
-    /// Bumped on every failed flush and on every reopen, so waiters can
-    /// tell their commit may be gone.
+    /// Bumped on every failed flush and on every reopen (sled), or on every
+    /// loss of the change feed (etcd), so waiters can tell their commit may
+    /// be gone.
     failures: u64,
-    /// A flush failed and the database has not been reopened since:
-    /// mutations are refused and health is NOT_SERVING.
+    /// Storage cannot take writes right now: mutations are refused and
+    /// health is NOT_SERVING until it recovers by itself.
     failing: bool,
 }
 
-struct Inner {
-    /// None only while a reopen after a storage failure could not open it.
-    db: RwLock<Option<Trees>>,
-    dir: PathBuf,
-    limits: Limits,
-    hub: Hub,
-    /// Feeds the writer thread, the one place mutations are planned and
-    /// applied.
-    jobs: std::sync::mpsc::Sender<Job>,
-    /// Last committed (applied, maybe not yet flushed) revision.
-    committed: AtomicU64,
-    /// Committed batches not yet published, in revision order.
-    unpublished: Mutex<VecDeque<Arc<EventBatch>>>,
-    durable: watch::Sender<Durable>,
-    /// Wakes the flusher: a mutation waits for durability, or the store is
-    /// gone.
-    flush_wanted: Arc<Notify>,
-}
-
-impl Inner {
-    /// The open database, for one piece of blocking work.
-    fn trees(&self) -> Result<Open<'_>, Error> {
-        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
-        if guard.is_none() {
-            return Err(closed());
-        }
-        Ok(Open(guard))
-    }
-
-    /// The open database if it can be had without waiting (None while a
-    /// reopen holds it, or when it is closed): for reads done inline on an
-    /// async worker, which must not block.
-    fn try_trees(&self) -> Option<Open<'_>> {
-        let guard = self.db.try_read().ok()?;
-        guard.is_some().then(|| Open(guard))
-    }
-}
-
-/// Why there is no database to read: a reopen after a failure did not work.
-fn closed() -> Error {
-    Error::Storage("the database is closed after a storage failure; it is reopened once storage works again".into())
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Lets the flusher notice the store is gone and end.
-        self.flush_wanted.notify_one();
+impl Durable {
+    fn at(revision: u64) -> Self {
+        Self { revision, failures: 0, failing: false }
     }
 }
 
@@ -217,197 +101,231 @@ impl RevisionWatch {
         self.0.borrow().revision
     }
 
-    /// Resolves once storage is failing (`true`: a flush failed, mutations
-    /// are refused) or healthy again (`false`: the database was reopened).
+    /// Resolves once storage is failing (`true`: mutations are refused) or
+    /// healthy again (`false`).
     pub async fn storage_failing(&mut self, failing: bool) {
         let _ = self.0.wait_for(|d| d.failing == failing).await;
     }
 }
 
-/// A cheap-clone handle on the database.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<Inner>,
+/// A cheap-clone handle on the storage, whichever backend runs it.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sled(SledStore),
+    Etcd(EtcdStore),
 }
 
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("committed", &self.inner.committed.load(Ordering::Relaxed)).finish()
-    }
+/// Calls the same method on whichever backend runs.
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            Store::Sled($store) => $call,
+            Store::Etcd($store) => $call,
+        }
+    };
 }
 
 impl Store {
-    /// Opens (or creates) the database in `dir` and starts the flusher. Must
-    /// be called inside a tokio runtime. Fails (after `LOCK_WAIT`) if
-    /// another process holds the directory.
-    /// `retry` is how often recovery probes the data directory while
-    /// storage is failing (`--storage-retry-interval`).
-    pub fn open(dir: &Path, limits: Limits, hub: Hub, retry: std::time::Duration) -> Result<Self, Error> {
-        let (trees, revision) = Trees::open(dir)?;
-        let (durable, _) = watch::channel(Durable { revision, failures: 0, failing: false });
-        let (jobs, queue) = std::sync::mpsc::channel();
-        let inner = Arc::new(Inner {
-            db: RwLock::new(Some(trees)),
-            dir: dir.to_path_buf(),
-            limits,
-            hub,
-            jobs,
-            committed: AtomicU64::new(revision),
-            unpublished: Mutex::new(VecDeque::new()),
-            durable,
-            flush_wanted: Arc::new(Notify::new()),
-        });
-        let weak = Arc::downgrade(&inner);
-        std::thread::Builder::new()
-            .name("convgroups-writer".into())
-            .spawn(move || writer::run(weak, queue, revision))
-            .map_err(|e| Error::Internal(format!("starting the writer thread: {e}")))?;
-        tokio::spawn(durability::flusher(Arc::downgrade(&inner), inner.flush_wanted.clone(), retry));
-        Ok(Self { inner })
+    /// Opens the embedded backend (sled in `dir`) and starts its flusher.
+    /// Must be called inside a tokio runtime. `retry` is how often recovery
+    /// probes the data directory while storage is failing
+    /// (`--storage-retry-interval`).
+    pub fn open(dir: &Path, limits: Limits, hub: Hub, retry: Duration) -> Result<Self, Error> {
+        Ok(Self::Sled(SledStore::open(dir, limits, hub, retry)?))
+    }
+
+    /// Opens the backend the configuration names.
+    pub async fn open_configured(config: &Config, hub: Hub) -> Result<Self, Error> {
+        match config.storage.backend {
+            Backend::Sled => {
+                Self::open(&config.data_dir, config.limits.clone(), hub, config.server.storage_retry_interval)
+            }
+            Backend::Etcd => Ok(Self::Etcd(EtcdStore::open(&config.storage, config.limits.clone(), hub).await?)),
+        }
     }
 
     /// A handle that reads the durable revision without keeping the
     /// database open.
     pub fn revision_watch(&self) -> RevisionWatch {
-        RevisionWatch(self.inner.durable.subscribe())
+        dispatch!(self, s => s.revision_watch())
     }
 
-    /// The last durable revision of the whole server.
+    /// The last durable revision this server has handed to its watchers.
     pub fn current_revision(&self) -> u64 {
-        self.inner.durable.borrow().revision
+        dispatch!(self, s => s.current_revision())
+    }
+
+    /// The newest revision of the whole deployment: on sled the same as
+    /// [`current_revision`](Self::current_revision); on etcd the cluster's,
+    /// which may be ahead of this replica's change feed for a moment.
+    pub async fn latest_revision(&self) -> Result<u64, Error> {
+        match self {
+            Store::Sled(s) => Ok(s.current_revision()),
+            Store::Etcd(s) => s.latest_revision().await,
+        }
     }
 
     pub fn limits(&self) -> &Limits {
-        &self.inner.limits
+        dispatch!(self, s => s.limits())
     }
 
-    /// Bytes the database takes on disk.
-    pub async fn size_on_disk(&self) -> Result<u64, Error> {
-        self.blocking(|inner| Ok(inner.trees()?.db.size_on_disk()?)).await
+    /// Bytes the database takes on disk (None where the backend does not
+    /// keep it: etcd reports its own).
+    pub async fn size_on_disk(&self) -> Result<Option<u64>, Error> {
+        match self {
+            Store::Sled(s) => s.size_on_disk().await.map(Some),
+            Store::Etcd(_) => Ok(None),
+        }
     }
 
-    /// Flushes everything to disk; called on shutdown.
+    /// Makes everything durable; called on shutdown.
     pub async fn flush(&self) -> Result<(), Error> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.trees()?.db.flush().map(|_| ()).map_err(Error::from))
-            .await
-            .map_err(|e| Error::Internal(format!("flush task: {e}")))?
+        match self {
+            Store::Sled(s) => s.flush().await,
+            // Every acknowledged etcd write is already on a majority's disk.
+            Store::Etcd(_) => Ok(()),
+        }
     }
 
-    /// Runs blocking sled work off the async workers.
-    async fn blocking<R: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Inner) -> Result<R, Error> + Send + 'static,
-    ) -> Result<R, Error> {
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || work(&inner))
-            .await
-            .map_err(|e| Error::Internal(format!("storage task: {e}")))?
+    /// Runs one mutation of `user` by `rule`; returns its answer with the
+    /// user's revision after it, once the change is durable.
+    async fn mutate<R: Send + 'static>(&self, user: &UserId, rule: impl Rule<R>) -> Result<(R, u64), Error> {
+        dispatch!(self, s => s.mutate(user, rule).await)
     }
 
-    /// Runs one mutation for `user` on the writer thread: `build` plans it
-    /// and returns its answer; if the plan recorded events they are committed
-    /// at the next revision and the call returns once that is durable. The
-    /// answer comes with the user's revision after the call.
-    async fn mutate<R: Send + 'static>(
+    pub async fn create_group(
         &self,
         user: &UserId,
-        build: impl FnOnce(&mut Plan<'_>, &Limits) -> Result<R, Error> + Send + 'static,
-    ) -> Result<(R, u64), Error> {
-        if self.inner.durable.borrow().failing {
-            // Planned now, the change could never be made durable; refusing
-            // it before it touches the database keeps the failed state small.
-            return Err(Error::Storage("storage is failing; mutations are refused until it recovers".into()));
-        }
-        let user = user.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: writer::MutationJob = Box::new(move |batch: &mut writer::Batch<'_>| match batch.plan(&user, build) {
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                None
-            }
-            Ok((answer, revision)) => Some(Box::new(move |applied: Result<(), Error>| {
-                let _ = tx.send(applied.map(|()| (answer, revision)));
-            }) as writer::Reply),
-        });
-        self.send_job(Job::Mutation(job))?;
-        let (answer, revision) =
-            rx.await.map_err(|_| Error::Storage("the writer stopped before answering".into()))??;
-        // A change waits for the flush that covers it. So does a mutation
-        // that changed nothing: it answers with the user's revision, which
-        // may belong to a change of another call still being flushed, and a
-        // client must never be given a revision a crash could take back.
-        if revision > self.current_revision() {
-            self.wait_durable(revision).await.map_err(|e| match e {
-                Error::Storage(detail) => Error::StorageOutcomeUnknown(detail),
-                other => other,
-            })?;
-        }
-        Ok((answer, revision))
+        name: String,
+        items: Vec<Item<()>>,
+        result: BatchResult,
+        expected_revision: Option<u64>,
+    ) -> Result<CreatedGroup, Error> {
+        let ((group, result), revision) =
+            self.mutate(user, rules::create_group(name, items, result, expected_revision)).await?;
+        Ok(CreatedGroup { group, outcome: result.finish(revision) })
     }
 
-    /// Runs `read` on the writer thread between write batches, where no
-    /// mutation is half-applied; it gets the last committed revision.
-    async fn exclusive<R: Send + 'static>(
+    pub async fn delete_group(
         &self,
-        read: impl FnOnce(&Inner, u64) -> Result<R, Error> + Send + 'static,
-    ) -> Result<R, Error> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send_job(Job::Exclusive(Box::new(move |inner, last| {
-            let _ = tx.send(read(inner, last));
-        })))?;
-        rx.await.map_err(|_| Error::Storage("the writer stopped before answering".into()))?
+        user: &UserId,
+        name: String,
+        expected_revision: Option<u64>,
+    ) -> Result<u64, Error> {
+        let ((), revision) = self.mutate(user, rules::delete_group(name, expected_revision)).await?;
+        Ok(revision)
     }
 
-    fn send_job(&self, job: Job) -> Result<(), Error> {
-        self.inner.jobs.send(job).map_err(|_| Error::Storage("the writer thread has stopped".into()))
+    pub async fn rename_group(
+        &self,
+        user: &UserId,
+        old_name: String,
+        new_name: String,
+        expected_revision: Option<u64>,
+    ) -> Result<(GroupView, u64), Error> {
+        self.mutate(user, rules::rename_group(old_name, new_name, expected_revision)).await
     }
 
-    /// Waits until a flush covers `revision`.
-    async fn wait_durable(&self, revision: u64) -> Result<(), Error> {
-        let mut rx = self.inner.durable.subscribe();
-        let failures_before = rx.borrow().failures;
-        self.inner.flush_wanted.notify_one();
-        // While storage is failing nothing new becomes durable: fail at once
-        // rather than wait for a recovery that may take hours.
-        let state = rx
-            .wait_for(|d| d.revision >= revision || d.failures != failures_before || d.failing)
-            .await
-            .map_err(|_| Error::Storage("storage closed before the change was flushed".into()))?;
-        if state.revision >= revision {
-            Ok(())
-        } else {
-            Err(Error::Storage(format!("flushing revision {revision} to disk failed")))
-        }
+    pub async fn reorder_groups(
+        &self,
+        user: &UserId,
+        names: Vec<String>,
+        expected_revision: Option<u64>,
+    ) -> Result<(Vec<String>, u64), Error> {
+        self.mutate(user, rules::reorder_groups(names, expected_revision)).await
     }
-}
 
-/// Opens sled's log file (to fdatasync it after flushes) and fsyncs the
-/// directories, so the files themselves survive a power loss.
-fn durable_files(dir: &Path) -> Result<std::fs::File, Error> {
-    let storage = |e: std::io::Error| Error::Storage(format!("syncing {}: {e}", dir.display()));
-    for d in [dir.join("db"), dir.to_path_buf()] {
-        std::fs::File::open(&d).and_then(|f| f.sync_all()).map_err(storage)?;
+    pub async fn add_to_group(
+        &self,
+        user: &UserId,
+        name: String,
+        items: Vec<Item<()>>,
+        result: BatchResult,
+        expected_revision: Option<u64>,
+    ) -> Result<BatchOutcome, Error> {
+        let (result, revision) = self.mutate(user, rules::add_to_group(name, items, result, expected_revision)).await?;
+        Ok(result.finish(revision))
     }
-    std::fs::File::open(dir.join("db").join("db")).map_err(storage)
-}
 
-/// Applies a write set in one sled transaction across every tree.
-fn apply(trees: &Trees, writes: &WriteSet) -> Result<(), Error> {
-    let all = trees.all();
-    let result: Result<(), TransactionError<()>> = all[..].transaction(|views| {
-        for (view, ops) in views.iter().zip(writes.ops.iter()) {
-            for (key, value) in ops {
-                match value {
-                    Some(value) => view.insert(key.as_slice(), value.as_slice())?,
-                    None => view.remove(key.as_slice())?,
-                };
-            }
-        }
-        Ok::<(), ConflictableTransactionError<()>>(())
-    });
-    result.map_err(|e| match e {
-        TransactionError::Storage(e) => Error::from(e),
-        TransactionError::Abort(()) => Error::Internal("transaction aborted".into()),
-    })
+    pub async fn remove_from_group(
+        &self,
+        user: &UserId,
+        name: String,
+        items: Vec<Item<()>>,
+        result: BatchResult,
+        expected_revision: Option<u64>,
+    ) -> Result<BatchOutcome, Error> {
+        let (result, revision) =
+            self.mutate(user, rules::remove_from_group(name, items, result, expected_revision)).await?;
+        Ok(result.finish(revision))
+    }
+
+    pub async fn upsert_conversations(
+        &self,
+        user: &UserId,
+        items: Vec<Item<ConversationPatch>>,
+        result: BatchResult,
+    ) -> Result<BatchOutcome, Error> {
+        let (result, revision) = self.mutate(user, rules::upsert_conversations(items, result)).await?;
+        Ok(result.finish(revision))
+    }
+
+    pub async fn delete_conversations(
+        &self,
+        user: &UserId,
+        items: Vec<Item<()>>,
+        result: BatchResult,
+    ) -> Result<BatchOutcome, Error> {
+        let (result, revision) = self.mutate(user, rules::delete_conversations(items, result)).await?;
+        Ok(result.finish(revision))
+    }
+
+    pub async fn group_list(&self, user: &UserId) -> Result<GroupList, Error> {
+        dispatch!(self, s => s.group_list(user).await)
+    }
+
+    pub async fn list_conversations(
+        &self,
+        user: &UserId,
+        filter: ConversationFilter,
+        page_size: usize,
+        after: Option<ListPosition>,
+    ) -> Result<ConversationPage, Error> {
+        dispatch!(self, s => s.list_conversations(user, filter, page_size, after).await)
+    }
+
+    /// Sum of unread counts of matching conversations that receive, with the
+    /// user's revision.
+    pub async fn unread_count(&self, user: &UserId, filter: ConversationFilter) -> Result<(u64, u64), Error> {
+        dispatch!(self, s => s.unread_count(user, filter).await)
+    }
+
+    /// The revision before which a watcher of `scope` cannot resume: events
+    /// at or below it may have been trimmed.
+    pub async fn floor(&self, scope: Scope) -> Result<u64, Error> {
+        dispatch!(self, s => s.floor(scope).await)
+    }
+
+    /// Up to `limit` durable batches of `scope` with revision in
+    /// `from..=through`, in order. Fails with REVISION_COMPACTED if trimming
+    /// has reached `from`, so a reader never silently skips an event.
+    pub async fn read_log(
+        &self,
+        scope: Scope,
+        from: u64,
+        through: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::EventBatch>, Error> {
+        dispatch!(self, s => s.read_log(scope, from, through, limit).await)
+    }
+
+    /// The user's groups and members at one durable revision.
+    pub async fn snapshot(&self, user: &UserId) -> Result<Snapshot, Error> {
+        dispatch!(self, s => s.snapshot(user).await)
+    }
+
+    /// One trimming pass of the event log (see `--retain-for`).
+    pub async fn compact(&self, retain_for_ms: i64, retain_events_per_user: u64) -> Result<Compaction, Error> {
+        dispatch!(self, s => s.compact(retain_for_ms, retain_events_per_user).await)
+    }
 }

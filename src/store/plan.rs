@@ -1,62 +1,22 @@
-//! A mutation in the making. Under the store's write lock a mutation reads
-//! the current state, changes copies of it here, and the plan becomes one
-//! sled transaction: every effect and the event batch are stored together or
-//! not at all.
+//! A mutation in the making, on either backend. A mutation reads the
+//! current state through a [`StateRead`], changes copies of it here, and
+//! the plan becomes a [`Planned`]: the writes and events that the backend
+//! then commits atomically at its next revision (sled: one transaction;
+//! etcd: one transaction guarded by the user's record).
 //!
 //! Every change of a conversation goes through [`Plan::modify_conv`], which
 //! keeps the derived data in step with it: member keys, the listing index,
 //! and the per-group and per-user counters in the user record. That is what
 //! lets reads be single gets and makes limits checkable mid-request.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use super::codec::{decode, BatchRecord, ConversationRecord, UserRecord};
+use super::codec::{BatchRecord, ConversationRecord, UserRecord};
 use super::keys;
-use super::Trees;
+use super::state::{StateRead, WriteSet, T};
 
 use crate::domain::{ConversationId, EventBatch, EventKind, ListPosition, UserId};
 use crate::error::Error;
-
-/// Index of each tree in a [`WriteSet`] and in the transaction.
-#[derive(Clone, Copy)]
-pub enum T {
-    Meta = 0,
-    Users = 1,
-    Convs = 2,
-    Members = 3,
-    Order = 4,
-    Events = 5,
-    UserEvents = 6,
-}
-pub const TREE_COUNT: usize = 7;
-
-/// The writes of one mutation (or of a batch of them), per tree; a later
-/// write to a key replaces an earlier one. `None` removes the key.
-#[derive(Default)]
-pub struct WriteSet {
-    pub ops: [BTreeMap<Vec<u8>, Option<Vec<u8>>>; TREE_COUNT],
-}
-
-impl WriteSet {
-    pub fn put(&mut self, tree: T, key: Vec<u8>, value: Vec<u8>) {
-        self.ops[tree as usize].insert(key, Some(value));
-    }
-
-    pub fn remove(&mut self, tree: T, key: Vec<u8>) {
-        self.ops[tree as usize].insert(key, None);
-    }
-
-    /// Adds `later`'s writes on top of these.
-    pub fn merge(&mut self, later: WriteSet) {
-        for (mine, theirs) in self.ops.iter_mut().zip(later.ops) {
-            mine.extend(theirs);
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ops.iter().all(|ops| ops.is_empty())
-    }
-}
 
 struct CachedConv {
     /// As stored before this mutation (None: absent).
@@ -65,55 +25,8 @@ struct CachedConv {
     current: ConversationRecord,
 }
 
-/// What a plan reads: the stored trees as changed by the mutations already
-/// planned in the same write batch (not yet applied to sled).
-#[derive(Clone, Copy)]
-pub struct View<'a> {
-    pub trees: &'a Trees,
-    pub pending: &'a WriteSet,
-}
-
-impl View<'_> {
-    fn tree(&self, tree: T) -> &sled::Tree {
-        match tree {
-            T::Meta => &self.trees.meta,
-            T::Users => &self.trees.users,
-            T::Convs => &self.trees.convs,
-            T::Members => &self.trees.members,
-            T::Order => &self.trees.order,
-            T::Events => &self.trees.events,
-            T::UserEvents => &self.trees.user_events,
-        }
-    }
-
-    pub fn get(&self, tree: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        if let Some(pending) = self.pending.ops[tree as usize].get(key) {
-            return Ok(pending.clone());
-        }
-        Ok(self.tree(tree).get(key)?.map(|v| v.to_vec()))
-    }
-
-    /// Keys under `prefix`, in order.
-    pub fn keys_with_prefix(&self, tree: T, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
-        let mut keys = std::collections::BTreeSet::new();
-        for entry in self.tree(tree).scan_prefix(prefix) {
-            keys.insert(entry?.0.to_vec());
-        }
-        for (key, value) in self.pending.ops[tree as usize].range(prefix.to_vec()..) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            match value {
-                Some(_) => keys.insert(key.clone()),
-                None => keys.remove(key),
-            };
-        }
-        Ok(keys.into_iter().collect())
-    }
-}
-
 pub struct Plan<'a> {
-    view: View<'a>,
+    view: &'a dyn StateRead,
     pub user_id: UserId,
     pub user: UserRecord,
     convs: HashMap<ConversationId, CachedConv>,
@@ -137,19 +50,17 @@ pub(super) fn position(id: &ConversationId, record: &ConversationRecord) -> List
 }
 
 impl<'a> Plan<'a> {
-    pub fn new(view: View<'a>, user_id: &UserId) -> Result<Self, Error> {
-        let user = match view.get(T::Users, &keys::user_prefix(user_id))? {
-            Some(bytes) => decode::<UserRecord>(&bytes, "user record")?,
-            None => UserRecord::default(),
-        };
-        Ok(Self {
+    /// A plan for `user_id`, whose record (with its current revision) the
+    /// backend has read from `view`.
+    pub fn new(view: &'a dyn StateRead, user_id: &UserId, user: UserRecord) -> Self {
+        Self {
             view,
             user_id: user_id.clone(),
             user,
             convs: HashMap::new(),
             events: Vec::new(),
             writes: WriteSet::default(),
-        })
+        }
     }
 
     /// Fails with REVISION_MISMATCH unless `expected` is unset or equals the
@@ -173,7 +84,7 @@ impl<'a> Plan<'a> {
     fn load(&mut self, id: &ConversationId) -> Result<(), Error> {
         if !self.convs.contains_key(id) {
             let original = match self.view.get(T::Convs, &keys::conv_key(&self.user_id, id))? {
-                Some(bytes) => Some(decode::<ConversationRecord>(&bytes, "conversation record")?),
+                Some(bytes) => Some(super::codec::decode::<ConversationRecord>(&bytes, "conversation record")?),
                 None => None,
             };
             let current = original.clone().unwrap_or_default();
@@ -225,13 +136,13 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// Turns the plan into writes and an event batch at `revision`, or None
-    /// when nothing changed (no event: the revision is kept).
-    pub fn finish(mut self, revision: u64, time_ms: i64) -> Option<(WriteSet, EventBatch)> {
+    /// Turns the plan into its writes and events, or None when nothing
+    /// changed (no event: the revision is kept). The user record is not in
+    /// the writes: it carries the revision, which only the backend knows.
+    pub fn finish(mut self) -> Option<Planned> {
         if self.events.is_empty() {
             return None;
         }
-        let user_key = keys::user_prefix(&self.user_id);
         for (id, cached) in std::mem::take(&mut self.convs) {
             let key = keys::conv_key(&self.user_id, &id);
             let original = cached.original.filter(exists);
@@ -254,23 +165,39 @@ impl<'a> Plan<'a> {
                 None => self.writes.remove(T::Convs, key),
             }
         }
+        Some(Planned { user_id: self.user_id, user: self.user, events: self.events, writes: self.writes })
+    }
+}
+
+/// A mutation that changes something, ready to be committed.
+pub struct Planned {
+    pub user_id: UserId,
+    /// The user's record after the mutation; its `revision` is set by
+    /// [`Planned::at`].
+    pub user: UserRecord,
+    pub events: Vec<EventKind>,
+    /// Every write but the user record's.
+    pub writes: WriteSet,
+}
+
+impl Planned {
+    /// The event batch at `revision`, and the user record that goes with it
+    /// (encoded, with its revision set).
+    pub fn at(mut self, revision: u64, time_ms: i64) -> (WriteSet, Vec<u8>, EventBatch) {
         self.user.revision = revision;
-        self.writes.put(T::Users, user_key, prost::Message::encode_to_vec(&self.user));
         let batch = EventBatch {
             revision,
-            user: self.user_id.clone(),
+            user: self.user_id,
             time_ms,
             group_names: self.user.group_names(),
-            events: std::mem::take(&mut self.events),
+            events: self.events,
         };
-        self.writes.put(
-            T::Events,
-            keys::event_key(revision).to_vec(),
-            prost::Message::encode_to_vec(&BatchRecord::from_batch(&batch)),
-        );
-        self.writes.put(T::UserEvents, keys::user_event_key(&self.user_id, revision), Vec::new());
-        self.writes.put(T::Meta, keys::META_REVISION.to_vec(), revision.to_be_bytes().to_vec());
-        Some((self.writes, batch))
+        (self.writes, prost::Message::encode_to_vec(&self.user), batch)
+    }
+
+    /// The stored form of an event batch.
+    pub fn encode_batch(batch: &EventBatch) -> Vec<u8> {
+        prost::Message::encode_to_vec(&BatchRecord::from_batch(batch))
     }
 }
 

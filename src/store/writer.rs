@@ -16,8 +16,10 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 
-use super::plan::{Plan, View, WriteSet};
-use super::{apply, Inner, Open};
+use super::embedded::{apply, load_user, Inner, Open, View};
+use super::keys;
+use super::plan::Plan;
+use super::state::{WriteSet, T};
 use crate::config::Limits;
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
@@ -64,18 +66,26 @@ impl Batch<'_> {
         user: &UserId,
         build: impl FnOnce(&mut Plan<'_>, &Limits) -> Result<R, Error>,
     ) -> Result<(R, u64), Error> {
-        let trees = self.trees.as_deref().ok_or_else(super::closed)?;
+        let trees = self.trees.as_deref().ok_or_else(super::embedded::closed)?;
         let view = View { trees, pending: &self.pending };
-        let mut plan = Plan::new(view, user)?;
+        let mut plan = Plan::new(&view, user, load_user(&view, user)?);
         let answer = build(&mut plan, self.limits)?;
         let unchanged = plan.user.revision;
-        match plan.finish(self.last + 1, now_ms()) {
+        match plan.finish() {
             None => Ok((answer, unchanged)),
-            Some((writes, batch)) => {
-                self.last = batch.revision;
+            Some(planned) => {
+                let revision = self.last + 1;
+                let (mut writes, user_record, batch) = planned.at(revision, now_ms());
+                // What only this backend stores: the revision in the user
+                // record and in meta, and the event log keyed by revision.
+                writes.put(T::Users, keys::user_prefix(user), user_record);
+                writes.put(T::Events, keys::event_key(revision).to_vec(), super::plan::Planned::encode_batch(&batch));
+                writes.put(T::UserEvents, keys::user_event_key(user, revision), Vec::new());
+                writes.put(T::Meta, keys::META_REVISION.to_vec(), revision.to_be_bytes().to_vec());
+                self.last = revision;
                 self.pending.merge(writes);
                 self.batches.push(batch);
-                Ok((answer, self.last))
+                Ok((answer, revision))
             }
         }
     }
@@ -131,7 +141,7 @@ fn commit(inner: &Inner, batch: Batch<'_>, replies: Vec<Reply>) -> u64 {
     let outcome = match trees {
         _ if pending.is_empty() => Ok(()),
         Some(trees) => apply(&trees, &pending),
-        None => Err(super::closed()),
+        None => Err(super::embedded::closed()),
     };
     let last = match &outcome {
         Ok(()) => {

@@ -24,6 +24,22 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 use tonic_types::{ErrorInfo, StatusExt};
 
+/// With `CONVGROUPS_TEST_ETCD_ENDPOINTS` set (scripts/test.sh sets it for
+/// its second pass over the contract tests), every server of the harness
+/// runs on the etcd backend over that cluster, each under a prefix of its
+/// own so tests never see each other's data; otherwise on sled.
+pub fn use_backend_from_env(config: &mut Config) {
+    let Ok(endpoints) = std::env::var("CONVGROUPS_TEST_ETCD_ENDPOINTS") else { return };
+    config.storage.backend = convgroups::config::Backend::Etcd;
+    config.storage.etcd_endpoints = endpoints.split(',').map(str::to_string).collect();
+    config.storage.etcd_prefix = format!("/test-{:016x}/", rand::random::<u64>());
+}
+
+/// Whether the harness runs servers on etcd (see [`use_backend_from_env`]).
+pub fn on_etcd() -> bool {
+    std::env::var_os("CONVGROUPS_TEST_ETCD_ENDPOINTS").is_some()
+}
+
 /// Lifetime of the tokens the harness issues.
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// How long `start` keeps retrying to connect before giving up.
@@ -87,6 +103,7 @@ impl TestServer {
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(dir.path().join("data"));
+        use_backend_from_env(&mut config);
         adjust(&mut config);
         Self::start_in(dir, config).await
     }
@@ -99,7 +116,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let app = convgroups::server::App::open(config.clone()).expect("open the server");
+        let app = convgroups::server::App::open(config.clone()).await.expect("open the server");
         let stats = app.stats();
         let handle = tokio::spawn(app.serve(listener, async move {
             // Either an explicit shutdown or the sender being dropped.
