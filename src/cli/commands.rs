@@ -1,6 +1,7 @@
 //! One function per client subcommand: build the request from the flags,
 //! call, print the answer (text or `--json`), and say how it ended.
 
+use crate::config::Backend;
 use std::io::Write as _;
 
 use super::client::{describe_status, Client, Failure};
@@ -357,13 +358,11 @@ async fn watch(client: &Client, args: WatchArgs) -> Result<Outcome, Failure> {
     }
 }
 
-/// A watch stream's end status; a server shutdown also says how to resume.
+/// A watch stream's end status; a server shutdown or a replica that lost
+/// its storage also says how to resume (elsewhere).
 fn watch_failure(status: tonic::Status) -> Failure {
     use tonic_types::StatusExt;
-    let resume = status
-        .get_details_error_info()
-        .filter(|info| info.reason == "SHUTTING_DOWN")
-        .and_then(|info| info.metadata.get("resume_revision").cloned());
+    let resume = status.get_details_error_info().and_then(|info| info.metadata.get("resume_revision").cloned());
     match resume {
         Some(revision) => {
             Failure::Message(format!("{}\nresume with: convgroups watch --from {revision}", describe_status(&status)))
@@ -372,8 +371,23 @@ fn watch_failure(status: tonic::Status) -> Failure {
     }
 }
 
+/// Runs one storage task of the etcd backend on a runtime of its own.
+fn on_runtime<T>(
+    task: impl std::future::Future<Output = Result<T, crate::error::Error>>,
+) -> Result<T, crate::error::Error> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::error::Error::Internal(format!("starting the runtime: {e}")))?
+        .block_on(task)
+}
+
 pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
-    let summary = crate::store::backup(&args.data_dir, &args.out).map_err(|e| Failure::Message(e.to_string()))?;
+    let summary = match args.storage.backend {
+        Backend::Sled => crate::store::backup(&args.data_dir, &args.out),
+        Backend::Etcd => on_runtime(crate::store::backup_etcd(&args.storage, &args.data_dir, &args.out)),
+    }
+    .map_err(|e| Failure::Message(e.to_string()))?;
     show(
         args.json,
         || summary_json(summary),
@@ -382,7 +396,7 @@ pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
                 "Backed up {} trees, {} entries from {} to {}.",
                 summary.trees,
                 summary.entries,
-                args.data_dir.display(),
+                source(&args.storage, &args.data_dir),
                 args.out.display()
             )
         },
@@ -391,7 +405,11 @@ pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
 }
 
 pub fn restore(args: &RestoreArgs) -> Result<Outcome, Failure> {
-    let summary = crate::store::restore(&args.input, &args.data_dir).map_err(|e| Failure::Message(e.to_string()))?;
+    let summary = match args.storage.backend {
+        Backend::Sled => crate::store::restore(&args.input, &args.data_dir),
+        Backend::Etcd => on_runtime(crate::store::restore_etcd(&args.input, &args.storage, &args.data_dir)),
+    }
+    .map_err(|e| Failure::Message(e.to_string()))?;
     show(
         args.json,
         || summary_json(summary),
@@ -401,11 +419,19 @@ pub fn restore(args: &RestoreArgs) -> Result<Outcome, Failure> {
                 summary.trees,
                 summary.entries,
                 args.input.display(),
-                args.data_dir.display()
+                source(&args.storage, &args.data_dir)
             )
         },
     )?;
     Ok(Outcome::Done)
+}
+
+/// Where a backup comes from or a restore goes to, for the summary line.
+fn source(storage: &crate::config::StorageSettings, data_dir: &std::path::Path) -> String {
+    match storage.backend {
+        Backend::Sled => data_dir.display().to_string(),
+        Backend::Etcd => format!("etcd prefix {} at {}", storage.etcd_prefix, storage.etcd_endpoints.join(",")),
+    }
 }
 
 fn summary_json(summary: crate::store::BackupSummary) -> Json {

@@ -317,9 +317,14 @@ pub enum EventKindArg {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Data directory of the stopped server.
+    /// Data directory of the stopped server (etcd backend: where the
+    /// generated auth secret is, if the replicas use one).
     #[arg(long, env = "CONVGROUPS_DATA_DIR", value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Which backend to back up, and where etcd is (`--backend etcd
+    /// --etcd-endpoints ... --etcd-prefix ...`); replicas may keep running.
+    #[command(flatten)]
+    pub storage: crate::config::StorageSettings,
     /// The backup file to write (mode 0600: it holds the auth secret).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -333,9 +338,14 @@ pub struct RestoreArgs {
     /// The backup file.
     #[arg(long = "in", value_name = "FILE")]
     pub input: PathBuf,
-    /// The data directory to create; must not hold a database yet.
+    /// The data directory to create; must not hold a database yet (etcd
+    /// backend: where the backup's auth secret is written).
     #[arg(long, env = "CONVGROUPS_DATA_DIR", value_name = "DIR")]
     pub data_dir: PathBuf,
+    /// Which backend to restore into (`--backend etcd --etcd-endpoints ...
+    /// --etcd-prefix ...`: an empty prefix; the event log starts afresh).
+    #[command(flatten)]
+    pub storage: crate::config::StorageSettings,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

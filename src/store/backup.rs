@@ -2,6 +2,11 @@
 //! value (so revisions, the event log and compaction floors come back
 //! exactly), plus the generated auth secret so issued tokens stay valid.
 //!
+//! The etcd backend writes and reads the same format (see
+//! `super::etcd::export` and `import`): its keys are mapped to the sled
+//! layout, so a backup of either backend restores into either, and restoring
+//! a sled backup into etcd moves a deployment from one to the other.
+//!
 //! File format (all integers big-endian):
 //! `CONVGROUPS-BACKUP-1\n`, then records `[kind u8][len u32][bytes]...`:
 //! kind 1 starts a tree (bytes: its name), kind 2 is one entry (a key
@@ -23,7 +28,15 @@ const SECRET: u8 = 3;
 const END: u8 = 4;
 
 /// One key and its value.
-type Entry = (Vec<u8>, Vec<u8>);
+pub(super) type Entry = (Vec<u8>, Vec<u8>);
+
+/// What a backup holds: every tree (name, entries in key order) in the sled
+/// layout, and the auth secret when there was one.
+#[derive(Debug, Default)]
+pub(super) struct Contents {
+    pub trees: Vec<(Vec<u8>, Vec<Entry>)>,
+    pub secret: Option<Vec<u8>>,
+}
 
 /// What a backup or restore moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -76,6 +89,21 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary, Error> {
         return Err(setting("--data-dir", format!("{} holds no convgroups database", data_dir.display())));
     }
     let db = open_db(data_dir)?;
+    let mut contents = Contents { secret: fs::read(data_dir.join(SECRET_FILE_NAME)).ok(), ..Default::default() };
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name)?;
+        let mut entries = Vec::new();
+        for entry in tree.iter() {
+            let (key, value) = entry?;
+            entries.push((key.to_vec(), value.to_vec()));
+        }
+        contents.trees.push((name.to_vec(), entries));
+    }
+    write(out, &contents)
+}
+
+/// Writes `contents` to `out` (mode 0600), synced before it returns.
+pub(super) fn write(out: &Path, contents: &Contents) -> Result<BackupSummary, Error> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -89,19 +117,17 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary, Error> {
     w.hash = fnv(w.hash, MAGIC);
     w.inner.write_all(MAGIC).map_err(io)?;
     let mut summary = BackupSummary::default();
-    for name in db.tree_names() {
-        let tree = db.open_tree(&name)?;
-        w.record(TREE, &name).map_err(io)?;
+    for (name, entries) in &contents.trees {
+        w.record(TREE, name).map_err(io)?;
         summary.trees += 1;
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            w.record(ENTRY, &key).map_err(io)?;
-            w.record(ENTRY, &value).map_err(io)?;
+        for (key, value) in entries {
+            w.record(ENTRY, key).map_err(io)?;
+            w.record(ENTRY, value).map_err(io)?;
             summary.entries += 1;
         }
     }
-    if let Ok(secret) = fs::read(data_dir.join(SECRET_FILE_NAME)) {
-        w.record(SECRET, &secret).map_err(io)?;
+    if let Some(secret) = &contents.secret {
+        w.record(SECRET, secret).map_err(io)?;
     }
     let hash = w.hash.to_be_bytes();
     w.record(END, &hash).map_err(io)?;
@@ -128,15 +154,9 @@ fn read_record(r: &mut impl Read, hash: &mut u64, left: &mut u64) -> std::io::Re
     Ok((head[0], bytes))
 }
 
-/// Restores a backup into `data_dir`, which must not hold a database yet.
-/// The whole file is checked before anything is written.
-pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
-    if data_dir.join("db").exists() {
-        return Err(setting(
-            "--data-dir",
-            format!("{} already holds a database; restore into an empty directory", data_dir.display()),
-        ));
-    }
+/// Reads and checks a whole backup file; nothing is returned from a file
+/// that is truncated or altered.
+pub(super) fn read(input: &Path) -> Result<Contents, Error> {
     let bad = |message: String| setting("--in", format!("{}: {message}", input.display()));
     let file = fs::File::open(input).map_err(|e| bad(format!("cannot open: {e}")))?;
     let mut left = file.metadata().map_err(|e| bad(format!("cannot read: {e}")))?.len();
@@ -172,6 +192,19 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
             other => return Err(bad(format!("unknown record kind {other}"))),
         }
     }
+    Ok(Contents { trees, secret })
+}
+
+/// Restores a backup into `data_dir`, which must not hold a database yet.
+/// The whole file is checked before anything is written.
+pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
+    if data_dir.join("db").exists() {
+        return Err(setting(
+            "--data-dir",
+            format!("{} already holds a database; restore into an empty directory", data_dir.display()),
+        ));
+    }
+    let Contents { trees, secret } = read(input)?;
     fs::create_dir_all(data_dir)
         .map_err(|e| setting("--data-dir", format!("cannot create {}: {e}", data_dir.display())))?;
     let db = open_db(data_dir)?;
@@ -188,19 +221,26 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
     }
     db.flush()?;
     if let Some(secret) = secret {
-        let path = data_dir.join(SECRET_FILE_NAME);
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file =
-            options.open(&path).map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
-        file.write_all(&secret)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
+        write_secret(data_dir, &secret)?;
     }
     Ok(summary)
+}
+
+/// Writes a restored auth secret into `<dir>/auth-secret` (mode 0600; never
+/// over an existing one).
+pub(super) fn write_secret(dir: &Path, secret: &[u8]) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(|e| setting("--data-dir", format!("cannot create {}: {e}", dir.display())))?;
+    let path = dir.join(SECRET_FILE_NAME);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file =
+        options.open(&path).map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(secret)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))
 }

@@ -37,6 +37,9 @@
 
 mod client;
 mod feed;
+mod transfer;
+
+pub(super) use transfer::{export, import};
 
 use std::sync::Arc;
 use std::time::Instant;
