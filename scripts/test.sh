@@ -13,7 +13,14 @@
 #    `cargo test --all-targets`. With extra arguments only the Rust tests
 #    they select run.
 #
-# Needs only the Rust toolchain, python3 with pip and node with npm.
+# 4. Runs the contract tests a second time on the etcd backend, against a
+#    3-member etcd cluster that scripts/etcd.sh starts on loopback (data on
+#    tmpfs) and stops afterwards; tests/cluster.rs starts clusters of its
+#    own for the fault tests. etcd (Debian's etcd-server) is installed with
+#    apt-get when it is missing.
+#
+# Needs the Rust toolchain, python3 with pip, node with npm, and etcd (or
+# root with apt-get to install it).
 # Exports GRPCURL and BUF (absolute paths) for the tests (tests/grpcurl.rs).
 #
 # Overrides: GRPCURL=/path/to/grpcurl, BUF=/path/to/buf, TOOLS_DIR=dir,
@@ -95,9 +102,26 @@ ensure_buf() {
     BUF="$bin"
 }
 
+ensure_etcd() {
+    if command -v etcd >/dev/null 2>&1 && command -v etcdctl >/dev/null 2>&1; then
+        return
+    fi
+    step "installing etcd: apt-get install etcd-server etcd-client"
+    command -v apt-get >/dev/null || die "etcd not found and no apt-get to install it; install etcd 3.4+"
+    [[ $(id -u) -eq 0 ]] || die "etcd not found; install it (apt-get install etcd-server etcd-client) or run as root"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends etcd-server etcd-client >&2 \
+        || { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends etcd-server etcd-client >&2; } \
+        || die "apt-get install etcd-server etcd-client failed"
+    # The package may start a system etcd on 127.0.0.1:2379; the tests use
+    # their own members on free ports.
+    (systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || true) >/dev/null 2>&1
+}
+
 step "test tools"
 ensure_grpcurl
 ensure_buf
+ensure_etcd
 export GRPCURL BUF
 if [[ "${1:-}" == --tools-only ]]; then
     printf 'export GRPCURL=%q\nexport BUF=%q\n' "$GRPCURL" "$BUF"
@@ -133,9 +157,30 @@ else
 fi
 
 if [[ "${CONVGROUPS_TEST_RUNNER:-}" != cargo ]] && cargo nextest --version >/dev/null 2>&1; then
-    step "cargo nextest run --no-fail-fast ${selection[*]}"
-    cargo nextest run --no-fail-fast "${selection[@]}"
+    runner=(cargo nextest run --no-fail-fast)
 else
-    step "cargo test --no-fail-fast ${selection[*]}"
-    cargo test --no-fail-fast "${selection[@]}"
+    runner=(cargo test --no-fail-fast)
+fi
+
+# The contract tests, which every backend must pass: on etcd here (the whole
+# run below covers sled).
+CONTRACT_TESTS=(groups registry listing revisions watch watch_guarantees auth_matrix hostile)
+if [[ $# -eq 0 ]]; then
+    ETCD_DIR="$(mktemp -d /dev/shm/convgroups-etcd.XXXXXX 2>/dev/null || mktemp -d)"
+    trap 'scripts/etcd.sh stop "$ETCD_DIR" >/dev/null 2>&1 || true; rm -rf "$ETCD_DIR"' EXIT
+    step "etcd: a 3-member cluster on loopback for the contract tests (scripts/etcd.sh, data in $ETCD_DIR)"
+    # Below Linux's ephemeral port range, so no client connection holds them.
+    endpoints="$(scripts/etcd.sh start "$ETCD_DIR" "${CONVGROUPS_TEST_ETCD_PORTS:-23790,23792,23794}")"
+    targets=()
+    for t in "${CONTRACT_TESTS[@]}"; do targets+=(--test "$t"); done
+    step "contract tests on the etcd backend: ${runner[*]} ${targets[*]}"
+    etcd_status=0
+    CONVGROUPS_TEST_ETCD_ENDPOINTS="$endpoints" "${runner[@]}" "${targets[@]}" || etcd_status=$?
+    scripts/etcd.sh stop "$ETCD_DIR"
+fi
+
+step "${runner[*]} ${selection[*]}"
+"${runner[@]}" "${selection[@]}"
+if [[ ${etcd_status:-0} -ne 0 ]]; then
+    die "the contract tests failed on the etcd backend (see the run above the last one)"
 fi
