@@ -83,7 +83,7 @@ async fn replay_from_n_includes_n_then_a_bookmark_then_live_batches() {
     let r3 = add(&mut alice, "A", &["C2Cc"]).await.unwrap().revision;
     let r4 = add(&mut bob, "B", &["C2Cd"]).await.unwrap().revision;
     let r5 = remove(&mut alice, "A", &["C2Ca"]).await.unwrap().revision;
-    assert_eq!([r1, r2, r3, r4, r5], [1, 2, 3, 4, 5], "revisions are global and consecutive");
+    assert_increasing(&[r1, r2, r3, r4, r5], "revisions are global: one sequence for both users");
 
     // From an alice revision: that revision first.
     let mut from_r3 = open_ok(&mut alice, from(r3)).await;
@@ -93,26 +93,28 @@ async fn replay_from_n_includes_n_then_a_bookmark_then_live_batches() {
     let b5 = expect_batch(&mut from_r3).await;
     assert_eq!(b5.revision, r5);
     assert_eq!(only(&b5), removed("A", &["C2Ca"], RemovalReason::UserRequest));
-    assert_eq!(expect_bookmark(&mut from_r3).await, r5, "after the replay: a bookmark at the current revision");
+    // After the replay: a bookmark at the current revision.
+    assert_bookmark_now(&s, expect_bookmark(&mut from_r3).await, r5).await;
 
     // From a bob revision: alice's next revision after it.
     let mut from_r2 = open_ok(&mut alice, from(r2)).await;
     assert_eq!(expect_batch(&mut from_r2).await, b3, "the same batch, replayed by another stream");
     assert_eq!(expect_batch(&mut from_r2).await, b5);
-    assert_eq!(expect_bookmark(&mut from_r2).await, r5);
+    assert_bookmark_now(&s, expect_bookmark(&mut from_r2).await, r5).await;
 
     // From the last revision, and from current + 1 (nothing to replay).
     let mut from_r5 = open_ok(&mut alice, from(r5)).await;
     assert_eq!(expect_batch(&mut from_r5).await, b5);
-    assert_eq!(expect_bookmark(&mut from_r5).await, r5);
+    assert_bookmark_now(&s, expect_bookmark(&mut from_r5).await, r5).await;
     let mut from_next = open_ok(&mut alice, from(r5 + 1)).await;
-    assert_eq!(expect_bookmark(&mut from_next).await, r5, "current + 1: only the bookmark");
+    // current + 1 (or less, on etcd: see assert_current): only the bookmark.
+    assert_bookmark_now(&s, expect_bookmark(&mut from_next).await, r5).await;
 
     // Live: bob's change is not alice's; alice's next change reaches every
     // open stream, right after its bookmark.
     let r6 = delete_group(&mut bob, "B").await.unwrap().revision;
     let r7 = rename(&mut alice, "A", "Alpha").await.unwrap().revision;
-    assert_eq!((r6, r7), (6, 7));
+    assert_increasing(&[r5, r6, r7], "later revisions");
     let mut live = Vec::new();
     for stream in [&mut from_r3, &mut from_r2, &mut from_r5, &mut from_next] {
         let batch = expect_batch(stream).await;
@@ -123,7 +125,7 @@ async fn replay_from_n_includes_n_then_a_bookmark_then_live_batches() {
     assert!(live.windows(2).all(|w| w[0] == w[1]), "every stream gets the same live batch");
     let mut replay = open_ok(&mut alice, from(r6)).await;
     assert_eq!(expect_batch(&mut replay).await, live[0], "the live batch equals its stored copy");
-    assert_eq!(expect_bookmark(&mut replay).await, r7);
+    assert_bookmark_now(&s, expect_bookmark(&mut replay).await, r7).await;
 }
 
 /// start_revision 0 starts now: first a bookmark at the server's current
@@ -136,23 +138,34 @@ async fn start_revision_zero_starts_now_with_a_bookmark_or_a_snapshot() {
     let mut alice = s.group_client("alice");
     let mut bob = s.group_client("bob");
 
+    // Nothing written yet: the current revision is 0 on sled (and on etcd
+    // whatever the cluster is at; see assert_current).
     let mut empty = open_ok(&mut alice, from(0)).await;
-    assert_eq!(expect_bookmark(&mut empty).await, 0, "a fresh server is at revision 0");
+    let empty_at = expect_bookmark(&mut empty).await;
+    assert_bookmark_now(&s, empty_at, 0).await;
     let mut empty_snapshot = open_ok(&mut alice, WatchGroupEventsRequest { send_snapshot: true, ..from(0) }).await;
-    assert_eq!(next_msg(&mut empty_snapshot).await, Msg::Snapshot(Snapshot { revision: 0, groups: vec![] }));
-    assert_eq!(expect_bookmark(&mut empty_snapshot).await, 0);
+    let Msg::Snapshot(snapshot) = next_msg(&mut empty_snapshot).await else {
+        panic!("send_snapshot: a Snapshot comes first")
+    };
+    assert_eq!(snapshot.groups, vec![], "a user with no groups: an empty snapshot");
+    assert_current("the empty snapshot's revision", snapshot.revision, empty_at);
+    assert_eq!(expect_bookmark(&mut empty_snapshot).await, snapshot.revision, "after the snapshot: at its revision");
 
-    create(&mut alice, "Work", &["C2Cw1", "C2Cw2"]).await.unwrap();
-    create(&mut alice, "Home", &["C2Ch1"]).await.unwrap();
-    reorder(&mut alice, &["Home", "Work"]).await.unwrap();
+    let mut mine = Vec::new();
+    mine.push(create(&mut alice, "Work", &["C2Cw1", "C2Cw2"]).await.unwrap().revision);
+    mine.push(create(&mut alice, "Home", &["C2Ch1"]).await.unwrap().revision);
+    mine.push(reorder(&mut alice, &["Home", "Work"]).await.unwrap().revision);
     let last = create(&mut bob, "Elsewhere", &["C2Cb"]).await.unwrap().revision;
-    assert_eq!(s.stats.revision(), last);
+    assert!(snapshot.revision < mine[0], "the writes come after the empty snapshot");
+    assert_increasing(&[mine[0], mine[1], mine[2], last], "the writes, one after the other");
+    assert_current("the server's revision", s.stats.revision(), last);
 
     let mut now = open_ok(&mut alice, from(0)).await;
-    assert_eq!(expect_bookmark(&mut now).await, last, "start 0: a bookmark at the current (global) revision");
+    // start 0: a bookmark at the current (global) revision.
+    assert_bookmark_now(&s, expect_bookmark(&mut now).await, last).await;
     let mut snap = open_ok(&mut alice, WatchGroupEventsRequest { send_snapshot: true, ..from(0) }).await;
     let Msg::Snapshot(snapshot) = next_msg(&mut snap).await else { panic!("send_snapshot: a Snapshot comes first") };
-    assert_eq!(snapshot.revision, last, "the snapshot is at the current revision");
+    assert_current("the snapshot's revision", snapshot.revision, last);
     let groups: Vec<(String, BTreeSet<String>)> =
         snapshot.groups.iter().map(|g| (g.name.clone(), g.conversation_ids.iter().cloned().collect())).collect();
     let expected: Vec<(String, BTreeSet<String>)> = vec![
@@ -160,7 +173,7 @@ async fn start_revision_zero_starts_now_with_a_bookmark_or_a_snapshot() {
         ("Work".into(), ["C2Cw1".to_string(), "C2Cw2".to_string()].into()),
     ];
     assert_eq!(groups, expected, "snapshot: alice's groups only, in display order, with their members");
-    assert_eq!(expect_bookmark(&mut snap).await, last, "after the snapshot: a bookmark at its revision");
+    assert_eq!(expect_bookmark(&mut snap).await, snapshot.revision, "after the snapshot: a bookmark at its revision");
 
     // Nothing is replayed on the streams opened now: their next message is
     // alice's next change.
@@ -173,7 +186,8 @@ async fn start_revision_zero_starts_now_with_a_bookmark_or_a_snapshot() {
     // The streams opened on the empty server got alice's changes live.
     for stream in [&mut empty, &mut empty_snapshot] {
         let got = read_through(stream, next).await;
-        assert_eq!(revisions(&got), vec![1, 2, 3, next], "live since revision 0: alice's changes only");
+        let expected = [mine.as_slice(), &[next]].concat();
+        assert_eq!(revisions(&got), expected, "live since the start: alice's changes only");
     }
 }
 
@@ -184,9 +198,9 @@ async fn a_stream_opened_at_zero_receives_every_later_change_live() {
     let s = TestServer::start().await;
     let mut alice = s.group_client("alice");
     let mut bob = s.group_client("bob");
-    create(&mut alice, "Before", &["C2Cx"]).await.unwrap();
+    let before = create(&mut alice, "Before", &["C2Cx"]).await.unwrap().revision;
     let mut stream = open_ok(&mut alice, from(0)).await;
-    assert_eq!(expect_bookmark(&mut stream).await, 1);
+    assert_bookmark_now(&s, expect_bookmark(&mut stream).await, before).await;
     let mut mine = Vec::new();
     for i in 0..5 {
         mine.push(add(&mut alice, "Before", &[&format!("C2Cy{i}")]).await.unwrap().revision);
@@ -207,21 +221,43 @@ async fn start_revision_beyond_the_next_one_is_revision_in_future() {
     let s = TestServer::start().await;
     let mut alice = s.group_client("alice");
 
-    let status = open(&mut alice, from(2)).await.unwrap_err();
+    // Nothing written yet: on sled the revision is 0, so 2 is in the future.
+    let status = open(&mut alice, from(ahead(s.stats.revision()))).await.unwrap_err();
     let (oldest, current) = out_of_range(&status, "REVISION_IN_FUTURE");
-    assert_eq!((oldest, current), (1, 0), "nothing trimmed, nothing written");
+    assert_eq!(oldest, 1, "nothing trimmed");
+    assert_current("current_revision", current, 0);
     assert!(status.message().contains("start_revision"), "message names the field: {status:?}");
-    let mut ok = open_ok(&mut alice, from(1)).await;
-    assert_eq!(expect_bookmark(&mut ok).await, 0);
+    let mut ok = open_ok(&mut alice, from(current + 1)).await;
+    assert_current("bookmark", expect_bookmark(&mut ok).await, current);
 
     create(&mut alice, "A", &["C2Ca"]).await.unwrap();
-    create(&mut alice, "B", &["C2Cb"]).await.unwrap();
-    let status = open(&mut alice, from(4)).await.unwrap_err();
-    assert_eq!(out_of_range(&status, "REVISION_IN_FUTURE"), (1, 2));
+    let last = create(&mut alice, "B", &["C2Cb"]).await.unwrap().revision;
+    let status = open(&mut alice, from(ahead(last))).await.unwrap_err();
+    let (oldest, current) = out_of_range(&status, "REVISION_IN_FUTURE");
+    assert_eq!(oldest, 1, "nothing trimmed");
+    assert_current("current_revision", current, last);
     let status = open(&mut alice, from(u64::MAX)).await.unwrap_err();
-    assert_eq!(out_of_range(&status, "REVISION_IN_FUTURE"), (1, 2));
-    let mut next = open_ok(&mut alice, from(3)).await;
-    assert_eq!(expect_bookmark(&mut next).await, 2);
+    let (oldest, latest) = out_of_range(&status, "REVISION_IN_FUTURE");
+    assert_eq!(oldest, 1, "nothing trimmed");
+    assert!(latest >= current, "current_revision went back from {current} to {latest}");
+    assert_current("current_revision", latest, last);
+    let mut next = open_ok(&mut alice, from(latest + 1)).await;
+    assert_current("bookmark", expect_bookmark(&mut next).await, latest);
+}
+
+/// A start_revision certainly in the future of a server whose revision was
+/// `current` a moment ago. On sled only the test's writes move the
+/// revision, so current + 2, the first revision beyond the next one, is
+/// (the sharpest check). On etcd heartbeats (every replica's, every
+/// `--etcd-heartbeat-interval`) and other deployments in the same cluster
+/// move it on between the read and the call, so only a revision far ahead
+/// is certainly in the future.
+fn ahead(current: u64) -> u64 {
+    if on_etcd() {
+        current + 1_000_000
+    } else {
+        current + 2
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -239,7 +275,7 @@ async fn each_mutation_is_one_batch_with_the_documented_events() {
     let mut gc = s.group_client("alice");
     let mut cc = s.conv_client("alice");
     let mut stream = open_ok(&mut gc, from(0)).await;
-    assert_eq!(expect_bookmark(&mut stream).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut stream).await, 0).await;
     let start = now_secs();
 
     let mut expected: Vec<(u64, Ev, Vec<&str>)> = Vec::new();
@@ -331,7 +367,7 @@ async fn event_types_filter_keeps_only_the_listed_kinds() {
     let types = vec![GroupEventType::GroupCreated as i32, GroupEventType::GroupsReordered as i32];
     let request = |start| WatchGroupEventsRequest { event_types: types.clone(), ..from(start) };
     let mut live = open_ok(&mut gc, request(0)).await;
-    assert_eq!(expect_bookmark(&mut live).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut live).await, 0).await;
 
     let c1 = create(&mut gc, "A", &["C2Ca"]).await.unwrap().revision;
     add(&mut gc, "A", &["C2Cb"]).await.unwrap();
@@ -356,7 +392,7 @@ async fn event_types_filter_keeps_only_the_listed_kinds() {
     let got_replay = read_through(&mut replay, c3).await;
     assert_eq!(got_replay, got_live, "replay, filtered by kind, equals live");
     // The filtered-out tail is not sent: the replay's bookmark comes next.
-    assert_eq!(expect_bookmark(&mut replay).await, tail);
+    assert_bookmark_now(&s, expect_bookmark(&mut replay).await, tail).await;
 
     for bad in [vec![0], vec![99], vec![GroupEventType::GroupCreated as i32, 0], vec![-1]] {
         let status = open(&mut gc, WatchGroupEventsRequest { event_types: bad.clone(), ..from(0) }).await.unwrap_err();
@@ -381,9 +417,9 @@ async fn group_names_filter_drops_other_groups_but_passes_list_wide_events() {
         ..from(start)
     };
     let mut live = open_ok(&mut gc, request(0)).await;
-    assert_eq!(expect_bookmark(&mut live).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut live).await, 0).await;
     let mut live_both = open_ok(&mut gc, both(0)).await;
-    assert_eq!(expect_bookmark(&mut live_both).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut live_both).await, 0).await;
 
     let r1 = create(&mut gc, "A", &["C2Ca"]).await.unwrap().revision;
     create(&mut gc, "B", &["C2Cb"]).await.unwrap();
@@ -437,10 +473,10 @@ async fn watchers_see_only_their_own_users_events() {
     let mut alice = s.group_client("alice");
     let mut bob = s.group_client("bob");
     let mut alice_live = open_ok(&mut alice, from(0)).await;
-    assert_eq!(expect_bookmark(&mut alice_live).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut alice_live).await, 0).await;
     let mut as_bob = s.admin_group_client(Some("bob"));
     let mut bob_by_admin = open_ok(&mut as_bob, from(0)).await;
-    assert_eq!(expect_bookmark(&mut bob_by_admin).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut bob_by_admin).await, 0).await;
 
     let (mut alice_revs, mut bob_revs) = (Vec::new(), Vec::new());
     for i in 0..4 {
@@ -504,7 +540,7 @@ async fn an_all_users_watcher_sees_every_users_batches_in_revision_order() {
     let mut bob = s.group_client("bob");
     let mut admin = s.admin_group_client(None);
     let mut live = open_ok(&mut admin, all_users_from(0)).await;
-    assert_eq!(expect_bookmark(&mut live).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut live).await, 0).await;
     let mut owners = Vec::new();
     for i in 0..5 {
         let r = create(&mut alice, &format!("A{i}"), &["C2Cx"]).await.unwrap().revision;
@@ -516,9 +552,11 @@ async fn an_all_users_watcher_sees_every_users_batches_in_revision_order() {
             owners.push((r, "bob"));
         }
     }
+    let acknowledged: Vec<u64> = owners.iter().map(|(r, _)| *r).collect();
+    assert_increasing(&acknowledged, "writes made one after the other");
     let last = owners.last().unwrap().0;
     let got = read_through(&mut live, last).await;
-    assert_eq!(revisions(&got), (1..=last).collect::<Vec<_>>(), "every revision, once, in order");
+    assert_eq!(revisions(&got), acknowledged, "every acknowledged revision, once, in order");
     let got_owners: Vec<(u64, &str)> = got.iter().map(|b| (b.revision, user_of(b))).collect();
     assert_eq!(got_owners, owners, "each batch carries the user who made the change");
     assert_eq!(full_log(&mut admin, all_users_from(1), last).await, got, "replay equals live");
@@ -540,7 +578,7 @@ async fn an_all_users_watcher_sees_every_users_batches_in_revision_order() {
 /// REVISION_COMPACTED with consistent oldest_revision / current_revision;
 /// watching from oldest_revision yields exactly the retained batches
 /// (unchanged); bob's few events are untouched; all_users has its own
-/// floor; current + 2 is REVISION_IN_FUTURE.
+/// floor; a revision beyond the next one is REVISION_IN_FUTURE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_refuses_trimmed_revisions_with_consistent_metadata() {
     let s = TestServer::start_with(|c| {
@@ -553,28 +591,35 @@ async fn compaction_refuses_trimmed_revisions_with_consistent_metadata() {
     let mut bob = s.group_client("bob");
     let mut admin = s.admin_group_client(None);
     let mut recorder = open_ok(&mut alice, from(0)).await;
-    assert_eq!(expect_bookmark(&mut recorder).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut recorder).await, 0).await;
 
-    create(&mut alice, "A", &["C2C0"]).await.unwrap();
+    let mut a = vec![create(&mut alice, "A", &["C2C0"]).await.unwrap().revision];
     for i in 1..10 {
-        add(&mut alice, "A", &[&format!("C2C{i}")]).await.unwrap();
+        a.push(add(&mut alice, "A", &[&format!("C2C{i}")]).await.unwrap().revision);
     }
     let b1 = create(&mut bob, "B", &["C2Cb"]).await.unwrap().revision;
     let b2 = add(&mut bob, "B", &["C2Cc"]).await.unwrap().revision;
-    assert_eq!((b1, b2), (11, 12));
-    let original = read_through(&mut recorder, 10).await;
-    assert_eq!(revisions(&original), (1..=10).collect::<Vec<_>>());
+    assert_increasing(&[a.as_slice(), &[b1, b2]].concat(), "writes made one after the other");
+    let original = read_through(&mut recorder, a[9]).await;
+    assert_eq!(revisions(&original), a);
 
-    // Poll until trimming has reached its steady state: alice keeps 8..=10.
+    // Poll until trimming has reached its steady state: alice keeps her
+    // last 3 (a[7..]), so the oldest retained revision is just past a[6].
+    // oldest_revision is always the last trimmed revision + 1.
     let deadline = tokio::time::Instant::now() + PROMPT;
     let (oldest, current) = loop {
         match open(&mut alice, from(1)).await {
             Ok(_) => {}
             Err(status) => {
                 let (oldest, current) = out_of_range(&status, "REVISION_COMPACTED");
-                assert_eq!(current, 12, "current_revision");
-                assert!((2..=8).contains(&oldest), "oldest_revision {oldest} must be past 1 and keep the last 3");
-                if oldest == 8 {
+                assert_current("current_revision", current, b2);
+                assert!(
+                    a[..7].contains(&(oldest - 1)),
+                    "oldest_revision {oldest} must follow one of alice's first 7 revisions {:?} (past the first, \
+                     keeping the last 3)",
+                    &a[..7]
+                );
+                if oldest - 1 == a[6] {
                     break (oldest, current);
                 }
             }
@@ -582,15 +627,18 @@ async fn compaction_refuses_trimmed_revisions_with_consistent_metadata() {
         assert!(tokio::time::Instant::now() < deadline, "compaction did not trim alice's log to 3 events");
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
-    assert_eq!((oldest, current), (8, 12));
+    assert!(a[6] < oldest && oldest <= a[7], "oldest_revision {oldest} after a[6] {} and up to a[7] {}", a[6], a[7]);
 
     let status = open(&mut alice, from(oldest - 1)).await.unwrap_err();
-    assert_eq!(out_of_range(&status, "REVISION_COMPACTED"), (8, 12), "the revision just below the oldest");
+    let (below_oldest, below_current) = out_of_range(&status, "REVISION_COMPACTED");
+    assert_eq!(below_oldest, oldest, "the revision just below the oldest");
+    assert!(below_current >= current, "current_revision went back from {current} to {below_current}");
+    assert_current("current_revision", below_current, b2);
     assert!(status.message().contains("start_revision"), "message names the field: {status:?}");
     let mut retained = open_ok(&mut alice, from(oldest)).await;
-    let got = read_through(&mut retained, 10).await;
+    let got = read_through(&mut retained, a[9]).await;
     assert_eq!(got, original[7..].to_vec(), "from oldest_revision: exactly the retained batches, unchanged");
-    assert_eq!(expect_bookmark(&mut retained).await, current);
+    assert_bookmark_now(&s, expect_bookmark(&mut retained).await, b2).await;
 
     // Bob has only 2 events: none trimmed.
     let bob_log = full_log(&mut bob, from(1), b2).await;
@@ -598,14 +646,18 @@ async fn compaction_refuses_trimmed_revisions_with_consistent_metadata() {
 
     // The all-users log has lost what alice lost.
     let status = open(&mut admin, all_users_from(1)).await.unwrap_err();
-    assert_eq!(out_of_range(&status, "REVISION_COMPACTED"), (8, 12), "all_users floor");
-    let mut all = open_ok(&mut admin, all_users_from(8)).await;
-    assert_eq!(revisions(&read_through(&mut all, 12).await), (8..=12).collect::<Vec<_>>());
+    let (all_oldest, all_current) = out_of_range(&status, "REVISION_COMPACTED");
+    assert_eq!(all_oldest, oldest, "all_users floor");
+    assert_current("current_revision", all_current, b2);
+    let mut all = open_ok(&mut admin, all_users_from(oldest)).await;
+    assert_eq!(revisions(&read_through(&mut all, b2).await), vec![a[7], a[8], a[9], b1, b2]);
 
-    let status = open(&mut alice, from(current + 2)).await.unwrap_err();
-    assert_eq!(out_of_range(&status, "REVISION_IN_FUTURE"), (8, 12));
+    let status = open(&mut alice, from(ahead(s.stats.revision()))).await.unwrap_err();
+    let (future_oldest, current) = out_of_range(&status, "REVISION_IN_FUTURE");
+    assert_eq!(future_oldest, oldest, "REVISION_IN_FUTURE: the same oldest_revision");
+    assert_current("current_revision", current, b2);
     let mut next = open_ok(&mut alice, from(current + 1)).await;
-    assert_eq!(expect_bookmark(&mut next).await, current);
+    assert_current("bookmark", expect_bookmark(&mut next).await, current);
 }
 
 // ---------------------------------------------------------------------------
@@ -620,11 +672,11 @@ async fn idle_streams_receive_periodic_bookmarks() {
     let s = TestServer::start_with(|c| c.watch.bookmark_interval = Duration::from_millis(100)).await;
     let mut alice = s.group_client("alice");
     let mut bob = s.group_client("bob");
-    create(&mut alice, "A", &["C2Ca"]).await.unwrap();
+    let r1 = create(&mut alice, "A", &["C2Ca"]).await.unwrap().revision;
     let r2 = add(&mut alice, "A", &["C2Cb"]).await.unwrap().revision;
 
     let mut stream = open_ok(&mut alice, from(1)).await;
-    assert_eq!(revisions(&read_through(&mut stream, r2).await), vec![1, 2]);
+    assert_eq!(revisions(&read_through(&mut stream, r2).await), vec![r1, r2]);
     let started = tokio::time::Instant::now();
     let mut previous = r2;
     for _ in 0..3 {
@@ -634,23 +686,34 @@ async fn idle_streams_receive_periodic_bookmarks() {
     }
     assert!(started.elapsed() < Duration::from_secs(10), "three idle bookmarks of a 100 ms interval took too long");
 
+    // Alice owes nothing between r2 and her next change: bookmarks may move
+    // on to bob's revision (on etcd also past it: heartbeats take
+    // revisions), never past what the server has reached.
     let r3 = create(&mut bob, "B", &["C2Cb"]).await.unwrap().revision;
     let mut advanced = false;
     for _ in 0..50 {
         let b = expect_bookmark(&mut stream).await;
-        assert!(b >= previous && b <= r3, "bookmark {b} outside [{previous}, {r3}]");
+        assert!(b >= previous, "bookmark {b} went below {previous}");
+        // On sled the server's revision is r3: the bookmark is at most r3.
+        let stats = s.stats.clone();
+        eventually(&format!("bookmark {b} is a revision the server has reached"), || stats.revision() >= b).await;
         previous = b;
-        if b == r3 {
+        if b >= r3 {
             advanced = true;
             break;
         }
     }
     assert!(advanced, "idle bookmarks never reached bob's revision {r3}");
 
+    // Alice's next change: no bookmark may claim it before its batch.
     let r4 = add(&mut alice, "A", &["C2Cc"]).await.unwrap().revision;
+    assert!(r4 > previous, "alice's change {r4} is after the bookmarks before it ({previous})");
     loop {
         match next_msg(&mut stream).await {
-            Msg::Bookmark(b) => assert!((r3..r4).contains(&b), "bookmark {b} before batch {r4}"),
+            Msg::Bookmark(b) => {
+                assert!((previous..r4).contains(&b), "bookmark {b} before batch {r4} (after {previous})");
+                previous = b;
+            }
             Msg::Events(batch) => {
                 assert_eq!(batch.revision, r4);
                 break;
@@ -723,20 +786,23 @@ impl Who {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_streams_with_a_resume_revision_that_continues_after_restart() {
     // The data directory outlives the first server (whose own temp dir is
-    // a dummy), so a second server can open it after `shutdown`.
+    // a dummy), so a second server can open it after `shutdown`. On etcd the
+    // second server runs under the same prefix (the same config), and the
+    // data directory keeps the token secret.
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config::new(dir.path().join("data"));
+    let mut config = Config::new(dir.path().join("data"));
+    use_backend_from_env(&mut config);
     let s = TestServer::start_in(tempfile::tempdir().expect("temp dir"), config.clone()).await;
     let mut alice = s.group_client("alice");
     let mut bob = s.group_client("bob");
     create(&mut alice, "A", &["C2Ca"]).await.unwrap();
-    create(&mut bob, "B", &["C2Cb"]).await.unwrap();
+    let bob_first = create(&mut bob, "B", &["C2Cb"]).await.unwrap().revision;
     add(&mut alice, "A", &["C2Cc"]).await.unwrap();
 
     let watchers = [
         ("alice from 1", Who::Alice, from(1)),
         ("alice from 0", Who::Alice, from(0)),
-        ("bob (admin acting for bob) from 2", Who::BobByAdmin, from(2)),
+        ("bob (admin acting for bob) from his first revision", Who::BobByAdmin, from(bob_first)),
         ("all users from 1", Who::AllUsers, all_users_from(1)),
     ];
     let mut readers = Vec::new();
@@ -753,11 +819,13 @@ async fn shutdown_ends_streams_with_a_resume_revision_that_continues_after_resta
         readers.push((*name, reader));
     }
     // Changes right before the shutdown: some may still be in flight.
+    let mut last_write = 0;
     for i in 0..5 {
         add(&mut alice, "A", &[&format!("C2Cx{i}")]).await.unwrap();
-        add(&mut bob, "B", &[&format!("C2Cy{i}")]).await.unwrap();
+        last_write = add(&mut bob, "B", &[&format!("C2Cy{i}")]).await.unwrap().revision;
     }
     let before = s.stats.revision();
+    assert_current("the server's revision", before, last_write);
     assert_eq!(s.stats.watchers(), watchers.len());
 
     let started = tokio::time::Instant::now();
@@ -775,12 +843,14 @@ async fn shutdown_ends_streams_with_a_resume_revision_that_continues_after_resta
     }
 
     let s = TestServer::start_in(tempfile::tempdir().expect("temp dir"), config).await;
-    assert_eq!(s.stats.revision(), before, "the revision survives the restart");
+    // The revision survives the restart (on etcd heartbeats may have moved
+    // it on since).
+    assert_current("the revision after the restart", s.stats.revision(), before);
     let mut alice = s.group_client("alice");
     let mut bob = s.group_client("bob");
     let a_last = add(&mut alice, "A", &["C2Cafter"]).await.unwrap().revision;
     let b_last = add(&mut bob, "B", &["C2Cafter"]).await.unwrap().revision;
-    assert_eq!((a_last, b_last), (before + 1, before + 2), "revisions continue after the restart");
+    assert_increasing(&[before, a_last, b_last], "revisions continue after the restart");
 
     let reference = full_log(&mut s.admin_group_client(None), all_users_from(1), b_last).await;
     for ((name, who, request), (end, resume)) in watchers.into_iter().zip(ended) {
@@ -809,12 +879,12 @@ async fn shutdown_ends_streams_with_a_resume_revision_that_continues_after_resta
 async fn dropped_watchers_release_their_resources() {
     let s = TestServer::start().await;
     let mut alice = s.group_client("alice");
-    create(&mut alice, "A", &["C2Ca"]).await.unwrap();
+    let r1 = create(&mut alice, "A", &["C2Ca"]).await.unwrap().revision;
 
     let mut alice_streams = Vec::new();
     for _ in 0..5 {
         let mut stream = open_ok(&mut alice, from(1)).await;
-        read_through(&mut stream, 1).await;
+        read_through(&mut stream, r1).await;
         alice_streams.push(stream);
     }
     let bob_channel = connect(&s, None).await;
@@ -848,7 +918,7 @@ async fn dropped_watchers_release_their_resources() {
 
     // The server still serves watches and changes afterwards.
     let mut stream = open_ok(&mut alice, from(0)).await;
-    assert_eq!(expect_bookmark(&mut stream).await, 1);
+    assert_bookmark_now(&s, expect_bookmark(&mut stream).await, r1).await;
     let r = add(&mut alice, "A", &["C2Cb"]).await.unwrap().revision;
     assert_eq!(expect_batch(&mut stream).await.revision, r);
 }
@@ -889,6 +959,6 @@ async fn watcher_limits_refuse_extra_streams_until_one_closes() {
         assert!(tokio::time::Instant::now() < deadline, "the dropped stream's place was never freed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(expect_bookmark(&mut a3).await, 0);
+    assert_bookmark_now(&s, expect_bookmark(&mut a3).await, 0).await;
     assert_eq!(s.stats.watchers(), 4);
 }

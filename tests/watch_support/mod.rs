@@ -143,9 +143,24 @@ pub async fn read_through(stream: &mut WatchStream, revision: u64) -> Vec<EventB
 }
 
 /// [`read_through`] for a stream whose coverage starts at `covered`.
-pub async fn read_through_from(stream: &mut WatchStream, revision: u64, mut covered: u64) -> Vec<EventBatch> {
+pub async fn read_through_from(stream: &mut WatchStream, revision: u64, covered: u64) -> Vec<EventBatch> {
+    read_until(stream, covered, |covered, _| covered >= revision).await
+}
+
+/// Reads until `count` batches have arrived (with the checks of
+/// [`read_through`]), for a stream whose coverage starts at `covered`: for
+/// readers that start before the revisions they wait for are known.
+pub async fn read_batches_from(stream: &mut WatchStream, count: usize, covered: u64) -> Vec<EventBatch> {
+    read_until(stream, covered, |_, batches| batches.len() >= count).await
+}
+
+async fn read_until(
+    stream: &mut WatchStream,
+    mut covered: u64,
+    done: impl Fn(u64, &[EventBatch]) -> bool,
+) -> Vec<EventBatch> {
     let mut batches: Vec<EventBatch> = Vec::new();
-    while covered < revision {
+    while !done(covered, &batches) {
         match next_msg(stream).await {
             Msg::Events(batch) => {
                 assert!(
@@ -166,6 +181,50 @@ pub async fn read_through_from(stream: &mut WatchStream, revision: u64, mut cove
         }
     }
     batches
+}
+
+// ---------------------------------------------------------------------------
+// Revisions on either backend
+// ---------------------------------------------------------------------------
+//
+// On sled only the test's own writes take revisions (consecutive, from 1).
+// On etcd (`common::on_etcd()`) a revision is an etcd transaction's: every
+// replica's heartbeat and the data of other tests in the same cluster take
+// revisions too, so the server's current revision may be past the last
+// write of the test, and revisions are not consecutive. Tests take
+// revisions from the responses of their own mutations and check them with
+// these helpers.
+
+/// Checks a revision the server reports as its current one (a bookmark at
+/// the start of a stream, `current_revision` metadata, a snapshot's
+/// revision) against the last write the test made: never below it; on
+/// sled, where nothing else moves the revision, exactly it.
+#[track_caller]
+pub fn assert_current(what: &str, reported: u64, last_write: u64) {
+    assert!(reported >= last_write, "{what} {reported} is below the last acknowledged write {last_write}");
+    if !on_etcd() {
+        // sled: only this test's writes take revisions.
+        assert_eq!(reported, last_write, "{what}: the current revision is the last write");
+    }
+}
+
+/// Checks a bookmark that reports the server's current revision (at the
+/// start of a stream, or after its replay): see [`assert_current`], and it
+/// never claims a revision the server has not reached (the server's durable
+/// revision catches up with it at once; polled because on etcd the feed
+/// publishes a revision a moment before it records it as durable).
+pub async fn assert_bookmark_now(server: &TestServer, bookmark: u64, last_write: u64) {
+    assert_current("bookmark", bookmark, last_write);
+    let stats = server.stats.clone();
+    let what = format!("bookmark {bookmark} is a revision the server has reached");
+    eventually(&what, || stats.revision() >= bookmark).await;
+}
+
+/// Asserts that revisions strictly increase (the acknowledged mutations of
+/// one client, made one after the other, or a stream's batches).
+#[track_caller]
+pub fn assert_increasing(revisions: &[u64], what: &str) {
+    assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{what}: revisions not strictly increasing: {revisions:?}");
 }
 
 /// Reads messages until the stream ends with a status (returned with the
