@@ -232,6 +232,34 @@ async fn validation_then_expected_revision_then_group_state() {
         .await,
     );
     assert_status(&st, Code::Aborted, "REVISION_MISMATCH", None);
+    // A looked-up name that could never be a group's, with a stale revision:
+    // validation wins, for every call that looks a group up, as for Create.
+    let st = expect_err(
+        gc.delete_conversation_group(DeleteConversationGroupRequest {
+            group_name: String::new(),
+            expected_revision: Some(stale),
+        })
+        .await,
+    );
+    assert_status(&st, Code::InvalidArgument, "INVALID_GROUP_NAME", Some("51011"));
+    let st = expect_err(
+        gc.rename_conversation_group(RenameConversationGroupRequest {
+            old_name: "\u{7}bell".into(),
+            new_name: "B".into(),
+            expected_revision: Some(stale),
+        })
+        .await,
+    );
+    assert_status(&st, Code::InvalidArgument, "INVALID_GROUP_NAME", Some("51011"));
+    let st = expect_err(
+        gc.add_conversations_to_group(AddConversationsToGroupRequest {
+            group_name: "x".repeat(33),
+            conversation_ids: strings(&["C2Cx"]),
+            expected_revision: Some(stale),
+        })
+        .await,
+    );
+    assert_status(&st, Code::InvalidArgument, "INVALID_GROUP_NAME", Some("51011"));
     // A non-permutation with a stale revision: the revision check wins.
     let st = expect_err(
         gc.reorder_conversation_groups(ReorderConversationGroupsRequest {

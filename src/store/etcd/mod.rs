@@ -198,7 +198,16 @@ pub(super) struct Inner {
     /// reach etcd through `block_on`.
     runtime: Handle,
     settings: StorageSettings,
+    /// Mutations of one user on this replica take turns (by a stripe of the
+    /// user's hash): concurrent ones would only make each other's etcd
+    /// compare fail and re-plan. Replicas still race each other, which the
+    /// compare settles.
+    turns: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Stripes of [`Inner::turns`]: enough that unrelated users rarely wait for
+/// each other, few enough to cost nothing.
+const TURN_STRIPES: usize = 256;
 
 /// A cheap-clone handle on the etcd backend of this replica.
 #[derive(Clone)]
@@ -298,6 +307,7 @@ impl EtcdStore {
             durable,
             runtime: Handle::current(),
             settings: settings.clone(),
+            turns: (0..TURN_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         });
         let stop = feed::start(&inner, start);
         Ok(Self { inner, _stop: Arc::new(stop) })
@@ -357,8 +367,16 @@ impl EtcdStore {
                 "this replica has lost its connection to etcd; mutations are refused until it is back".into(),
             ));
         }
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            user.hash(&mut hasher);
+            hasher.finish() as usize % TURN_STRIPES
+        };
+        let turn = self.inner.turns[stripe].lock().await;
         let user = user.clone();
         let (answer, revision) = self.blocking(move |inner| mutate_blocking(inner, &user, &rule)).await?;
+        drop(turn);
         // Read-your-writes on this replica's watch streams: answer once the
         // change feed has handed the batch to the hub (bounded: the change
         // is committed either way).
@@ -432,6 +450,7 @@ fn mutate_blocking<R>(inner: &Inner, user: &UserId, rule: &impl Rule<R>) -> Resu
     let deadline = Instant::now() + inner.client.retry_for;
     let user_key = inner.keys.user(user);
     let mut unsettled: Vec<Unsettled<R>> = Vec::new();
+    let mut conflicts = 0u32;
     let lost = |unsettled: &[Unsettled<R>], detail: String| {
         if unsettled.is_empty() {
             Error::Storage(detail)
@@ -494,8 +513,13 @@ fn mutate_blocking<R>(inner: &Inner, user: &UserId, rule: &impl Rule<R>) -> Resu
             Ok(response) if response.succeeded => {
                 return Ok((answer, response.header.map_or(0, |h| h.revision as u64)));
             }
-            // Another replica changed the user since the read: plan again.
-            Ok(_) => {}
+            // Another replica changed the user since the read: plan again,
+            // after a short random pause so that racing replicas spread out.
+            Ok(_) => {
+                conflicts += 1;
+                let ceiling = 1u64 << conflicts.min(6);
+                std::thread::sleep(std::time::Duration::from_millis(rand::random::<u64>() % ceiling));
+            }
             Err(TxnFailed::Refused(detail)) if unsettled.is_empty() => {
                 return Err(Error::Internal(format!(
                     "{detail} ({operations} operations; etcd must run with --max-txn-ops and --max-request-bytes \
@@ -511,7 +535,11 @@ fn mutate_blocking<R>(inner: &Inner, user: &UserId, rule: &impl Rule<R>) -> Resu
         if Instant::now() >= deadline {
             return Err(lost(
                 &unsettled,
-                format!("etcd: the mutation did not commit within {:?} (--etcd-retry-for)", inner.client.retry_for),
+                format!(
+                    "etcd: the mutation did not commit within {:?} (--etcd-retry-for): {conflicts} times another \
+                     replica changed the user first",
+                    inner.client.retry_for
+                ),
             ));
         }
     }
