@@ -1,10 +1,13 @@
 //! The rules of conversation groups, in plain Rust: validated ids and names,
-//! the data model, per-item outcomes and events. No protobuf, no storage.
+//! the data model, per-item outcomes and events, and the rules of every
+//! mutation ([`rules`]) over a state-access trait that each storage backend
+//! implements. No protobuf, no storage.
 
 mod batch;
 mod events;
 mod ids;
 mod model;
+pub mod rules;
 
 pub use batch::{BatchResult, Item, ItemError};
 pub use events::{EventBatch, EventKind, EventType, RemovalReason};

@@ -63,17 +63,6 @@ impl<'a> Plan<'a> {
         }
     }
 
-    /// Fails with REVISION_MISMATCH unless `expected` is unset or equals the
-    /// user's current revision.
-    pub fn check_revision(&self, expected: Option<u64>) -> Result<(), Error> {
-        match expected {
-            Some(expected) if expected != self.user.revision => {
-                Err(Error::RevisionMismatch { expected, current: self.user.revision })
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// The conversation as this plan currently sees it (None: absent).
     pub fn conv(&mut self, id: &ConversationId) -> Result<Option<&ConversationRecord>, Error> {
         self.load(id)?;

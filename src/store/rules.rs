@@ -1,25 +1,14 @@
-//! Mutations: the rules of groups and conversations, applied to a [`Plan`]
-//! and shared by every backend. Stateless validation (name syntax, list
-//! sizes, field limits) has already happened at the service boundary; what
-//! is checked here needs the state.
-//!
-//! Each rule is a function that returns the mutation as a [`Rule`]: the
-//! backend runs it against the current state, and may run it again on a
-//! fresh state when another writer got there first (etcd's optimistic
-//! transactions), so a rule is `Fn`, not `FnOnce`, and starts from its
-//! inputs each time.
-//!
-//! Order of checks, the same for every mutation that looks a group up by
-//! name: a name that could never be a group's is INVALID_GROUP_NAME, then a
-//! stale `expected_revision` is REVISION_MISMATCH, then a name that names no
-//! group is GROUP_NOT_FOUND.
+//! The domain's rules ([`crate::domain::rules`]) as the backends run them:
+//! [`Plan`] implements the rules' view of a user's state over the stored
+//! records, and each mutation is a [`Rule`] closure over its inputs that a
+//! backend can run (and run again on a fresh state).
 
 use super::codec::{ConversationRecord, GroupRecord};
 use super::plan::Plan;
 use crate::config::Limits;
+use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
-    check_group_name, now_ms, BatchOutcome, BatchResult, ConversationPatch, EventKind, GroupView, Item, ItemCode,
-    RemovalReason,
+    BatchOutcome, BatchResult, ConversationData, ConversationId, ConversationPatch, EventKind, GroupView, Item,
 };
 use crate::error::Error;
 
@@ -44,54 +33,88 @@ pub(super) fn group_view(group: &GroupRecord) -> GroupView {
 pub trait Rule<R>: Fn(&mut Plan<'_>, &Limits) -> Result<R, Error> + Send + Sync + 'static {}
 impl<R, F: Fn(&mut Plan<'_>, &Limits) -> Result<R, Error> + Send + Sync + 'static> Rule<R> for F {}
 
-/// Finds a group by name after checking `expected_revision` (see the module
-/// docs for the order). A name that names no group is reported as invalid if
-/// it could never be a group name (so the client learns the rule), else as
-/// not found. A name over today's length limit that names an existing group
-/// (the limit was lowered) is still found.
-fn find_group(
-    plan: &Plan<'_>,
-    limits: &Limits,
-    field: &'static str,
-    name: &str,
-    expected_revision: Option<u64>,
-) -> Result<usize, Error> {
-    let index = plan.user.group_index(name);
-    if index.is_none() {
-        if let Err(message) = check_group_name(name, limits.max_group_name_bytes) {
-            return Err(Error::InvalidGroupName { field, message, limit: limits.max_group_name_bytes });
-        }
+impl Plan<'_> {
+    fn group_id(&self, index: usize) -> u32 {
+        self.user.groups[index].id
     }
-    plan.check_revision(expected_revision)?;
-    index.ok_or_else(|| Error::GroupNotFound { field, name: name.to_string() })
 }
 
-/// Adds items to the group at `index`, failing items one by one.
-fn add_members(
-    plan: &mut Plan<'_>,
-    limits: &Limits,
-    index: usize,
-    items: &[Item<()>],
-    result: &mut BatchResult,
-) -> Result<(), Error> {
-    let group_id = plan.user.groups[index].id;
-    for item in items {
-        let already = plan.conv(&item.id)?.is_some_and(|r| r.group_ids.contains(&group_id));
-        if already {
-            let message = format!("{} is already in group {:?}", item.id, plan.user.groups[index].name);
-            result.fail_item(item, ItemCode::AlreadyInGroup, message);
-        } else if plan.user.groups[index].conversation_count as usize >= limits.max_conversations_per_group {
-            let message = format!(
-                "group {:?} already holds {} conversations, the most allowed (max_conversations_per_group)",
-                plan.user.groups[index].name, limits.max_conversations_per_group
-            );
-            result.fail_item(item, ItemCode::GroupFull, message);
-        } else {
-            plan.modify_conv(&item.id, |r| r.group_ids.push(group_id))?;
-            result.succeed(item.id.clone());
-        }
+impl UserState for Plan<'_> {
+    fn revision(&self) -> u64 {
+        self.user.revision
     }
-    Ok(())
+
+    fn group_names(&self) -> Vec<String> {
+        self.user.group_names()
+    }
+
+    fn group_index(&self, name: &str) -> Option<usize> {
+        self.user.group_index(name)
+    }
+
+    fn group(&self, index: usize) -> GroupView {
+        group_view(&self.user.groups[index])
+    }
+
+    fn create_group(&mut self, name: &str, create_time_ms: i64) -> usize {
+        // Stable internal ids: member keys use them, so a rename rewrites
+        // nothing.
+        let id = self.user.next_group_id;
+        self.user.next_group_id += 1;
+        self.user.groups.push(GroupRecord { id, name: name.to_string(), create_time_ms, ..Default::default() });
+        self.user.groups.len() - 1
+    }
+
+    fn remove_group(&mut self, index: usize) -> Result<(), Error> {
+        let group_id = self.group_id(index);
+        for id in self.stored_members(group_id)? {
+            self.modify_conv(&id, |r| r.group_ids.retain(|g| *g != group_id))?;
+        }
+        self.user.groups.remove(index);
+        Ok(())
+    }
+
+    fn rename_group(&mut self, index: usize, name: &str) {
+        self.user.groups[index].name = name.to_string();
+    }
+
+    fn reorder_groups(&mut self, order: &[usize]) {
+        self.user.groups = order.iter().map(|&i| self.user.groups[i].clone()).collect();
+    }
+
+    fn pinned_count(&self) -> usize {
+        self.user.pinned_count as usize
+    }
+
+    fn conversation(&mut self, id: &ConversationId) -> Result<Option<(ConversationData, Vec<usize>)>, Error> {
+        let Some(record) = self.conv(id)? else { return Ok(None) };
+        let (data, group_ids) = (record.data(), record.group_ids.clone());
+        let positions =
+            self.user.groups.iter().enumerate().filter(|(_, g)| group_ids.contains(&g.id)).map(|(i, _)| i).collect();
+        Ok(Some((data, positions)))
+    }
+
+    fn join(&mut self, id: &ConversationId, index: usize) -> Result<(), Error> {
+        let group_id = self.group_id(index);
+        self.modify_conv(id, |r| r.group_ids.push(group_id))
+    }
+
+    fn leave(&mut self, id: &ConversationId, index: usize) -> Result<(), Error> {
+        let group_id = self.group_id(index);
+        self.modify_conv(id, |r| r.group_ids.retain(|g| *g != group_id))
+    }
+
+    fn set_data(&mut self, id: &ConversationId, data: &ConversationData) -> Result<(), Error> {
+        self.modify_conv(id, |r| r.set_data(data))
+    }
+
+    fn forget(&mut self, id: &ConversationId) -> Result<(), Error> {
+        self.modify_conv(id, |r| *r = ConversationRecord::default())
+    }
+
+    fn record(&mut self, event: EventKind) {
+        self.events.push(event);
+    }
 }
 
 pub fn create_group(
@@ -100,82 +123,19 @@ pub fn create_group(
     result: BatchResult,
     expected_revision: Option<u64>,
 ) -> impl Rule<(GroupView, BatchResult)> {
-    move |plan, limits| {
-        let mut result = result.clone();
-        plan.check_revision(expected_revision)?;
-        if plan.user.group_index(&name).is_some() {
-            return Err(Error::GroupAlreadyExists { field: "group_name", name: name.clone() });
-        }
-        if plan.user.groups.len() >= limits.max_groups {
-            return Err(Error::GroupLimitExceeded { limit: limits.max_groups });
-        }
-        let id = plan.user.next_group_id;
-        plan.user.next_group_id += 1;
-        plan.user.groups.push(GroupRecord { id, name: name.clone(), create_time_ms: now_ms(), ..Default::default() });
-        let index = plan.user.groups.len() - 1;
-        add_members(plan, limits, index, &items, &mut result)?;
-        plan.events
-            .push(EventKind::GroupCreated { group_name: name.clone(), conversation_ids: result.succeeded().to_vec() });
-        Ok((group_view(&plan.user.groups[index]), result))
-    }
+    move |plan, limits| domain::create_group(plan, limits, &name, &items, result.clone(), expected_revision)
 }
 
 pub fn delete_group(name: String, expected_revision: Option<u64>) -> impl Rule<()> {
-    move |plan, limits| {
-        let index = find_group(plan, limits, "group_name", &name, expected_revision)?;
-        let group_id = plan.user.groups[index].id;
-        for id in plan.stored_members(group_id)? {
-            plan.modify_conv(&id, |r| r.group_ids.retain(|g| *g != group_id))?;
-        }
-        plan.user.groups.remove(index);
-        plan.events.push(EventKind::GroupDeleted { group_name: name.clone() });
-        Ok(())
-    }
+    move |plan, limits| domain::delete_group(plan, limits, &name, expected_revision)
 }
 
 pub fn rename_group(old_name: String, new_name: String, expected_revision: Option<u64>) -> impl Rule<GroupView> {
-    move |plan, limits| {
-        let index = find_group(plan, limits, "old_name", &old_name, expected_revision)?;
-        if old_name != new_name {
-            if plan.user.group_index(&new_name).is_some() {
-                return Err(Error::GroupAlreadyExists { field: "new_name", name: new_name.clone() });
-            }
-            plan.user.groups[index].name = new_name.clone();
-            plan.events.push(EventKind::GroupRenamed { old_name: old_name.clone(), new_name: new_name.clone() });
-        }
-        Ok(group_view(&plan.user.groups[index]))
-    }
+    move |plan, limits| domain::rename_group(plan, limits, &old_name, &new_name, expected_revision)
 }
 
 pub fn reorder_groups(names: Vec<String>, expected_revision: Option<u64>) -> impl Rule<Vec<String>> {
-    move |plan, _| {
-        plan.check_revision(expected_revision)?;
-        let current = plan.user.group_names();
-        if names.len() != current.len() {
-            return Err(Error::GroupOrderMismatch {
-                message: format!(
-                    "names {} groups, but the user has {}; list every group exactly once",
-                    names.len(),
-                    current.len()
-                ),
-            });
-        }
-        let mut reordered = Vec::with_capacity(names.len());
-        for name in &names {
-            let Some(index) = plan.user.group_index(name) else {
-                return Err(Error::GroupOrderMismatch { message: format!("{name:?} is not one of the user's groups") });
-            };
-            if reordered.iter().any(|g: &GroupRecord| g.name == *name) {
-                return Err(Error::GroupOrderMismatch { message: format!("{name:?} appears more than once") });
-            }
-            reordered.push(plan.user.groups[index].clone());
-        }
-        if names != current {
-            plan.user.groups = reordered;
-            plan.events.push(EventKind::GroupsReordered { group_names: names.clone() });
-        }
-        Ok(names.clone())
-    }
+    move |plan, _| domain::reorder_groups(plan, &names, expected_revision)
 }
 
 pub fn add_to_group(
@@ -184,18 +144,7 @@ pub fn add_to_group(
     result: BatchResult,
     expected_revision: Option<u64>,
 ) -> impl Rule<BatchResult> {
-    move |plan, limits| {
-        let mut result = result.clone();
-        let index = find_group(plan, limits, "group_name", &name, expected_revision)?;
-        add_members(plan, limits, index, &items, &mut result)?;
-        if !result.succeeded().is_empty() {
-            plan.events.push(EventKind::ConversationsAddedToGroup {
-                group_name: name.clone(),
-                conversation_ids: result.succeeded().to_vec(),
-            });
-        }
-        Ok(result)
-    }
+    move |plan, limits| domain::add_to_group(plan, limits, &name, &items, result.clone(), expected_revision)
 }
 
 pub fn remove_from_group(
@@ -204,96 +153,13 @@ pub fn remove_from_group(
     result: BatchResult,
     expected_revision: Option<u64>,
 ) -> impl Rule<BatchResult> {
-    move |plan, limits| {
-        let mut result = result.clone();
-        let index = find_group(plan, limits, "group_name", &name, expected_revision)?;
-        let group_id = plan.user.groups[index].id;
-        for item in &items {
-            if plan.conv(&item.id)?.is_some_and(|r| r.group_ids.contains(&group_id)) {
-                plan.modify_conv(&item.id, |r| r.group_ids.retain(|g| *g != group_id))?;
-                result.succeed(item.id.clone());
-            } else {
-                let message = format!("{} is not in group {name:?}", item.id);
-                result.fail_item(item, ItemCode::NotInGroup, message);
-            }
-        }
-        if !result.succeeded().is_empty() {
-            plan.events.push(EventKind::ConversationsDeletedFromGroup {
-                group_name: name.clone(),
-                conversation_ids: result.succeeded().to_vec(),
-                reason: RemovalReason::UserRequest,
-            });
-        }
-        Ok(result)
-    }
+    move |plan, limits| domain::remove_from_group(plan, limits, &name, &items, result.clone(), expected_revision)
 }
 
 pub fn upsert_conversations(items: Vec<Item<ConversationPatch>>, result: BatchResult) -> impl Rule<BatchResult> {
-    move |plan, limits| {
-        let mut result = result.clone();
-        let now = now_ms();
-        let mut changed = Vec::new();
-        for item in &items {
-            let before = plan.conv(&item.id)?.cloned().unwrap_or_default();
-            let mut data = before.data();
-            if !data.apply(&item.value) {
-                result.succeed(item.id.clone());
-                continue;
-            }
-            if data.is_pinned && !before.is_pinned && plan.user.pinned_count as usize >= limits.max_pinned {
-                let message = format!(
-                    "is_pinned: the user already has {} pinned conversations, the most allowed (max_pinned)",
-                    limits.max_pinned
-                );
-                result.fail_item(item, ItemCode::PinLimitExceeded, message);
-                continue;
-            }
-            data.update_time_ms = Some(now);
-            plan.modify_conv(&item.id, |r: &mut ConversationRecord| r.set_data(&data))?;
-            result.succeed(item.id.clone());
-            changed.push(item.id.clone());
-        }
-        if !changed.is_empty() {
-            plan.events.push(EventKind::ConversationsChanged { conversation_ids: changed });
-        }
-        Ok(result)
-    }
+    move |plan, limits| domain::upsert_conversations(plan, limits, &items, result.clone())
 }
 
 pub fn delete_conversations(items: Vec<Item<()>>, result: BatchResult) -> impl Rule<BatchResult> {
-    move |plan, _| {
-        let mut result = result.clone();
-        // Removals per group, kept in display order for the events.
-        let mut removed: Vec<(u32, Vec<_>)> = plan.user.groups.iter().map(|g| (g.id, Vec::new())).collect();
-        for item in &items {
-            let Some(record) = plan.conv(&item.id)? else {
-                let message = format!("{}: the user has no such conversation", item.id);
-                result.fail_item(item, ItemCode::ConversationNotFound, message);
-                continue;
-            };
-            for (group_id, ids) in removed.iter_mut() {
-                if record.group_ids.contains(group_id) {
-                    ids.push(item.id.clone());
-                }
-            }
-            plan.modify_conv(&item.id, |r| *r = ConversationRecord::default())?;
-            result.succeed(item.id.clone());
-        }
-        for (group_id, ids) in removed {
-            if ids.is_empty() {
-                continue;
-            }
-            let group_name =
-                plan.user.groups.iter().find(|g| g.id == group_id).map(|g| g.name.clone()).unwrap_or_default();
-            plan.events.push(EventKind::ConversationsDeletedFromGroup {
-                group_name,
-                conversation_ids: ids,
-                reason: RemovalReason::ConversationDeleted,
-            });
-        }
-        if !result.succeeded().is_empty() {
-            plan.events.push(EventKind::ConversationsDeleted { conversation_ids: result.succeeded().to_vec() });
-        }
-        Ok(result)
-    }
+    move |plan, _| domain::delete_conversations(plan, &items, result.clone())
 }

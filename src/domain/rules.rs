@@ -1,0 +1,319 @@
+//! The rules of groups and conversations: what each mutation checks and
+//! changes, and the events it records. Stateless validation (name syntax,
+//! list sizes, field limits) has already happened at the service boundary;
+//! what is checked here needs the state.
+//!
+//! The rules see one user's state only through [`UserState`] (look a group
+//! or a conversation up, change them, record an event), so they are the
+//! same on every storage backend: each backend's planner implements the
+//! trait over its own reads and turns the changes into one atomic write.
+//! A backend may run a rule again on a fresh state (etcd, when another
+//! replica changed the user first), so the rules take their inputs by
+//! reference and start from them each time.
+//!
+//! Order of checks, the same for every mutation that looks a group up by
+//! name: a name that could never be a group's is INVALID_GROUP_NAME, then a
+//! stale `expected_revision` is REVISION_MISMATCH, then a name that names no
+//! group is GROUP_NOT_FOUND.
+
+use crate::config::Limits;
+use crate::domain::{
+    check_group_name, now_ms, BatchResult, ConversationData, ConversationId, ConversationPatch, EventKind, GroupView,
+    Item, ItemCode, RemovalReason,
+};
+use crate::error::Error;
+
+/// One user's state as a mutation sees and changes it. Groups are named by
+/// their position in display order; conversations by id. Every change is
+/// kept in step with what derives from it (member counts, unread counters,
+/// the listing index) by the implementation.
+pub trait UserState {
+    /// The revision of the user's latest change.
+    fn revision(&self) -> u64;
+    /// Group names in display order.
+    fn group_names(&self) -> Vec<String>;
+    /// The position of the group called `name`.
+    fn group_index(&self, name: &str) -> Option<usize>;
+    fn group(&self, index: usize) -> GroupView;
+    /// Appends a new, empty group; returns its position.
+    fn create_group(&mut self, name: &str, create_time_ms: i64) -> usize;
+    fn remove_group(&mut self, index: usize) -> Result<(), Error>;
+    fn rename_group(&mut self, index: usize, name: &str);
+    /// Puts the groups in the order of `order` (positions, each once).
+    fn reorder_groups(&mut self, order: &[usize]);
+    /// Pinned conversations of the user.
+    fn pinned_count(&self) -> usize;
+    /// The conversation's registry data and the positions of the groups
+    /// holding it; None if the user has no such conversation.
+    fn conversation(&mut self, id: &ConversationId) -> Result<Option<(ConversationData, Vec<usize>)>, Error>;
+    fn join(&mut self, id: &ConversationId, index: usize) -> Result<(), Error>;
+    fn leave(&mut self, id: &ConversationId, index: usize) -> Result<(), Error>;
+    fn set_data(&mut self, id: &ConversationId, data: &ConversationData) -> Result<(), Error>;
+    /// Forgets the conversation: registry data and every membership.
+    fn forget(&mut self, id: &ConversationId) -> Result<(), Error>;
+    fn record(&mut self, event: EventKind);
+}
+
+/// Fails with REVISION_MISMATCH unless `expected` is unset or equals the
+/// user's current revision.
+fn check_revision(state: &impl UserState, expected: Option<u64>) -> Result<(), Error> {
+    match expected {
+        Some(expected) if expected != state.revision() => {
+            Err(Error::RevisionMismatch { expected, current: state.revision() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Finds a group by name after checking `expected_revision` (see the module
+/// docs for the order). A name over today's length limit that names an
+/// existing group (the limit was lowered) is still found.
+fn find_group(
+    state: &impl UserState,
+    limits: &Limits,
+    field: &'static str,
+    name: &str,
+    expected_revision: Option<u64>,
+) -> Result<usize, Error> {
+    let index = state.group_index(name);
+    if index.is_none() {
+        if let Err(message) = check_group_name(name, limits.max_group_name_bytes) {
+            return Err(Error::InvalidGroupName { field, message, limit: limits.max_group_name_bytes });
+        }
+    }
+    check_revision(state, expected_revision)?;
+    index.ok_or_else(|| Error::GroupNotFound { field, name: name.to_string() })
+}
+
+/// Adds items to the group at `index`, failing items one by one.
+fn add_members(
+    state: &mut impl UserState,
+    limits: &Limits,
+    index: usize,
+    items: &[Item<()>],
+    result: &mut BatchResult,
+) -> Result<(), Error> {
+    for item in items {
+        let already = state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index));
+        let group = state.group(index);
+        if already {
+            result.fail_item(
+                item,
+                ItemCode::AlreadyInGroup,
+                format!("{} is already in group {:?}", item.id, group.name),
+            );
+        } else if group.conversation_count as usize >= limits.max_conversations_per_group {
+            let message = format!(
+                "group {:?} already holds {} conversations, the most allowed (max_conversations_per_group)",
+                group.name, limits.max_conversations_per_group
+            );
+            result.fail_item(item, ItemCode::GroupFull, message);
+        } else {
+            state.join(&item.id, index)?;
+            result.succeed(item.id.clone());
+        }
+    }
+    Ok(())
+}
+
+pub fn create_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    name: &str,
+    items: &[Item<()>],
+    mut result: BatchResult,
+    expected_revision: Option<u64>,
+) -> Result<(GroupView, BatchResult), Error> {
+    check_revision(state, expected_revision)?;
+    if state.group_index(name).is_some() {
+        return Err(Error::GroupAlreadyExists { field: "group_name", name: name.to_string() });
+    }
+    if state.group_names().len() >= limits.max_groups {
+        return Err(Error::GroupLimitExceeded { limit: limits.max_groups });
+    }
+    let index = state.create_group(name, now_ms());
+    add_members(state, limits, index, items, &mut result)?;
+    state.record(EventKind::GroupCreated {
+        group_name: name.to_string(),
+        conversation_ids: result.succeeded().to_vec(),
+    });
+    Ok((state.group(index), result))
+}
+
+pub fn delete_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    name: &str,
+    expected_revision: Option<u64>,
+) -> Result<(), Error> {
+    let index = find_group(state, limits, "group_name", name, expected_revision)?;
+    state.remove_group(index)?;
+    state.record(EventKind::GroupDeleted { group_name: name.to_string() });
+    Ok(())
+}
+
+pub fn rename_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    old_name: &str,
+    new_name: &str,
+    expected_revision: Option<u64>,
+) -> Result<GroupView, Error> {
+    let index = find_group(state, limits, "old_name", old_name, expected_revision)?;
+    if old_name != new_name {
+        if state.group_index(new_name).is_some() {
+            return Err(Error::GroupAlreadyExists { field: "new_name", name: new_name.to_string() });
+        }
+        state.rename_group(index, new_name);
+        state.record(EventKind::GroupRenamed { old_name: old_name.to_string(), new_name: new_name.to_string() });
+    }
+    Ok(state.group(index))
+}
+
+pub fn reorder_groups(
+    state: &mut impl UserState,
+    names: &[String],
+    expected_revision: Option<u64>,
+) -> Result<Vec<String>, Error> {
+    check_revision(state, expected_revision)?;
+    let current = state.group_names();
+    if names.len() != current.len() {
+        return Err(Error::GroupOrderMismatch {
+            message: format!(
+                "names {} groups, but the user has {}; list every group exactly once",
+                names.len(),
+                current.len()
+            ),
+        });
+    }
+    let mut order = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(index) = state.group_index(name) else {
+            return Err(Error::GroupOrderMismatch { message: format!("{name:?} is not one of the user's groups") });
+        };
+        if order.contains(&index) {
+            return Err(Error::GroupOrderMismatch { message: format!("{name:?} appears more than once") });
+        }
+        order.push(index);
+    }
+    if names != current {
+        state.reorder_groups(&order);
+        state.record(EventKind::GroupsReordered { group_names: names.to_vec() });
+    }
+    Ok(names.to_vec())
+}
+
+pub fn add_to_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    name: &str,
+    items: &[Item<()>],
+    mut result: BatchResult,
+    expected_revision: Option<u64>,
+) -> Result<BatchResult, Error> {
+    let index = find_group(state, limits, "group_name", name, expected_revision)?;
+    add_members(state, limits, index, items, &mut result)?;
+    if !result.succeeded().is_empty() {
+        state.record(EventKind::ConversationsAddedToGroup {
+            group_name: name.to_string(),
+            conversation_ids: result.succeeded().to_vec(),
+        });
+    }
+    Ok(result)
+}
+
+pub fn remove_from_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    name: &str,
+    items: &[Item<()>],
+    mut result: BatchResult,
+    expected_revision: Option<u64>,
+) -> Result<BatchResult, Error> {
+    let index = find_group(state, limits, "group_name", name, expected_revision)?;
+    for item in items {
+        if state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+            state.leave(&item.id, index)?;
+            result.succeed(item.id.clone());
+        } else {
+            result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
+        }
+    }
+    if !result.succeeded().is_empty() {
+        state.record(EventKind::ConversationsDeletedFromGroup {
+            group_name: name.to_string(),
+            conversation_ids: result.succeeded().to_vec(),
+            reason: RemovalReason::UserRequest,
+        });
+    }
+    Ok(result)
+}
+
+pub fn upsert_conversations(
+    state: &mut impl UserState,
+    limits: &Limits,
+    items: &[Item<ConversationPatch>],
+    mut result: BatchResult,
+) -> Result<BatchResult, Error> {
+    let now = now_ms();
+    let mut changed = Vec::new();
+    for item in items {
+        let before = state.conversation(&item.id)?.map(|(data, _)| data).unwrap_or_default();
+        let mut data = before.clone();
+        if !data.apply(&item.value) {
+            result.succeed(item.id.clone());
+            continue;
+        }
+        if data.is_pinned && !before.is_pinned && state.pinned_count() >= limits.max_pinned {
+            let message = format!(
+                "is_pinned: the user already has {} pinned conversations, the most allowed (max_pinned)",
+                limits.max_pinned
+            );
+            result.fail_item(item, ItemCode::PinLimitExceeded, message);
+            continue;
+        }
+        data.update_time_ms = Some(now);
+        state.set_data(&item.id, &data)?;
+        result.succeed(item.id.clone());
+        changed.push(item.id.clone());
+    }
+    if !changed.is_empty() {
+        state.record(EventKind::ConversationsChanged { conversation_ids: changed });
+    }
+    Ok(result)
+}
+
+pub fn delete_conversations(
+    state: &mut impl UserState,
+    items: &[Item<()>],
+    mut result: BatchResult,
+) -> Result<BatchResult, Error> {
+    // Removals per group, in display order for the events.
+    let mut removed: Vec<Vec<ConversationId>> = vec![Vec::new(); state.group_names().len()];
+    for item in items {
+        let Some((_, groups)) = state.conversation(&item.id)? else {
+            let message = format!("{}: the user has no such conversation", item.id);
+            result.fail_item(item, ItemCode::ConversationNotFound, message);
+            continue;
+        };
+        for index in groups {
+            removed[index].push(item.id.clone());
+        }
+        state.forget(&item.id)?;
+        result.succeed(item.id.clone());
+    }
+    let names = state.group_names();
+    for (index, ids) in removed.into_iter().enumerate() {
+        if !ids.is_empty() {
+            state.record(EventKind::ConversationsDeletedFromGroup {
+                group_name: names[index].clone(),
+                conversation_ids: ids,
+                reason: RemovalReason::ConversationDeleted,
+            });
+        }
+    }
+    if !result.succeeded().is_empty() {
+        state.record(EventKind::ConversationsDeleted { conversation_ids: result.succeeded().to_vec() });
+    }
+    Ok(result)
+}
