@@ -14,6 +14,7 @@
 
 mod cluster_support;
 mod common;
+mod etcd_support;
 mod ops_support;
 
 use std::time::{Duration, Instant};
@@ -143,7 +144,7 @@ async fn a_watch_on_one_replica_from_a_revision_of_another_replays_then_follows(
 async fn many_watchers_on_a_replica_cost_etcd_one_watch() {
     let d = Deployment::start();
     setup(&d).await;
-    let before = d.etcd.watchers_total();
+    let before = cluster_support::etcd_watchers(&d.etcd);
     let mut streams = Vec::new();
     for n in 0..200 {
         let user = cluster_support::USERS[n % 3];
@@ -151,7 +152,7 @@ async fn many_watchers_on_a_replica_cost_etcd_one_watch() {
             d.client(0, user).watch_group_events(WatchGroupEventsRequest::default()).await.expect("watch").into_inner();
         streams.push(stream);
     }
-    let after = d.etcd.watchers_total();
+    let after = cluster_support::etcd_watchers(&d.etcd);
     assert_eq!(after, before, "200 watch streams on a replica opened etcd watches ({before} → {after})");
 }
 
@@ -165,7 +166,8 @@ async fn killing_the_etcd_leader_under_load_loses_nothing() {
     d.etcd.kill(leader);
     pause(2500).await;
     d.etcd.restart(leader);
-    pause(1500).await;
+    d.etcd.wait_healthy();
+    pause(1000).await;
     let (adds, seen) = workload.finish(&d, (leader + 1) % 3).await;
     check(&d, 0, &adds, &seen).await;
 }
@@ -239,6 +241,13 @@ async fn a_replica_cut_off_from_etcd_refuses_ends_streams_and_recovers_by_itself
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     assert_eq!(reason(&refused), "STORAGE_UNAVAILABLE", "{refused:?}");
     assert!(refused.message().contains("storage"), "the message says why: {}", refused.message());
+    // A new stream is refused too: the replica could promise it nothing.
+    let watch = d
+        .client(0, "ann")
+        .watch_group_events(WatchGroupEventsRequest { start_revision: 0, ..Default::default() })
+        .await
+        .expect_err("no new stream while cut off");
+    assert_eq!((watch.code(), reason(&watch).as_str()), (Code::Unavailable, "STORAGE_UNAVAILABLE"), "{watch:?}");
     // The open stream ends, telling the client where to resume.
     let mut resume = None;
     let mut seen = Vec::new();
@@ -323,6 +332,7 @@ async fn etcd_history_compacted_while_a_replica_was_away_is_filled_from_the_stor
     // reconnect still queued in its socket, from its old history.
     d.etcd.kill(2);
     d.etcd.restart(2);
+    d.etcd.wait_healthy();
     d.wait_health(2, true, Duration::from_secs(30)).await;
     // A watcher on replica 2 from before the outage gets every batch.
     let mut stream = d

@@ -134,6 +134,9 @@ pub async fn open(store: &Store, hub: &Hub, spec: &WatchSpec) -> Result<Subscrip
         Scope::User(user) => Feed::User(user.clone()),
         Scope::AllUsers => Feed::AllUsers,
     };
+    if store.refuses_watches() {
+        return Err(Error::Storage("this replica has lost its connection to etcd; watch on another replica".into()));
+    }
     // Subscribe before reading anything, so no batch can fall between the
     // history and the live feed.
     let subscription = hub.subscribe(feed)?;

@@ -198,6 +198,16 @@ impl Store {
         dispatch!(self, s => s.limits())
     }
 
+    /// Whether new watch streams must be refused for now: an etcd replica
+    /// cut off from etcd can promise a new stream nothing (its change feed
+    /// is down). sled keeps serving watchers from its log while writes fail.
+    pub fn refuses_watches(&self) -> bool {
+        match self {
+            Store::Sled(_) => false,
+            Store::Etcd(s) => s.revision_watch().0.borrow().failing,
+        }
+    }
+
     /// Bytes the database takes on disk (None where the backend does not
     /// keep it: etcd reports its own).
     pub async fn size_on_disk(&self) -> Result<Option<u64>, Error> {

@@ -3,11 +3,10 @@
 //! child processes sharing one token secret; and a workload of writers and
 //! watchers on every replica whose recorded history the tests check.
 //!
-//! Include with `mod common; mod ops_support; mod cluster_support;`.
+//! Include with `mod common; mod etcd_support; mod ops_support; mod cluster_support;`.
 #![allow(dead_code)]
 
-mod etcd;
-pub use etcd::EtcdCluster;
+pub use crate::etcd_support::EtcdCluster;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -154,6 +153,19 @@ impl Deployment {
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
+}
+
+/// Watches open on the running, answering members of `etcd` together, from
+/// etcd's own metrics (`etcd_debugging_mvcc_watcher_total`).
+pub fn etcd_watchers(etcd: &EtcdCluster) -> u64 {
+    let mut total = 0.0;
+    for i in 0..etcd.len() {
+        if etcd.is_running(i) && !etcd.is_stopped(i) {
+            total += ops_support::sample(&etcd.metrics(i), "etcd_debugging_mvcc_watcher_total", &[])
+                .expect("etcd_debugging_mvcc_watcher_total in etcd's metrics");
+        }
+    }
+    total as u64
 }
 
 /// The `ErrorInfo` metadata value `key` of a status, if any.
