@@ -5,7 +5,10 @@
 # etcd-server) if it is missing, and runs bench/ — which starts convgroups,
 # an empty tonic server and etcd on 127.0.0.1, measures them in one run and
 # prints a markdown report with the ratios and targets. Every server is
-# stopped by pid when it ends. Takes about 5-8 minutes on 2 cores.
+# stopped by pid when it ends. Takes about 5-8 minutes on 2 cores. Its last
+# phase is the cluster phase (3 replicas over a 3-member etcd cluster next to
+# raw etcd requests of the same shape, docs/cluster.md); `scripts/bench.sh
+# cluster` runs that phase alone.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

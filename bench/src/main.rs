@@ -8,6 +8,7 @@
 //! when the benchmark ends; every phase is bounded in time and count.
 
 mod anchor;
+mod cluster;
 mod fanout;
 mod load;
 mod procs;
@@ -64,6 +65,9 @@ enum Command {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Only the cluster phase: 3 replicas over a 3-member etcd cluster next to
+    /// raw etcd transactions of the same shape, and fan-out over the replicas.
+    Cluster,
     /// One load phase against a running convgroups server (for profiling:
     /// run it while `perf record -p <server pid>` watches).
     Load {
@@ -146,6 +150,19 @@ fn main() {
             println!("{report}");
             return;
         }
+        Some(Command::Cluster) => {
+            let report = runtime.block_on(async {
+                let env = environment(&args);
+                let mut report = String::from("## convgroups benchmark: cluster phase\n");
+                cluster::run(&env, Duration::from_secs(args.seconds), &mut report).await;
+                report
+            });
+            println!("{report}");
+            if let Some(out) = &args.out {
+                std::fs::write(out, &report).expect("write the report");
+            }
+            return;
+        }
         None => {}
     }
     let report = runtime.block_on(run(&args));
@@ -155,16 +172,21 @@ fn main() {
     }
 }
 
-async fn run(args: &Args) -> String {
+/// The binaries and a fresh work directory.
+fn environment(args: &Args) -> Env {
     let bench_bin = std::env::current_exe().expect("current exe");
     let server_bin = args.server_bin.clone().unwrap_or_else(|| bench_bin.parent().expect("exe dir").join("convgroups"));
     assert!(server_bin.exists(), "{} not found: build it first (scripts/bench.sh does)", server_bin.display());
-    let env = Env {
+    Env {
         server_bin,
         bench_bin,
         etcd_bin: targets::find_etcd(args.etcd_bin.as_deref()),
         work: tempfile::tempdir().expect("work dir"),
-    };
+    }
+}
+
+async fn run(args: &Args) -> String {
+    let env = environment(args);
     let secs = Duration::from_secs(args.seconds);
     let mut report = String::new();
     let _ = writeln!(report, "## convgroups benchmark\n");
@@ -361,6 +383,7 @@ async fn run(args: &Args) -> String {
         160.0,
         false,
     );
+    cluster::run(&env, secs, &mut report).await;
     report
 }
 

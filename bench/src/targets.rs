@@ -62,6 +62,20 @@ impl Pool {
         Self { channels: connect(addr, connections).await, bearer }
     }
 
+    /// Connections to several servers, interleaved (the first to each, then
+    /// the second to each, ...), so that task or watcher i talks to server
+    /// i % servers.
+    pub async fn spread(addrs: &[SocketAddr], per_server: usize, token: Option<&str>) -> Self {
+        let bearer = token.map(|t| format!("Bearer {t}").parse().expect("ASCII token"));
+        let mut channels = Vec::new();
+        for _ in 0..per_server {
+            for addr in addrs {
+                channels.extend(connect(*addr, 1).await);
+            }
+        }
+        Self { channels, bearer }
+    }
+
     fn auth(&self, user: Option<&str>) -> Auth {
         Auth { bearer: self.bearer.clone(), user: user.map(|u| u.parse().expect("ASCII user")) }
     }
@@ -106,7 +120,7 @@ pub struct Env {
 }
 
 impl Env {
-    fn dir(&self, name: &str) -> PathBuf {
+    pub fn dir(&self, name: &str) -> PathBuf {
         let dir = self.work.path().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
