@@ -37,6 +37,7 @@
 
 mod client;
 mod feed;
+mod reads;
 mod transfer;
 
 pub(super) use transfer::{export, import};
@@ -188,7 +189,9 @@ fn batch_of(kv: &KeyValue) -> Result<EventBatch, Error> {
 }
 
 pub(super) struct Inner {
-    client: Client,
+    client: Arc<Client>,
+    /// Batches concurrent reads of users' records (see [`reads`]).
+    reads: reads::Reads,
     keys: Keys,
     limits: Limits,
     hub: Hub,
@@ -286,7 +289,7 @@ impl EtcdStore {
     /// `--etcd-retry-for`), then starts the change feed and the heartbeat
     /// from the cluster's current revision.
     pub async fn open(settings: &StorageSettings, limits: Limits, hub: Hub) -> Result<Self, Error> {
-        let client = Client::new(settings)?;
+        let client = Arc::new(Client::new(settings)?);
         let keys = Keys { prefix: settings.etcd_prefix.as_bytes().to_vec() };
         let start = client
             .range(RangeRequest { count_only: true, ..range_of(&keys.feed()) })
@@ -300,6 +303,7 @@ impl EtcdStore {
         let (durable, _) = watch::channel(Durable::at(start));
         hub.advance(start);
         let inner = Arc::new(Inner {
+            reads: reads::Reads::start(client.clone()),
             client,
             keys,
             limits,
@@ -340,10 +344,8 @@ impl EtcdStore {
     /// Reads the user's record now: the record and the cluster revision of
     /// the read.
     async fn read_user(&self, user: &UserId) -> Result<(UserRecord, u64), Error> {
-        let response =
-            self.inner.client.range(RangeRequest { key: self.inner.keys.user(user), ..Default::default() }).await?;
-        let revision = response.header.as_ref().map_or(0, |h| h.revision as u64);
-        Ok((user_record(response.kvs.first())?, revision))
+        let (kv, revision) = self.inner.reads.get(self.inner.keys.user(user)).await?;
+        Ok((user_record(kv.as_ref())?, revision))
     }
 
     /// Runs blocking work that reads etcd through `block_on`.
