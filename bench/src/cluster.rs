@@ -24,46 +24,19 @@ use crate::load::{closed_loop, Measured};
 use crate::procs::{free_addr, start, Proc};
 use crate::targets::{connect, Env, Pool};
 
-/// Starts three etcd members on loopback, data under `env`'s work dir.
+/// Starts three etcd members on loopback, data under `env`'s work dir,
+/// with the limits the etcd backend needs (docs/cluster.md).
 fn etcd_cluster(env: &Env) -> Vec<Proc> {
     let ports: Vec<(SocketAddr, SocketAddr)> = (0..3).map(|_| (free_addr(), free_addr())).collect();
     let initial = ports.iter().enumerate().map(|(i, (_, p))| format!("m{i}=http://{p}")).collect::<Vec<_>>().join(",");
-    let mut members = Vec::new();
-    for (i, (client, peer)) in ports.iter().enumerate() {
-        let dir = env.dir(&format!("cluster-etcd-{i}"));
-        let args: Vec<String> = [
-            "--name",
-            &format!("m{i}"),
-            "--data-dir",
-            &dir.display().to_string(),
-            "--listen-client-urls",
-            &format!("http://{client}"),
-            "--advertise-client-urls",
-            &format!("http://{client}"),
-            "--listen-peer-urls",
-            &format!("http://{peer}"),
-            "--initial-advertise-peer-urls",
-            &format!("http://{peer}"),
-            "--initial-cluster",
-            &initial,
-            "--initial-cluster-state",
-            "new",
-            "--max-txn-ops",
-            "8192",
-            "--max-request-bytes",
-            "33554432",
-            "--logger",
-            "zap",
-            "--log-level",
-            "error",
-        ]
+    let limits = ["--max-txn-ops", "8192", "--max-request-bytes", "33554432"];
+    ports
         .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let log = env.work.path().join(format!("cluster-etcd-{i}.log"));
-        members.push(start("etcd member", &env.etcd_bin, &args, *client, &log));
-    }
-    members
+        .enumerate()
+        .map(|(i, (client, peer))| {
+            env.etcd_member(&format!("cluster-etcd-{i}"), &format!("m{i}"), *client, *peer, &initial, &limits)
+        })
+        .collect()
 }
 
 /// Three replicas over `endpoints`, sharing the secret in `secret`.

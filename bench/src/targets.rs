@@ -171,33 +171,52 @@ impl Env {
 
     /// A fresh single-member etcd on loopback.
     pub fn etcd(&self, tag: &str) -> Proc {
-        let dir = self.dir(&format!("etcd-{tag}"));
         let (client, peer) = (free_addr(), free_addr());
-        let args: Vec<String> = vec![
-            "--name".into(),
-            "bench".into(),
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--listen-client-urls".into(),
-            format!("http://{client}"),
-            "--advertise-client-urls".into(),
-            format!("http://{client}"),
-            "--listen-peer-urls".into(),
-            format!("http://{peer}"),
-            "--initial-advertise-peer-urls".into(),
-            format!("http://{peer}"),
-            "--initial-cluster".into(),
-            format!("bench=http://{peer}"),
-            "--initial-cluster-state".into(),
-            "new".into(),
-            "--logger".into(),
-            "zap".into(),
-            "--log-level".into(),
-            "error".into(),
-            "--quota-backend-bytes".into(),
-            (8u64 << 30).to_string(),
-        ];
-        start("etcd", &self.etcd_bin, &args, client, &self.work.path().join(format!("etcd-{tag}.log")))
+        let initial = format!("bench=http://{peer}");
+        self.etcd_member(&format!("etcd-{tag}"), "bench", client, peer, &initial, &[])
+    }
+
+    /// One etcd member `name` of the cluster `initial_cluster`, with its data
+    /// in a fresh directory `tag` and `extra` flags.
+    pub fn etcd_member(
+        &self,
+        tag: &str,
+        name: &str,
+        client: SocketAddr,
+        peer: SocketAddr,
+        initial_cluster: &str,
+        extra: &[&str],
+    ) -> Proc {
+        let dir = self.dir(tag);
+        let mut args: Vec<String> = [
+            "--name",
+            name,
+            "--data-dir",
+            &dir.display().to_string(),
+            "--listen-client-urls",
+            &format!("http://{client}"),
+            "--advertise-client-urls",
+            &format!("http://{client}"),
+            "--listen-peer-urls",
+            &format!("http://{peer}"),
+            "--initial-advertise-peer-urls",
+            &format!("http://{peer}"),
+            "--initial-cluster",
+            initial_cluster,
+            "--initial-cluster-state",
+            "new",
+            "--logger",
+            "zap",
+            "--log-level",
+            "error",
+            "--quota-backend-bytes",
+            &(8u64 << 30).to_string(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        start("etcd", &self.etcd_bin, &args, client, &self.work.path().join(format!("{tag}.log")))
     }
 }
 
