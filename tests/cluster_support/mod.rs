@@ -379,8 +379,12 @@ async fn follow(
                 Ok(Ok(None)) => break,
                 Ok(Err(status)) => {
                     seen.endings.push(format!("stream on {at}: {status:?}"));
+                    // The server's resume revision may be past `next`:
+                    // it covered revisions with no batch for this watcher
+                    // (a catch-up, heartbeats) without a bookmark yet. A
+                    // real gap shows in `check`, which compares every
+                    // watcher's batches with what is stored.
                     if let Some(resume) = info(&status, "resume_revision").and_then(|r| r.parse().ok()) {
-                        assert!(resume <= next, "resume_revision {resume} skips past {next}: a gap");
                         next = resume;
                     }
                     break;
