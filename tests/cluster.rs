@@ -15,12 +15,14 @@
 mod cluster_support;
 mod common;
 mod etcd_support;
+mod linearizability;
 mod ops_support;
 
 use std::time::{Duration, Instant};
 
 use cluster_support::{check, info, reason, setup, Deployment, Workload};
 use convgroups::pb::*;
+use linearizability::{Op, Ret};
 use tonic::Code;
 
 async fn pause(ms: u64) {
@@ -160,7 +162,7 @@ async fn many_watchers_on_a_replica_cost_etcd_one_watch() {
 async fn killing_the_etcd_leader_under_load_loses_nothing() {
     let mut d = Deployment::start();
     let start = setup(&d).await;
-    let workload = Workload::start(&d, start);
+    let workload = Workload::start(&d, start).await;
     pause(1500).await;
     let leader = d.etcd.leader();
     d.etcd.kill(leader);
@@ -168,38 +170,48 @@ async fn killing_the_etcd_leader_under_load_loses_nothing() {
     d.etcd.restart(leader);
     d.etcd.wait_healthy();
     pause(1000).await;
-    let (adds, seen) = workload.finish(&d, (leader + 1) % 3).await;
-    check(&d, 0, &adds, &seen).await;
+    let recorded = workload.finish(&d, (leader + 1) % 3).await;
+    check(&d, 0, &recorded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_replica_under_load_its_clients_resume_on_another() {
     let mut d = Deployment::start();
     let start = setup(&d).await;
-    let workload = Workload::start(&d, start);
+    let workload = Workload::start(&d, start).await;
     pause(1500).await;
     d.kill_replica(1);
     pause(2000).await;
-    let (adds, seen) = workload.finish(&d, 0).await;
-    assert!(seen.iter().any(|(_, s)| s.resumes > 0), "no watcher had to resume: the kill did not bite");
-    check(&d, 2, &adds, &seen).await;
+    let recorded = workload.finish(&d, 0).await;
+    assert!(recorded.seen.iter().any(|(_, s)| s.resumes > 0), "no watcher had to resume: the kill did not bite");
+    check(&d, 2, &recorded).await;
     d.restart_replica(1);
-    check(&d, 1, &adds, &seen).await;
+    check(&d, 1, &recorded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_member_leaves_the_majority_serving_with_no_stale_read() {
     let mut d = Deployment::start();
     let start = setup(&d).await;
-    let workload = Workload::start(&d, start);
+    let workload = Workload::start(&d, start).await;
     pause(1000).await;
     // Member 0 is where every replica starts: the one they must leave.
     d.etcd.stop(0);
+    // These adds are part of ann's history too (one more client thread).
+    let history = workload.history("ann");
     let deadline = Instant::now() + Duration::from_secs(6);
     let mut n = 0;
     while Instant::now() < deadline {
         let writer = n % 3;
-        if let Ok(revision) = add(&mut d.client(writer, "ann"), &format!("C2Cstale{n}"), None).await {
+        let conversation = format!("C2Cstale{n}");
+        let call = history.invoke(1000, Op::Add { conversation: conversation.clone() });
+        let result = add(&mut d.client(writer, "ann"), &conversation, None).await;
+        match cluster_support::classify(result.clone()) {
+            cluster_support::Outcome::Ok(revision) => history.ok(call, Ret::Added { revision }),
+            cluster_support::Outcome::NotApplied(_) => history.failed(call),
+            cluster_support::Outcome::Unknown(_) => history.unknown(call),
+        }
+        if let Ok(revision) = result {
             let reader = (writer + 1) % 3;
             let read = d
                 .client(reader, "ann")
@@ -216,10 +228,11 @@ async fn a_stopped_member_leaves_the_majority_serving_with_no_stale_read() {
         n += 1;
     }
     d.etcd.resume(0);
-    let (adds, seen) = workload.finish(&d, 0).await;
-    let acked_while_stopped = adds.iter().filter(|a| matches!(a.outcome, cluster_support::Outcome::Ok(_))).count();
+    let recorded = workload.finish(&d, 0).await;
+    let acked_while_stopped =
+        recorded.adds.iter().filter(|a| matches!(a.outcome, cluster_support::Outcome::Ok(_))).count();
     assert!(acked_while_stopped > 0);
-    check(&d, 1, &adds, &seen).await;
+    check(&d, 1, &recorded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -302,14 +315,14 @@ async fn a_replica_cut_off_from_etcd_refuses_ends_streams_and_recovers_by_itself
 async fn every_member_killed_and_restarted_loses_nothing_acknowledged() {
     let mut d = Deployment::start();
     let start = setup(&d).await;
-    let workload = Workload::start(&d, start);
+    let workload = Workload::start(&d, start).await;
     pause(1500).await;
     d.etcd.kill_all();
     pause(1500).await;
     d.etcd.restart_all();
     pause(2000).await;
-    let (adds, seen) = workload.finish(&d, 0).await;
-    check(&d, 2, &adds, &seen).await;
+    let recorded = workload.finish(&d, 0).await;
+    check(&d, 2, &recorded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,12 @@
 //! child processes sharing one token secret; and a workload of writers and
 //! watchers on every replica whose recorded history the tests check.
 //!
-//! Include with `mod common; mod etcd_support; mod ops_support; mod cluster_support;`.
+//! Every add and every read of the workload is also recorded, per user, in a
+//! [`History`] that [`check`] hands to the independent linearizability
+//! checker in `tests/linearizability` (stateright's `LinearizabilityTester`
+//! over a sequential model of one user's group).
+//!
+//! Include with `mod common; mod etcd_support; mod linearizability; mod ops_support; mod cluster_support;`.
 #![allow(dead_code)]
 
 pub use crate::etcd_support::EtcdCluster;
@@ -24,6 +29,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::common::{GroupClient, Headers};
+use crate::linearizability::{self, History, Op, Ret};
 use crate::ops_support::{self, Launch, Server};
 
 /// Timeouts of the replicas: short, so that faults are noticed within the
@@ -36,6 +42,10 @@ const REPLICA_FLAGS: &[&str] = &[
     "--etcd-heartbeat-interval",
     "250ms",
     "--max-conversations-per-group",
+    "100000",
+    // The workload's readers list the whole group in one page, so that each
+    // read is one atomic observation for the linearizability checker.
+    "--max-page-size",
     "100000",
     "--bookmark-interval",
     "500ms",
@@ -237,7 +247,31 @@ pub struct Workload {
     writers: Vec<tokio::task::JoinHandle<()>>,
     watchers: Vec<(String, tokio::task::JoinHandle<Seen>)>,
     watch_stop: Arc<Mutex<HashMap<String, u64>>>,
+    histories: HashMap<String, UserHistory>,
 }
+
+/// Every call the workload made for one user, from the state it started at.
+#[derive(Clone)]
+pub struct UserHistory {
+    pub calls: History,
+    pub initial_revision: u64,
+    pub initial_members: BTreeSet<String>,
+}
+
+/// What a workload recorded, for [`check`].
+pub struct Recorded {
+    pub adds: Vec<Add>,
+    pub seen: Vec<(String, Seen)>,
+    pub histories: HashMap<String, UserHistory>,
+}
+
+/// The history thread numbers of a user's clients: writers first, then
+/// readers (one of each per replica).
+const READER_THREADS: usize = 100;
+
+/// Pause between two reads of one reader: enough reads to constrain the
+/// history, few enough that the checker stays quick.
+const READ_PAUSE: Duration = Duration::from_millis(40);
 
 pub const USERS: [&str; 3] = ["ann", "ben", "cai"];
 
@@ -261,39 +295,76 @@ pub async fn setup(deployment: &Deployment) -> u64 {
 }
 
 impl Workload {
-    pub fn start(deployment: &Deployment, start: u64) -> Self {
+    /// Starts the workload; each user's history starts from the state of
+    /// group `G` as read through replica 0 now.
+    pub async fn start(deployment: &Deployment, start: u64) -> Self {
         let replicas = deployment.launches.len();
         let stop = Arc::new(AtomicBool::new(false));
         let adds = Arc::new(Mutex::new(Vec::new()));
         let watch_stop = Arc::new(Mutex::new(HashMap::new()));
         let mut writers = Vec::new();
         let mut watchers = Vec::new();
+        let mut histories = HashMap::new();
         for user in USERS {
+            let (initial_members, initial_revision) = members(&mut deployment.client(0, user)).await;
+            let history = UserHistory { calls: History::new(), initial_revision, initial_members };
+            histories.insert(user.to_string(), history.clone());
             let clients: Vec<GroupClient> = (0..replicas).map(|r| deployment.client(r, user)).collect();
             for first in 0..replicas {
                 let (stop, adds, mut clients) = (stop.clone(), adds.clone(), clients.clone());
-                let user = user.to_string();
+                let (user, history) = (user.to_string(), history.calls.clone());
                 writers.push(tokio::spawn(async move {
                     let mut at = first;
                     let mut n = 0;
                     while !stop.load(Ordering::Acquire) {
                         let conversation = format!("C2Cw{first}-{n}");
                         n += 1;
-                        let call = clients[at].add_conversations_to_group(AddConversationsToGroupRequest {
+                        let call = history.invoke(first, Op::Add { conversation: conversation.clone() });
+                        let request = clients[at].add_conversations_to_group(AddConversationsToGroupRequest {
                             group_name: "G".into(),
                             conversation_ids: vec![conversation.clone()],
                             expected_revision: None,
                         });
-                        let result = match tokio::time::timeout(CALL_TIMEOUT, call).await {
-                            Ok(result) => result.map(|r| r.into_inner().revision),
+                        let reply = match tokio::time::timeout(CALL_TIMEOUT, request).await {
+                            Ok(result) => result.map(|r| r.into_inner()),
                             Err(_) => Err(tonic::Status::deadline_exceeded("client timeout")),
                         };
-                        let outcome = classify(result);
+                        let outcome = classify(reply.as_ref().map(|r| r.revision).map_err(Clone::clone));
+                        match (&outcome, &reply) {
+                            (Outcome::Ok(revision), Ok(reply)) => {
+                                let added = reply.success_conversation_ids.contains(&conversation);
+                                let revision = *revision;
+                                history.ok(
+                                    call,
+                                    if added { Ret::Added { revision } } else { Ret::AlreadyIn { revision } },
+                                );
+                            }
+                            (Outcome::NotApplied(_), _) => history.failed(call),
+                            _ => history.unknown(call),
+                        }
                         if !matches!(outcome, Outcome::Ok(_)) {
                             at = (at + 1) % clients.len();
                             tokio::time::sleep(Duration::from_millis(50)).await;
                         }
                         adds.lock().unwrap().push(Add { user: user.clone(), conversation, outcome });
+                    }
+                }));
+            }
+            for first in 0..replicas {
+                let (stop, mut clients, history) = (stop.clone(), clients.clone(), history.calls.clone());
+                writers.push(tokio::spawn(async move {
+                    let mut at = first;
+                    while !stop.load(Ordering::Acquire) {
+                        let call = history.invoke(READER_THREADS + first, Op::List);
+                        match tokio::time::timeout(CALL_TIMEOUT, list_once(&mut clients[at])).await {
+                            Ok(Ok((members, revision))) => history.ok(call, Ret::Listed { members, revision }),
+                            // A read that did not answer constrains nothing.
+                            _ => {
+                                history.failed(call);
+                                at = (at + 1) % clients.len();
+                            }
+                        }
+                        tokio::time::sleep(READ_PAUSE).await;
                     }
                 }));
             }
@@ -307,13 +378,19 @@ impl Workload {
                 ));
             }
         }
-        Self { stop, adds, writers, watchers, watch_stop }
+        Self { stop, adds, writers, watchers, watch_stop, histories }
     }
 
-    /// Stops the writers, reads every user's final revision through
-    /// `replica`, then lets every watcher run until it has seen that
-    /// revision, and returns the adds and what each watcher saw.
-    pub async fn finish(self, deployment: &Deployment, replica: usize) -> (Vec<Add>, Vec<(String, Seen)>) {
+    /// The history of `user`'s calls, for a test that makes more of them.
+    pub fn history(&self, user: &str) -> History {
+        self.histories[user].calls.clone()
+    }
+
+    /// Stops the writers and readers, reads every user's final revision
+    /// through `replica`, then lets every watcher run until it has seen that
+    /// revision, and returns the adds, what each watcher saw and the
+    /// histories.
+    pub async fn finish(self, deployment: &Deployment, replica: usize) -> Recorded {
         self.stop.store(true, Ordering::Release);
         for writer in self.writers {
             writer.await.expect("writer task");
@@ -328,7 +405,7 @@ impl Workload {
             seen.push((user, result.expect("watcher task")));
         }
         let adds = self.adds.lock().unwrap().clone();
-        (adds, seen)
+        Recorded { adds, seen, histories: self.histories }
     }
 }
 
@@ -413,6 +490,20 @@ async fn follow(
     }
 }
 
+/// Every member of group `G` in one page: one atomic read.
+async fn list_once(client: &mut GroupClient) -> Result<(BTreeSet<String>, u64), tonic::Status> {
+    let reply = client
+        .get_conversation_list(GetConversationListRequest {
+            filter: Some(ConversationFilter { group_name: Some("G".into()), ..Default::default() }),
+            page_size: 100_000,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert!(reply.is_finished, "group G did not fit in one page of 100,000");
+    Ok((reply.conversations.into_iter().map(|c| c.conversation_id).collect(), reply.revision))
+}
+
 /// Every member of `user`'s group `G`, read through `client`.
 pub async fn members(client: &mut GroupClient) -> (BTreeSet<String>, u64) {
     let mut ids = BTreeSet::new();
@@ -436,9 +527,11 @@ pub async fn members(client: &mut GroupClient) -> (BTreeSet<String>, u64) {
 }
 
 /// The checks every fault test ends with: every acknowledged add is stored,
-/// nothing refused as not applied is, and every watcher saw every stored add
-/// exactly once, in strictly increasing revisions, with no gap.
-pub async fn check(deployment: &Deployment, replica: usize, adds: &[Add], seen: &[(String, Seen)]) {
+/// nothing refused as not applied is, every watcher saw every stored add
+/// exactly once, in strictly increasing revisions, with no gap; and every
+/// user's history of adds and reads, on all replicas, is linearizable.
+pub async fn check(deployment: &Deployment, replica: usize, recorded: &Recorded) {
+    let (adds, seen) = (&recorded.adds, &recorded.seen);
     let mut stored: HashMap<String, BTreeSet<String>> = HashMap::new();
     for user in USERS {
         let (ids, _) = members(&mut deployment.client(replica, user)).await;
@@ -491,6 +584,22 @@ pub async fn check(deployment: &Deployment, replica: usize, adds: &[Add], seen: 
         assert!(phantom.is_empty(), "watcher of {user} received adds that are not stored: {phantom:?}");
     }
     eprintln!("checked: {acked} acknowledged, {refused} refused, {unknown} unknown adds; {} watchers", seen.len());
+    for (user, history) in &recorded.histories {
+        let (answered, unknown, failed) = history.calls.counts();
+        let lists = history.calls.len();
+        let started = Instant::now();
+        let verdict = tokio::task::block_in_place(|| {
+            linearizability::check(&history.calls, history.initial_revision, history.initial_members.clone())
+        });
+        match verdict {
+            Ok(checked) => eprintln!(
+                "linearizable: {user}: {checked} ops checked ({answered} answered, {unknown} unknown, {failed} \
+                 failed of {lists} calls) in {:?}",
+                started.elapsed()
+            ),
+            Err(why) => panic!("the history of {user} is not linearizable: {why}"),
+        }
+    }
 }
 
 /// The highest revision of each user, read through `replica`.
