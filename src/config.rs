@@ -291,6 +291,8 @@ pub const DEFAULT_ETCD_RETRY_FOR: Duration = Duration::from_secs(5);
 /// must see come back: it bounds how stale an idle stream's bookmark is and
 /// how soon a dead feed is noticed.
 pub const DEFAULT_ETCD_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Users' records an etcd replica keeps for reads with `min_revision`.
+pub const DEFAULT_ETCD_READ_CACHE_USERS: usize = 10_000;
 
 /// The storage backend and its connection settings.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -313,6 +315,11 @@ pub struct StorageSettings {
     /// How often the replica writes its heartbeat through its change feed.
     #[arg(long, env = "CONVGROUPS_ETCD_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = positive_duration)]
     pub etcd_heartbeat_interval: Duration,
+    /// Users' records a replica keeps in memory to answer
+    /// GetConversationGroupList with `min_revision` without asking etcd
+    /// (a few KB each); 0 turns that off (every read asks etcd).
+    #[arg(long, env = "CONVGROUPS_ETCD_READ_CACHE_USERS", default_value_t = DEFAULT_ETCD_READ_CACHE_USERS)]
+    pub etcd_read_cache_users: usize,
 }
 
 impl Default for StorageSettings {
@@ -324,6 +331,7 @@ impl Default for StorageSettings {
             etcd_request_timeout: DEFAULT_ETCD_REQUEST_TIMEOUT,
             etcd_retry_for: DEFAULT_ETCD_RETRY_FOR,
             etcd_heartbeat_interval: DEFAULT_ETCD_HEARTBEAT_INTERVAL,
+            etcd_read_cache_users: DEFAULT_ETCD_READ_CACHE_USERS,
         }
     }
 }

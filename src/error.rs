@@ -43,6 +43,9 @@ pub enum Error {
     RevisionCompacted { start: u64, oldest: u64, current: u64 },
     #[error("start_revision: {start} is newer than the current revision {current}")]
     RevisionInFuture { start: u64, oldest: u64, current: u64 },
+    /// A read's `min_revision` is beyond anything the deployment has written.
+    #[error("min_revision: {min} is newer than the current revision {current}")]
+    MinRevisionInFuture { min: u64, current: u64 },
     #[error("too many watch streams: {message}")]
     TooManyWatchers { message: String },
     #[error("{message}")]
@@ -131,6 +134,11 @@ impl Error {
                 Code::OutOfRange,
                 "REVISION_IN_FUTURE",
                 vec![("oldest_revision", oldest.to_string()), ("current_revision", current.to_string())],
+            ),
+            MinRevisionInFuture { current, .. } => (
+                Code::OutOfRange,
+                "REVISION_IN_FUTURE",
+                vec![("field", "min_revision".into()), ("current_revision", current.to_string())],
             ),
             TooManyWatchers { .. } => (Code::ResourceExhausted, "TOO_MANY_WATCHERS", vec![]),
             Unauthenticated { .. } => (Code::Unauthenticated, "UNAUTHENTICATED", vec![]),

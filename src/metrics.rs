@@ -87,6 +87,12 @@ pub fn feed_lag(lag: Duration) {
     metrics::gauge!("convgroups_etcd_feed_lag_seconds").set(lag.as_secs_f64());
 }
 
+/// A read with `min_revision` on an etcd replica was answered from its
+/// memory (hit) or had to ask etcd (miss).
+pub fn etcd_read_cache(hit: bool) {
+    metrics::counter!("convgroups_etcd_read_cache_total", "result" => if hit { "hit" } else { "miss" }).increment(1);
+}
+
 /// The change feed reconnected (to the same or another etcd member).
 pub fn feed_reconnected() {
     metrics::counter!("convgroups_etcd_feed_reconnects_total").increment(1);

@@ -66,7 +66,7 @@ fn assert_denied(status: &Status, code: Code) {
 async fn assert_all_rpcs_fail(s: &TestServer, headers: Headers, code: Code, what: &str) {
     let mut gc = s.group_client_with(headers.clone());
     let mut cc = s.conv_client_with(headers);
-    let st = expect_err(gc.get_conversation_group_list(GetConversationGroupListRequest {}).await);
+    let st = expect_err(gc.get_conversation_group_list(GetConversationGroupListRequest::default()).await);
     assert_eq!(st.code(), code, "{what}: GetConversationGroupList: {st:?}");
     assert_denied(&st, code);
     let st = expect_err(create(&mut gc, "G", &["C2Cx"]).await);

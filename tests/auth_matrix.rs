@@ -257,7 +257,7 @@ async fn call(
         Rpc::List => {
             format!(
                 "{:?}",
-                gc.get_conversation_group_list(with_headers(GetConversationGroupListRequest {}, headers))
+                gc.get_conversation_group_list(with_headers(GetConversationGroupListRequest::default(), headers))
                     .await?
                     .into_inner()
             )
@@ -286,13 +286,20 @@ async fn call(
             format!("{:?}", gc.delete_conversations_from_group(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::Conversations => {
-            let m = GetConversationListRequest { filter: None, page_size: 1000, page_token: String::new() };
+            let m = GetConversationListRequest {
+                filter: None,
+                page_size: 1000,
+                page_token: String::new(),
+                min_revision: None,
+            };
             format!("{:?}", gc.get_conversation_list(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::Unread => {
             format!(
                 "{:?}",
-                gc.get_unread_count(with_headers(GetUnreadCountRequest { filter: None }, headers)).await?.into_inner()
+                gc.get_unread_count(with_headers(GetUnreadCountRequest { filter: None, min_revision: None }, headers))
+                    .await?
+                    .into_inner()
             )
         }
         Rpc::Watch => {

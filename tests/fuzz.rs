@@ -436,8 +436,12 @@ pub fn target_conversion(data: &[u8]) {
                 has_group_at_info: c.maybe(Choices::flag),
                 conversation_ids: c.ids(limits.max_ids_per_request),
             };
-            let request =
-                pb::GetConversationListRequest { filter: Some(filter), page_size: 0, page_token: String::new() };
+            let request = pb::GetConversationListRequest {
+                filter: Some(filter),
+                page_size: 0,
+                page_token: String::new(),
+                min_revision: None,
+            };
             let mut bytes = vec![7 + (selector & 1) * REQUEST_TYPES as u8];
             bytes.extend(request.encode_to_vec());
             target_request(&bytes);
@@ -984,7 +988,7 @@ fn request_corpus() -> Vec<Vec<u8>> {
             }
             .encode_to_vec(),
         ),
-        (3, pb::GetConversationGroupListRequest {}.encode_to_vec()),
+        (3, pb::GetConversationGroupListRequest::default().encode_to_vec()),
         (
             4,
             pb::ReorderConversationGroupsRequest { group_names: vec!["a".into(), "b".into()], expected_revision: None }
@@ -1014,10 +1018,11 @@ fn request_corpus() -> Vec<Vec<u8>> {
                 filter: Some(filter.clone()),
                 page_size: 10,
                 page_token: convert::encode_page_token(&ConversationFilter::default(), &position_from(b"\x01abc")),
+                min_revision: None,
             }
             .encode_to_vec(),
         ),
-        (8, pb::GetUnreadCountRequest { filter: Some(filter) }.encode_to_vec()),
+        (8, pb::GetUnreadCountRequest { filter: Some(filter), min_revision: None }.encode_to_vec()),
         (
             8,
             pb::GetUnreadCountRequest {
@@ -1027,6 +1032,7 @@ fn request_corpus() -> Vec<Vec<u8>> {
                     conversation_ids: vec!["group_g".into(), "x".into()],
                     ..Default::default()
                 }),
+                min_revision: None,
             }
             .encode_to_vec(),
         ),

@@ -1226,7 +1226,7 @@ fn probe_filter(step: usize, user: &UserM) -> ConversationFilter {
 async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Check {
     let list = clients
         .gc
-        .get_conversation_group_list(pb::GetConversationGroupListRequest {})
+        .get_conversation_group_list(pb::GetConversationGroupListRequest::default())
         .await
         .map_err(|s| format!("GetConversationGroupList: {s:?}"))?
         .into_inner();
@@ -1610,7 +1610,7 @@ impl Case {
                 let desc = format!("{who:?} GetUnreadCount {f:?}");
                 let answer = self.clients[who.user]
                     .group(*who)
-                    .get_unread_count(pb::GetUnreadCountRequest { filter: Some(f.clone()) })
+                    .get_unread_count(pb::GetUnreadCountRequest { filter: Some(f.clone()), min_revision: None })
                     .await;
                 match (answer, self.model.select(who.user, &f)) {
                     (Ok(r), Ok(ids)) => {

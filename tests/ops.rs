@@ -433,7 +433,8 @@ async fn json_logs_have_one_line_per_rpc_and_no_secrets() {
     let channel = server.channel().await;
     for bad in [format!("Bearer {foreign}"), "Bearer not.a.jwt-garbage-token".to_string()] {
         let mut bad_client = client_on(channel.clone(), &bad);
-        let status = expect_err(bad_client.get_conversation_group_list(GetConversationGroupListRequest {}).await);
+        let status =
+            expect_err(bad_client.get_conversation_group_list(GetConversationGroupListRequest::default()).await);
         assert_eq!(status.code(), Code::Unauthenticated);
         assert!(!status.message().contains(&foreign), "the status echoes the token: {status:?}");
     }
@@ -480,10 +481,10 @@ async fn rejected_calls_are_logged_and_counted() {
         .start();
     let channel = server.channel().await;
     let mut anonymous = ConversationGroupServiceClient::new(channel.clone());
-    let status = expect_err(anonymous.get_conversation_group_list(GetConversationGroupListRequest {}).await);
+    let status = expect_err(anonymous.get_conversation_group_list(GetConversationGroupListRequest::default()).await);
     assert_eq!(status.code(), Code::Unauthenticated);
     let mut bad = client_on(channel, "Bearer not-a-token");
-    expect_err(bad.get_conversation_group_list(GetConversationGroupListRequest {}).await);
+    expect_err(bad.get_conversation_group_list(GetConversationGroupListRequest::default()).await);
     server.wait_for_log("serving").await;
     let (_, text) = http_get(metrics, "/metrics");
     let log = server.stop().await;
@@ -527,7 +528,7 @@ async fn trace_logs_keep_tokens_and_secret_out() {
     read_to_bookmark(&mut stream).await;
     drop(stream);
     let mut bad = client_on(server.channel().await, &format!("Bearer {token}x"));
-    expect_err(bad.get_conversation_group_list(GetConversationGroupListRequest {}).await);
+    expect_err(bad.get_conversation_group_list(GetConversationGroupListRequest::default()).await);
     // grpc-web over HTTP/1.1 with the header.
     let (addr, bearer) = (server.addr(), server.bearer("alice"));
     let (status, _) =
@@ -653,7 +654,8 @@ async fn tls_serves_with_a_generated_certificate_and_refuses_plaintext() {
     assert_eq!(group_names(&mut gc).await, ["Secure"]);
     // grpc-web over the same TLS port (HTTP/2, as browsers negotiate it).
     let mut web = web_client(channel.clone(), &server.bearer("alice"));
-    let list = web.get_conversation_group_list(GetConversationGroupListRequest {}).await.expect("grpc-web over TLS");
+    let list =
+        web.get_conversation_group_list(GetConversationGroupListRequest::default()).await.expect("grpc-web over TLS");
     assert_eq!(list.into_inner().group_names, ["Secure"]);
     let health = HealthClient::new(channel)
         .check(HealthCheckRequest { service: String::new() })
@@ -666,7 +668,7 @@ async fn tls_serves_with_a_generated_certificate_and_refuses_plaintext() {
     let plain = tokio::time::timeout(PROMPT, async {
         let channel = endpoint(&format!("http://127.0.0.1:{port}")).connect().await?;
         let mut gc = client_on(channel, &server.bearer("alice"));
-        gc.get_conversation_group_list(GetConversationGroupListRequest {}).await.map_err(Into::into)
+        gc.get_conversation_group_list(GetConversationGroupListRequest::default()).await.map_err(Into::into)
     })
     .await
     .expect("the plaintext attempt should fail promptly, not hang");
@@ -858,7 +860,8 @@ async fn grpc_web_over_http2_with_the_tonic_web_client() {
         .await
         .expect("grpc-web create over HTTP/2")
         .into_inner();
-    let list = client.get_conversation_group_list(GetConversationGroupListRequest {}).await.unwrap().into_inner();
+    let list =
+        client.get_conversation_group_list(GetConversationGroupListRequest::default()).await.unwrap().into_inner();
     assert_eq!(list.group_names, ["H2Web"]);
     assert_eq!(list.revision, created.revision);
     server.stop().await;
@@ -968,7 +971,7 @@ async fn load_beyond_max_in_flight_is_shed_with_overloaded() {
             if i % 2 == 0 {
                 create(&mut gc, "G", &["C2Cx"]).await.map(|_| ())
             } else {
-                gc.get_conversation_group_list(GetConversationGroupListRequest {}).await.map(|_| ())
+                gc.get_conversation_group_list(GetConversationGroupListRequest::default()).await.map(|_| ())
             }
         }));
     }

@@ -36,7 +36,8 @@ async fn every_changing_mutation_takes_a_higher_revision() {
     assert_eq!(revision(&mut gc).await, last);
     let list = list_page(&mut gc, None, 0, "").await.unwrap();
     assert_eq!(list.revision, last, "GetConversationList carries the current revision");
-    let unread = gc.get_unread_count(GetUnreadCountRequest { filter: None }).await.unwrap().into_inner();
+    let unread =
+        gc.get_unread_count(GetUnreadCountRequest { filter: None, min_revision: None }).await.unwrap().into_inner();
     assert_eq!(unread.revision, last, "GetUnreadCount carries the current revision");
 }
 
@@ -328,4 +329,66 @@ async fn concurrent_writers_with_the_same_expected_revision_exactly_one_wins() {
     let mut gc = s.group_client("alice");
     assert_eq!(group(&mut gc, "A").await.unwrap().conversation_count, 2);
     assert_eq!(revision(&mut gc).await, winners[0].revision);
+}
+
+/// Reads may pass `min_revision` (the highest revision the client has
+/// seen) instead of asking for a linearizable read: every read RPC answers
+/// at a revision at least that high — so a client sees its own writes,
+/// also where an etcd replica answers from memory — and refuses a
+/// `min_revision` beyond the current revision with OUT_OF_RANGE /
+/// REVISION_IN_FUTURE naming the field, changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_with_min_revision_see_the_clients_writes_and_refuse_a_future_revision() {
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let groups = |gc: &mut GroupClient, min: u64| {
+        let mut gc = gc.clone();
+        async move {
+            gc.get_conversation_group_list(GetConversationGroupListRequest { min_revision: Some(min) })
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let created = create(&mut gc, "A", &["C2Ca"]).await.unwrap().revision;
+    // Twice: on etcd the first read is kept in the replica's memory and the
+    // second may be answered from there.
+    for _ in 0..2 {
+        let list = groups(&mut gc, created).await.unwrap();
+        assert_eq!((list.group_names, list.revision), (vec!["A".to_string()], created));
+    }
+    let added = add(&mut gc, "A", &["C2Cb"]).await.unwrap().revision;
+    let list = groups(&mut gc, added).await.unwrap();
+    assert_eq!((list.groups[0].conversation_count, list.revision), (2, added), "a read at `added` misses the add");
+    // A revision seen earlier is a lower bound, not a point in the past.
+    assert_eq!(groups(&mut gc, created).await.unwrap().revision, added);
+    let page = gc
+        .get_conversation_list(GetConversationListRequest { min_revision: Some(added), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((page.conversations.len(), page.revision), (2, added));
+    let unread = gc
+        .get_unread_count(GetUnreadCountRequest { filter: None, min_revision: Some(added) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(unread.revision, added);
+
+    let before = user_state(&mut gc).await;
+    let future = added + 1_000_000;
+    let refused = [
+        expect_err(groups(&mut gc, future).await),
+        expect_err(
+            gc.get_conversation_list(GetConversationListRequest { min_revision: Some(future), ..Default::default() })
+                .await,
+        ),
+        expect_err(gc.get_unread_count(GetUnreadCountRequest { filter: None, min_revision: Some(future) }).await),
+    ];
+    for status in refused {
+        let info = assert_status_field(&status, Code::OutOfRange, "REVISION_IN_FUTURE", None, "min_revision");
+        assert_eq!(info.metadata.get("field").map(String::as_str), Some("min_revision"), "{status:?}");
+        let current: u64 = info.metadata["current_revision"].parse().expect("current_revision");
+        assert!(current >= added && current < future, "current_revision {current} in {status:?}");
+    }
+    assert_eq!(user_state(&mut gc).await, before, "a refused read changed something");
 }

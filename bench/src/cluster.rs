@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use convgroups::pb;
 use convgroups::pb::etcd as api;
 use convgroups::pb::etcd::kv_client::KvClient;
 use tonic::transport::Channel;
@@ -194,6 +195,21 @@ pub async fn run(env: &Env, secs: Duration, report: &mut String) {
         .await;
         row(report, &format!("raw etcd read (1 linearizable Range), c={c}"), &theirs);
         ratios.push((format!("read c={c}"), ours.calls_per_sec() / theirs.calls_per_sec()));
+        // The same read passing the revision the client has seen: replicas
+        // answer it from memory, issuing nothing to etcd.
+        let seen = pool
+            .groups(0, Some("reader"))
+            .get_conversation_group_list(pb::GetConversationGroupListRequest::default())
+            .await
+            .expect("reader's revision")
+            .into_inner()
+            .revision;
+        let session = crate::read_phase_at(&pool, replicas[0].pid(), c, secs, Some("reader"), Some(seen)).await;
+        row(report, &format!("convgroups read with min_revision, c={c}"), &session);
+        ratios.push((
+            format!("read with min_revision c={c} (vs the linearizable Range)"),
+            session.calls_per_sec() / theirs.calls_per_sec(),
+        ));
     }
     for c in [1usize, 64] {
         crate::setup_writers(&pool, c).await;

@@ -281,7 +281,12 @@ async fn run(args: &Args) -> String {
     let listing = closed_loop(cg.pid(), 1, secs, u64::MAX, move |task, _| {
         let mut client = pool.groups(task, Some("lister"));
         async move {
-            let request = pb::GetConversationListRequest { filter: None, page_size: 100, page_token: String::new() };
+            let request = pb::GetConversationListRequest {
+                filter: None,
+                page_size: 100,
+                page_token: String::new(),
+                min_revision: None,
+            };
             let r = client.get_conversation_list(request).await.map_err(|e| e.to_string())?;
             if r.into_inner().conversations.len() == 100 {
                 Ok(())
@@ -410,11 +415,24 @@ async fn one_load(addr: SocketAddr, token: &str, kind: &str, c: usize, secs: Dur
 /// GetConversationGroupList in a closed loop; with `user` (convgroups) each
 /// answer must hold 20 groups, without (the empty server) anything goes.
 async fn read_phase(pool: &Pool, pid: u32, c: usize, secs: Duration, user: Option<&'static str>) -> Measured {
+    read_phase_at(pool, pid, c, secs, user, None).await
+}
+
+/// [`read_phase`] passing `min_revision` (the revision the client has seen)
+/// instead of asking for a linearizable read.
+async fn read_phase_at(
+    pool: &Pool,
+    pid: u32,
+    c: usize,
+    secs: Duration,
+    user: Option<&'static str>,
+    min_revision: Option<u64>,
+) -> Measured {
     let pool = pool.clone();
     closed_loop(pid, c, secs, u64::MAX, move |task, _| {
         let mut client = pool.groups(task, user);
         async move {
-            let r = client.get_conversation_group_list(pb::GetConversationGroupListRequest {}).await;
+            let r = client.get_conversation_group_list(pb::GetConversationGroupListRequest { min_revision }).await;
             let groups = r.map_err(|e| e.to_string())?.into_inner().groups.len();
             if user.is_none() || groups == 20 {
                 Ok(())
@@ -479,8 +497,10 @@ async fn setup_reader(pool: &Pool) {
 async fn setup_writers(pool: &Pool, count: usize) {
     for task in 0..count {
         let user = format!("writer{task}");
-        let list =
-            pool.groups(0, Some(&user)).get_conversation_group_list(pb::GetConversationGroupListRequest {}).await;
+        let list = pool
+            .groups(0, Some(&user))
+            .get_conversation_group_list(pb::GetConversationGroupListRequest::default())
+            .await;
         if list.expect("list").into_inner().group_names.is_empty() {
             create_group(pool, &user, "g").await;
         }

@@ -79,7 +79,7 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
     match command {
         GroupsCommand::List => {
             let r = client
-                .call(api.get_conversation_group_list(client.request(GetConversationGroupListRequest {})))
+                .call(api.get_conversation_group_list(client.request(GetConversationGroupListRequest::default())))
                 .await?;
             show(json, || render::group_list(&r), || render::group_table(&r).trim_end().to_string())?;
             Ok(Outcome::Done)
@@ -248,7 +248,12 @@ async fn conversations(client: &Client, json: bool, command: ConversationsComman
             let mut listing = GetConversationListResponse::default();
             let mut page_token = page_token.unwrap_or_default();
             loop {
-                let request = GetConversationListRequest { filter: Some(filter.clone()), page_size, page_token };
+                let request = GetConversationListRequest {
+                    filter: Some(filter.clone()),
+                    page_size,
+                    page_token,
+                    min_revision: None,
+                };
                 let page = client.call(api.get_conversation_list(client.request(request))).await?;
                 listing.conversations.extend(page.conversations);
                 listing.next_page_token = page.next_page_token;
@@ -267,7 +272,7 @@ async fn conversations(client: &Client, json: bool, command: ConversationsComman
             Ok(Outcome::Done)
         }
         ConversationsCommand::Unread { filter: f } => {
-            let request = GetUnreadCountRequest { filter: Some(filter(f)) };
+            let request = GetUnreadCountRequest { filter: Some(filter(f)), min_revision: None };
             let r = client.call(client.groups().get_unread_count(client.request(request))).await?;
             show(json, || render::unread(&r), || r.unread_count.to_string())?;
             Ok(Outcome::Done)

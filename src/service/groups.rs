@@ -70,8 +70,12 @@ impl ConversationGroupServiceImpl {
         Ok(pb::RenameConversationGroupResponse { group: Some(convert::group(group)), revision })
     }
 
-    async fn list_groups(&self, user: UserId) -> Result<pb::GetConversationGroupListResponse, Error> {
-        let list = self.store.group_list(&user).await?;
+    async fn list_groups(
+        &self,
+        user: UserId,
+        req: pb::GetConversationGroupListRequest,
+    ) -> Result<pb::GetConversationGroupListResponse, Error> {
+        let list = self.store.group_list(&user, req.min_revision).await?;
         let group_names = list.groups.iter().map(|g| g.name.clone()).collect();
         Ok(pb::GetConversationGroupListResponse {
             group_names,
@@ -125,7 +129,7 @@ impl ConversationGroupServiceImpl {
             0 => limits.default_page_size,
             n => n.min(limits.max_page_size),
         };
-        let page = self.store.list_conversations(&user, filter.clone(), page_size, after).await?;
+        let page = self.store.list_conversations(&user, filter.clone(), page_size, after, req.min_revision).await?;
         let next_page_token =
             page.next_after.as_ref().map(|p| convert::encode_page_token(&filter, p)).unwrap_or_default();
         Ok(pb::GetConversationListResponse {
@@ -138,7 +142,7 @@ impl ConversationGroupServiceImpl {
 
     async fn unread(&self, user: UserId, req: pb::GetUnreadCountRequest) -> Result<pb::GetUnreadCountResponse, Error> {
         let filter = convert::filter(req.filter, self.store.limits())?;
-        let (unread_count, revision) = self.store.unread_count(&user, filter).await?;
+        let (unread_count, revision) = self.store.unread_count(&user, filter, req.min_revision).await?;
         Ok(pb::GetUnreadCountResponse { unread_count, revision })
     }
 
@@ -182,7 +186,7 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
         &self,
         request: Request<pb::GetConversationGroupListRequest>,
     ) -> Result<Response<pb::GetConversationGroupListResponse>, Status> {
-        self.calls.unary("GetConversationGroupList", request, |user, _| self.list_groups(user)).await
+        self.calls.unary("GetConversationGroupList", request, |user, req| self.list_groups(user, req)).await
     }
 
     async fn reorder_conversation_groups(

@@ -284,18 +284,18 @@ mod tests {
         for name in ["A", "B", "C"] {
             create(&store, &alice, name).await.expect("create");
         }
-        let before = store.group_list(&alice).await.expect("read");
+        let before = store.group_list(&alice, None).await.expect("read");
 
         let revision = request_reopen(&sled(&store).inner).await.expect("reopen");
         assert_eq!(revision, before.revision, "a reopen keeps the revision");
         assert_eq!(store.current_revision(), revision);
-        assert_eq!(store.group_list(&alice).await.expect("read after the reopen"), before);
+        assert_eq!(store.group_list(&alice, None).await.expect("read after the reopen"), before);
 
         let next = create(&store, &alice, "D").await.expect("create after the reopen");
         assert_eq!(next, revision + 1, "revisions continue after a reopen");
         drop(store);
         let restarted = open(dir.path(), Duration::from_millis(10));
-        let list = restarted.group_list(&alice).await.expect("read after a restart");
+        let list = restarted.group_list(&alice, None).await.expect("read after a restart");
         assert_eq!((names(&list), list.revision), (vec!["A", "B", "C", "D"], next));
     }
 
@@ -320,7 +320,7 @@ mod tests {
         // The directory takes writes, so the flusher's probe passes and it
         // reopens the database by itself.
         tokio::time::timeout(Duration::from_secs(5), health.storage_failing(false)).await.expect("recovered");
-        let list = store.group_list(&alice).await.expect("read");
+        let list = store.group_list(&alice, None).await.expect("read");
         assert_eq!((names(&list), list.revision), (vec!["A"], first), "the refused create left nothing");
         assert_eq!(create(&store, &alice, "B").await.expect("create after recovery"), first + 1);
         assert!(!dir.path().join(PROBE_FILE).exists(), "the probe file is removed");

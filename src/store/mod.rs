@@ -78,6 +78,15 @@ pub async fn restore_etcd(
 }
 pub use rules::CreatedGroup;
 
+/// sled reads are always current: `min_revision` only has to be a revision
+/// the server has reached.
+fn check_min_revision(store: &SledStore, min_revision: Option<u64>) -> Result<(), Error> {
+    match (min_revision, store.current_revision()) {
+        (Some(min), current) if min > current => Err(Error::MinRevisionInFuture { min, current }),
+        _ => Ok(()),
+    }
+}
+
 /// Which part of the log a watcher reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -319,8 +328,16 @@ impl Store {
         Ok(result.finish(revision))
     }
 
-    pub async fn group_list(&self, user: &UserId) -> Result<GroupList, Error> {
-        dispatch!(self, s => s.group_list(user).await)
+    /// The user's groups. With `min_revision`, at a revision at least that
+    /// one (an etcd replica may answer from memory); without, linearizable.
+    pub async fn group_list(&self, user: &UserId, min_revision: Option<u64>) -> Result<GroupList, Error> {
+        match self {
+            Store::Sled(s) => {
+                check_min_revision(s, min_revision)?;
+                s.group_list(user).await
+            }
+            Store::Etcd(s) => s.group_list(user, min_revision).await,
+        }
     }
 
     pub async fn list_conversations(
@@ -329,14 +346,32 @@ impl Store {
         filter: ConversationFilter,
         page_size: usize,
         after: Option<ListPosition>,
+        min_revision: Option<u64>,
     ) -> Result<ConversationPage, Error> {
-        dispatch!(self, s => s.list_conversations(user, filter, page_size, after).await)
+        match self {
+            Store::Sled(s) => {
+                check_min_revision(s, min_revision)?;
+                s.list_conversations(user, filter, page_size, after).await
+            }
+            Store::Etcd(s) => s.list_conversations(user, filter, page_size, after, min_revision).await,
+        }
     }
 
     /// Sum of unread counts of matching conversations that receive, with the
     /// user's revision.
-    pub async fn unread_count(&self, user: &UserId, filter: ConversationFilter) -> Result<(u64, u64), Error> {
-        dispatch!(self, s => s.unread_count(user, filter).await)
+    pub async fn unread_count(
+        &self,
+        user: &UserId,
+        filter: ConversationFilter,
+        min_revision: Option<u64>,
+    ) -> Result<(u64, u64), Error> {
+        match self {
+            Store::Sled(s) => {
+                check_min_revision(s, min_revision)?;
+                s.unread_count(user, filter).await
+            }
+            Store::Etcd(s) => s.unread_count(user, filter, min_revision).await,
+        }
     }
 
     /// The revision before which a watcher of `scope` cannot resume: events

@@ -30,6 +30,7 @@ use tonic_types::StatusExt;
 
 use crate::common::{GroupClient, Headers};
 use crate::linearizability::{self, History, Op, Ret};
+pub use crate::ops_support::sample;
 use crate::ops_support::{self, Launch, Server};
 
 /// Timeouts of the replicas: short, so that faults are noticed within the
@@ -59,6 +60,8 @@ pub struct Deployment {
     pub etcd: EtcdCluster,
     pub replicas: Vec<Option<Server>>,
     launches: Vec<Launch>,
+    /// Each replica's Prometheus endpoint.
+    metrics: Vec<std::net::SocketAddr>,
     secret: Secret,
     pub prefix: String,
     dir: TempDir,
@@ -80,6 +83,7 @@ impl Deployment {
         std::fs::write(&secret_path, &secret_text).expect("write the secret");
         let prefix = format!("/cluster-test-{:08x}/", rand::random::<u32>());
         let mut launches = Vec::new();
+        let mut metrics = Vec::new();
         for (i, endpoints) in endpoints.iter().enumerate() {
             let replica_dir = dir.path().join(format!("replica{i}"));
             std::fs::create_dir_all(&replica_dir).expect("replica dir");
@@ -87,10 +91,19 @@ impl Deployment {
                 .args(["--backend", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", &prefix])
                 .args(["--auth-secret-file", secret_path.to_str().expect("utf-8 path")])
                 .args(REPLICA_FLAGS.iter().copied());
-            launches.push(launch);
+            let metrics_addr = ops_support::free_addr();
+            metrics.push(metrics_addr);
+            launches.push(launch.args(["--metrics-listen".to_string(), metrics_addr.to_string()]));
         }
         let replicas = launches.iter().map(|l| Some(l.clone().start())).collect();
-        Self { etcd, replicas, launches, secret: Secret::from_bytes(secret_text.as_bytes()), prefix, dir }
+        Self { etcd, replicas, launches, metrics, secret: Secret::from_bytes(secret_text.as_bytes()), prefix, dir }
+    }
+
+    /// The replica's Prometheus metrics, as text.
+    pub fn metrics(&self, replica: usize) -> String {
+        let (status, body) = ops_support::http_get(self.metrics[replica], "/metrics");
+        assert_eq!(status, 200, "metrics of replica {replica}: {body}");
+        body
     }
 
     pub fn addr(&self, replica: usize) -> std::net::SocketAddr {
@@ -497,6 +510,7 @@ async fn list_once(client: &mut GroupClient) -> Result<(BTreeSet<String>, u64), 
             filter: Some(ConversationFilter { group_name: Some("G".into()), ..Default::default() }),
             page_size: 100_000,
             page_token: String::new(),
+            min_revision: None,
         })
         .await?
         .into_inner();
@@ -514,6 +528,7 @@ pub async fn members(client: &mut GroupClient) -> (BTreeSet<String>, u64) {
                 filter: Some(ConversationFilter { group_name: Some("G".into()), ..Default::default() }),
                 page_size: 1000,
                 page_token: token.clone(),
+                min_revision: None,
             })
             .await
             .expect("list G")

@@ -410,7 +410,7 @@ pub async fn remove(
 }
 
 pub async fn group_list(gc: &mut GroupClient) -> GetConversationGroupListResponse {
-    gc.get_conversation_group_list(GetConversationGroupListRequest {})
+    gc.get_conversation_group_list(GetConversationGroupListRequest::default())
         .await
         .expect("GetConversationGroupList")
         .into_inner()
@@ -437,9 +437,14 @@ pub async fn list_page(
     page_size: u32,
     page_token: &str,
 ) -> Result<GetConversationListResponse, Status> {
-    gc.get_conversation_list(GetConversationListRequest { filter, page_size, page_token: page_token.to_string() })
-        .await
-        .map(|r| r.into_inner())
+    gc.get_conversation_list(GetConversationListRequest {
+        filter,
+        page_size,
+        page_token: page_token.to_string(),
+        min_revision: None,
+    })
+    .await
+    .map(|r| r.into_inner())
 }
 
 /// Every conversation matching `filter`, walking all pages of `page_size`.
@@ -483,7 +488,7 @@ pub async fn find_conversation(gc: &mut GroupClient, id: &str) -> Option<Convers
 }
 
 pub async fn unread(gc: &mut GroupClient, filter: Option<ConversationFilter>) -> Result<u64, Status> {
-    gc.get_unread_count(GetUnreadCountRequest { filter }).await.map(|r| r.into_inner().unread_count)
+    gc.get_unread_count(GetUnreadCountRequest { filter, min_revision: None }).await.map(|r| r.into_inner().unread_count)
 }
 
 /// A ConversationUpdate for `id` with every optional field unset.

@@ -438,6 +438,7 @@ pub async fn list_all(gc: &mut GroupClient, filter: Option<ConversationFilter>) 
                 filter: filter.clone(),
                 page_size: 1000,
                 page_token: token.clone(),
+                min_revision: None,
             })
             .await?
             .into_inner();
@@ -457,7 +458,7 @@ pub async fn list_all(gc: &mut GroupClient, filter: Option<ConversationFilter>) 
 /// mutation of this user runs meanwhile.
 pub async fn read_user(gc: &mut GroupClient) -> Result<(UserView, Vec<String>), Status> {
     let mut problems = Vec::new();
-    let list = gc.get_conversation_group_list(GetConversationGroupListRequest {}).await?.into_inner();
+    let list = gc.get_conversation_group_list(GetConversationGroupListRequest::default()).await?.into_inner();
     let listed_names: Vec<String> = list.groups.iter().map(|g| g.name.clone()).collect();
     if list.group_names != listed_names {
         problems.push(format!("group_names {:?} != names of groups[] {listed_names:?}", list.group_names));

@@ -213,8 +213,16 @@ impl Follower {
                 }
                 if kv.key.starts_with(&log) {
                     match batch_of(&kv) {
-                        Ok(batch) => self.inner.hub.publish(Arc::new(batch)),
-                        Err(e) => tracing::error!(error = %e, revision, "skipping an unreadable event batch"),
+                        Ok(batch) => {
+                            self.inner.cache.changed(&batch.user, batch.revision);
+                            self.inner.hub.publish(Arc::new(batch));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, revision, "skipping an unreadable event batch");
+                            // Whose change it was is unknown: no kept record
+                            // can be vouched for.
+                            self.inner.cache.clear();
+                        }
                     }
                 } else if kv.key == self.own_key {
                     if let Some(written) = super::keys::decode_u64(&kv.value) {
@@ -258,6 +266,7 @@ impl Follower {
                     let complete = batches.len() < RECOVERY_CHUNK;
                     for batch in batches {
                         self.progress = batch.revision;
+                        self.inner.cache.changed(&batch.user, batch.revision);
                         self.inner.hub.publish(Arc::new(batch));
                     }
                     if complete {
@@ -270,6 +279,7 @@ impl Follower {
                         latest,
                         "the stored log was trimmed past the change feed too: ending every watch stream"
                     );
+                    self.inner.cache.clear();
                     self.inner.hub.interrupt();
                     break;
                 }

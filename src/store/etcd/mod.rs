@@ -35,6 +35,7 @@
 //! | `P w/h/<replica id>`        | heartbeat: write time, ms (u64)        |
 //! | `P m/floor`, `P m/floor/<user>` | trimming floors (u64)              |
 
+mod cache;
 mod client;
 mod feed;
 mod reads;
@@ -192,6 +193,8 @@ pub(super) struct Inner {
     client: Arc<Client>,
     /// Batches concurrent reads of users' records (see [`reads`]).
     reads: reads::Reads,
+    /// Users' records for reads with `min_revision` (see [`cache`]).
+    cache: cache::RecordCache,
     keys: Keys,
     limits: Limits,
     hub: Hub,
@@ -304,6 +307,7 @@ impl EtcdStore {
         hub.advance(start);
         let inner = Arc::new(Inner {
             reads: reads::Reads::start(client.clone()),
+            cache: cache::RecordCache::new(settings.etcd_read_cache_users),
             client,
             keys,
             limits,
@@ -343,9 +347,33 @@ impl EtcdStore {
 
     /// Reads the user's record now: the record and the cluster revision of
     /// the read.
-    async fn read_user(&self, user: &UserId) -> Result<(UserRecord, u64), Error> {
-        let (kv, revision) = self.inner.reads.get(self.inner.keys.user(user)).await?;
-        Ok((user_record(kv.as_ref())?, revision))
+    /// Fails with REVISION_IN_FUTURE when `min_revision` is beyond the
+    /// cluster's revision of the read. The record is kept for later reads
+    /// with `min_revision`.
+    async fn read_user(&self, user: &UserId, min_revision: Option<u64>) -> Result<(UserRecord, u64), Error> {
+        let ticket = self.inner.cache.start(user);
+        let read = self.inner.reads.get(self.inner.keys.user(user)).await;
+        let read = read.and_then(|(kv, revision)| Ok((user_record(kv.as_ref())?, revision)));
+        if let Some(ticket) = ticket {
+            self.inner.cache.finish(ticket, read.as_ref().ok().map(|(record, revision)| (record, *revision)));
+        }
+        let (record, revision) = read?;
+        match min_revision {
+            Some(min) if min > revision => Err(Error::MinRevisionInFuture { min, current: revision }),
+            _ => Ok((record, revision)),
+        }
+    }
+
+    /// The user's record as this replica's memory has it, when that is
+    /// current as of `min_revision` or later (see [`cache`]).
+    fn cached_user(&self, user: &UserId, min_revision: u64) -> Option<Arc<UserRecord>> {
+        let feed = *self.inner.durable.borrow();
+        if feed.failing || feed.revision < min_revision {
+            return None;
+        }
+        let record = self.inner.cache.get(user);
+        crate::metrics::etcd_read_cache(record.is_some());
+        record
     }
 
     /// Runs blocking work that reads etcd through `block_on`.
@@ -387,8 +415,11 @@ impl EtcdStore {
         Ok((answer, revision))
     }
 
-    pub async fn group_list(&self, user: &UserId) -> Result<GroupList, Error> {
-        let (record, _) = self.read_user(user).await?;
+    pub async fn group_list(&self, user: &UserId, min_revision: Option<u64>) -> Result<GroupList, Error> {
+        if let Some(record) = min_revision.and_then(|min| self.cached_user(user, min)) {
+            return Ok(super::query::group_list(&record));
+        }
+        let (record, _) = self.read_user(user, min_revision).await?;
         Ok(super::query::group_list(&record))
     }
 
@@ -398,8 +429,9 @@ impl EtcdStore {
         filter: ConversationFilter,
         page_size: usize,
         after: Option<ListPosition>,
+        min_revision: Option<u64>,
     ) -> Result<ConversationPage, Error> {
-        let (record, revision) = self.read_user(user).await?;
+        let (record, revision) = self.read_user(user, min_revision).await?;
         let user = user.clone();
         self.blocking(move |inner| {
             let state = EtcdRead { inner, revision };
@@ -408,8 +440,13 @@ impl EtcdStore {
         .await
     }
 
-    pub async fn unread_count(&self, user: &UserId, filter: ConversationFilter) -> Result<(u64, u64), Error> {
-        let (record, revision) = self.read_user(user).await?;
+    pub async fn unread_count(
+        &self,
+        user: &UserId,
+        filter: ConversationFilter,
+        min_revision: Option<u64>,
+    ) -> Result<(u64, u64), Error> {
+        let (record, revision) = self.read_user(user, min_revision).await?;
         let user = user.clone();
         self.blocking(move |inner| super::query::unread_count(&EtcdRead { inner, revision }, &user, &record, &filter))
             .await
@@ -433,7 +470,7 @@ impl EtcdStore {
 
     /// The user's groups and members as of one cluster revision.
     pub async fn snapshot(&self, user: &UserId) -> Result<Snapshot, Error> {
-        let (record, revision) = self.read_user(user).await?;
+        let (record, revision) = self.read_user(user, None).await?;
         let user = user.clone();
         self.blocking(move |inner| super::query::snapshot(&EtcdRead { inner, revision }, &user, &record, revision))
             .await
