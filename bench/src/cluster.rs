@@ -225,10 +225,10 @@ pub async fn run(env: &Env, secs: Duration, report: &mut String) {
         ratios.push((format!("durable mutation c={c}"), ours.calls_per_sec() / theirs.calls_per_sec()));
     }
 
-    let _ = writeln!(report, "\n| ratio (convgroups ÷ raw etcd, calls/s) | value | target |");
-    let _ = writeln!(report, "|---|---|---|");
+    let _ = writeln!(report, "\n| ratio (convgroups ÷ raw etcd, calls/s) | value | target | |");
+    let _ = writeln!(report, "|---|---|---|---|");
     for (what, ratio) in &ratios {
-        let _ = writeln!(report, "| {what} | {ratio:.2} | ≥ 0.8 |");
+        crate::target(report, what, *ratio, 0.8, true);
     }
 
     // One change on replica 0 to 1,000 watchers spread over the three.

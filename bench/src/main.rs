@@ -56,6 +56,10 @@ struct Args {
     /// Also write the report (markdown) here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Exit with status 1 when any target of the run is missed (the report
+    /// is printed either way).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,6 +72,8 @@ enum Command {
     /// Only the cluster phase: 3 replicas over a 3-member etcd cluster next to
     /// raw etcd transactions of the same shape, and fan-out over the replicas.
     Cluster,
+    /// Only the fan-out phases and their targets.
+    Fanout,
     /// One load phase against a running convgroups server (for profiling:
     /// run it while `perf record -p <server pid>` watches).
     Load {
@@ -130,11 +136,34 @@ fn fan_row(report: &mut String, what: &str, r: &FanoutResult) {
     );
 }
 
+/// Targets this run missed, for `--check`.
+static MISSED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 /// A target line: the figure, the bound, and whether it is met.
 fn target(report: &mut String, what: &str, value: f64, bound: f64, at_least: bool) {
     let met = if at_least { value >= bound } else { value <= bound };
     let relation = if at_least { "≥" } else { "≤" };
     let _ = writeln!(report, "| {what} | {value:.2} | {relation} {bound} | {} |", if met { "met" } else { "NOT met" });
+    if !met {
+        MISSED.lock().unwrap_or_else(|p| p.into_inner()).push(format!("{what}: {value:.2}, bound {relation} {bound}"));
+    }
+}
+
+/// Prints the report, writes it to `--out`, and with `--check` exits 1 when
+/// a target was missed.
+fn finish(args: &Args, report: &str) {
+    println!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, report).expect("write the report");
+    }
+    let missed = MISSED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if args.check && !missed.is_empty() {
+        eprintln!("convgroups-bench --check: {} target(s) missed:", missed.len());
+        for line in &missed {
+            eprintln!("  {line}");
+        }
+        std::process::exit(1);
+    }
 }
 
 fn main() {
@@ -150,6 +179,18 @@ fn main() {
             println!("{report}");
             return;
         }
+        Some(Command::Fanout) => {
+            let report = runtime.block_on(async {
+                let env = environment(&args);
+                let mut report = String::from("## convgroups benchmark: fan-out phases\n");
+                let fans = fanout_phases(&env, &args, Duration::from_secs(args.seconds), &mut report).await;
+                let _ = writeln!(report, "\n| target | value | bound | |\n|---|---|---|---|");
+                fanout_targets(&mut report, &args, &fans);
+                report
+            });
+            finish(&args, &report);
+            return;
+        }
         Some(Command::Cluster) => {
             let report = runtime.block_on(async {
                 let env = environment(&args);
@@ -157,19 +198,13 @@ fn main() {
                 cluster::run(&env, Duration::from_secs(args.seconds), &mut report).await;
                 report
             });
-            println!("{report}");
-            if let Some(out) = &args.out {
-                std::fs::write(out, &report).expect("write the report");
-            }
+            finish(&args, &report);
             return;
         }
         None => {}
     }
     let report = runtime.block_on(run(&args));
-    println!("{report}");
-    if let Some(out) = &args.out {
-        std::fs::write(out, &report).expect("write the report");
-    }
+    finish(&args, &report);
 }
 
 /// The binaries and a fresh work directory.
@@ -304,7 +339,46 @@ async fn run(args: &Args) -> String {
     );
     drop((cg, empty, etcd));
 
-    // ---- fan-out: fresh servers per shape, so peak RSS is the shape's ---
+    let fans = fanout_phases(&env, args, secs, &mut report).await;
+
+    // ---- the targets ----------------------------------------------------
+    let _ = writeln!(report, "\n### Targets (ratios from this run)\n");
+    let _ = writeln!(report, "| target | value | bound | |");
+    let _ = writeln!(report, "|---|---|---|---|");
+    let (_, read64, echo64, _) = &reads[1];
+    target(&mut report, "read c=64: calls/s ÷ empty tonic", read64.calls_per_sec() / echo64.calls_per_sec(), 0.7, true);
+    target(
+        &mut report,
+        "read c=64: server CPU/call ÷ empty tonic",
+        read64.cpu_us_per_call() / echo64.cpu_us_per_call(),
+        1.5,
+        false,
+    );
+    let (_, add64, put64) = &writes[1];
+    target(
+        &mut report,
+        "durable mutation c=64: calls/s ÷ etcd Put",
+        add64.calls_per_sec() / put64.calls_per_sec(),
+        1.0,
+        true,
+    );
+    let (_, add1, put1) = &writes[0];
+    let p50 = |m: &Measured| m.latency.quantile(0.5).as_secs_f64();
+    target(&mut report, "durable mutation c=1: p50 ÷ etcd Put p50", p50(add1) / p50(put1), 1.2, false);
+    let (_, read1, _, _) = &reads[0];
+    target(&mut report, "listing page of 100: p50 ÷ read p50 (c=1)", p50(&listing) / p50(read1), 2.0, false);
+    fanout_targets(&mut report, args, &fans);
+    cluster::run(&env, secs, &mut report).await;
+    report
+}
+
+/// The fan-out phases: fresh servers per shape, so peak RSS is the shape's.
+async fn fanout_phases(
+    env: &Env,
+    args: &Args,
+    secs: Duration,
+    report: &mut String,
+) -> Vec<(FanoutResult, FanoutResult, FanoutResult)> {
     let _ = writeln!(report, "\n### Fan-out (delivery latency from the mutation's start to each watcher)\n");
     let _ = writeln!(
         report,
@@ -325,71 +399,42 @@ async fn run(args: &Args) -> String {
         create_group(&pool, "fan", "f").await;
         let ours = fanout::grpc(cg.pid(), &pool, Some("fan"), "f", *shape).await;
         drop((pool, cg));
-        fan_row(&mut report, &format!("convgroups, {name}"), &ours);
+        fan_row(report, &format!("convgroups, {name}"), &ours);
         let empty = env.anchor(&format!("fan{i}"));
         let pool = Pool::new(empty.addr, connections, None).await;
         let theirs = fanout::grpc(empty.pid(), &pool, None, "f", *shape).await;
         drop((pool, empty));
-        fan_row(&mut report, &format!("empty tonic fan-out, {name}"), &theirs);
+        fan_row(report, &format!("empty tonic fan-out, {name}"), &theirs);
         let etcd = env.etcd(&format!("fan{i}"));
         let pool = EtcdPool::new(etcd.addr, connections).await;
         let watch = fanout::etcd(etcd.pid(), &pool, *shape).await;
         drop((pool, etcd));
-        fan_row(&mut report, &format!("etcd Watch, {name}"), &watch);
+        fan_row(report, &format!("etcd Watch, {name}"), &watch);
         fans.push((ours, theirs, watch));
     }
 
-    // ---- the targets ----------------------------------------------------
-    let _ = writeln!(report, "\n### Targets (ratios from this run)\n");
-    let _ = writeln!(report, "| target | value | bound | |");
-    let _ = writeln!(report, "|---|---|---|---|");
-    let (_, read64, echo64, _) = &reads[1];
-    target(&mut report, "read c=64: calls/s ÷ empty tonic", read64.calls_per_sec() / echo64.calls_per_sec(), 0.7, true);
-    target(
-        &mut report,
-        "read c=64: server CPU/call ÷ empty tonic",
-        read64.cpu_us_per_call() / echo64.cpu_us_per_call(),
-        1.5,
-        false,
-    );
-    let (_, add64, put64) = &writes[1];
-    target(
-        &mut report,
-        "durable mutation c=64: calls/s ÷ etcd Put",
-        add64.calls_per_sec() / put64.calls_per_sec(),
-        1.5,
-        true,
-    );
-    let (_, add1, put1) = &writes[0];
-    let p50 = |m: &Measured| m.latency.quantile(0.5).as_secs_f64();
-    target(&mut report, "durable mutation c=1: p50 ÷ etcd Put p50", p50(add1) / p50(put1), 1.0, false);
-    let (_, read1, _, _) = &reads[0];
-    target(&mut report, "listing page of 100: p50 ÷ read p50 (c=1)", p50(&listing) / p50(read1), 2.0, false);
+    fans
+}
+
+/// The fan-out lines of the targets table.
+fn fanout_targets(report: &mut String, args: &Args, fans: &[(FanoutResult, FanoutResult, FanoutResult)]) {
     let p99 = |r: &FanoutResult| r.latency.quantile(0.99).as_secs_f64();
-    target(&mut report, "fan-out 1000 @ 100/s: p99 ÷ empty fan-out p99", p99(&fans[0].0) / p99(&fans[0].1), 1.5, false);
+    target(report, "fan-out 1000 @ 100/s: p99 ÷ empty fan-out p99", p99(&fans[0].0) / p99(&fans[0].1), 1.5, false);
     target(
-        &mut report,
+        report,
         &format!("fan-out {} @ max: deliveries/s ÷ empty fan-out", args.max_watchers),
         fans[2].0.deliveries_per_sec / fans[2].1.deliveries_per_sec,
         0.7,
         true,
     );
+    target(report, &format!("fan-out {} @ max: missed events", args.max_watchers), fans[2].0.missed as f64, 0.0, false);
     target(
-        &mut report,
-        &format!("fan-out {} @ max: missed events", args.max_watchers),
-        fans[2].0.missed as f64,
-        0.0,
-        false,
-    );
-    target(
-        &mut report,
+        report,
         &format!("fan-out {} @ max: server peak RSS MB", args.max_watchers),
         fans[2].0.peak_rss as f64 / 1e6,
         160.0,
         false,
     );
-    cluster::run(&env, secs, &mut report).await;
-    report
 }
 
 async fn one_load(addr: SocketAddr, token: &str, kind: &str, c: usize, secs: Duration, pid: u32) -> String {
