@@ -108,6 +108,43 @@ async fn a_read_at_the_clients_revision_on_another_replica_sees_its_write_from_m
     }
 }
 
+/// A watch "from now" opened right after an acknowledgement, on a replica
+/// whose change feed may not have brought that batch yet, starts after it:
+/// the acknowledged change is history, and the first batch is the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_from_now_opened_after_an_answer_starts_after_it_on_every_replica() {
+    let d = Deployment::start();
+    setup(&d).await;
+    for n in 0..20u32 {
+        let (writer, watcher) = ((n % 3) as usize, ((n + 1) % 3) as usize);
+        let before = add(&mut d.client(writer, "ann"), &format!("C2Cbefore{n}"), None).await.expect("add");
+        let mut stream = d
+            .client(watcher, "ann")
+            .watch_group_events(WatchGroupEventsRequest::default())
+            .await
+            .expect("watch from now")
+            .into_inner();
+        let after = add(&mut d.client(writer, "ann"), &format!("C2Cafter{n}"), None).await.expect("add");
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("a message")
+                .expect("ok")
+                .expect("open");
+            match message.kind {
+                Some(watch_group_events_response::Kind::Bookmark(b)) => {
+                    assert!(b.revision >= before, "replica {watcher} started before {before}: bookmark {}", b.revision)
+                }
+                Some(watch_group_events_response::Kind::Events(batch)) => {
+                    assert_eq!(batch.revision, after, "replica {watcher}: first batch after the answer at {before}");
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expected_revision_conflicts_are_caught_across_replicas() {
     let d = Deployment::start();

@@ -150,10 +150,10 @@ impl ConversationGroupServiceImpl {
     /// stream itself runs in its own task.
     async fn watch(&self, caller: Caller, req: pb::WatchGroupEventsRequest) -> Result<WatchStream, Error> {
         let spec = watch::WatchSpec::parse(req, &caller, self.store.limits())?;
-        let subscription = watch::open(&self.store, &self.hub, &spec).await?;
+        let opened = watch::open(&self.store, &self.hub, &spec).await?;
         let (tx, rx) = mpsc::channel(watch::STREAM_BUFFER);
         let watcher =
-            watch::Watcher::new(self.store.clone(), self.hub.clone(), spec, subscription, self.bookmark_interval, tx);
+            watch::Watcher::new(self.store.clone(), self.hub.clone(), spec, opened, self.bookmark_interval, tx);
         tokio::spawn(watcher.run());
         Ok(Box::pin(ReceiverStream::new(rx)))
     }

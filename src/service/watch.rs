@@ -127,9 +127,20 @@ impl WatchSpec {
     }
 }
 
+/// A stream that may start: its subscription to the hub, and the
+/// deployment's revision when it opened.
+pub struct Opened {
+    pub subscription: Subscription,
+    /// The latest revision of the deployment when the stream opened (on etcd
+    /// a linearizable read: it covers every mutation acknowledged before,
+    /// on any replica, even if this replica's change feed has not brought it
+    /// yet). A stream "from now" starts after it.
+    pub now: u64,
+}
+
 /// Checks the start revision against the log and subscribes; errors here
 /// are the call's status, before any message.
-pub async fn open(store: &Store, hub: &Hub, spec: &WatchSpec) -> Result<Subscription, Error> {
+pub async fn open(store: &Store, hub: &Hub, spec: &WatchSpec) -> Result<Opened, Error> {
     let feed = match &spec.scope {
         Scope::User(user) => Feed::User(user.clone()),
         Scope::AllUsers => Feed::AllUsers,
@@ -140,20 +151,20 @@ pub async fn open(store: &Store, hub: &Hub, spec: &WatchSpec) -> Result<Subscrip
     // Subscribe before reading anything, so no batch can fall between the
     // history and the live feed.
     let subscription = hub.subscribe(feed)?;
+    // The deployment's revision: on etcd a revision another replica
+    // returned may be ahead of this replica's feed, and is not in the future
+    // for that.
+    let now = store.latest_revision().await?;
     if spec.start_revision > 0 {
-        // The deployment's revision: on etcd a revision another replica
-        // returned may be ahead of this replica's feed, and is not in the
-        // future for that.
-        let current = store.latest_revision().await?;
         let floor = store.floor(spec.scope.clone()).await?;
-        if spec.start_revision > current + 1 {
-            return Err(Error::RevisionInFuture { start: spec.start_revision, oldest: floor + 1, current });
+        if spec.start_revision > now + 1 {
+            return Err(Error::RevisionInFuture { start: spec.start_revision, oldest: floor + 1, current: now });
         }
         if spec.start_revision <= floor {
-            return Err(Error::RevisionCompacted { start: spec.start_revision, oldest: floor + 1, current });
+            return Err(Error::RevisionCompacted { start: spec.start_revision, oldest: floor + 1, current: now });
         }
     }
-    Ok(subscription)
+    Ok(Opened { subscription, now })
 }
 
 /// Why a stream's task stopped early.
@@ -179,6 +190,8 @@ pub struct Watcher {
     hub: Hub,
     spec: WatchSpec,
     subscription: Subscription,
+    /// See [`Opened::now`].
+    opened_at: u64,
     bookmark_interval: Duration,
     tx: mpsc::Sender<Item>,
     /// Changes when the server loses its storage (see `Hub::interrupt`).
@@ -193,7 +206,7 @@ impl Watcher {
         store: Store,
         hub: Hub,
         spec: WatchSpec,
-        subscription: Subscription,
+        opened: Opened,
         bookmark_interval: Duration,
         tx: mpsc::Sender<Item>,
     ) -> Self {
@@ -202,7 +215,8 @@ impl Watcher {
             store,
             hub,
             spec,
-            subscription,
+            subscription: opened.subscription,
+            opened_at: opened.now,
             bookmark_interval,
             tx,
             interruptions,
@@ -265,7 +279,10 @@ impl Watcher {
                 self.send(Kind::Snapshot(pb::Snapshot { revision: snapshot.revision, groups })).await?;
                 self.progress = snapshot.revision;
             } else {
-                self.progress = self.store.current_revision();
+                // Not this replica's feed revision: a mutation acknowledged
+                // before the stream opened (on etcd, perhaps still on its way
+                // through the feed) is history, not a live event.
+                self.progress = self.opened_at;
             }
         } else {
             self.progress = self.spec.start_revision - 1;
