@@ -131,7 +131,7 @@ impl SledStore {
         Ok(snapshot)
     }
 
-    /// One trimming pass. Runs beside writers without taking their lock: it
+    /// One trimming pass. Runs beside the writer thread, not through it: it
     /// only deletes old events, which no mutation writes.
     pub async fn compact(&self, retain_for_ms: i64, retain_events_per_user: u64) -> Result<Compaction, Error> {
         self.blocking(move |inner| {
