@@ -135,3 +135,44 @@ fn readme_tls_recipe_works_with_the_cli_and_grpcurl() {
     cli.run(&["groups", "list"]).expect_code(1).stderr_has("speaks TLS").stderr_has("https://");
     assert!(server.stop().success());
 }
+
+/// Every file and data directory the README's and docs' commands create in
+/// the repository root is git-ignored, so `git add .` never commits a
+/// private key, a backup (it holds the token secret) or a database.
+#[test]
+fn files_made_by_documented_commands_are_git_ignored() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut made = Vec::new();
+    for doc in ["README.md", "docs/cluster.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for pair in words.windows(2) {
+                let (flag, value) = (pair[0], pair[1].trim_end_matches(['`', ')', '"', ';']));
+                match flag {
+                    // Data directories: a file inside stands for the directory.
+                    "--data-dir" if value.starts_with("./") => made.push(format!("{}/db", &value[2..])),
+                    "--out" | "-out" | "-keyout" if !value.starts_with('-') && !value.contains('/') => {
+                        made.push(value.to_string())
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    for expected in ["key.pem", "cert.pem", "convgroups.backup", "data-restored/db"] {
+        assert!(made.iter().any(|m| m == expected), "the README no longer makes {expected}? found {made:?}");
+    }
+    let not_ignored: Vec<&String> = made
+        .iter()
+        .filter(|path| {
+            let status = Command::new("git")
+                .args(["check-ignore", "-q", "--no-index", path.as_str()])
+                .current_dir(root)
+                .status()
+                .expect("run git check-ignore");
+            !status.success()
+        })
+        .collect();
+    assert!(not_ignored.is_empty(), "made by documented commands but not git-ignored: {not_ignored:?}");
+}
