@@ -176,3 +176,51 @@ fn files_made_by_documented_commands_are_git_ignored() {
         .collect();
     assert!(not_ignored.is_empty(), "made by documented commands but not git-ignored: {not_ignored:?}");
 }
+
+/// The users the README's commands in `section` (from its `## ` heading to
+/// the next) mint tokens for, in order.
+fn token_users(readme: &str, heading: &str) -> Vec<String> {
+    let section: String = readme
+        .lines()
+        .skip_while(|l| *l != heading)
+        .skip(1)
+        .take_while(|l| !l.starts_with("## "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!section.is_empty(), "no {heading:?} in README");
+    section.split("token --user ").skip(1).map(|rest| rest.split([')', ' ', '`']).next().unwrap().to_string()).collect()
+}
+
+/// The client examples create and delete groups, so the README runs each as
+/// a user of its own, never as a user of the walkthrough (whose groups they
+/// would delete); the examples' own READMEs and usage lines agree.
+#[test]
+fn client_examples_run_as_users_of_their_own() {
+    let readme = readme();
+    let walkthrough: Vec<String> = ["## Try it with grpcurl", "## Watch changes", "## Command-line client"]
+        .iter()
+        .flat_map(|h| token_users(&readme, h))
+        .collect();
+    assert!(walkthrough.iter().any(|u| u == "alice"), "{walkthrough:?}");
+    let examples = token_users(&readme, "## Client examples");
+    assert_eq!(examples, ["example-python", "example-node", "example-browser"], "one user per example");
+    for user in &examples {
+        assert!(!walkthrough.contains(user), "{user} is also a walkthrough user");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for (dir, user) in [("python", "example-python"), ("node", "example-node"), ("browser", "example-browser")] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let text = match path.extension().and_then(|e| e.to_str()) {
+                Some("md" | "py" | "js") => std::fs::read_to_string(&path).unwrap(),
+                _ => continue,
+            };
+            for user_named in text.split("token --user ").skip(1) {
+                let named = user_named.split([')', ' ', '`', '\n']).next().unwrap();
+                assert_eq!(named, user, "{} mints a token for {named}", path.display());
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
