@@ -77,6 +77,7 @@ impl App {
     /// Loads the secret and opens storage (which fails if another server
     /// holds the data directory).
     pub async fn open(config: Config) -> Result<Self, Error> {
+        crate::auth::check_data_dir(&config.data_dir)?;
         let secret = Secret::load_or_create(&config)?;
         let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
         let store = Store::open_configured(&config, hub.clone()).await?;

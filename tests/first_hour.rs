@@ -224,3 +224,172 @@ fn client_examples_run_as_users_of_their_own() {
 }
 
 // ---------------------------------------------------------------------------
+// Tokens and secrets
+// ---------------------------------------------------------------------------
+
+/// `serve` refused at start: exit status 1 and one `convgroups: <setting>:`
+/// line on stderr; returns that line.
+#[track_caller]
+fn refused_start(args: &[&str], env: &[(&str, &str)], setting: &str) -> String {
+    let mut all = vec!["serve", "--listen"];
+    let listen = format!("127.0.0.1:{}", free_port());
+    all.push(&listen);
+    all.extend_from_slice(args);
+    let run = ops_support::run_to_end(&all, env);
+    assert_eq!(run.status.code(), Some(1), "`serve {}` should be refused: {run:?}", args.join(" "));
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {run:?}");
+    let prefix = format!("convgroups: {setting}: ");
+    assert!(lines[0].starts_with(&prefix), "the line should start with {prefix:?}: {}", lines[0]);
+    assert!(!lines[0].contains("internal error"), "{}", lines[0]);
+    lines[0].to_string()
+}
+
+/// A JWT signed with `secret` for these claims (hand-made: the server's
+/// own `issue` cannot make an expired token).
+fn jwt(secret: &[u8], claims: &str) -> String {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let message = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(claims.as_bytes()));
+    let key = jsonwebtoken::EncodingKey::from_secret(secret);
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).unwrap();
+    format!("{message}.{signature}")
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// An admin token acts for the user in `x-convgroups-user` (the client's
+/// `--user`); without it the call is refused with INVALID_ARGUMENT naming
+/// the header, instead of acting for a user named after the token.
+#[test]
+fn an_admin_token_without_the_user_header_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let admin = token(&data, "backend", true);
+    let server = Server::start(&data);
+    let cli = Cli::new(&server, &admin);
+    let run = cli.run(&["groups", "create", "Suppliers", "C2Cbob"]);
+    run.expect_code(1).stderr_has("error: INVALID_ARGUMENT INVALID_ARGUMENT: x-convgroups-user: ").stderr_has("--user");
+    cli.run(&["groups", "list"]).expect_code(1).stderr_has("x-convgroups-user");
+    cli.run(&["groups", "create", "Suppliers", "C2Cbob", "--user", "alice"]).ok();
+    assert_eq!(cli.run(&["groups", "list", "--user", "alice"]).ok().out().lines().count(), 3);
+    // Nothing was made for a user called "backend".
+    let own = token(&data, "backend", false);
+    assert_eq!(Cli::new(&server, &own).run(&["groups", "list"]).ok().out(), "0 groups at revision 0");
+    assert!(server.stop().success());
+}
+
+/// `token --ttl 0` (or anything under a second) would print a token that
+/// has already expired: refused as a usage error.
+#[test]
+fn token_with_a_ttl_under_a_second_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    for ttl in ["0", "0s", "500ms"] {
+        let run = execute(command(&[
+            "token",
+            "--user",
+            "alice",
+            "--ttl",
+            ttl,
+            "--create-secret",
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ]));
+        run.expect_code(2).stderr_has("--ttl").stderr_has("at least 1s");
+        assert_eq!(run.stdout, "");
+    }
+}
+
+/// A secret shorter than 16 bytes is refused, naming the setting and the
+/// limit, by `serve` and by `token`.
+#[test]
+fn a_short_auth_secret_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data = data.to_str().unwrap();
+    let line = refused_start(&["--data-dir", data], &[("CONVGROUPS_AUTH_SECRET", "x")], "CONVGROUPS_AUTH_SECRET");
+    assert!(line.contains("1 bytes") && line.contains("at least 16"), "{line}");
+    let file = tmp.path().join("secret");
+    std::fs::write(&file, "fifteen-bytes!!\n").unwrap();
+    let file = file.to_str().unwrap();
+    let line = refused_start(&["--data-dir", data, "--auth-secret-file", file], &[], "--auth-secret-file");
+    assert!(line.contains("15 bytes") && line.contains("at least 16") && line.contains(file), "{line}");
+    let mut cmd = command(&["token", "--user", "alice", "--data-dir", data]);
+    cmd.env("CONVGROUPS_AUTH_SECRET", "short");
+    execute(cmd).expect_code(1).stderr_has("CONVGROUPS_AUTH_SECRET: ").stderr_has("at least 16");
+    // 16 bytes are enough.
+    let mut cmd = command(&["token", "--user", "alice", "--data-dir", data]);
+    cmd.env("CONVGROUPS_AUTH_SECRET", "sixteen-bytes-ok");
+    execute(cmd).ok();
+}
+
+/// A `--data-dir` whose parent does not exist (a typo) is refused, by
+/// `serve` and `token --create-secret`, and nothing is created.
+#[test]
+fn a_data_dir_whose_parent_is_missing_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let typo = tmp.path().join("convgroup").join("data");
+    let line = refused_start(&["--data-dir", typo.to_str().unwrap()], &[], "--data-dir");
+    assert!(line.contains("does not exist") && line.contains(tmp.path().join("convgroup").to_str().unwrap()), "{line}");
+    let run = execute(command(&["token", "--user", "alice", "--create-secret", "--data-dir", typo.to_str().unwrap()]));
+    run.expect_code(1).stderr_has("--data-dir").stderr_has("does not exist");
+    assert!(!tmp.path().join("convgroup").exists(), "a refused start created the parent");
+    // The data directory itself is still created when its parent exists.
+    let fresh = tmp.path().join("fresh");
+    execute(command(&["token", "--user", "alice", "--create-secret", "--data-dir", fresh.to_str().unwrap()])).ok();
+    assert!(fresh.join("auth-secret").is_file());
+}
+
+/// `convgroups token` where no secret exists (run from the wrong
+/// directory) is refused, naming the ways to find the server's secret,
+/// instead of creating a second secret whose tokens the server refuses.
+#[test]
+fn token_without_a_secret_is_refused_instead_of_creating_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = execute(command(&["token", "--user", "alice", "--data-dir", data.to_str().unwrap()]));
+    run.expect_code(1).stderr_has("no auth secret").stderr_has("--data-dir").stderr_has("--auth-secret-file");
+    assert_eq!(run.stdout, "");
+    assert!(!data.exists(), "a refused token command created {}", data.display());
+    // The default data dir, relative to where it runs.
+    let mut cmd = command(&["token", "--user", "alice"]);
+    cmd.current_dir(tmp.path());
+    execute(cmd).expect_code(1).stderr_has("./data/auth-secret");
+    assert!(!data.exists());
+}
+
+/// A refused token says what failed: the expiry time, a signature made
+/// with another secret, something that is not a JWT.
+#[test]
+fn token_errors_say_what_failed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let good = token(&data, "alice", false);
+    let server = Server::start(&data);
+    let secret = std::fs::read(data.join("auth-secret")).unwrap();
+    let call = |token: &str| Cli::new(&server, token).run(&["groups", "list"]);
+
+    let exp = unix_now() - 3600;
+    let expired = jwt(&secret, &format!(r#"{{"sub":"alice","exp":{exp}}}"#));
+    let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp));
+    call(&expired).expect_code(1).stderr_has("UNAUTHENTICATED").stderr_has(&format!("expired at {when}"));
+
+    let foreign = jwt(b"another-secret-of-32-bytes-long!", &format!(r#"{{"sub":"alice","exp":{}}}"#, exp + 7200));
+    call(&foreign)
+        .expect_code(1)
+        .stderr_has("signature does not match this server's secret")
+        .stderr_has("--auth-secret-file");
+
+    let run = call("not-a-jwt");
+    run.expect_code(1).stderr_has("not a JWT");
+    for library_name in ["ExpiredSignature", "InvalidSignature", "InvalidToken"] {
+        for token in [&expired, &foreign, "not-a-jwt"] {
+            assert!(!call(token).stderr.contains(library_name), "{library_name} shown for {token}");
+        }
+    }
+    call(&good).ok();
+    assert!(server.stop().success());
+}

@@ -105,7 +105,10 @@ impl Calls {
             Ok(caller) => caller,
             Err(e) => return Err(finish(method, None, started, Err(e))),
         };
-        let user = caller.acting_for;
+        let user = match caller.user() {
+            Ok(user) => user.clone(),
+            Err(e) => return Err(finish(method, Some(&caller.acting_for), started, Err(e))),
+        };
         // Shed load instead of queueing: a caller told RESOURCE_EXHAUSTED at
         // once can back off; one left waiting only adds to the pile.
         let Ok(_permit) = self.permits.try_acquire() else {
