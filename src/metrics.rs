@@ -33,7 +33,7 @@ pub fn install(addr: SocketAddr) -> Result<(), Error> {
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.install())
-        .map_err(|e| Error::Internal(format!("--metrics-listen {addr}: {e}")))
+        .map_err(|e| Error::InvalidSetting { setting: "--metrics-listen", message: format!("{addr}: {e}") })
 }
 
 pub fn rpc(method: &str, code: tonic::Code, elapsed: Duration) {

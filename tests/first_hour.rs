@@ -393,3 +393,197 @@ fn token_errors_say_what_failed() {
     call(&good).ok();
     assert!(server.stop().success());
 }
+
+// ---------------------------------------------------------------------------
+// Start-up errors
+// ---------------------------------------------------------------------------
+
+/// A database held by another server is reported as a lock (no raw `Os {
+/// .. }` debug text); any other open failure does not guess at another
+/// server.
+#[test]
+fn database_open_errors_blame_another_server_only_for_a_held_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let _token = token(&data, "alice", false);
+    let server = Server::start(&data);
+    let line = refused_start(&["--data-dir", data.to_str().unwrap()], &[], "--data-dir");
+    assert!(line.contains("locked") && line.contains("another convgroups server"), "{line}");
+    assert!(!line.contains("Os {") && !line.contains("WouldBlock"), "raw error text: {line}");
+    assert!(server.stop().success());
+
+    // Not a lock: the database path is a file.
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("db"), "not a database").unwrap();
+    let line = refused_start(&["--data-dir", other.to_str().unwrap()], &[], "--data-dir");
+    assert!(!line.contains("another"), "not a lock, yet another server is blamed: {line}");
+}
+
+/// Files and ports that cannot be used name their setting, not "internal
+/// error"; a bad key file is blamed on --tls-key.
+#[test]
+fn unusable_files_and_ports_name_their_setting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let data = data.to_str().unwrap();
+    let line = refused_start(&["--data-dir", data, "--auth-secret-file", "/nope"], &[], "--auth-secret-file");
+    assert!(line.contains("/nope"), "{line}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let line = refused_start(&["--data-dir", data, "--metrics-listen", &addr], &[], "--metrics-listen");
+    assert!(line.contains(&addr), "{line}");
+
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let cert = write("cert.pem", &cert.pem());
+    let other_key = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let bad_keys = [
+        write("garbage.pem", "this is not a key\n"),
+        write("cert-as-key.pem", &std::fs::read_to_string(&cert).unwrap()),
+        write("broken-key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
+        write("other-key.pem", &other_key),
+    ];
+    for key in &bad_keys {
+        let line = refused_start(&["--data-dir", data, "--tls-cert", &cert, "--tls-key", key], &[], "--tls-key");
+        assert!(line.contains(key.as_str()), "the line should name the key file: {line}");
+    }
+    // The right key starts.
+    let key = write("key.pem", &signing_key.serialize_pem());
+    let dir = tmp.path().join("tls-ok");
+    std::fs::create_dir(&dir).unwrap();
+    let server = Server::start_with(&dir.join("data"), &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(server.stop().success());
+}
+
+/// Limits that make no sense are refused: no groups at all, a default page
+/// larger than the largest page.
+#[test]
+fn nonsensical_limits_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let run = ops_support::run_to_end(&["serve", "--data-dir", data.to_str().unwrap(), "--max-groups", "0"], &[]);
+    assert_eq!(run.status.code(), Some(2), "{run:?}");
+    assert!(run.stderr.contains("--max-groups") && run.stderr.contains("at least 1"), "{run:?}");
+    let line = refused_start(
+        &["--data-dir", data.to_str().unwrap(), "--default-page-size", "500", "--max-page-size", "100"],
+        &[],
+        "--default-page-size",
+    );
+    assert!(line.contains("--max-page-size 100"), "{line}");
+}
+
+// ---------------------------------------------------------------------------
+// Logs and metrics of refused calls
+// ---------------------------------------------------------------------------
+
+/// Sends request bytes as they are (for requests a generated client would
+/// never make).
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let mut out = vec![0; prost::bytes::Buf::remaining(src)];
+        prost::bytes::Buf::copy_to_slice(src, &mut out);
+        Ok(Some(out))
+    }
+}
+
+/// CreateConversationGroup with these request bytes.
+async fn raw_create(server: &ops_support::Server, body: Vec<u8>) -> tonic::Status {
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let mut request = tonic::Request::new(body);
+    request.metadata_mut().insert("authorization", server.bearer("alice").parse().unwrap());
+    let path = http::uri::PathAndQuery::from_static("/convgroups.v1.ConversationGroupService/CreateConversationGroup");
+    grpc.unary(request, path, RawCodec).await.expect_err("refused")
+}
+
+/// Requests refused while they are decoded (not protobuf, too large) get
+/// the one log line and the metrics every refused call gets; and no JSON
+/// log line of a refused call has two `message` keys (the event's `rpc` and
+/// the error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_are_logged_once_with_one_message_key_and_counted() {
+    use ops_support::{http_get, sample, Json, Launch};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = ops_support::free_addr();
+    let server = Launch::new(dir.path(), "refused.log")
+        .args(["--log-format", "json", "--max-request-bytes", "1024", "--metrics-listen", &metrics.to_string()])
+        .start();
+
+    // group_name (field 1) holding invalid UTF-8.
+    let malformed = raw_create(&server, vec![0x0a, 0x02, 0xff, 0xfe]).await;
+    assert_eq!(malformed.code(), tonic::Code::InvalidArgument, "{malformed:?}");
+    // A group name of 2,000 bytes: over --max-request-bytes.
+    let mut oversize = vec![0x0a, 0xd0, 0x0f];
+    oversize.extend(std::iter::repeat_n(b'x', 2000));
+    let too_large = raw_create(&server, oversize).await;
+    assert_eq!(too_large.code(), tonic::Code::ResourceExhausted, "{too_large:?}");
+    // Refused at the gate: no token.
+    let mut gc = ops_support::client_on(server.channel().await, "Bearer not-a-jwt");
+    let request = convgroups::pb::GetConversationGroupListRequest {};
+    assert_eq!(gc.get_conversation_group_list(request).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+
+    let (status, text) = http_get(metrics, "/metrics");
+    assert_eq!(status, 200);
+    let create = "method=\"CreateConversationGroup\"";
+    let count = |code: &str| sample(&text, "convgroups_rpc_requests_total", &[create, code]);
+    assert_eq!(count("code=\"InvalidArgument\""), Some(1.0), "MALFORMED_REQUEST counted:\n{text}");
+    assert_eq!(count("code=\"ResourceExhausted\""), Some(1.0), "REQUEST_TOO_LARGE counted:\n{text}");
+
+    let log = server.stop().await;
+    let rpc_lines: Vec<Json> = log
+        .lines()
+        .filter(|l| l.contains("\"rpc\""))
+        .map(|l| Json::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for line in &rpc_lines {
+        let Json::Obj(fields) = line else { panic!("{line:?}") };
+        let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        assert_eq!(before, keys.len(), "a key appears twice in {line:?}");
+    }
+    let refused = |method: &str, code: &str| {
+        rpc_lines.iter().filter(|l| l.str("method") == Some(method) && l.str("code") == Some(code)).count()
+    };
+    assert_eq!(refused("CreateConversationGroup", "InvalidArgument"), 1, "MALFORMED_REQUEST logged:\n{log}");
+    assert_eq!(refused("CreateConversationGroup", "ResourceExhausted"), 1, "REQUEST_TOO_LARGE logged:\n{log}");
+    assert_eq!(refused("GetConversationGroupList", "Unauthenticated"), 1, "{log}");
+    let unauthenticated = rpc_lines.iter().find(|l| l.str("code") == Some("Unauthenticated")).unwrap();
+    assert_eq!(unauthenticated.str("message"), Some("rpc"));
+    assert!(unauthenticated.str("error").is_some_and(|e| e.contains("not a JWT")), "{unauthenticated:?}");
+}
