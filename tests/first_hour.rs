@@ -587,3 +587,37 @@ async fn refused_calls_are_logged_once_with_one_message_key_and_counted() {
     assert_eq!(unauthenticated.str("message"), Some("rpc"));
     assert!(unauthenticated.str("error").is_some_and(|e| e.contains("not a JWT")), "{unauthenticated:?}");
 }
+
+// ---------------------------------------------------------------------------
+// The test command
+// ---------------------------------------------------------------------------
+
+/// scripts/test.sh stops at once, before installing or building anything,
+/// when it is not root (the storage-fault tests mount filesystems) or
+/// 127.0.0.1:50051 (the README walkthrough's address) is taken, with one
+/// line for each. As root, it is run as `nobody` through setpriv.
+#[test]
+fn the_test_script_fails_fast_without_root_or_with_its_port_taken() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Taken either way: by this listener, or by whatever holds it already.
+    let _held = std::net::TcpListener::bind("127.0.0.1:50051");
+    let uid = Command::new("id").arg("-u").output().expect("run id -u");
+    let mut cmd = if String::from_utf8_lossy(&uid.stdout).trim() == "0" {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "timeout", "60", "scripts/test.sh"]);
+        cmd
+    } else {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["60", "scripts/test.sh"]);
+        cmd
+    };
+    let started = std::time::Instant::now();
+    let out = cmd.current_dir(root).stdin(Stdio::null()).output().expect("run scripts/test.sh");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "not fast: {:?}", started.elapsed());
+    assert!(stderr.contains("scripts/test.sh: error: the storage-fault tests"), "{stderr}");
+    assert!(stderr.contains("need root"), "{stderr}");
+    assert!(stderr.contains("scripts/test.sh: error: port 127.0.0.1:50051 is taken"), "{stderr}");
+    assert!(!stderr.contains("==> "), "it went on to install or build:\n{stderr}");
+}
