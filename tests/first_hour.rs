@@ -621,3 +621,61 @@ fn the_test_script_fails_fast_without_root_or_with_its_port_taken() {
     assert!(stderr.contains("scripts/test.sh: error: port 127.0.0.1:50051 is taken"), "{stderr}");
     assert!(!stderr.contains("==> "), "it went on to install or build:\n{stderr}");
 }
+
+// ---------------------------------------------------------------------------
+// Documentation that stands on its own
+// ---------------------------------------------------------------------------
+
+/// The README and the other top-level documents point only at files in
+/// this repository (links, and file names in backticks), and every file they
+/// name exists: the contract is the protos and the docs, not a file
+/// elsewhere. The license files Cargo.toml promises are there.
+#[test]
+fn docs_reference_only_files_in_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    for doc in ["README.md", "CONTRIBUTING.md", "SECURITY.md", "docs/cluster.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap_or_else(|e| panic!("{doc}: {e}"));
+        let base = root.join(doc).parent().unwrap().to_path_buf();
+        let mut named: Vec<String> = text
+            .split("](")
+            .skip(1)
+            .map(|rest| rest.split([')', '#']).next().unwrap().to_string())
+            .filter(|target| !target.is_empty() && !target.contains("://") && !target.starts_with("mailto:"))
+            .collect();
+        for (i, quoted) in text.split('`').enumerate() {
+            let is_file = [".md", ".proto", ".sh", ".rs", ".toml", ".yaml"].iter().any(|e| quoted.ends_with(e));
+            if i % 2 == 1 && is_file && quoted.contains('/') && !quoted.contains(' ') && !quoted.contains('<') {
+                named.push(quoted.to_string());
+            }
+        }
+        for target in named {
+            // Links are relative to the document, backticked names to the
+            // repository root or, for a vendored proto, to the examples'
+            // proto directories.
+            let candidates = [
+                base.join(&target),
+                root.join(&target),
+                root.join("examples/node/proto").join(&target),
+                root.join("examples/browser/proto").join(&target),
+            ];
+            let inside = candidates.iter().find_map(|p| p.canonicalize().ok()).filter(|p| p.starts_with(root));
+            if inside.is_none() {
+                missing.push(format!("{doc}: {target}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "named in the docs but not a file in this repository: {missing:#?}");
+
+    let cargo = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    assert!(cargo.contains(r#"license = "MIT OR Apache-2.0""#));
+    let mit = std::fs::read_to_string(root.join("LICENSE-MIT")).expect("LICENSE-MIT");
+    assert!(mit.starts_with("MIT License") && mit.contains("Permission is hereby granted"));
+    let apache = std::fs::read_to_string(root.join("LICENSE-APACHE")).expect("LICENSE-APACHE");
+    assert!(apache.contains("Apache License") && apache.contains("Version 2.0, January 2004"));
+    assert!(apache.contains("END OF TERMS AND CONDITIONS"));
+    let security = std::fs::read_to_string(root.join("SECURITY.md")).unwrap();
+    for topic in ["Reporting a vulnerability", "Threat model", "Tokens", "Admin tokens", "TLS", "webhooks"] {
+        assert!(security.contains(topic), "SECURITY.md says nothing of {topic}");
+    }
+}
