@@ -468,7 +468,10 @@ fn unusable_files_and_ports_name_their_setting() {
 fn nonsensical_limits_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let run = ops_support::run_to_end(&["serve", "--data-dir", data.to_str().unwrap(), "--max-groups", "0"], &[]);
+    // --listen on a free port: a server that wrongly starts must not take 50051.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let args = ["serve", "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--max-groups", "0"];
+    let run = ops_support::run_to_end(&args, &[]);
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(run.stderr.contains("--max-groups") && run.stderr.contains("at least 1"), "{run:?}");
     let line = refused_start(
