@@ -144,7 +144,7 @@ impl App {
         };
         let cors = cors_layer(&server.cors_allow_origin)?;
         if let Some(addr) = server.metrics_listen {
-            crate::metrics::install(addr)?;
+            crate::metrics::install(addr, store.current_revision())?;
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
         let calls = Calls::new(server.max_in_flight, server.unary_timeout);

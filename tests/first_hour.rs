@@ -591,6 +591,39 @@ async fn refused_calls_are_logged_once_with_one_message_key_and_counted() {
     assert!(unauthenticated.str("error").is_some_and(|e| e.contains("not a JWT")), "{unauthenticated:?}");
 }
 
+/// On a fresh server `/metrics` already has every unlabelled series (at 0,
+/// the revision at the current one), and every metric has a `# HELP` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_start_at_zero_and_each_has_help() {
+    use ops_support::{http_get, sample, Launch};
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = ops_support::free_addr();
+    let server = Launch::new(dir.path(), "metrics.log").args(["--metrics-listen", &metrics.to_string()]).start();
+    let (status, text) = http_get(metrics, "/metrics");
+    assert_eq!(status, 200);
+    for name in [
+        "convgroups_watchers",
+        "convgroups_watchers_catching_up",
+        "convgroups_revision",
+        "convgroups_storage_failing",
+        "convgroups_events_published_total",
+        "convgroups_storage_reopens_total",
+    ] {
+        assert_eq!(sample(&text, name, &[]), Some(0.0), "{name} on a fresh server:\n{text}");
+    }
+    let mut gc = server.group_client("alice").await;
+    let request = convgroups::pb::GetConversationGroupListRequest {};
+    gc.get_conversation_group_list(request).await.expect("list");
+    let (_, text) = http_get(metrics, "/metrics");
+    let typed: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap()).collect();
+    assert!(typed.contains(&"convgroups_rpc_requests_total"), "{text}");
+    for name in typed {
+        assert!(text.contains(&format!("# HELP {name} ")), "no # HELP for {name}:\n{text}");
+    }
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // The test command
 // ---------------------------------------------------------------------------
