@@ -400,7 +400,7 @@ where
         let max_request_bytes = self.max_request_bytes;
         let response = self.inner.call(request);
         Box::pin(async move {
-            let response = oversize_is_resource_exhausted(response.await?, max_request_bytes);
+            let response = relabel_decode_errors(response.await?, max_request_bytes);
             log_decode_refusal(&method.0, started, &response);
             Ok(response)
         })
@@ -417,19 +417,33 @@ fn log_decode_refusal(method: &str, started: std::time::Instant, response: &http
     }
 }
 
-fn oversize_is_resource_exhausted(
+/// Relabels tonic's decode errors as ours: an oversize request
+/// (OUT_OF_RANGE) is RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE, a truncated
+/// message (INTERNAL) is INVALID_ARGUMENT / MALFORMED_REQUEST.
+fn relabel_decode_errors(
     mut response: http::Response<tonic::body::Body>,
     max_request_bytes: usize,
 ) -> http::Response<tonic::body::Body> {
     let headers = response.headers_mut();
-    let oversize = Status::from_header_map(headers)
-        .filter(|s| s.code() == tonic::Code::OutOfRange && s.message().contains("length too large"));
-    if let Some(original) = oversize {
-        let message = original.message().to_string();
-        let status = Status::from(Error::RequestTooLarge { message, limit: max_request_bytes });
-        if status.add_header(headers).is_err() {
-            headers.insert("grpc-status", HeaderValue::from_static("8"));
+    let Some(original) = Status::from_header_map(headers) else { return response };
+    let (error, code) = match original.code() {
+        tonic::Code::OutOfRange if original.message().contains("length too large") => {
+            let message = original.message().to_string();
+            (Error::RequestTooLarge { message, limit: max_request_bytes }, "8")
         }
+        // A gRPC frame whose length prefix promises more bytes than the
+        // request body holds: the sender's fault, not an INTERNAL error.
+        tonic::Code::Internal if original.message().starts_with("Unexpected EOF decoding stream") => {
+            let message = "the request body ended inside a gRPC message: its length prefix is larger than \
+                           the bytes sent"
+                .to_string();
+            (Error::MalformedRequest { message }, "3")
+        }
+        _ => return response,
+    };
+    let status = Status::from(error);
+    if status.add_header(headers).is_err() {
+        headers.insert("grpc-status", HeaderValue::from_static(code));
     }
     response
 }

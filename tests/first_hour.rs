@@ -591,6 +591,36 @@ async fn refused_calls_are_logged_once_with_one_message_key_and_counted() {
     assert!(unauthenticated.str("error").is_some_and(|e| e.contains("not a JWT")), "{unauthenticated:?}");
 }
 
+/// A gRPC frame whose length prefix is larger than the body sent is the
+/// sender's mistake: INVALID_ARGUMENT / MALFORMED_REQUEST saying so, logged
+/// like any refused call, not INTERNAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lying_frame_length_is_a_malformed_request_not_internal() {
+    use tonic_types::StatusExt;
+    use tower::ServiceExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ops_support::Launch::new(dir.path(), "lying.log").args(["--log-format", "json"]).start();
+    // Flag 0, length 100, then two bytes of message.
+    let body = String::from("\0\0\0\0\u{64}\u{8}\u{1}");
+    let uri = format!("http://{}/convgroups.v1.ConversationGroupService/GetConversationGroupList", server.addr());
+    let request = http::Request::post(uri)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", server.bearer("alice"))
+        .body(tonic::body::Body::new(body))
+        .unwrap();
+    let response = server.channel().await.oneshot(request).await.expect("an HTTP answer");
+    let status = tonic::Status::from_header_map(response.headers()).expect("a grpc-status in the headers");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.get_details_error_info().map(|i| i.reason).as_deref(), Some("MALFORMED_REQUEST"), "{status:?}");
+    assert!(status.message().contains("length prefix"), "{status:?}");
+    let log = server.stop().await;
+    assert!(
+        log.lines().any(|l| l.contains("\"GetConversationGroupList\"") && l.contains("\"InvalidArgument\"")),
+        "the refusal is logged:\n{log}"
+    );
+}
+
 /// On a fresh server `/metrics` already has every unlabelled series (at 0,
 /// the revision at the current one), and every metric has a `# HELP` line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
