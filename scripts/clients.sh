@@ -190,11 +190,11 @@ buf_curl_check() {
 export -f browser_check buf_curl buf_curl_check
 export BUF CHROMIUM SCREENSHOT
 PY="$VENV/bin/python"
-check "python seed scenario" py-alice examples/python "$PY" seed_scenario.py
+check "python seed scenario" example-python examples/python "$PY" seed_scenario.py
 check "python watch/resume" py-watcher examples/python "$PY" watch_resume.py
-check "node seed scenario" node-alice examples/node node seed-scenario.js
+check "node seed scenario" example-node examples/node node seed-scenario.js
 check "node watch/resume" node-watcher examples/node node watch-resume.js
-check "browser page (grpc-web, headless Chromium)" web-alice examples/browser browser_check
+check "browser page (grpc-web, headless Chromium)" example-browser examples/browser browser_check
 check "buf curl" curl-alice . buf_curl_check
 # Runs its own server on 127.0.0.1:50051 (the README's address), with this binary.
 check "README grpcurl walkthrough" readme-alice . env CONVGROUPS_BIN="$BIN" scripts/readme-walkthrough.sh

@@ -19,8 +19,11 @@
 #    own for the fault tests. etcd (Debian's etcd-server) is installed with
 #    apt-get when it is missing.
 #
-# Needs the Rust toolchain, python3 with pip, node with npm, and etcd (or
-# root with apt-get to install it).
+# Needs the Rust toolchain, python3 with pip and venv, node with npm, root
+# (the storage-fault tests mount filesystems; apt-get installs Chromium and
+# etcd when they are missing), a free 127.0.0.1:50051 (the README
+# walkthrough) and about 7.5 GB of disk. It checks root and the port first
+# and stops at once, with one line each, when they are missing.
 # Exports GRPCURL and BUF (absolute paths) for the tests (tests/grpcurl.rs).
 #
 # Overrides: GRPCURL=/path/to/grpcurl, BUF=/path/to/buf, TOOLS_DIR=dir,
@@ -42,6 +45,47 @@ BUF_NPM_SPEC="${BUF_NPM_SPEC:-@bufbuild/buf@1.75.0}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
+
+# Fail fast, before minutes of installing and building, on what a run needs
+# but cannot get: root for the storage-fault tests (tmpfs and loop-device
+# mounts; also apt-get for Chromium and etcd when they are missing), and
+# 127.0.0.1:50051 for the README walkthrough, which serves on the README's
+# address. Every problem is reported, one line each.
+preflight() {
+    local problems=() full_run=0 arg
+    [[ $# -eq 0 ]] && full_run=1
+    local storage_faults=$full_run
+    for arg in "$@"; do
+        [[ $arg == *storage_faults* ]] && storage_faults=1
+    done
+    if [[ $storage_faults -eq 1 && $(id -u) -ne 0 ]]; then
+        problems+=("the storage-fault tests (tests/storage_faults.rs) mount tmpfs and loop devices and need root: run as root, or select other tests (scripts/test.sh --test <name>)")
+    fi
+    if [[ $full_run -eq 1 ]] && ! "$PYTHON" -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", 50051))
+except OSError:
+    sys.exit(1)' 2>/dev/null; then
+        problems+=("port 127.0.0.1:50051 is taken (a convgroups serve still running?): the README walkthrough (scripts/readme-walkthrough.sh) serves there; stop what holds it")
+    fi
+    local problem
+    for problem in "${problems[@]}"; do
+        printf 'scripts/test.sh: error: %s\n' "$problem" >&2
+    done
+    [[ ${#problems[@]} -eq 0 ]] || exit 1
+    # The build directory grows to ~7.5 GB (debug and release builds, every
+    # test binary, the benchmark): warn rather than fail late.
+    local free_kb
+    free_kb="$(df -Pk "$ROOT" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+    if [[ -n "$free_kb" && "$free_kb" -lt 8000000 ]]; then
+        printf 'scripts/test.sh: warning: %s GB free under %s; a full run needs about 7.5 GB\n' \
+            "$((free_kb / 1000000))" "$ROOT" >&2
+    fi
+}
+if [[ "${1:-}" != --tools-only ]]; then
+    preflight "$@"
+fi
 
 # Prints the absolute path of a command that runs, or nothing.
 working_command() {

@@ -26,6 +26,10 @@ pub const SECRET_FILE_NAME: &str = "auth-secret";
 pub const USER_HEADER: &str = "x-convgroups-user";
 /// Bytes of a generated secret (256 bits, the HMAC-SHA256 block strength).
 const GENERATED_SECRET_BYTES: usize = 32;
+/// Fewest bytes a configured secret may have. A short HS256 secret can be
+/// found by brute force from any one token; 16 bytes (128 bits, if random)
+/// is the floor, 32 random bytes what `openssl rand -base64 32` gives.
+pub const MIN_SECRET_BYTES: usize = 16;
 
 /// JWT claims: `sub` is the user id, `exp` the expiry (seconds since the
 /// epoch), `adm` marks an administrator/backend token.
@@ -59,19 +63,41 @@ impl Secret {
     /// value, else the generated file in the data directory (created on first
     /// use with mode 0600 and reused afterwards).
     pub fn load_or_create(config: &Config) -> Result<Self, Error> {
+        Self::load(config, true)
+    }
+
+    /// The secret the configuration names, like [`load_or_create`](Self::load_or_create),
+    /// but refusing, instead of creating one, when the data directory holds
+    /// none: `convgroups token` run in the wrong directory must not make a
+    /// second secret whose tokens the server then refuses.
+    pub fn load_existing(config: &Config) -> Result<Self, Error> {
+        Self::load(config, false)
+    }
+
+    fn load(config: &Config, create: bool) -> Result<Self, Error> {
         if let Some(path) = &config.auth_secret_file {
-            return Self::read_file(path);
+            return Self::read_file("--auth-secret-file", path);
         }
         if let Some(value) = &config.auth_secret {
-            if value.is_empty() {
-                return Err(Error::InvalidSetting { setting: "CONVGROUPS_AUTH_SECRET", message: "is empty".into() });
-            }
+            check_length("CONVGROUPS_AUTH_SECRET", value.as_bytes(), "")?;
             return Ok(Self::from_bytes(value.as_bytes()));
         }
         let path = config.data_dir.join(SECRET_FILE_NAME);
         if path.exists() {
-            return Self::read_file(&path);
+            return Self::read_file("--data-dir", &path);
         }
+        if !create {
+            return Err(Error::InvalidSetting {
+                setting: "--data-dir",
+                message: format!(
+                    "there is no auth secret at {}: pass the server's --data-dir (a server creates its secret there \
+                     on first start), or --auth-secret-file or CONVGROUPS_AUTH_SECRET as the server has them; \
+                     --create-secret makes one for a server not started yet",
+                    path.display()
+                ),
+            });
+        }
+        check_data_dir(&config.data_dir)?;
         fs::create_dir_all(&config.data_dir).map_err(|e| Error::InvalidSetting {
             setting: "--data-dir",
             message: format!("cannot create {}: {e}", config.data_dir.display()),
@@ -83,17 +109,14 @@ impl Secret {
         Ok(Self::from_bytes(encoded.as_bytes()))
     }
 
-    fn read_file(path: &Path) -> Result<Self, Error> {
-        let raw =
-            fs::read(path).map_err(|e| Error::Internal(format!("reading auth secret {}: {e}", path.display())))?;
+    fn read_file(setting: &'static str, path: &Path) -> Result<Self, Error> {
+        let raw = fs::read(path).map_err(|e| Error::InvalidSetting {
+            setting,
+            message: format!("cannot read the auth secret {}: {e}", path.display()),
+        })?;
         // A trailing newline from `echo secret > file` is not part of the key.
         let trimmed = raw.trim_ascii_end();
-        if trimmed.is_empty() {
-            return Err(Error::InvalidSetting {
-                setting: "--auth-secret-file",
-                message: format!("{} is empty", path.display()),
-            });
-        }
+        check_length(setting, trimmed, &format!("{} ", path.display()))?;
         Ok(Self::from_bytes(trimmed))
     }
 
@@ -111,10 +134,91 @@ impl Secret {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.1, &validation).map_err(|e| e.to_string())?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.inner.1, &validation).map_err(|e| explain(&e, token))?;
         let user = UserId::parse(&data.claims.sub).map_err(|e| format!("sub: {e}"))?;
         Ok(Verified { user, admin: data.claims.adm, exp: data.claims.exp })
     }
+}
+
+/// What a failed token check means, for the client: jsonwebtoken's error
+/// names (`ExpiredSignature`) say nothing to someone holding a token.
+fn explain(error: &jsonwebtoken::errors::Error, token: &str) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match error.kind() {
+        // jsonwebtoken checks claims only after the signature, so the expiry
+        // read here is the signed one.
+        ErrorKind::ExpiredSignature => {
+            let exp = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token).map(|c| c.exp).ok();
+            match exp {
+                Some(exp) => format!(
+                    "expired at {} (exp {exp}); get a new token",
+                    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(exp))
+                ),
+                None => "expired; get a new token".into(),
+            }
+        }
+        ErrorKind::InvalidSignature => "signature does not match this server's secret (a token made with another \
+             --data-dir, --auth-secret-file or CONVGROUPS_AUTH_SECRET than the server's)"
+            .into(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+            match jsonwebtoken::decode_header(token) {
+                Ok(header) => format!("algorithm {:?} is not accepted; tokens are HS256", header.alg),
+                Err(_) => "the algorithm is not accepted; tokens are HS256".into(),
+            }
+        }
+        ErrorKind::MissingRequiredClaim(claim) => format!("the claim `{claim}` is missing"),
+        ErrorKind::InvalidClaimFormat(claim) => format!("the claim `{claim}` has the wrong type"),
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Utf8(_) => {
+            "not a JWT (three base64url parts separated by dots, as `convgroups token` prints)".into()
+        }
+        ErrorKind::Json(e) => format!("not a JWT: a part is not the expected JSON ({e})"),
+        _ => format!("rejected ({error})"),
+    }
+}
+
+/// A configured secret too short to resist guessing is refused, naming the
+/// setting and the limit.
+fn check_length(setting: &'static str, secret: &[u8], what: &str) -> Result<(), Error> {
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(Error::InvalidSetting {
+            setting,
+            message: format!(
+                "the auth secret {what}is {} bytes; at least {MIN_SECRET_BYTES} are needed \
+                 (`openssl rand -base64 32` makes a good one)",
+                secret.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// convgroups creates the data directory, but not its parents: a typo in a
+/// parent (`/var/lib/convgroup/data`) must not quietly start an empty
+/// database with a new secret.
+pub fn check_data_dir(data_dir: &Path) -> Result<(), Error> {
+    if data_dir.exists() {
+        return Ok(());
+    }
+    let parent = match data_dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => return Ok(()),
+    };
+    let problem = if parent.is_dir() {
+        return Ok(());
+    } else if parent.exists() {
+        "is not a directory"
+    } else {
+        "does not exist"
+    };
+    Err(Error::InvalidSetting {
+        setting: "--data-dir",
+        message: format!(
+            "cannot create {}: its parent {} {problem}; convgroups creates only the data directory itself \
+             (check the path, or create the parent)",
+            data_dir.display(),
+            parent.display()
+        ),
+    })
 }
 
 fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), Error> {
@@ -141,8 +245,30 @@ pub struct Caller {
     /// Whether the token is an admin token.
     pub admin: bool,
     /// The user the call acts for: the subject, or for an admin token the
-    /// user named in `x-convgroups-user` (the subject when absent).
+    /// user named in `x-convgroups-user` (the subject when absent; see
+    /// [`Caller::user`]).
     pub acting_for: UserId,
+    /// Whether `x-convgroups-user` named the user.
+    pub named: bool,
+}
+
+impl Caller {
+    /// The user whose data a call reads or changes. An admin token acts for
+    /// no one by itself: it must name the user in `x-convgroups-user`
+    /// (INVALID_ARGUMENT otherwise), so a backend that forgets the header
+    /// does not quietly read and write a user named after its own token.
+    pub fn user(&self) -> Result<&UserId, Error> {
+        if self.admin && !self.named {
+            return Err(Error::InvalidArgument {
+                field: USER_HEADER,
+                message: format!(
+                    "missing: an admin token must name the user it acts for in the {USER_HEADER} header \
+                     (the command-line client's --user)"
+                ),
+            });
+        }
+        Ok(&self.acting_for)
+    }
 }
 
 /// Checks bearer tokens. The service layer calls it first thing in every
@@ -226,6 +352,7 @@ impl Authenticator {
                 named
             }
         };
-        Ok(Caller { subject, admin, acting_for })
+        let named = metadata.get(USER_HEADER).is_some();
+        Ok(Caller { subject, admin, acting_for, named })
     }
 }

@@ -72,7 +72,7 @@ fn positive_count(value: &str) -> Result<usize, String> {
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Groups per user; creating one more is RESOURCE_EXHAUSTED.
-    #[arg(long, env = "CONVGROUPS_MAX_GROUPS", default_value_t = DEFAULT_MAX_GROUPS)]
+    #[arg(long, env = "CONVGROUPS_MAX_GROUPS", default_value_t = DEFAULT_MAX_GROUPS, value_parser = positive_count)]
     pub max_groups: usize,
     /// Bytes of UTF-8 in a group name.
     #[arg(long, env = "CONVGROUPS_MAX_GROUP_NAME_BYTES", default_value_t = DEFAULT_MAX_GROUP_NAME_BYTES, value_parser = positive_count)]
@@ -101,6 +101,24 @@ pub struct Limits {
     /// Largest GetConversationList page; larger requests are capped.
     #[arg(long, env = "CONVGROUPS_MAX_PAGE_SIZE", default_value_t = DEFAULT_MAX_PAGE_SIZE, value_parser = positive_count)]
     pub max_page_size: usize,
+}
+
+impl Limits {
+    /// Checks the settings against each other (each alone is checked as it
+    /// is parsed).
+    pub fn validate(&self) -> Result<(), crate::error::Error> {
+        if self.default_page_size > self.max_page_size {
+            return Err(crate::error::Error::InvalidSetting {
+                setting: "--default-page-size",
+                message: format!(
+                    "{} is more than --max-page-size {}: a request that asks for no particular size would get a \
+                     page larger than any it may ask for",
+                    self.default_page_size, self.max_page_size
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {

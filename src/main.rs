@@ -24,19 +24,24 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(Config),
-    /// Print a token signed with the server's secret (creating the secret in
-    /// the data dir if there is none yet).
+    /// Print a token signed with the server's secret (from --data-dir,
+    /// --auth-secret-file or CONVGROUPS_AUTH_SECRET, as the server has it).
     Token {
         /// The user the token acts for (its `sub`).
         #[arg(long)]
         user: String,
-        /// How long the token is valid (e.g. 24h, 30m, 7d).
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        /// How long the token is valid (e.g. 24h, 30m, 7d); at least 1s.
+        #[arg(long, default_value = "24h", value_parser = token_ttl)]
         ttl: Duration,
         /// An administrator/backend token: may act for any user via the
         /// x-convgroups-user header and watch all users.
         #[arg(long)]
         admin: bool,
+        /// Create the secret in --data-dir when there is none yet (for a
+        /// server not started yet). Without it, a missing secret is an error:
+        /// a token signed with a new secret would be refused by the server.
+        #[arg(long)]
+        create_secret: bool,
         #[command(flatten)]
         config: Config,
     },
@@ -69,6 +74,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// A token lifetime: whole seconds (`exp` is in seconds), at least one; a
+/// token printed already expired helps no one.
+fn token_ttl(value: &str) -> Result<Duration, String> {
+    let ttl = humantime::parse_duration(value).map_err(|e| e.to_string())?;
+    if ttl < Duration::from_secs(1) {
+        return Err("must be at least 1s (a shorter token has expired by the time it is printed)".into());
+    }
+    Ok(ttl)
+}
+
 /// Logs go to stderr; RUST_LOG, when set, wins over --log-level.
 fn init_logging(log: &LogSettings) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
@@ -88,9 +103,10 @@ fn init_logging(log: &LogSettings) -> Result<(), String> {
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Client(_) => unreachable!("client commands are dispatched in main"),
-        Command::Token { user, ttl, admin, config } => {
+        Command::Token { user, ttl, admin, create_secret, config } => {
             let user = UserId::parse(&user).map_err(|e| format!("--user: {e}"))?;
-            let secret = Secret::load_or_create(&config).map_err(|e| e.to_string())?;
+            let secret = if create_secret { Secret::load_or_create(&config) } else { Secret::load_existing(&config) };
+            let secret = secret.map_err(|e| e.to_string())?;
             println!("{}", secret.issue(&user, admin, ttl));
             Ok(())
         }

@@ -28,12 +28,57 @@ const LATENCY_BUCKETS: &[f64] =
 
 /// Starts the Prometheus endpoint on `addr` (`GET /metrics`, or any path).
 /// Must run inside the tokio runtime. Only one per process.
-pub fn install(addr: SocketAddr) -> Result<(), Error> {
+///
+/// Every metric gets its `# HELP` line, and the series without labels start
+/// at 0 (the revision at `revision`): dashboards and alerts need them from
+/// start-up, not from the first watcher or event.
+pub fn install(addr: SocketAddr, revision: u64) -> Result<(), Error> {
     PrometheusBuilder::new()
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.install())
-        .map_err(|e| Error::Internal(format!("--metrics-listen {addr}: {e}")))
+        .map_err(|e| Error::InvalidSetting { setting: "--metrics-listen", message: format!("{addr}: {e}") })?;
+    describe();
+    metrics::gauge!("convgroups_watchers").set(0.0);
+    metrics::gauge!("convgroups_watchers_catching_up").set(0.0);
+    metrics::gauge!("convgroups_revision").set(revision as f64);
+    metrics::gauge!("convgroups_storage_failing").set(0.0);
+    metrics::counter!("convgroups_events_published_total").absolute(0);
+    metrics::counter!("convgroups_storage_reopens_total").absolute(0);
+    Ok(())
+}
+
+/// The `# HELP` text of every metric.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!("convgroups_rpc_requests_total", "RPCs answered, by method and gRPC code (refused calls too).");
+    describe_histogram!("convgroups_rpc_duration_seconds", Unit::Seconds, "Time to answer an RPC, by method.");
+    describe_gauge!("convgroups_watchers", "Open WatchGroupEvents streams.");
+    describe_gauge!(
+        "convgroups_watchers_catching_up",
+        "Watch streams reading history from the event log instead of following live events."
+    );
+    describe_counter!("convgroups_events_published_total", "Event batches published to watchers.");
+    describe_histogram!("convgroups_flush_duration_seconds", Unit::Seconds, "Time of one storage flush (fsync).");
+    describe_gauge!("convgroups_storage_size_bytes", Unit::Bytes, "Size of the database on disk.");
+    describe_gauge!("convgroups_revision", "The last published revision.");
+    describe_gauge!("convgroups_storage_failing", "1 while storage is failing and mutations are refused, else 0.");
+    describe_counter!("convgroups_storage_reopens_total", "Reopens of the database after a storage failure.");
+    describe_histogram!(
+        "convgroups_etcd_request_duration_seconds",
+        Unit::Seconds,
+        "Time of one etcd request, by op and outcome (etcd backend)."
+    );
+    describe_gauge!(
+        "convgroups_etcd_feed_lag_seconds",
+        Unit::Seconds,
+        "How far behind the change feed was when it last caught up with this replica's heartbeat (etcd backend)."
+    );
+    describe_counter!("convgroups_etcd_feed_reconnects_total", "Reconnects of the etcd change feed (etcd backend).");
+    describe_counter!(
+        "convgroups_etcd_read_cache_total",
+        "Reads with min_revision answered from the replica's memory (hit) or from etcd (miss) (etcd backend)."
+    );
 }
 
 pub fn rpc(method: &str, code: tonic::Code, elapsed: Duration) {

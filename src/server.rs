@@ -10,7 +10,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::Status;
-use tower::util::{MapRequestLayer, MapResponseLayer};
+use tower::util::MapRequestLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use tokio::net::TcpListener;
@@ -77,6 +77,8 @@ impl App {
     /// Loads the secret and opens storage (which fails if another server
     /// holds the data directory).
     pub async fn open(config: Config) -> Result<Self, Error> {
+        config.limits.validate()?;
+        crate::auth::check_data_dir(&config.data_dir)?;
         let secret = Secret::load_or_create(&config)?;
         let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
         let store = Store::open_configured(&config, hub.clone()).await?;
@@ -142,7 +144,7 @@ impl App {
         };
         let cors = cors_layer(&server.cors_allow_origin)?;
         if let Some(addr) = server.metrics_listen {
-            crate::metrics::install(addr)?;
+            crate::metrics::install(addr, store.current_revision())?;
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
         let calls = Calls::new(server.max_in_flight, server.unary_timeout);
@@ -163,10 +165,15 @@ impl App {
             gate,
         );
         let mut builder = Server::builder();
-        if let Some(tls) = tls {
-            builder = builder
-                .tls_config(tls)
-                .map_err(|e| Error::InvalidSetting { setting: "--tls-cert", message: error_chain(&e) })?;
+        if let (Some(tls), Some(cert), Some(key)) = (tls, &server.tls_cert, &server.tls_key) {
+            builder = builder.tls_config(tls).map_err(|e| {
+                // Both files are parsed here; a complaint about the key
+                // (unreadable, or not the certificate's) is --tls-key's.
+                let detail = error_chain(&e);
+                let (setting, path) =
+                    if detail.to_ascii_lowercase().contains("key") { ("--tls-key", key) } else { ("--tls-cert", cert) };
+                Error::InvalidSetting { setting, message: format!("{}: {detail}", path.display()) }
+            })?;
         }
 
         let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
@@ -229,7 +236,7 @@ impl App {
             .max_concurrent_streams(Some(server.http2_max_concurrent_streams))
             // grpc-web over HTTP/1.1 on the same port as gRPC.
             .accept_http1(true)
-            .layer(MapResponseLayer::new(move |response| oversize_is_resource_exhausted(response, max_request_bytes)))
+            .layer(tower::layer::layer_fn(move |inner| DecodeRefusals { inner, max_request_bytes }))
             // The gate's log line names the method of a refused call.
             .layer(MapRequestLayer::new(|mut request: http::Request<tonic::body::Body>| {
                 let method = RpcMethod::of_path(request.uri().path());
@@ -298,8 +305,26 @@ fn tls_config(cert: &Path, key: &Path) -> Result<ServerTlsConfig, Error> {
         std::fs::read(path)
             .map_err(|e| Error::InvalidSetting { setting, message: format!("cannot read {}: {e}", path.display()) })
     };
-    let (cert, key) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
-    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+    let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
+    // tonic parses both files only when the server is built, and then
+    // blames --tls-cert for either; check each here so the error names the
+    // file at fault.
+    check_pem(cert, &cert_pem, "--tls-cert", &["CERTIFICATE"])?;
+    check_pem(key, &key_pem, "--tls-key", &["PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY"])?;
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert_pem, key_pem)))
+}
+
+/// Refuses a file with no PEM block of the expected kind.
+fn check_pem(path: &Path, pem: &[u8], setting: &'static str, labels: &[&str]) -> Result<(), Error> {
+    let text = String::from_utf8_lossy(pem);
+    let found = labels.iter().any(|label| text.contains(&format!("-----BEGIN {label}-----")));
+    if found {
+        return Ok(());
+    }
+    Err(Error::InvalidSetting {
+        setting,
+        message: format!("{} holds no PEM block `-----BEGIN {}-----`", path.display(), labels[0]),
+    })
 }
 
 /// CORS for grpc-web from browsers on other origins; None keeps the
@@ -345,19 +370,80 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, Error> {
 /// with an ErrorInfo like every error of ours, so the trailers-only answer
 /// is rewritten. tonic's message (which names the size and the limit) is
 /// kept.
-fn oversize_is_resource_exhausted(
+/// Requests refused before any handler ran, while tonic decoded them
+/// (MALFORMED_REQUEST from our codec, tonic's oversize OUT_OF_RANGE made
+/// REQUEST_TOO_LARGE here): they get the one log line and the metrics of
+/// every other refused call, which the gate and the handlers cannot give
+/// them.
+#[derive(Clone)]
+struct DecodeRefusals<S> {
+    inner: S,
+    max_request_bytes: usize,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for DecodeRefusals<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let started = std::time::Instant::now();
+        let method = RpcMethod::of_path(request.uri().path());
+        let max_request_bytes = self.max_request_bytes;
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = relabel_decode_errors(response.await?, max_request_bytes);
+            log_decode_refusal(&method.0, started, &response);
+            Ok(response)
+        })
+    }
+}
+
+/// Logs and counts a response that carries a decode refusal in its headers.
+fn log_decode_refusal(method: &str, started: std::time::Instant, response: &http::Response<tonic::body::Body>) {
+    use tonic_types::StatusExt;
+    let Some(status) = Status::from_header_map(response.headers()) else { return };
+    let reason = status.get_details_error_info().map(|info| info.reason).unwrap_or_default();
+    if reason == "MALFORMED_REQUEST" || reason == "REQUEST_TOO_LARGE" {
+        crate::service::log_refused(method, started, &status);
+    }
+}
+
+/// Relabels tonic's decode errors as ours: an oversize request
+/// (OUT_OF_RANGE) is RESOURCE_EXHAUSTED / REQUEST_TOO_LARGE, a truncated
+/// message (INTERNAL) is INVALID_ARGUMENT / MALFORMED_REQUEST.
+fn relabel_decode_errors(
     mut response: http::Response<tonic::body::Body>,
     max_request_bytes: usize,
 ) -> http::Response<tonic::body::Body> {
     let headers = response.headers_mut();
-    let oversize = Status::from_header_map(headers)
-        .filter(|s| s.code() == tonic::Code::OutOfRange && s.message().contains("length too large"));
-    if let Some(original) = oversize {
-        let message = original.message().to_string();
-        let status = Status::from(Error::RequestTooLarge { message, limit: max_request_bytes });
-        if status.add_header(headers).is_err() {
-            headers.insert("grpc-status", HeaderValue::from_static("8"));
+    let Some(original) = Status::from_header_map(headers) else { return response };
+    let (error, code) = match original.code() {
+        tonic::Code::OutOfRange if original.message().contains("length too large") => {
+            let message = original.message().to_string();
+            (Error::RequestTooLarge { message, limit: max_request_bytes }, "8")
         }
+        // A gRPC frame whose length prefix promises more bytes than the
+        // request body holds: the sender's fault, not an INTERNAL error.
+        tonic::Code::Internal if original.message().starts_with("Unexpected EOF decoding stream") => {
+            let message = "the request body ended inside a gRPC message: its length prefix is larger than \
+                           the bytes sent"
+                .to_string();
+            (Error::MalformedRequest { message }, "3")
+        }
+        _ => return response,
+    };
+    let status = Status::from(error);
+    if status.add_header(headers).is_err() {
+        headers.insert("grpc-status", HeaderValue::from_static(code));
     }
     response
 }

@@ -453,7 +453,9 @@ async fn a_user_token_sees_and_changes_only_its_own_user() {
 }
 
 /// An admin token with `x-convgroups-user: bob` acts for bob on every RPC,
-/// and for nobody else; without the header it acts for its own subject.
+/// and for nobody else; without the header every RPC for one user's data is
+/// refused with INVALID_ARGUMENT naming the header (it does not act for a
+/// user named after the token).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_token_acts_for_the_user_in_the_header() {
     let s = start().await;
@@ -478,9 +480,13 @@ async fn an_admin_token_acts_for_the_user_in_the_header() {
     let ops = user_state(&mut s.group_client("ops")).await;
     assert!(ops.groups.group_names.is_empty() && ops.conversations.is_empty(), "the admin's own user: {ops:?}");
 
-    // Without the header the admin acts for its own subject.
-    call(&s, Rpc::Create, &[bearer(&admin)], false).await.unwrap();
-    assert_eq!(group_names(&mut s.group_client("ops")).await, ["Pwned"]);
+    // Without the header the admin acts for no one.
+    for rpc in ALL_RPCS {
+        let status = call(&s, rpc, &[bearer(&admin)], false).await.expect_err("an admin token without the header");
+        assert_status_field(&status, Code::InvalidArgument, "INVALID_ARGUMENT", None, USER_HEADER);
+    }
+    let ops = user_state(&mut s.group_client("ops")).await;
+    assert!(ops.groups.group_names.is_empty() && ops.conversations.is_empty(), "the admin's own user: {ops:?}");
 }
 
 /// The secret generated on first start is readable by its owner only.

@@ -131,7 +131,7 @@ impl Env {
     pub fn convgroups(&self, tag: &str) -> (Proc, String) {
         let dir = self.dir(&format!("convgroups-{tag}"));
         let out = std::process::Command::new(&self.server_bin)
-            .args(["token", "--user", "bench-admin", "--admin", "--ttl", "2h", "--data-dir"])
+            .args(["token", "--user", "bench-admin", "--admin", "--ttl", "2h", "--create-secret", "--data-dir"])
             .arg(&dir)
             .output()
             .expect("convgroups token");

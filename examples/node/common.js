@@ -3,7 +3,7 @@
 //
 // Configuration comes from the environment:
 //   CONVGROUPS_ADDR   host:port of the server (default 127.0.0.1:50051)
-//   CONVGROUPS_TOKEN  a token from `convgroups token --user alice`
+//   CONVGROUPS_TOKEN  a token from `convgroups token --user example-node`
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import grpc from '@grpc/grpc-js';
@@ -31,7 +31,7 @@ export function settings() {
   const addr = process.env.CONVGROUPS_ADDR || '127.0.0.1:50051';
   const token = process.env.CONVGROUPS_TOKEN;
   if (!token) {
-    console.error('set CONVGROUPS_TOKEN (e.g. export CONVGROUPS_TOKEN=$(convgroups token --user alice))');
+    console.error('set CONVGROUPS_TOKEN (e.g. export CONVGROUPS_TOKEN=$(convgroups token --user example-node))');
     process.exit(2);
   }
   return { addr, token };

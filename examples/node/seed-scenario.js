@@ -1,6 +1,6 @@
 // The convgroups seed scenario, step by step, with a check after each step.
 //
-//   CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user alice) \
+//   CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user example-node) \
 //       node seed-scenario.js
 //
 // Create "Suppliers" with GROUPtest and C2Cexample, list groups, add a

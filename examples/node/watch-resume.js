@@ -1,6 +1,6 @@
 // WatchGroupEvents: see a change live, disconnect, resume with no gap.
 //
-//   CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user alice) \
+//   CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user example-node) \
 //       node watch-resume.js            # scripted demo with checks (exit 1 on mismatch)
 //       node watch-resume.js --follow   # print events forever, resuming after disconnects
 //

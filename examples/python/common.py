@@ -2,7 +2,7 @@
 
 Configuration comes from the environment:
   CONVGROUPS_ADDR   host:port of the server (default 127.0.0.1:50051)
-  CONVGROUPS_TOKEN  a token from `convgroups token --user alice`
+  CONVGROUPS_TOKEN  a token from `convgroups token --user example-python`
 """
 import collections
 import os
@@ -43,7 +43,7 @@ def settings() -> tuple[str, str]:
     addr = os.environ.get("CONVGROUPS_ADDR", "127.0.0.1:50051")
     token = os.environ.get("CONVGROUPS_TOKEN")
     if not token:
-        sys.exit("set CONVGROUPS_TOKEN (e.g. export CONVGROUPS_TOKEN=$(convgroups token --user alice))")
+        sys.exit("set CONVGROUPS_TOKEN (e.g. export CONVGROUPS_TOKEN=$(convgroups token --user example-python))")
     return addr, token
 
 

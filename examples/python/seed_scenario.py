@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The convgroups seed scenario, step by step, with a check after each step.
 
-    CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user alice) \
+    CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user example-python) \
         python seed_scenario.py
 
 Create "Suppliers" with GROUPtest and C2Cexample, list groups, add a

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """WatchGroupEvents: see a change live, disconnect, resume with no gap.
 
-    CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user alice) \
+    CONVGROUPS_ADDR=127.0.0.1:50051 CONVGROUPS_TOKEN=$(convgroups token --user example-python) \
         python watch_resume.py            # scripted demo with checks (exit 1 on mismatch)
         python watch_resume.py --follow   # print events forever, resuming after disconnects
 

@@ -143,6 +143,50 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A failure below gRPC (no answer from the service, only the transport's
+/// complaint) on an `http://` address may be a TLS server: say so instead of
+/// tonic's `transport error`.
+pub async fn explain_plaintext_to_tls(failure: Failure, conn: &Connection) -> Failure {
+    let transport_failed = match &failure {
+        Failure::Status(status) => {
+            status.get_details_error_info().is_none()
+                && matches!(status.code(), Code::Unknown | Code::Unavailable | Code::Internal)
+        }
+        Failure::Message(message) => message.starts_with("cannot connect to "),
+        Failure::BrokenPipe => false,
+    };
+    let host_port = conn.addr.strip_prefix("http://").unwrap_or(&conn.addr);
+    let https_or_other = conn.addr.contains("://") && !conn.addr.starts_with("http://");
+    if !transport_failed || https_or_other {
+        return failure;
+    }
+    let host_port = host_port.trim_end_matches('/').to_string();
+    if !speaks_tls(&host_port, conn.timeout.min(Duration::from_secs(5))).await {
+        return failure;
+    }
+    Failure::Message(format!(
+        "--addr {}: the server speaks TLS, not plaintext HTTP/2 ({failure}); use --addr https://{host_port} \
+         with --ca-cert FILE (the server's certificate, or the CA certificate that signed it)",
+        conn.addr
+    ))
+}
+
+/// Whether the server at `host_port` answers the HTTP/2 connection preface
+/// with a TLS alert record (content type 21, version 3.x), which is what a
+/// TLS server (rustls, Go, OpenSSL) sends to a client that does not speak
+/// TLS.
+async fn speaks_tls(host_port: &str, timeout: Duration) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(host_port).await.ok()?;
+        stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.ok()?;
+        let mut head = [0u8; 2];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head)
+    };
+    matches!(tokio::time::timeout(timeout, probe).await, Ok(Some([21, 3])))
+}
+
 /// Adds the bearer token and, for admin tokens, the acting user to every call.
 #[derive(Clone, Debug)]
 pub struct Auth {

@@ -4,7 +4,7 @@
 use crate::config::Backend;
 use std::io::Write as _;
 
-use super::client::{describe_status, Client, Failure};
+use super::client::{self, describe_status, Client, Failure};
 use super::output::{cell, Json};
 use super::render::{self, conversations_count, quoted};
 use super::{
@@ -57,20 +57,30 @@ fn item_failures(failed: &[ConversationResult]) -> Outcome {
 
 /// `groups`, `conversations` and `watch`: connect, then run.
 pub async fn remote(command: Command) -> Result<Outcome, Failure> {
-    match command {
-        Command::Groups(args) => {
-            let client = Client::connect(&args.conn).await?;
-            groups(&client, args.conn.json, args.command).await
-        }
-        Command::Conversations(args) => {
-            let client = Client::connect(&args.conn).await?;
-            conversations(&client, args.conn.json, args.command).await
-        }
-        Command::Watch(args) => {
-            let client = Client::connect(&args.conn).await?;
-            watch(&client, args).await
-        }
+    let conn = match &command {
+        Command::Groups(args) => args.conn.clone(),
+        Command::Conversations(args) => args.conn.clone(),
+        Command::Watch(args) => args.conn.clone(),
         Command::Backup(_) | Command::Restore(_) => unreachable!("backup and restore need no server"),
+    };
+    let outcome = match command {
+        Command::Groups(args) => match Client::connect(&args.conn).await {
+            Ok(client) => groups(&client, args.conn.json, args.command).await,
+            Err(e) => Err(e),
+        },
+        Command::Conversations(args) => match Client::connect(&args.conn).await {
+            Ok(client) => conversations(&client, args.conn.json, args.command).await,
+            Err(e) => Err(e),
+        },
+        Command::Watch(args) => match Client::connect(&args.conn).await {
+            Ok(client) => watch(&client, args).await,
+            Err(e) => Err(e),
+        },
+        Command::Backup(_) | Command::Restore(_) => unreachable!("backup and restore need no server"),
+    };
+    match outcome {
+        Err(failure) => Err(client::explain_plaintext_to_tls(failure, &conn).await),
+        ok => ok,
     }
 }
 

@@ -105,7 +105,10 @@ impl Calls {
             Ok(caller) => caller,
             Err(e) => return Err(finish(method, None, started, Err(e))),
         };
-        let user = caller.acting_for;
+        let user = match caller.user() {
+            Ok(user) => user.clone(),
+            Err(e) => return Err(finish(method, Some(&caller.acting_for), started, Err(e))),
+        };
         // Shed load instead of queueing: a caller told RESOURCE_EXHAUSTED at
         // once can back off; one left waiting only adds to the pile.
         let Ok(_permit) = self.permits.try_acquire() else {
@@ -135,18 +138,31 @@ pub(crate) fn finish(method: &str, user: Option<&UserId>, started: Instant, outc
         Ok(()) => Status::ok(""),
         Err(e) => Status::from(e),
     };
+    log_call(method, user, elapsed, &status);
+    status
+}
+
+/// The log line and metrics of a call refused before it reached the gate or
+/// a handler (a request that did not decode, or was too large).
+pub(crate) fn log_refused(method: &str, started: Instant, status: &Status) {
+    log_call(method, None, started.elapsed(), status);
+}
+
+/// One line per call. The status message goes in `error`: the event's own
+/// message is `rpc`, and a second `message` key would make JSON log lines
+/// hold the same key twice (parsers keep only one).
+fn log_call(method: &str, user: Option<&UserId>, elapsed: Duration, status: &Status) {
     let code = status.code();
     let user = user.map(UserId::as_str).unwrap_or("-");
     let micros = elapsed.as_micros() as u64;
     match code {
         tonic::Code::Ok => tracing::info!(method, user, code = ?code, latency_us = micros, "rpc"),
         tonic::Code::Internal | tonic::Code::Unavailable | tonic::Code::Unknown => {
-            tracing::warn!(method, user, code = ?code, latency_us = micros, message = status.message(), "rpc")
+            tracing::warn!(method, user, code = ?code, latency_us = micros, error = status.message(), "rpc")
         }
-        _ => tracing::info!(method, user, code = ?code, latency_us = micros, message = status.message(), "rpc"),
+        _ => tracing::info!(method, user, code = ?code, latency_us = micros, error = status.message(), "rpc"),
     }
     crate::metrics::rpc(method, code, elapsed);
-    status
 }
 
 #[cfg(test)]

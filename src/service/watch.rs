@@ -95,7 +95,7 @@ impl WatchSpec {
             });
         }
         Ok(Self {
-            scope: if req.all_users { Scope::AllUsers } else { Scope::User(caller.acting_for.clone()) },
+            scope: if req.all_users { Scope::AllUsers } else { Scope::User(caller.user()?.clone()) },
             start_revision: req.start_revision,
             send_snapshot: req.send_snapshot,
             event_types,

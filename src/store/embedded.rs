@@ -70,10 +70,15 @@ impl Trees {
     pub(super) fn open(dir: &Path) -> Result<(Self, u64), Error> {
         let db = open_when_unlocked(dir).map_err(|e| Error::InvalidSetting {
             setting: "--data-dir",
-            message: format!(
-                "cannot open the database in {} (is another convgroups server using it?): {e}",
-                dir.display()
-            ),
+            message: if is_lock_held(&e) {
+                format!(
+                    "cannot open the database in {}: it is locked, so another convgroups server (or backup) \
+                     is using it; stop that one or pick another --data-dir",
+                    dir.display()
+                )
+            } else {
+                format!("cannot open the database in {}: {e}", dir.display())
+            },
         })?;
         let tree = |name: &str| db.open_tree(name);
         let trees = Trees {
@@ -109,6 +114,13 @@ impl Trees {
 /// it finishing): after a reopen, or a server restarted in-process.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Whether sled failed because another process holds the database's file
+/// lock. sled says so only in the text of an io::Error of kind Other
+/// ("could not acquire lock on ...: Os { .. WouldBlock .. }").
+fn is_lock_held(error: &sled::Error) -> bool {
+    error.to_string().contains("could not acquire lock")
+}
+
 fn open_when_unlocked(dir: &Path) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
@@ -117,7 +129,7 @@ fn open_when_unlocked(dir: &Path) -> Result<sled::Db, sled::Error> {
         match sled::Config::new().path(dir.join("db")).flush_every_ms(None).open() {
             // sled reports a held lock only as the text of an io::Error of
             // kind Other; anything else fails at once.
-            Err(e) if started.elapsed() < LOCK_WAIT && e.to_string().contains("could not acquire lock") => {
+            Err(e) if started.elapsed() < LOCK_WAIT && is_lock_held(&e) => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             opened => return opened,

@@ -145,10 +145,11 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local addr").port()
 }
 
-/// `convgroups token --user U [--admin] --data-dir D`.
+/// `convgroups token --user U [--admin] --data-dir D --create-secret` (the
+/// secret is made here when no server has made it yet).
 pub fn token(data_dir: &Path, user: &str, admin: bool) -> String {
     let dir = data_dir.to_str().expect("utf-8 path");
-    let mut args = vec!["token", "--user", user, "--data-dir", dir];
+    let mut args = vec!["token", "--user", user, "--data-dir", dir, "--create-secret"];
     if admin {
         args.push("--admin");
     }

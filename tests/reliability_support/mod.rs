@@ -101,7 +101,7 @@ fn command() -> Command {
 /// signed with the secret of that data directory (created if missing).
 pub fn mint_token(data_dir: &Path, user: &str, admin: bool) -> String {
     let mut cmd = command();
-    cmd.args(["token", "--user", user, "--ttl", "48h", "--data-dir"]).arg(data_dir);
+    cmd.args(["token", "--user", user, "--ttl", "48h", "--create-secret", "--data-dir"]).arg(data_dir);
     if admin {
         cmd.arg("--admin");
     }
