@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
-use crate::domain::{EventBatch, UserId};
+use crate::domain::{EventBatch, Scope, UserId};
 use crate::error::Error;
 
 /// Batches a per-user ring holds before a slow watcher is told it lagged.
@@ -54,13 +54,6 @@ impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hub").field("watchers", &self.watchers()).finish()
     }
-}
-
-/// Which batches a subscription receives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Feed {
-    User(UserId),
-    AllUsers,
 }
 
 impl Hub {
@@ -121,7 +114,7 @@ impl Hub {
 
     /// Starts the live feed before history is read (so nothing falls between
     /// the two). Fails with TOO_MANY_WATCHERS beyond the limits.
-    pub fn subscribe(&self, feed: Feed) -> Result<Subscription, Error> {
+    pub fn subscribe(&self, feed: Scope) -> Result<Subscription, Error> {
         let mut users = self.inner.users.lock().map_err(|_| Error::Internal("hub lock poisoned".into()))?;
         if self.inner.watchers.load(Ordering::Acquire) >= self.inner.max_watchers {
             return Err(Error::TooManyWatchers {
@@ -129,8 +122,8 @@ impl Hub {
             });
         }
         let rx = match &feed {
-            Feed::AllUsers => self.inner.all.subscribe(),
-            Feed::User(user) => {
+            Scope::AllUsers => self.inner.all.subscribe(),
+            Scope::User(user) => {
                 if users.get(user).is_some_and(|c| c.watchers >= self.inner.max_watchers_per_user) {
                     return Err(Error::TooManyWatchers {
                         message: format!(
@@ -178,7 +171,7 @@ impl Hub {
 /// A live feed; frees its place (and its user's ring, if last) on drop.
 pub struct Subscription {
     pub rx: broadcast::Receiver<Arc<EventBatch>>,
-    feed: Feed,
+    feed: Scope,
     hub: Arc<Inner>,
 }
 
@@ -186,7 +179,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let open = self.hub.watchers.fetch_sub(1, Ordering::AcqRel) - 1;
         crate::metrics::watchers(open);
-        if let Feed::User(user) = &self.feed {
+        if let Scope::User(user) = &self.feed {
             if let Ok(mut users) = self.hub.users.lock() {
                 if let Some(channel) = users.get_mut(user) {
                     channel.watchers -= 1;
@@ -216,8 +209,8 @@ mod tests {
     #[test]
     fn watchers_see_their_user_only_and_rings_go_with_the_last_watcher() {
         let hub = Hub::new(10, 10);
-        let mut alice = hub.subscribe(Feed::User(UserId::parse("alice").unwrap())).unwrap();
-        let mut all = hub.subscribe(Feed::AllUsers).unwrap();
+        let mut alice = hub.subscribe(Scope::User(UserId::parse("alice").unwrap())).unwrap();
+        let mut all = hub.subscribe(Scope::AllUsers).unwrap();
         hub.publish(batch(1, "bob"));
         hub.publish(batch(2, "alice"));
         assert_eq!(alice.rx.try_recv().unwrap().revision, 2);
@@ -232,18 +225,18 @@ mod tests {
     #[test]
     fn limits_refuse_extra_watchers() {
         let hub = Hub::new(3, 2);
-        let user = || Feed::User(UserId::parse("u").unwrap());
+        let user = || Scope::User(UserId::parse("u").unwrap());
         let _a = hub.subscribe(user()).unwrap();
         let _b = hub.subscribe(user()).unwrap();
         assert!(matches!(hub.subscribe(user()), Err(Error::TooManyWatchers { .. })));
-        let _c = hub.subscribe(Feed::AllUsers).unwrap();
-        assert!(matches!(hub.subscribe(Feed::AllUsers), Err(Error::TooManyWatchers { .. })));
+        let _c = hub.subscribe(Scope::AllUsers).unwrap();
+        assert!(matches!(hub.subscribe(Scope::AllUsers), Err(Error::TooManyWatchers { .. })));
     }
 
     #[test]
     fn publishing_never_waits_for_a_slow_watcher() {
         let hub = Hub::new(10, 10);
-        let mut slow = hub.subscribe(Feed::AllUsers).unwrap();
+        let mut slow = hub.subscribe(Scope::AllUsers).unwrap();
         for revision in 1..=(DEFAULT_ALL_USERS_RING as u64 + 10) {
             hub.publish(batch(revision, "u"));
         }

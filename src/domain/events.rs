@@ -66,6 +66,15 @@ impl EventKind {
     }
 }
 
+/// Whose events: one user's, or every user's (an admin's `all_users`
+/// watch). The same choice picks a watcher's hub subscription and the part
+/// of the stored log it replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    User(UserId),
+    AllUsers,
+}
+
 /// Everything one mutation committed: one user, one revision, one or more
 /// events, and the user's group list after the change.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ mod model;
 pub mod rules;
 
 pub use batch::{BatchResult, Item, ItemError};
-pub use events::{EventBatch, EventKind, EventType, RemovalReason};
+pub use events::{EventBatch, EventKind, EventType, RemovalReason, Scope};
 pub use ids::{check_group_name, ConversationId, ConversationKind, UserId, MAX_ID_BYTES};
 pub use model::{
     BatchOutcome, ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView,

@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::config::Limits;
 use crate::domain::{EventBatch, EventKind, EventType};
 use crate::error::Error;
-use crate::hub::{Feed, Hub, Subscription};
+use crate::hub::{Hub, Subscription};
 use crate::pb;
 use crate::pb::watch_group_events_response::Kind;
 use crate::store::{Scope, Store};
@@ -141,16 +141,12 @@ pub struct Opened {
 /// Checks the start revision against the log and subscribes; errors here
 /// are the call's status, before any message.
 pub async fn open(store: &Store, hub: &Hub, spec: &WatchSpec) -> Result<Opened, Error> {
-    let feed = match &spec.scope {
-        Scope::User(user) => Feed::User(user.clone()),
-        Scope::AllUsers => Feed::AllUsers,
-    };
     if store.refuses_watches() {
         return Err(Error::Storage("this replica has lost its connection to etcd; watch on another replica".into()));
     }
     // Subscribe before reading anything, so no batch can fall between the
     // history and the live feed.
-    let subscription = hub.subscribe(feed)?;
+    let subscription = hub.subscribe(spec.scope.clone())?;
     // The deployment's revision: on etcd a revision another replica
     // returned may be ahead of this replica's feed, and is not in the future
     // for that.

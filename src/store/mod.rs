@@ -87,12 +87,7 @@ fn check_min_revision(store: &SledStore, min_revision: Option<u64>) -> Result<()
     }
 }
 
-/// Which part of the log a watcher reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    User(UserId),
-    AllUsers,
-}
+pub use crate::domain::Scope;
 
 /// The caller's groups with their members, at one revision.
 #[derive(Debug, Clone)]
