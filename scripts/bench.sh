@@ -23,7 +23,9 @@ if ! command -v etcd >/dev/null 2>&1 && [[ ! -x /usr/bin/etcd ]]; then
     (systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || pkill -x etcd 2>/dev/null) || true
 fi
 
-echo "==> cargo build --release (convgroups, convgroups-bench)" >&2
-cargo build --release -q --bin convgroups -p convgroups
-cargo build --release -q -p convgroups-bench
-exec target/release/convgroups-bench "$@"
+# BENCH_PROFILE picks the cargo profile (CI uses the cheaper ci-bench).
+PROFILE="${BENCH_PROFILE:-release}"
+echo "==> cargo build --profile $PROFILE (convgroups, convgroups-bench)" >&2
+cargo build --profile "$PROFILE" -q --bin convgroups -p convgroups
+cargo build --profile "$PROFILE" -q -p convgroups-bench
+exec "target/$PROFILE/convgroups-bench" "$@"
