@@ -158,7 +158,7 @@ async fn start_revision_zero_starts_now_with_a_bookmark_or_a_snapshot() {
     let last = create(&mut bob, "Elsewhere", &["C2Cb"]).await.unwrap().revision;
     assert!(snapshot.revision < mine[0], "the writes come after the empty snapshot");
     assert_increasing(&[mine[0], mine[1], mine[2], last], "the writes, one after the other");
-    assert_current("the server's revision", s.stats.revision(), last);
+    published_revision(&s, last).await;
 
     let mut now = open_ok(&mut alice, from(0)).await;
     // start 0: a bookmark at the current (global) revision.
@@ -824,8 +824,7 @@ async fn shutdown_ends_streams_with_a_resume_revision_that_continues_after_resta
         add(&mut alice, "A", &[&format!("C2Cx{i}")]).await.unwrap();
         last_write = add(&mut bob, "B", &[&format!("C2Cy{i}")]).await.unwrap().revision;
     }
-    let before = s.stats.revision();
-    assert_current("the server's revision", before, last_write);
+    let before = published_revision(&s, last_write).await;
     assert_eq!(s.stats.watchers(), watchers.len());
 
     let started = tokio::time::Instant::now();

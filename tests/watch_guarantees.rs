@@ -428,7 +428,7 @@ async fn concurrent_writers_and_resuming_watchers_keep_every_guarantee() {
     // The last revision a writer was told; the server is at it (on etcd
     // possibly past it: heartbeats take revisions too).
     let global = *per_user.values().max().expect("users");
-    assert_current("the server's revision", s.stats.revision(), global);
+    published_revision(&s, global).await;
     let refused: usize = writer_logs.iter().map(|l| l.refused).sum();
     eprintln!("writers: last revision {global}, {} known changes, {refused} refused calls", changes.len());
     done_tx.send_replace(Some(Targets { per_user: per_user.clone(), global }));

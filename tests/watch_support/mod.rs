@@ -220,6 +220,19 @@ pub async fn assert_bookmark_now(server: &TestServer, bookmark: u64, last_write:
     eventually(&what, || stats.revision() >= bookmark).await;
 }
 
+/// The revision the server has published to its watchers, once it has
+/// caught up with `last_write`, checked with [`assert_current`]. An etcd
+/// replica answers a mutation when etcd commits it; its change feed hands
+/// the batch to the hub moments later.
+pub async fn published_revision(server: &TestServer, last_write: u64) -> u64 {
+    let stats = server.stats.clone();
+    let what = format!("the server publishes the acknowledged write {last_write}");
+    eventually(&what, || stats.revision() >= last_write).await;
+    let revision = server.stats.revision();
+    assert_current("the server's revision", revision, last_write);
+    revision
+}
+
 /// Asserts that revisions strictly increase (the acknowledged mutations of
 /// one client, made one after the other, or a stream's batches).
 #[track_caller]
