@@ -386,9 +386,9 @@ mod tests {
 
     #[test]
     fn a_jwks_without_keys_or_with_a_secret_is_refused() {
-        assert!(parse_jwks(b"{\"keys\": []}").unwrap_err().contains("no signature key"));
-        assert!(parse_jwks(b"[]").unwrap_err().contains("no \"keys\" array"));
+        assert!(parse_jwks(b"{\"keys\": []}").err().unwrap().contains("no signature key"));
+        assert!(parse_jwks(b"[]").err().unwrap().contains("no \"keys\" array"));
         let oct = br#"{"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]}"#;
-        assert!(parse_jwks(oct).unwrap_err().contains("symmetric"));
+        assert!(parse_jwks(oct).err().unwrap().contains("symmetric"));
     }
 }
