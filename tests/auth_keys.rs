@@ -53,7 +53,7 @@ fn pyjwt_dir() -> &'static Path {
         let install = Command::new("python3")
             .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--target"])
             .arg(&dir)
-            .args(["PyJWT", "cryptography"])
+            .args(["PyJWT==2.15.1", "cryptography==50.0.2"]) // as scripts/test.sh pins them
             .env("PIP_ROOT_USER_ACTION", "ignore")
             .output()
             .expect("run python3 -m pip");
