@@ -425,7 +425,8 @@ pub struct Config {
     #[arg(long, env = "CONVGROUPS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// File holding the HS256 token secret. Without it (and without
-    /// CONVGROUPS_AUTH_SECRET) a random secret is created in the data dir.
+    /// CONVGROUPS_AUTH_SECRET) a random secret is created in the data dir,
+    /// unless a public key is configured (then HS256 tokens are refused).
     #[arg(long, env = "CONVGROUPS_AUTH_SECRET_FILE")]
     pub auth_secret_file: Option<PathBuf>,
     /// The HS256 token secret itself (environment only, so it stays out of
