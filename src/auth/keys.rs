@@ -47,8 +47,9 @@ pub(super) struct PublicKeys {
     jwks_file: Option<PathBuf>,
     /// The JWKS as last loaded, and the file's bytes it came from.
     jwks: RwLock<(Arc<KeySet>, Vec<u8>)>,
-    /// Bytes of the last new file that failed to load (logged once).
-    broken: Mutex<Vec<u8>>,
+    /// The last file content that failed to load, and why (logged once,
+    /// not on every poll).
+    broken: Mutex<Option<(Vec<u8>, String)>>,
     pem: Vec<Arc<Key>>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -100,7 +101,7 @@ impl PublicKeys {
         Ok(Some(Self {
             jwks_file: settings.auth_jwks_file.clone(),
             jwks: RwLock::new((Arc::new(set), bytes)),
-            broken: Mutex::new(Vec::new()),
+            broken: Mutex::new(None),
             pem,
             issuer: settings.auth_issuer.clone(),
             audience: settings.auth_audience.clone(),
@@ -137,7 +138,7 @@ impl PublicKeys {
                     *jwks = (Arc::new(set), bytes);
                 }
                 if let Ok(mut broken) = self.broken.lock() {
-                    broken.clear();
+                    *broken = None;
                 }
                 true
             }
@@ -150,10 +151,11 @@ impl PublicKeys {
 
     fn log_broken(&self, path: &Path, bytes: Vec<u8>, error: &str) {
         let Ok(mut broken) = self.broken.lock() else { return };
-        if *broken == bytes && !bytes.is_empty() {
+        let seen = (bytes, error.to_string());
+        if broken.as_ref() == Some(&seen) {
             return;
         }
-        *broken = bytes;
+        *broken = Some(seen);
         tracing::error!(
             file = %path.display(),
             error,
