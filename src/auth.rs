@@ -1,6 +1,6 @@
 //! Authentication: JWTs in `authorization: Bearer <token>`, HS256 with the
 //! server's secret or signed with an identity provider's public keys
-//! ([`keys`]: `--auth-jwks-file`, `--auth-public-key`).
+//! (the `keys` module: `--auth-jwks-file`, `--auth-public-key`).
 //!
 //! The interceptor checks the token and hands the service layer a typed
 //! [`Caller`] as a request extension; services never see headers. The secret
