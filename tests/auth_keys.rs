@@ -210,6 +210,10 @@ fn tokens_from_a_jwks_and_from_pem_keys_work_through_the_cli_and_grpcurl() {
         assert!(ok && out.contains("Suppliers"), "{name} through grpcurl: {out}");
     }
 
+    // A kid the JWKS lacks still finds the PEM key that signed it.
+    let pem_with_kid = keys.token("rsa_pem", "RS256", &claims("alice"), Some("pem-kid"));
+    cli(&server, &pem_with_kid, &["groups", "list"]).ok().stdout_has("Suppliers");
+
     // An audience list holding ours is accepted too.
     let listed = keys.token(
         "ec",
