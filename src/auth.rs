@@ -1,9 +1,14 @@
-//! Authentication: HS256 JWTs in `authorization: Bearer <token>`.
+//! Authentication: JWTs in `authorization: Bearer <token>`, HS256 with the
+//! server's secret or signed with an identity provider's public keys
+//! (the `keys` module: `--auth-jwks-file`, `--auth-public-key`).
 //!
 //! The interceptor checks the token and hands the service layer a typed
 //! [`Caller`] as a request extension; services never see headers. The secret
 //! comes from `--auth-secret-file`, `CONVGROUPS_AUTH_SECRET`, or a random one
-//! generated on first start into the data directory (mode 0600).
+//! generated on first start into the data directory (mode 0600) — the last
+//! only when no public key is configured.
+
+mod keys;
 
 use std::collections::HashMap;
 use std::fs;
@@ -148,13 +153,27 @@ fn explain(error: &jsonwebtoken::errors::Error, token: &str) -> String {
         // jsonwebtoken checks claims only after the signature, so the expiry
         // read here is the signed one.
         ErrorKind::ExpiredSignature => {
-            let exp = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token).map(|c| c.exp).ok();
+            let exp = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
+                .ok()
+                .and_then(|c| c.get("exp").and_then(serde_json::Value::as_u64));
             match exp {
                 Some(exp) => format!(
                     "expired at {} (exp {exp}); get a new token",
                     humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(exp))
                 ),
                 None => "expired; get a new token".into(),
+            }
+        }
+        ErrorKind::ImmatureSignature => {
+            let nbf = jsonwebtoken::dangerous::insecure_decode_claims::<serde_json::Value>(token)
+                .ok()
+                .and_then(|c| c.get("nbf").and_then(serde_json::Value::as_u64));
+            match nbf {
+                Some(nbf) => format!(
+                    "not valid before {} (nbf {nbf})",
+                    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(nbf))
+                ),
+                None => "not valid yet (nbf)".into(),
             }
         }
         ErrorKind::InvalidSignature => "signature does not match this server's secret (a token made with another \
@@ -277,7 +296,11 @@ impl Caller {
 /// in the metrics like any other.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
-    secret: Secret,
+    /// The HS256 secret; None when public keys are configured and no secret
+    /// explicitly.
+    secret: Option<Secret>,
+    /// Public keys of an identity provider, if configured.
+    keys: Option<Arc<keys::PublicKeys>>,
     /// Tokens already verified, by their exact text. A client sends the same
     /// token with every call; checking its signature and parsing its JSON
     /// each time was a large part of the cost of a cheap read. Expiry is
@@ -298,8 +321,61 @@ struct Verified {
 const VERIFIED_CACHE_SIZE: usize = 10_000;
 
 impl Authenticator {
+    /// HS256 tokens of this secret only.
     pub fn new(secret: Secret) -> Self {
-        Self { secret, verified: Arc::new(Mutex::new(HashMap::new())) }
+        Self { secret: Some(secret), keys: None, verified: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    /// What the configuration names: the public keys, if any, and the
+    /// secret — with public keys only when configured explicitly
+    /// (`--auth-secret-file`, `CONVGROUPS_AUTH_SECRET`), else the data
+    /// directory's (created on first start).
+    pub fn from_config(config: &Config) -> Result<Self, Error> {
+        let keys = keys::PublicKeys::load(&config.auth_keys)?.map(Arc::new);
+        let explicit = config.auth_secret_file.is_some() || config.auth_secret.is_some();
+        let secret = if keys.is_none() || explicit { Some(Secret::load_or_create(config)?) } else { None };
+        Ok(Self { secret, keys, verified: Arc::new(Mutex::new(HashMap::new())) })
+    }
+
+    /// How often the JWKS file should be re-read; None without one.
+    pub fn jwks_reload_interval(&self) -> Option<Duration> {
+        self.keys.as_ref().filter(|k| k.has_jwks()).map(|k| k.reload_interval)
+    }
+
+    /// Re-reads `--auth-jwks-file`; a changed file's keys are used from now
+    /// on (tokens verified before are checked again, so a removed key's
+    /// tokens are refused at once). A broken file keeps the keys before and
+    /// is logged. True when the keys changed.
+    pub fn reload_keys(&self) -> bool {
+        let changed = self.keys.as_ref().is_some_and(|k| k.reload());
+        if changed {
+            if let Ok(mut cache) = self.verified.lock() {
+                cache.clear();
+            }
+        }
+        changed
+    }
+
+    /// Dispatches on the token's algorithm: HS256 to the secret, the
+    /// public-key algorithms to the keys.
+    fn check(&self, token: &str) -> Result<Verified, String> {
+        let header = jsonwebtoken::decode_header(token).map_err(|e| explain(&e, token))?;
+        let hmac = matches!(header.alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        match (&self.secret, &self.keys) {
+            (Some(secret), _) if hmac => secret.verify(token),
+            (None, _) if hmac => Err(format!(
+                "algorithm {:?} not allowed: this server takes tokens signed with public keys \
+                 (--auth-jwks-file, --auth-public-key); HS256 tokens only when --auth-secret-file \
+                 or CONVGROUPS_AUTH_SECRET is set too",
+                header.alg
+            )),
+            (_, Some(keys)) => keys.verify(token, &header),
+            (_, None) => Err(format!(
+                "algorithm {:?} not allowed: tokens are HS256 (this server has no --auth-jwks-file or \
+                 --auth-public-key)",
+                header.alg
+            )),
+        }
     }
 
     fn verify(&self, token: &str) -> Result<Verified, String> {
@@ -310,7 +386,7 @@ impl Authenticator {
                 return Ok(hit);
             }
         }
-        let verified = self.secret.verify(token)?;
+        let verified = self.check(token)?;
         if let Ok(mut cache) = self.verified.lock() {
             if cache.len() >= VERIFIED_CACHE_SIZE {
                 cache.clear();

@@ -354,6 +354,74 @@ impl Default for StorageSettings {
     }
 }
 
+/// How often the `--auth-jwks-file` is re-read; a changed file's keys are
+/// used from then on (SIGHUP re-reads it at once).
+pub const DEFAULT_AUTH_JWKS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// The claim that names the user of a public-key token.
+pub const DEFAULT_AUTH_USER_CLAIM: &str = "sub";
+/// The claim that makes a public-key token an admin token (`true`), as the
+/// `adm` of `convgroups token --admin`.
+pub const DEFAULT_AUTH_ADMIN_CLAIM: &str = "adm";
+
+/// Tokens signed with public keys (an identity provider's), besides the
+/// HS256 secret. With a public key configured, HS256 tokens are accepted
+/// only if the secret is configured explicitly (`--auth-secret-file` or
+/// `CONVGROUPS_AUTH_SECRET`); the generated secret in the data directory is
+/// then neither created nor used.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct AuthKeySettings {
+    /// JWKS document (`{"keys": [...]}`) of the identity provider's public
+    /// keys (RSA, EC P-256/P-384, Ed25519), chosen by the token's `kid`.
+    /// Re-read every --auth-jwks-reload-interval and on SIGHUP; a broken new
+    /// file keeps the keys loaded before.
+    #[arg(long, env = "CONVGROUPS_AUTH_JWKS_FILE")]
+    pub auth_jwks_file: Option<PathBuf>,
+    /// PEM public key (`-----BEGIN PUBLIC KEY-----`; RSA, EC or Ed25519) that
+    /// signs tokens; repeat (or comma-separate) for several. Used for tokens
+    /// without a `kid`, or whose `kid` is not in the JWKS. Read at start.
+    #[arg(long, env = "CONVGROUPS_AUTH_PUBLIC_KEY", value_delimiter = ',')]
+    pub auth_public_key: Vec<PathBuf>,
+    /// Required `iss` of public-key tokens (unchecked when unset).
+    #[arg(long, env = "CONVGROUPS_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+    /// Required `aud` of public-key tokens (one of theirs when a list;
+    /// unchecked when unset).
+    #[arg(long, env = "CONVGROUPS_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+    /// Claim of a public-key token that holds the user id.
+    #[arg(long, env = "CONVGROUPS_AUTH_USER_CLAIM", default_value = DEFAULT_AUTH_USER_CLAIM)]
+    pub auth_user_claim: String,
+    /// Claim of a public-key token that makes it an admin token: `NAME` (the
+    /// claim is `true`) or `NAME=VALUE` (the claim equals VALUE, or is a list
+    /// holding it, or a space-separated string such as `scope` holding it).
+    #[arg(long, env = "CONVGROUPS_AUTH_ADMIN_CLAIM", default_value = DEFAULT_AUTH_ADMIN_CLAIM)]
+    pub auth_admin_claim: String,
+    /// How often --auth-jwks-file is checked for changes (e.g. 5s).
+    #[arg(long, env = "CONVGROUPS_AUTH_JWKS_RELOAD_INTERVAL", default_value = "5s", value_parser = positive_duration)]
+    pub auth_jwks_reload_interval: Duration,
+}
+
+impl AuthKeySettings {
+    /// Whether any public key is configured.
+    pub fn any(&self) -> bool {
+        self.auth_jwks_file.is_some() || !self.auth_public_key.is_empty()
+    }
+}
+
+impl Default for AuthKeySettings {
+    fn default() -> Self {
+        Self {
+            auth_jwks_file: None,
+            auth_public_key: Vec::new(),
+            auth_issuer: None,
+            auth_audience: None,
+            auth_user_claim: DEFAULT_AUTH_USER_CLAIM.into(),
+            auth_admin_claim: DEFAULT_AUTH_ADMIN_CLAIM.into(),
+            auth_jwks_reload_interval: DEFAULT_AUTH_JWKS_RELOAD_INTERVAL,
+        }
+    }
+}
+
 /// Everything `convgroups serve` needs. `Config::new(data_dir)` gives the
 /// defaults, which is what tests start from.
 #[derive(Args, Debug, Clone)]
@@ -365,13 +433,16 @@ pub struct Config {
     #[arg(long, env = "CONVGROUPS_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
     /// File holding the HS256 token secret. Without it (and without
-    /// CONVGROUPS_AUTH_SECRET) a random secret is created in the data dir.
+    /// CONVGROUPS_AUTH_SECRET) a random secret is created in the data dir,
+    /// unless a public key is configured (then HS256 tokens are refused).
     #[arg(long, env = "CONVGROUPS_AUTH_SECRET_FILE")]
     pub auth_secret_file: Option<PathBuf>,
     /// The HS256 token secret itself (environment only, so it stays out of
     /// the process list).
     #[arg(skip = std::env::var("CONVGROUPS_AUTH_SECRET").ok())]
     pub auth_secret: Option<String>,
+    #[command(flatten)]
+    pub auth_keys: AuthKeySettings,
     #[command(flatten)]
     pub storage: StorageSettings,
     #[command(flatten)]
@@ -392,6 +463,7 @@ impl Config {
             data_dir: data_dir.into(),
             auth_secret_file: None,
             auth_secret: None,
+            auth_keys: AuthKeySettings::default(),
             storage: StorageSettings::default(),
             limits: Limits::default(),
             watch: WatchSettings::default(),

@@ -105,6 +105,12 @@ fn run(command: Command) -> Result<(), String> {
         Command::Client(_) => unreachable!("client commands are dispatched in main"),
         Command::Token { user, ttl, admin, create_secret, config } => {
             let user = UserId::parse(&user).map_err(|e| format!("--user: {e}"))?;
+            if config.auth_keys.any() && config.auth_secret_file.is_none() && config.auth_secret.is_none() {
+                return Err("a server with --auth-jwks-file or --auth-public-key and no --auth-secret-file or \
+                     CONVGROUPS_AUTH_SECRET accepts no HS256 tokens: get tokens from the identity provider, \
+                     or configure the secret explicitly on both"
+                    .into());
+            }
             let secret = if create_secret { Secret::load_or_create(&config) } else { Secret::load_existing(&config) };
             let secret = secret.map_err(|e| e.to_string())?;
             println!("{}", secret.issue(&user, admin, ttl));
@@ -120,6 +126,7 @@ fn run(command: Command) -> Result<(), String> {
                     .await
                     .map_err(|e| format!("--listen {}: {e}", config.listen))?;
                 let app = App::open(config).await.map_err(|e| e.to_string())?;
+                reload_keys_on_hangup(app.authenticator()).map_err(|e| format!("installing signal handlers: {e}"))?;
                 // The first signal starts a graceful shutdown; a second one
                 // cuts the drain short (storage is flushed either way).
                 let nth = |n: u32| {
@@ -132,6 +139,27 @@ fn run(command: Command) -> Result<(), String> {
             })
         }
     }
+}
+
+/// SIGHUP re-reads `--auth-jwks-file` (the file is also re-read when it
+/// changes, every --auth-jwks-reload-interval).
+#[cfg(unix)]
+fn reload_keys_on_hangup(auth: convgroups::auth::Authenticator) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: re-reading --auth-jwks-file");
+            let auth = auth.clone();
+            let _ = tokio::task::spawn_blocking(move || auth.reload_keys()).await;
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn reload_keys_on_hangup(_auth: convgroups::auth::Authenticator) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Counts SIGINT and SIGTERM from now on.

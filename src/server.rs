@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::auth::{Authenticator, Secret};
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::Error;
 use crate::hub::Hub;
@@ -79,10 +79,16 @@ impl App {
     pub async fn open(config: Config) -> Result<Self, Error> {
         config.limits.validate()?;
         crate::auth::check_data_dir(&config.data_dir)?;
-        let secret = Secret::load_or_create(&config)?;
+        let auth = Authenticator::from_config(&config)?;
         let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
         let store = Store::open_configured(&config, hub.clone()).await?;
-        Ok(Self { config, store, hub, auth: Authenticator::new(secret) })
+        Ok(Self { config, store, hub, auth })
+    }
+
+    /// The token checker; [`Authenticator::reload_keys`] on it re-reads
+    /// `--auth-jwks-file` (what the binary does on SIGHUP).
+    pub fn authenticator(&self) -> Authenticator {
+        self.auth.clone()
     }
 
     pub fn stats(&self) -> Stats {
@@ -148,7 +154,7 @@ impl App {
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
         let calls = Calls::new(server.max_in_flight, server.unary_timeout);
-        let gate = Gate::new(auth);
+        let gate = Gate::new(auth.clone());
         let groups = InterceptedService::new(
             ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
                 store.clone(),
@@ -177,6 +183,7 @@ impl App {
         }
 
         let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
+        let jwks_reload = auth.jwks_reload_interval().map(|every| tokio::spawn(reload_jwks(auth.clone(), every)));
         // Health (and the storage_failing gauge) follow storage: NOT_SERVING
         // while a failed write keeps mutations refused, SERVING again once
         // the store has reopened its database. Aborted before shutdown sets
@@ -276,6 +283,9 @@ impl App {
             }
         };
         upkeep.abort();
+        if let Some(jwks_reload) = jwks_reload {
+            jwks_reload.abort();
+        }
         storage_health.abort();
         // Acknowledged writes are already durable; this leaves the files clean.
         let flushed = store.flush().await;
@@ -470,5 +480,19 @@ async fn background(store: Store, hub: Hub, config: Config) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "event log compaction failed; will retry"),
         }
+    }
+}
+
+/// Re-reads `--auth-jwks-file` every `every` until aborted: a changed file's
+/// keys take effect without a restart (SIGHUP does it at once).
+async fn reload_jwks(auth: Authenticator, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let auth = auth.clone();
+        // A blocking file read; off the async workers.
+        let _ = tokio::task::spawn_blocking(move || auth.reload_keys()).await;
     }
 }
