@@ -74,6 +74,27 @@ impl Secret {
         Self::load(config, false)
     }
 
+    /// Checks the secret the configuration names as [`load_or_create`](Self::load_or_create)
+    /// would (readable, long enough), but creates nothing: for
+    /// `convgroups check-config`. Says where the secret comes from.
+    pub fn check(config: &Config) -> Result<String, Error> {
+        if let Some(path) = &config.auth_secret_file {
+            Self::read_file("--auth-secret-file", path)?;
+            return Ok(format!("the file {} (--auth-secret-file)", path.display()));
+        }
+        if let Some(value) = &config.auth_secret {
+            check_length("CONVGROUPS_AUTH_SECRET", value.as_bytes(), "")?;
+            return Ok(format!("CONVGROUPS_AUTH_SECRET ({} bytes, not shown)", value.len()));
+        }
+        let path = config.data_dir.join(SECRET_FILE_NAME);
+        if path.exists() {
+            Self::read_file("--data-dir", &path)?;
+            return Ok(format!("the file {} (generated)", path.display()));
+        }
+        check_data_dir(&config.data_dir)?;
+        Ok(format!("none yet: serve generates {} on its first start", path.display()))
+    }
+
     fn load(config: &Config, create: bool) -> Result<Self, Error> {
         if let Some(path) = &config.auth_secret_file {
             return Self::read_file("--auth-secret-file", path);
