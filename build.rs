@@ -58,10 +58,10 @@ fn stamp() {
     };
     println!("cargo:rustc-env=CONVGROUPS_GIT_COMMIT={commit}");
     let seconds = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(epoch) => epoch.trim().parse::<i64>().unwrap_or_else(|_| panic!("SOURCE_DATE_EPOCH={epoch:?} is not whole seconds")),
-        Err(_) => std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+        Ok(epoch) => {
+            epoch.trim().parse::<i64>().unwrap_or_else(|_| panic!("SOURCE_DATE_EPOCH={epoch:?} is not whole seconds"))
+        }
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64),
     };
     println!("cargo:rustc-env=CONVGROUPS_BUILD_DATE={}", utc_date(seconds));
 }

@@ -130,8 +130,8 @@ fn token_ttl(value: &str) -> Result<Duration, String> {
 /// the same order and with the same messages and exit status, then the
 /// effective settings and `ok`.
 fn check_config(config: &Config, matches: &ArgMatches, serve: &clap::Command, expanded: &Expanded) -> ExitCode {
-    let checked = log_filter(&config.log)
-        .and_then(|_| convgroups::server::check_settings(config).map_err(|e| e.to_string()));
+    let checked =
+        log_filter(&config.log).and_then(|_| convgroups::server::check_settings(config).map_err(|e| e.to_string()));
     let checked = match checked {
         Ok(checked) => checked,
         Err(message) => {
@@ -140,16 +140,12 @@ fn check_config(config: &Config, matches: &ArgMatches, serve: &clap::Command, ex
         }
     };
     let matches = matches.subcommand_matches("check-config").expect("check-config was parsed");
-    let mut out = format!("# {}
-", convgroups::version::line());
+    let mut out = format!("# {}\n", convgroups::version::line());
     if let Some(file) = &expanded.file {
-        out.push_str(&format!("# settings file: {}
-", file.display()));
+        out.push_str(&format!("# settings file: {}\n", file.display()));
     }
     out.push_str(&settings_file::describe(matches, serve, expanded));
-    out.push_str(&format!("# auth secret: {}
-ok
-", checked.auth_secret));
+    out.push_str(&format!("# auth secret: {}\nok\n", checked.auth_secret));
     print_out(out.as_bytes())
 }
 

@@ -104,9 +104,9 @@ pub fn expand(args: Vec<OsString>, settings: &Command) -> Result<Expanded, Error
     let validator = settings.clone().no_binary_name(true).mut_args(|arg| arg.env(None));
     let mut flags = Vec::new();
     for (key, value) in &table {
-        let arg = keys(settings).find(|arg| arg.get_long() == Some(key.as_str())).ok_or_else(|| {
-            fail(unknown_key(key, value, settings))
-        })?;
+        let arg = keys(settings)
+            .find(|arg| arg.get_long() == Some(key.as_str()))
+            .ok_or_else(|| fail(unknown_key(key, value, settings)))?;
         let values = values_of(arg, value).map_err(|message| fail(format!("{key} = {value}: {message}")))?;
         for flag in &values {
             check_value(&validator, flag).map_err(|message| fail(format!("{key} = {value}: {message}")))?;

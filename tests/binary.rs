@@ -46,9 +46,9 @@ fn today() -> String {
 /// The `(commit X, built D)` part of a version line, checked for shape.
 #[track_caller]
 fn version_parts(line: &str) -> (String, String) {
-    let rest = line.strip_prefix(&format!("convgroups {} (commit ", env!("CARGO_PKG_VERSION"))).unwrap_or_else(|| {
-        panic!("should start with `convgroups {} (commit `: {line:?}", env!("CARGO_PKG_VERSION"))
-    });
+    let rest = line
+        .strip_prefix(&format!("convgroups {} (commit ", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| panic!("should start with `convgroups {} (commit `: {line:?}", env!("CARGO_PKG_VERSION")));
     let (commit, rest) = rest.split_once(", built ").unwrap_or_else(|| panic!("no `, built `: {line:?}"));
     let date = rest.strip_suffix(')').unwrap_or_else(|| panic!("no closing parenthesis: {line:?}"));
     let shape = date.len() == 10
@@ -105,9 +105,11 @@ fn serve_logs_the_version_line_and_exports_build_info() {
 
     let (commit, date) = version_parts(&version);
     let line = text.lines().find(|l| l.starts_with("convgroups_build_info{")).expect("a build_info sample");
-    for label in [format!("version=\"{}\"", env!("CARGO_PKG_VERSION")), format!("commit=\"{commit}\""), format!(
-        "build_date=\"{date}\""
-    )] {
+    for label in [
+        format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
+        format!("commit=\"{commit}\""),
+        format!("build_date=\"{date}\""),
+    ] {
         assert!(line.contains(&label), "{label} missing: {line}");
     }
     assert!(line.ends_with(" 1"), "{line}");
@@ -130,8 +132,10 @@ fn completion_scripts_cover_the_commands_and_parse() {
     for shell in ["bash", "zsh", "fish"] {
         let run = execute(command(&["completions", shell]));
         let script = &run.ok().stdout;
-        assert!(script.contains("serve") && script.contains("--max-groups"), "{shell}: {run}");
-        assert!(script.contains("check-config") && script.contains("--config"), "{shell}: {run}");
+        // fish names a long option without its dashes: `-l max-groups`.
+        let long = |name: &str| if shell == "fish" { format!("-l {name}") } else { format!("--{name}") };
+        assert!(script.contains("serve") && script.contains(&long("max-groups")), "{shell}: {run}");
+        assert!(script.contains("check-config") && script.contains(&long("config")), "{shell}: {run}");
         let file = tmp.path().join(format!("convgroups.{shell}"));
         std::fs::write(&file, script).unwrap();
         let file = file.to_str().unwrap();
@@ -179,7 +183,7 @@ fn setup() -> (tempfile::TempDir, PathBuf, String) {
 /// Creates groups g1, g2... until one is refused; returns how many were made.
 fn groups_until_refused(cli: &Cli) -> usize {
     for n in 1..=10 {
-        let run = cli.run(&["groups", "create", &format!("g{n}")]);
+        let run = cli.run(&["groups", "create", &format!("g{n}"), "C2Cbob"]);
         if run.code() != 0 {
             run.expect_code(1).stderr_has("RESOURCE_EXHAUSTED");
             return n - 1;
@@ -213,7 +217,11 @@ fn the_environment_overrides_the_file_and_a_flag_the_environment() {
         run
     };
     let line = |run: &Run, key: &str| -> String {
-        run.stdout.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("{key}: {run}")).into()
+        run.stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("{key}: {run}"))
+            .into()
     };
     let file_only = check(&["--config", file], &[]);
     assert!(line(&file_only, "max-groups").starts_with("max-groups = 2 "), "{file_only}");
@@ -372,7 +380,11 @@ fn check_config_refuses_what_serve_refuses_with_the_same_message() {
             run.expect_code(code).stderr_has(setting);
             runs.push(run);
         }
-        assert_eq!(runs[0].stderr, runs[1].stderr, "serve and check-config should say the same:\n{}\n{}", runs[0], runs[1]);
+        assert_eq!(
+            runs[0].stderr, runs[1].stderr,
+            "serve and check-config should say the same:\n{}\n{}",
+            runs[0], runs[1]
+        );
         assert!(runs[1].stdout.is_empty(), "{}", runs[1]);
     }
 }
