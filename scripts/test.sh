@@ -52,7 +52,7 @@ die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
 
 # Fail fast, before minutes of installing and building, on what a run needs
 # but cannot get: root for the storage-fault tests (tmpfs and loop-device
-# mounts; also apt-get for Chromium and etcd when they are missing), and
+# mounts; also apt-get for Chromium, etcd, zsh and fish when they are missing), and
 # 127.0.0.1:50051 for the README walkthrough, which serves on the README's
 # address. Every problem is reported, one line each.
 preflight() {
@@ -183,11 +183,27 @@ ensure_etcd() {
     (systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || true) >/dev/null 2>&1
 }
 
+# zsh and fish parse-check the completion scripts (tests/binary.rs); without
+# them that test checks only bash, and says so.
+ensure_shells() {
+    if command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1; then
+        return
+    fi
+    step "installing zsh and fish: apt-get install zsh fish"
+    command -v apt-get >/dev/null || die "zsh or fish not found and no apt-get to install them"
+    [[ $(id -u) -eq 0 ]] || die "zsh or fish not found; install them (apt-get install zsh fish) or run as root"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends zsh fish >&2 \
+        || { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends zsh fish >&2; } \
+        || die "apt-get install zsh fish failed"
+}
+
 step "test tools"
 ensure_grpcurl
 ensure_pyjwt
 ensure_buf
 ensure_etcd
+ensure_shells
 export GRPCURL BUF PYJWT_DIR
 if [[ "${1:-}" == --tools-only ]]; then
     printf 'export GRPCURL=%q\nexport BUF=%q\nexport PYJWT_DIR=%q\n' "$GRPCURL" "$BUF" "$PYJWT_DIR"

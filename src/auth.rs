@@ -79,6 +79,27 @@ impl Secret {
         Self::load(config, false)
     }
 
+    /// Checks the secret the configuration names as [`load_or_create`](Self::load_or_create)
+    /// would (readable, long enough), but creates nothing: for
+    /// `convgroups check-config`. Says where the secret comes from.
+    pub fn check(config: &Config) -> Result<String, Error> {
+        if let Some(path) = &config.auth_secret_file {
+            Self::read_file("--auth-secret-file", path)?;
+            return Ok(format!("the file {} (--auth-secret-file)", path.display()));
+        }
+        if let Some(value) = &config.auth_secret {
+            check_length("CONVGROUPS_AUTH_SECRET", value.as_bytes(), "")?;
+            return Ok(format!("CONVGROUPS_AUTH_SECRET ({} bytes, not shown)", value.len()));
+        }
+        let path = config.data_dir.join(SECRET_FILE_NAME);
+        if path.exists() {
+            Self::read_file("--data-dir", &path)?;
+            return Ok(format!("the file {} (generated)", path.display()));
+        }
+        check_data_dir(&config.data_dir)?;
+        Ok(format!("none yet: serve generates {} on its first start", path.display()))
+    }
+
     fn load(config: &Config, create: bool) -> Result<Self, Error> {
         if let Some(path) = &config.auth_secret_file {
             return Self::read_file("--auth-secret-file", path);
@@ -290,10 +311,9 @@ impl Caller {
     }
 }
 
-/// Checks bearer tokens. The service layer calls it first thing in every
-/// call (rather than in a tonic interceptor) so that a refused call still
-/// gets its one log line with the method, code and latency, and is counted
-/// in the metrics like any other.
+/// Checks bearer tokens. The tonic interceptor in front of the services
+/// (`service::Gate`) calls it before the request body is decoded, and logs
+/// and counts a refused call there like any other.
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     /// The HS256 secret; None when public keys are configured and no secret
@@ -335,6 +355,22 @@ impl Authenticator {
         let explicit = config.auth_secret_file.is_some() || config.auth_secret.is_some();
         let secret = if keys.is_none() || explicit { Some(Secret::load_or_create(config)?) } else { None };
         Ok(Self { secret, keys, verified: Arc::new(Mutex::new(HashMap::new())) })
+    }
+
+    /// Checks the token settings as [`from_config`](Self::from_config)
+    /// would (public keys loaded and parsed, the secret readable and long
+    /// enough where one is used) but creates nothing: for
+    /// `convgroups check-config`. Says which tokens will be accepted.
+    pub fn check_settings(config: &Config) -> Result<String, Error> {
+        let keys = keys::PublicKeys::load(&config.auth_keys)?;
+        let explicit = config.auth_secret_file.is_some() || config.auth_secret.is_some();
+        let secret = if keys.is_none() || explicit { Some(Secret::check(config)?) } else { None };
+        Ok(match (keys, secret) {
+            (Some(_), Some(secret)) => format!("public-key tokens, and HS256 tokens signed with {secret}"),
+            (Some(_), None) => "public-key tokens only (no HS256 secret configured)".into(),
+            (None, Some(secret)) => format!("HS256 tokens signed with {secret}"),
+            (None, None) => unreachable!("a secret is checked whenever no public key is configured"),
+        })
     }
 
     /// How often the JWKS file should be re-read; None without one.

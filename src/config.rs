@@ -1,6 +1,7 @@
 //! Settings of `convgroups serve`: every one is a flag with a `CONVGROUPS_*`
-//! environment variable and a documented default (`DEFAULT_*` below). The
-//! README's settings table lists the same names.
+//! environment variable, a key of the settings file (`--config`, see
+//! [`crate::settings_file`]) and a documented default (`DEFAULT_*` below).
+//! The README's settings table lists the same names.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -426,6 +427,10 @@ impl Default for AuthKeySettings {
 /// defaults, which is what tests start from.
 #[derive(Args, Debug, Clone)]
 pub struct Config {
+    /// Settings file (TOML): each key a flag without its dashes
+    /// (`max-groups = 20`). Flags and CONVGROUPS_* variables override it.
+    #[arg(long, env = crate::settings_file::CONFIG_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, env = "CONVGROUPS_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
@@ -459,6 +464,7 @@ impl Config {
     /// Defaults, with the given data directory; ignores the environment.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
+            config: None,
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             data_dir: data_dir.into(),
             auth_secret_file: None,

@@ -17,6 +17,8 @@
 //! * [`metrics`]: Prometheus metrics (off unless `--metrics-listen`).
 //! * [`server`]: wiring, health, reflection, ordered shutdown; `run` is what
 //!   the binary and the tests call.
+//! * [`settings_file`]: `--config convgroups.toml`, turned into the flags it
+//!   stands for; [`version`]: the commit and date of this build.
 
 pub mod auth;
 pub mod cli;
@@ -29,4 +31,6 @@ pub mod metrics;
 pub mod pb;
 pub mod server;
 pub mod service;
+pub mod settings_file;
 pub mod store;
+pub mod version;

@@ -1,20 +1,38 @@
-//! The `convgroups` binary: `serve` runs the service, `token` prints a token
-//! signed with the server's secret, and the client commands (`groups`,
-//! `conversations`, `watch`, `backup`, `restore`) are `convgroups::cli`.
-//! Everything else lives in the library.
+//! The `convgroups` binary: `serve` runs the service, `check-config` checks
+//! its settings, `token` prints a token signed with the server's secret,
+//! `completions` prints a shell completion script, and the client commands
+//! (`groups`, `conversations`, `watch`, `backup`, `restore`) are
+//! `convgroups::cli`. A settings file (`--config`) is read into the command
+//! line before clap parses it (`convgroups::settings_file`). Everything else
+//! lives in the library.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap_complete::Shell;
 use convgroups::auth::Secret;
 use convgroups::config::{Config, LogFormat, LogSettings};
 use convgroups::domain::UserId;
 use convgroups::server::App;
+use convgroups::settings_file::{self, Expanded};
 use tracing_subscriber::EnvFilter;
 
+/// Exit status of a command line (or settings file) that cannot be parsed,
+/// as clap's own usage errors.
+const EXIT_USAGE: u8 = 2;
+
+const CHECK_CONFIG_HELP: &str = "\
+Prints the effective settings (each with where it came from: a flag, a CONVGROUPS_* variable, the \
+settings file or the default; secrets are not shown) and `ok`. Nothing is bound and no database is \
+opened, so a port in use or a data directory held by a running server shows only at `serve`. \
+Exit status: 0 when `serve` would accept these settings; 1 when it would refuse them at start \
+(the same `convgroups: <setting>: <reason>` line); 2 when a flag, a variable or the settings file \
+cannot be parsed.";
+
 #[derive(Parser, Debug)]
-#[command(name = "convgroups", version, about = "Conversation groups over gRPC, stored in sled")]
+#[command(name = "convgroups", version = convgroups::version::LONG, about = "Conversation groups over gRPC, stored in sled")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,6 +42,10 @@ struct Cli {
 enum Command {
     /// Run the gRPC server.
     Serve(Config),
+    /// Check the settings of `serve` (flags, CONVGROUPS_* variables,
+    /// --config file) as `serve` would, print them, and exit.
+    #[command(after_help = CHECK_CONFIG_HELP)]
+    CheckConfig(Config),
     /// Print a token signed with the server's secret (from --data-dir,
     /// --auth-secret-file or CONVGROUPS_AUTH_SECRET, as the server has it).
     Token {
@@ -48,10 +70,28 @@ enum Command {
     /// The command-line client: groups, conversations, watch, backup, restore.
     #[command(flatten)]
     Client(convgroups::cli::Command),
+    /// Print a shell completion script: `convgroups completions bash >
+    /// /etc/bash_completion.d/convgroups` (zsh: a file `_convgroups` in a
+    /// directory of $fpath; fish: ~/.config/fish/completions/convgroups.fish).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let command = Cli::command();
+    let serve = command.find_subcommand("serve").expect("the serve subcommand").clone();
+    let expanded = match settings_file::expand(std::env::args_os().collect(), &serve) {
+        Ok(expanded) => expanded,
+        Err(e) => {
+            eprintln!("convgroups: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let matches = command.get_matches_from(&expanded.args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let log = match &cli.command {
         Command::Serve(config) => config.log.clone(),
         _ => LogSettings { log_level: "warn".into(), ..LogSettings::default() },
@@ -63,6 +103,8 @@ fn main() -> ExitCode {
     let command = match cli.command {
         // The client has its own exit codes (see `convgroups::cli`).
         Command::Client(command) => return convgroups::cli::run(command),
+        Command::Completions { shell } => return completions(shell),
+        Command::CheckConfig(config) => return check_config(&config, &matches, &serve, &expanded),
         command => command,
     };
     match run(command) {
@@ -84,12 +126,59 @@ fn token_ttl(value: &str) -> Result<Duration, String> {
     Ok(ttl)
 }
 
+/// `convgroups check-config`: the checks `serve` makes before serving, in
+/// the same order and with the same messages and exit status, then the
+/// effective settings and `ok`.
+fn check_config(config: &Config, matches: &ArgMatches, serve: &clap::Command, expanded: &Expanded) -> ExitCode {
+    let checked =
+        log_filter(&config.log).and_then(|_| convgroups::server::check_settings(config).map_err(|e| e.to_string()));
+    let checked = match checked {
+        Ok(checked) => checked,
+        Err(message) => {
+            eprintln!("convgroups: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let matches = matches.subcommand_matches("check-config").expect("check-config was parsed");
+    let mut out = format!("# {}\n", convgroups::version::line());
+    if let Some(file) = &expanded.file {
+        out.push_str(&format!("# settings file: {}\n", file.display()));
+    }
+    out.push_str(&settings_file::describe(matches, serve, expanded));
+    out.push_str(&format!("# auth: {}\nok\n", checked.auth));
+    print_out(out.as_bytes())
+}
+
+/// `convgroups completions SHELL`.
+fn completions(shell: Shell) -> ExitCode {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "convgroups", &mut script);
+    print_out(&script)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is no failure.
+fn print_out(bytes: &[u8]) -> ExitCode {
+    match std::io::stdout().write_all(bytes).and_then(|_| std::io::stdout().flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("convgroups: writing to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The log filter: RUST_LOG when set, else --log-level.
+fn log_filter(log: &LogSettings) -> Result<EnvFilter, String> {
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).map_err(|e| format!("RUST_LOG={spec}: {e}")),
+        _ => EnvFilter::try_new(&log.log_level).map_err(|e| format!("--log-level {}: {e}", log.log_level)),
+    }
+}
+
 /// Logs go to stderr; RUST_LOG, when set, wins over --log-level.
 fn init_logging(log: &LogSettings) -> Result<(), String> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.is_empty() => EnvFilter::try_new(&spec).map_err(|e| format!("RUST_LOG={spec}: {e}"))?,
-        _ => EnvFilter::try_new(&log.log_level).map_err(|e| format!("--log-level {}: {e}", log.log_level))?,
-    };
+    let filter = log_filter(log)?;
     // Colours only on a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
@@ -102,7 +191,9 @@ fn init_logging(log: &LogSettings) -> Result<(), String> {
 
 fn run(command: Command) -> Result<(), String> {
     match command {
-        Command::Client(_) => unreachable!("client commands are dispatched in main"),
+        Command::Client(_) | Command::Completions { .. } | Command::CheckConfig(_) => {
+            unreachable!("dispatched in main")
+        }
         Command::Token { user, ttl, admin, create_secret, config } => {
             let user = UserId::parse(&user).map_err(|e| format!("--user: {e}"))?;
             if config.auth_keys.any() && config.auth_secret_file.is_none() && config.auth_secret.is_none() {

@@ -14,6 +14,7 @@
 //! | `convgroups_revision` | gauge | |
 //! | `convgroups_storage_failing` | gauge (0 or 1) | |
 //! | `convgroups_storage_reopens_total` | counter | |
+//! | `convgroups_build_info` | gauge (always 1) | version, commit, build_date |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -45,6 +46,13 @@ pub fn install(addr: SocketAddr, revision: u64) -> Result<(), Error> {
     metrics::gauge!("convgroups_storage_failing").set(0.0);
     metrics::counter!("convgroups_events_published_total").absolute(0);
     metrics::counter!("convgroups_storage_reopens_total").absolute(0);
+    metrics::gauge!(
+        "convgroups_build_info",
+        "version" => crate::version::VERSION,
+        "commit" => crate::version::COMMIT,
+        "build_date" => crate::version::BUILD_DATE
+    )
+    .set(1.0);
     Ok(())
 }
 
@@ -64,6 +72,10 @@ fn describe() {
     describe_gauge!("convgroups_revision", "The last published revision.");
     describe_gauge!("convgroups_storage_failing", "1 while storage is failing and mutations are refused, else 0.");
     describe_counter!("convgroups_storage_reopens_total", "Reopens of the database after a storage failure.");
+    describe_gauge!(
+        "convgroups_build_info",
+        "Always 1; its labels say what is running: version, git commit and build date (as `convgroups --version`)."
+    );
     describe_histogram!(
         "convgroups_etcd_request_duration_seconds",
         Unit::Seconds,

@@ -77,8 +77,7 @@ impl App {
     /// Loads the secret and opens storage (which fails if another server
     /// holds the data directory).
     pub async fn open(config: Config) -> Result<Self, Error> {
-        config.limits.validate()?;
-        crate::auth::check_data_dir(&config.data_dir)?;
+        check_settings(&config)?;
         let auth = Authenticator::from_config(&config)?;
         let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
         let store = Store::open_configured(&config, hub.clone()).await?;
@@ -144,10 +143,7 @@ impl App {
 
         let server = &config.server;
         // Everything that can refuse the start comes before "serving".
-        let tls = match (&server.tls_cert, &server.tls_key) {
-            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
-            _ => None,
-        };
+        let builder = server_builder(server)?;
         let cors = cors_layer(&server.cors_allow_origin)?;
         if let Some(addr) = server.metrics_listen {
             crate::metrics::install(addr, store.current_revision())?;
@@ -170,17 +166,6 @@ impl App {
                 .max_decoding_message_size(server.max_request_bytes),
             gate,
         );
-        let mut builder = Server::builder();
-        if let (Some(tls), Some(cert), Some(key)) = (tls, &server.tls_cert, &server.tls_key) {
-            builder = builder.tls_config(tls).map_err(|e| {
-                // Both files are parsed here; a complaint about the key
-                // (unreadable, or not the certificate's) is --tls-key's.
-                let detail = error_chain(&e);
-                let (setting, path) =
-                    if detail.to_ascii_lowercase().contains("key") { ("--tls-key", key) } else { ("--tls-cert", cert) };
-                Error::InvalidSetting { setting, message: format!("{}: {detail}", path.display()) }
-            })?;
-        }
 
         let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
         let jwks_reload = auth.jwks_reload_interval().map(|every| tokio::spawn(reload_jwks(auth.clone(), every)));
@@ -206,6 +191,9 @@ impl App {
             }
         });
         let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener address: {e}")))?;
+        // What is running, as `--version` says it; after every check that can
+        // refuse the start, so that a refusal stays one line.
+        tracing::info!("{}", crate::version::line());
         tracing::info!(
             %addr,
             data_dir = %config.data_dir.display(),
@@ -294,6 +282,45 @@ impl App {
         tracing::info!(revision = store.current_revision(), "stopped");
         Ok(())
     }
+}
+
+/// What [`check_settings`] found out.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Which tokens are accepted and where the secret comes from (never
+    /// the secret itself).
+    pub auth: String,
+}
+
+/// Every check of the settings that `serve` makes before it serves, short of
+/// binding its ports and opening storage: limits that make sense together,
+/// the data directory's parent, the auth secret (readable, long enough; one
+/// that does not exist yet is not created), the TLS certificate and key
+/// (readable, PEM, the key the certificate's), CORS origins, etcd endpoints.
+/// `serve` runs it first; `convgroups check-config` runs only it.
+pub fn check_settings(config: &Config) -> Result<Checked, Error> {
+    config.limits.validate()?;
+    crate::auth::check_data_dir(&config.data_dir)?;
+    let auth = Authenticator::check_settings(config)?;
+    server_builder(&config.server)?;
+    cors_layer(&config.server.cors_allow_origin)?;
+    Store::check_settings(config)?;
+    Ok(Checked { auth })
+}
+
+/// The transport builder, with TLS when --tls-cert and --tls-key are set
+/// (both files read and checked here). Binds nothing.
+fn server_builder(server: &crate::config::ServerSettings) -> Result<Server, Error> {
+    let builder = Server::builder();
+    let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else { return Ok(builder) };
+    builder.tls_config(tls_config(cert, key)?).map_err(|e| {
+        // Both files are parsed here; a complaint about the key
+        // (unreadable, or not the certificate's) is --tls-key's.
+        let detail = error_chain(&e);
+        let (setting, path) =
+            if detail.to_ascii_lowercase().contains("key") { ("--tls-key", key) } else { ("--tls-cert", cert) };
+        Error::InvalidSetting { setting, message: format!("{}: {detail}", path.display()) }
+    })
 }
 
 /// An error with its causes, for errors (like tonic's) whose Display

@@ -414,4 +414,13 @@ fn bad_key_settings_stop_the_start_naming_the_setting() {
     std::fs::write(&jwks, r#"{"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]}"#).unwrap();
     let run = execute(command(&["serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--auth-jwks-file", &jwks]));
     run.expect_code(1).stderr_has("--auth-jwks-file").stderr_has("symmetric");
+    // check-config refuses what serve refuses, and says which tokens a good
+    // setting accepts.
+    let run = execute(command(&["check-config", "--data-dir", dir, "--auth-jwks-file", &jwks]));
+    run.expect_code(1).stderr_has("--auth-jwks-file").stderr_has("symmetric");
+    keys.write_jwks(&[("k1", "k")]);
+    let good = keys.jwks_path();
+    let run = execute(command(&["check-config", "--data-dir", dir, "--auth-jwks-file", &good]));
+    run.ok().stdout_has("# auth: public-key tokens only");
+    assert!(!d.exists(), "check-config created the data directory");
 }

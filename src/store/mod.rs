@@ -167,6 +167,16 @@ impl Store {
         Ok(Self::Sled(SledStore::open(dir, limits, hub, retry)?))
     }
 
+    /// Checks the storage settings as [`open_configured`](Self::open_configured)
+    /// would, without opening anything: etcd endpoints present and well
+    /// formed (`convgroups check-config`).
+    pub fn check_settings(config: &Config) -> Result<(), Error> {
+        match config.storage.backend {
+            Backend::Sled => Ok(()),
+            Backend::Etcd => EtcdStore::check_settings(&config.storage),
+        }
+    }
+
     /// Opens the backend the configuration names.
     pub async fn open_configured(config: &Config, hub: Hub) -> Result<Self, Error> {
         match config.storage.backend {

@@ -179,14 +179,21 @@ impl Server {
 
     /// As [`Server::start`], with extra `serve` flags.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_cmd(command(&["serve"]), data_dir, extra)
+    }
+
+    /// As [`Server::start_with`], from `command(&["serve"])` prepared by the
+    /// caller (with environment variables, say).
+    pub fn start_cmd(mut cmd: Command, data_dir: &Path, extra: &[&str]) -> Self {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let dir = data_dir.to_str().expect("utf-8 path");
         let log = data_dir.with_extension(format!("server-{port}.log"));
         let log_file = std::fs::File::create(&log).expect("server log file");
-        let mut args = vec!["serve", "--listen", &listen, "--data-dir", dir, "--log-level", "info"];
+        let mut args = vec!["--listen", &listen, "--data-dir", dir, "--log-level", "info"];
         args.extend_from_slice(extra);
-        let child = command(&args)
+        let child = cmd
+            .args(&args)
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)
             .spawn()

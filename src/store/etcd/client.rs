@@ -51,20 +51,34 @@ pub enum TxnFailed {
     Unknown(String),
 }
 
+/// The members of `--etcd-endpoints`, each with its unconnected endpoint:
+/// refused when there are none or one is not host:port. Connects nothing
+/// (`convgroups check-config` calls it too).
+pub(crate) fn endpoints(settings: &StorageSettings) -> Result<Vec<(String, Endpoint)>, Error> {
+    let invalid = |message: String| Error::InvalidSetting { setting: "--etcd-endpoints", message };
+    if settings.etcd_endpoints.is_empty() {
+        return Err(invalid("--backend etcd needs at least one endpoint (host:port, comma-separated)".into()));
+    }
+    settings
+        .etcd_endpoints
+        .iter()
+        .map(|endpoint| {
+            let endpoint = endpoint.trim();
+            let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+            let channel =
+                Endpoint::from_shared(url).map_err(|e| invalid(format!("{endpoint:?} is not host:port: {e}")))?;
+            Ok((endpoint.to_string(), channel))
+        })
+        .collect()
+}
+
 impl Client {
     /// Channels to every member of `--etcd-endpoints`; nothing is connected
     /// until the first request.
     pub fn new(settings: &StorageSettings) -> Result<Self, Error> {
-        let invalid = |message: String| Error::InvalidSetting { setting: "--etcd-endpoints", message };
-        if settings.etcd_endpoints.is_empty() {
-            return Err(invalid("--backend etcd needs at least one endpoint (host:port, comma-separated)".into()));
-        }
         let mut members = Vec::new();
-        for endpoint in &settings.etcd_endpoints {
-            let endpoint = endpoint.trim();
-            let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-            let channel = Endpoint::from_shared(url)
-                .map_err(|e| invalid(format!("{endpoint:?} is not host:port: {e}")))?
+        for (endpoint, channel) in endpoints(settings)? {
+            let channel = channel
                 .connect_timeout(settings.etcd_request_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(10))
@@ -72,7 +86,7 @@ impl Client {
                 .keep_alive_while_idle(true)
                 .connect_lazy();
             members.push(Member {
-                endpoint: endpoint.to_string(),
+                endpoint,
                 kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
                 watch: WatchClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
             });

@@ -288,6 +288,12 @@ struct Unsettled<R> {
 }
 
 impl EtcdStore {
+    /// The checks of [`open`](Self::open) that need no cluster: the
+    /// endpoints are there and well formed.
+    pub fn check_settings(settings: &StorageSettings) -> Result<(), Error> {
+        client::endpoints(settings).map(|_| ())
+    }
+
     /// Connects to the cluster (fails if no member answers within
     /// `--etcd-retry-for`), then starts the change feed and the heartbeat
     /// from the cluster's current revision.
