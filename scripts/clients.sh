@@ -8,6 +8,12 @@
 #   browser page           examples/browser: buf generate + tsc + esbuild, then
 #                          headless Chromium (playwright-core) with a screenshot
 #                          in target/browser-screenshot.png
+#   JS SDK                 clients/js (convgroups-chat): npm run build (buf
+#                          generate + tsc + the test page), then npm test:
+#                          Tencent's doc samples in Node and headless
+#                          Chromium, error codes, events, restarts, token
+#                          refresh (it starts servers of its own, with this
+#                          binary, on 127.0.0.1:0)
 #   buf curl               the README's buf curl commands (reflection, ErrorInfo)
 #   README walkthrough     scripts/readme-walkthrough.sh: the README's grpcurl and
 #                          buf curl blocks, run exactly as written and compared
@@ -18,7 +24,7 @@
 #    CONVGROUPS_BIN=path to use another binary and skip the build).
 # 2. Installs what the examples need, only when missing or changed:
 #      - Python: a venv in .tools/py-venv with examples/python/requirements.txt
-#      - Node:   `npm ci` in examples/node and examples/browser
+#      - Node:   `npm ci` in examples/node, examples/browser and clients/js
 #      - Chromium: Debian's package (apt-get, needs root) unless
 #        /usr/bin/chromium exists or CHROMIUM=path is set
 # 3. Starts the server on a free 127.0.0.1 port (not 50051, which the README
@@ -78,7 +84,7 @@ fi
 echo "python: $("$VENV/bin/python" --version) with $("$VENV/bin/python" -m pip list --disable-pip-version-check 2>/dev/null \
     | awk '$1 ~ /^(grpcio|grpcio-status|protobuf)$/ {printf "%s %s  ", $1, $2}')"
 
-for dir in examples/node examples/browser; do
+for dir in examples/node examples/browser clients/js; do
     lock="$ROOT/$dir/package-lock.json"
     if [[ "$(cat "$ROOT/$dir/node_modules/.clients-stamp" 2>/dev/null)" != "$(sha "$lock")" ]]; then
         echo "node: npm ci in $dir"
@@ -187,14 +193,20 @@ buf_curl_check() {
     echo "buf curl: OK (exit code $rc for the failed call)"
 }
 
-export -f browser_check buf_curl buf_curl_check
-export BUF CHROMIUM SCREENSHOT
+# The SDK's tests start their own servers (they restart them), with $BIN.
+sdk_check() {
+    npm run --silent build && CONVGROUPS_BIN="$BIN" CHROMIUM="$CHROMIUM" npm test --silent
+}
+
+export -f browser_check buf_curl buf_curl_check sdk_check
+export BUF CHROMIUM SCREENSHOT BIN
 PY="$VENV/bin/python"
 check "python seed scenario" example-python examples/python "$PY" seed_scenario.py
 check "python watch/resume" py-watcher examples/python "$PY" watch_resume.py
 check "node seed scenario" example-node examples/node node seed-scenario.js
 check "node watch/resume" node-watcher examples/node node watch-resume.js
 check "browser page (grpc-web, headless Chromium)" example-browser examples/browser browser_check
+check "JS SDK convgroups-chat (Node, headless Chromium)" sdk-js clients/js sdk_check
 check "buf curl" curl-alice . buf_curl_check
 # Runs its own server on 127.0.0.1:50051 (the README's address), with this binary.
 check "README grpcurl walkthrough" readme-alice . env CONVGROUPS_BIN="$BIN" scripts/readme-walkthrough.sh

@@ -9,7 +9,7 @@
 #        with them): `pip install --target .tools/pyjwt`
 # 2. Lints the protos: `buf lint` (config: buf.yaml, STANDARD rules), then
 #    checks them for breaking changes: scripts/buf-breaking.sh (FILE rules).
-# 3. Runs every test: scripts/clients.sh (client examples and the README
+# 3. Runs every test: scripts/clients.sh (client examples, the JS SDK and the README
 #    walkthrough against a real server), `cargo test --doc`, then
 #    `cargo nextest run --all-targets` when cargo-nextest is installed, else
 #    `cargo test --all-targets`. With extra arguments only the Rust tests
@@ -224,7 +224,7 @@ if [[ $# -eq 0 ]]; then
     # against a real server (scripts/clients.sh), then the doc tests
     # (nextest does not run them, and `--all-targets` skips them) — both
     # first, so that the run ends with the summary of the main test run.
-    step "scripts/clients.sh (Python, Node, browser, buf curl, README walkthrough)"
+    step "scripts/clients.sh (Python, Node, browser, JS SDK, buf curl, README walkthrough)"
     scripts/clients.sh
     step "cargo test --doc"
     cargo test --doc

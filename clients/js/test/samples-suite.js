@@ -1,0 +1,162 @@
+// Runs the Tencent documentation samples in test/samples/ against a real
+// server and checks what they did. Runs in Node (test/run.js) and in
+// headless Chromium (test/page-main.js, bundled by scripts/bundle-test-page.js).
+//
+// A sample is a module that creates its own chat and calls the SDK the way
+// the documentation does, with `promise.then(...).catch(imError =>
+// console.warn(...))` and no way for a caller to await it. So the suite:
+//   - gives every sample chat a `log` option, which counts the calls in
+//     flight: a sample is done when it has no call in flight, also after its
+//     `then` callbacks had a turn (they may start new calls);
+//   - records console.log and console.warn while samples run: a sample that
+//     fails shows up as its console.warn line;
+//   - checks the resulting state through a chat of its own.
+//
+// runSamples({ url, token }) resolves to { checks, lines } or throws the
+// first mismatch.
+import TencentCloudChat from 'convgroups-chat';
+
+const SAMPLES = {
+  onGroupList: () => import('./samples/on-conversation-group-list-updated.js'),
+  onInGroup: () => import('./samples/on-conversation-in-group-updated.js'),
+  create: () => import('./samples/create-conversation-group.js'),
+  list: () => import('./samples/get-conversation-group-list.js'),
+  add: () => import('./samples/add-conversations-to-group.js'),
+  removeFrom: () => import('./samples/delete-conversations-from-group.js'),
+  byGroup: () => import('./samples/get-conversation-list-by-group.js'),
+  rename: () => import('./samples/rename-conversation-group.js'),
+  remove: () => import('./samples/delete-conversation-group.js'),
+};
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+const WAIT_MS = 15000;
+
+async function until(what, condition) {
+  const deadline = Date.now() + WAIT_MS;
+  for (;;) {
+    const value = await condition();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export async function runSamples({ url, token }) {
+  const lines = [];
+  let checks = 0;
+  const check = (what, ok, detail = '') => {
+    if (!ok) throw new Error(`${what}: ${detail}`);
+    checks += 1;
+  };
+
+  // Calls in flight and stream state of every sample chat.
+  const chats = new Set();
+  const emitted = [];
+  let inFlight = 0;
+  let started = 0;
+  const liveChats = new Set();
+  globalThis.CONVGROUPS_SAMPLE_OPTIONS = {
+    url,
+    token,
+    log(entry) {
+      if (entry.event === 'create') chats.add(entry.chat);
+      if (entry.event === 'call') (inFlight += 1), (started += 1);
+      if (entry.event === 'result') inFlight -= 1;
+      if (entry.event === 'watch' && entry.state === 'live') liveChats.add(entry.chat);
+      if (entry.event === 'emit') emitted.push({ chat: entry.chat, name: entry.name, listeners: entry.listeners });
+    },
+  };
+
+  // console.log / console.warn of the samples.
+  const logged = [];
+  const warned = [];
+  const original = { log: console.log, warn: console.warn };
+  console.log = (...args) => logged.push(args);
+  console.warn = (...args) => warned.push(args);
+
+  // Runs one sample and waits until its calls, and the calls its callbacks
+  // make, have settled.
+  async function run(name) {
+    const before = started;
+    await SAMPLES[name]();
+    for (let quiet = 0; quiet < 3; ) {
+      await tick();
+      quiet = inFlight === 0 ? quiet + 1 : 0;
+    }
+    const warnings = warned.splice(0);
+    lines.push(`sample ${name}: ${started - before} call(s)${warnings.length ? `, console.warn ${warnings.map((w) => `${w[0]} ${w[1]?.code}`).join('; ')}` : ''}`);
+    return warnings;
+  }
+
+  const checker = TencentCloudChat.create({ url, token });
+  const groups = async () => (await checker.getConversationGroupList()).data;
+  const members = async (groupName) =>
+    (await checker.getConversationList({ groupName })).data.conversationList.map((c) => c.conversationID).sort();
+  const reset = async () => {
+    for (const name of await groups()) await checker.deleteConversationGroup(name);
+  };
+
+  try {
+    await reset();
+
+    // The event samples first: they listen while the others change things.
+    await run('onGroupList');
+    await run('onInGroup');
+    await until('the event samples’ watch streams to be live', () => liveChats.size === 2);
+    const [groupListChat, inGroupChat] = [...chats];
+
+    let warnings = await run('create');
+    check('create: no console.warn', warnings.length === 0, JSON.stringify(warnings));
+    check('create: Suppliers holds GROUPtest and C2Cexample', JSON.stringify(await members('Suppliers')) === '["C2Cexample","GROUPtest"]');
+    await until('CONVERSATION_GROUP_LIST_UPDATED logged by the event sample', () =>
+      logged.some((args) => JSON.stringify(args[0]) === '["Suppliers"]'),
+    );
+    check('event sample logged the group list', true);
+
+    warnings = await run('list');
+    check('getConversationGroupList: no console.warn', warnings.length === 0, JSON.stringify(warnings));
+
+    // The add sample adds the create sample's conversations: start it from a
+    // group holding another one.
+    await checker.deleteConversationGroup('Suppliers');
+    await checker.createConversationGroup({ groupName: 'Suppliers', conversationIDList: ['C2Cbob'] });
+    const inGroupBefore = emitted.filter((e) => e.chat === inGroupChat && e.name === TencentCloudChat.EVENT.CONVERSATION_IN_GROUP_UPDATED).length;
+    warnings = await run('add');
+    check('add: no console.warn', warnings.length === 0, JSON.stringify(warnings));
+    check('add: Suppliers holds all three', JSON.stringify(await members('Suppliers')) === '["C2Cbob","C2Cexample","GROUPtest"]');
+    await until('CONVERSATION_IN_GROUP_UPDATED delivered to the event sample’s listener', () =>
+      emitted.filter((e) => e.chat === inGroupChat && e.name === TencentCloudChat.EVENT.CONVERSATION_IN_GROUP_UPDATED && e.listeners === 1).length > inGroupBefore,
+    );
+    check('in-group event reached the sample’s listener', true);
+
+    warnings = await run('removeFrom');
+    check('deleteConversationsFromGroup: no console.warn', warnings.length === 0, JSON.stringify(warnings));
+    check('deleteConversationsFromGroup: Suppliers holds C2Cbob', JSON.stringify(await members('Suppliers')) === '["C2Cbob"]');
+
+    warnings = await run('byGroup');
+    check('getConversationList({groupName}): no console.warn', warnings.length === 0, JSON.stringify(warnings));
+
+    warnings = await run('rename');
+    check('rename: no console.warn', warnings.length === 0, JSON.stringify(warnings));
+    check('rename: Suppliers is now Suppliers1', JSON.stringify(await groups()) === '["Suppliers1"]');
+    check('rename: members kept', JSON.stringify(await members('Suppliers1')) === '["C2Cbob"]');
+
+    await checker.createConversationGroup({ groupName: 'Suppliers', conversationIDList: ['C2Cexample'] });
+    warnings = await run('remove');
+    check('delete: no console.warn', warnings.length === 0, JSON.stringify(warnings));
+    check('delete: only Suppliers1 is left', JSON.stringify(await groups()) === '["Suppliers1"]');
+    await until('the event sample logged the list after the delete', () =>
+      JSON.stringify(logged[logged.length - 1]?.[0]) === '["Suppliers1"]',
+    );
+    check('event sample followed every change', true);
+    lines.push(`event sample logged: ${logged.map((args) => JSON.stringify(args[0])).join(' ')}`);
+    check('group-list events of the sample chat', emitted.some((e) => e.chat === groupListChat && e.listeners === 1));
+    await reset();
+  } finally {
+    console.log = original.log;
+    console.warn = original.warn;
+    for (const chat of chats) await chat.destroy();
+    await checker.destroy();
+  }
+  return { checks, lines };
+}
