@@ -237,7 +237,12 @@ async function eventsInSecondChat(server) {
   const check = new Check();
   const user = 'events';
   const writer = TencentCloudChat.create({ url: server.url, token: token(server, user) });
-  const watcher = TencentCloudChat.create({ url: server.url, token: token(server, user) });
+  const watchStates = [];
+  const watcher = TencentCloudChat.create({
+    url: server.url,
+    token: token(server, user),
+    log: (e) => e.event === 'watch' && watchStates.push(e.state),
+  });
   const got = { groupList: [], inGroup: [], convList: [], native: [], ready: 0 };
   const onList = (event) => got.groupList.push(event.data);
   watcher.on(EVENT.SDK_READY, () => (got.ready += 1));
@@ -287,6 +292,14 @@ async function eventsInSecondChat(server) {
     await writer.createConversationGroup({ groupName: 'Later', conversationIDList: ['C2Cx'] });
     await until('the native listener to see the create', () => got.native.length === 7);
     check.equal('off: no more calls', got.groupList.length, before);
+
+    // destroy(): the stream closes and nothing more is delivered.
+    await watcher.destroy();
+    check.equal('destroy closed the stream', watchStates[watchStates.length - 1], 'closed');
+    const seen = got.native.length;
+    await writer.deleteConversationGroup('Later');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    check.equal('destroy: no events after it', got.native.length, seen);
   } finally {
     await writer.destroy();
     await watcher.destroy();

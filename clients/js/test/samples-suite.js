@@ -1,4 +1,5 @@
-// Runs the Tencent documentation samples in test/samples/ against a real
+// Runs the Tencent documentation samples in test/samples/ (conversation
+// groups, and the conversation list they lead to) against a real
 // server and checks what they did. Runs in Node (test/run.js) and in
 // headless Chromium (test/page-main.js, bundled by scripts/bundle-test-page.js).
 //
@@ -24,6 +25,8 @@ const SAMPLES = {
   add: () => import('./samples/add-conversations-to-group.js'),
   removeFrom: () => import('./samples/delete-conversations-from-group.js'),
   byGroup: () => import('./samples/get-conversation-list-by-group.js'),
+  all: () => import('./samples/get-conversation-list.js'),
+  byType: () => import('./samples/get-conversation-list-by-type.js'),
   rename: () => import('./samples/rename-conversation-group.js'),
   remove: () => import('./samples/delete-conversation-group.js'),
 };
@@ -73,6 +76,12 @@ export async function runSamples({ url, token }) {
   const original = { log: console.log, warn: console.warn };
   console.log = (...args) => logged.push(args);
   console.warn = (...args) => warned.push(args);
+  // Samples without a .catch: a rejection would only show as unhandled.
+  const unhandled = [];
+  const onBrowserRejection = (event) => unhandled.push(event.reason);
+  const onNodeRejection = (reason) => unhandled.push(reason);
+  globalThis.addEventListener?.('unhandledrejection', onBrowserRejection);
+  globalThis.process?.on?.('unhandledRejection', onNodeRejection);
 
   // Runs one sample and waits until its calls, and the calls its callbacks
   // make, have settled.
@@ -84,6 +93,7 @@ export async function runSamples({ url, token }) {
       quiet = inFlight === 0 ? quiet + 1 : 0;
     }
     const warnings = warned.splice(0);
+    for (const reason of unhandled.splice(0)) warnings.push(['unhandled rejection', reason]);
     lines.push(`sample ${name}: ${started - before} call(s)${warnings.length ? `, console.warn ${warnings.map((w) => `${w[0]} ${w[1]?.code}`).join('; ')}` : ''}`);
     return warnings;
   }
@@ -135,6 +145,10 @@ export async function runSamples({ url, token }) {
 
     warnings = await run('byGroup');
     check('getConversationList({groupName}): no console.warn', warnings.length === 0, JSON.stringify(warnings));
+    warnings = await run('all');
+    check('getConversationList(): no console.warn', warnings.length === 0, JSON.stringify(warnings));
+    warnings = await run('byType');
+    check('getConversationList({type}): no console.warn', warnings.length === 0, JSON.stringify(warnings));
 
     warnings = await run('rename');
     check('rename: no console.warn', warnings.length === 0, JSON.stringify(warnings));
@@ -155,6 +169,8 @@ export async function runSamples({ url, token }) {
   } finally {
     console.log = original.log;
     console.warn = original.warn;
+    globalThis.removeEventListener?.('unhandledrejection', onBrowserRejection);
+    globalThis.process?.off?.('unhandledRejection', onNodeRejection);
     for (const chat of chats) await chat.destroy();
     await checker.destroy();
   }
