@@ -173,7 +173,8 @@ export class Chat {
   private lastRevision: bigint | undefined;
   private readyFired = false;
   private live = false;
-  private liveWaiters: Array<() => void> = [];
+  // login() calls waiting for the stream to be live.
+  private liveWaiters: Array<{ resolve: () => void; reject: (err: ChatError) => void }> = [];
 
   constructor(options: CreateOptions) {
     if (!options || typeof options.url !== "string" || !options.url) {
@@ -608,7 +609,11 @@ export class Chat {
 
   private whenLive(): Promise<void> {
     if (this.live) return Promise.resolve();
-    return new Promise((resolve) => this.liveWaiters.push(resolve));
+    return new Promise((resolve, reject) => this.liveWaiters.push({ resolve, reject }));
+  }
+
+  private failWaiters(err: ChatError) {
+    for (const waiter of this.liveWaiters.splice(0)) waiter.reject(err);
   }
 
   private emit(name: string, data: unknown) {
@@ -663,6 +668,7 @@ export class Chat {
     w.abort.abort();
     await w.done;
     this.live = false;
+    this.failWaiters(clientError(this.destroyed ? "DESTROYED" : "LOGGED_OUT", "the watch stream was closed before it was live"));
     this.log({ event: "watch", chat: this, state: "closed" });
   }
 
@@ -724,9 +730,15 @@ export class Chat {
           continue;
         }
         if (e.reason === "UNAUTHENTICATED" && this.opts.getToken) {
-          await this.refreshToken().catch((refreshErr) => this.emit(EVENT.ERROR, toChatError(refreshErr)));
+          await this.refreshToken().catch((refreshErr) => {
+            this.emit(EVENT.ERROR, toChatError(refreshErr));
+            this.failWaiters(toChatError(refreshErr));
+          });
         } else if (e.reason === "UNAUTHENTICATED" || e.reason === "PERMISSION_DENIED" || e.grpcCode === "INVALID_ARGUMENT") {
+          // Retrying will not help until the app changes something: tell it,
+          // and fail a login() that waits for the stream.
           this.emit(EVENT.ERROR, e);
+          this.failWaiters(e);
         }
       }
       if (signal.aborted) break;
@@ -775,7 +787,7 @@ export class Chat {
     this.live = true;
     this.log({ event: "watch", chat: this, state: "live", startRevision: this.lastRevision });
     this.emit(EVENT.NET_STATE_CHANGE, { state: TYPES.NET_STATE_CONNECTED });
-    for (const resolve of this.liveWaiters.splice(0)) resolve();
+    for (const waiter of this.liveWaiters.splice(0)) waiter.resolve();
     if (!this.readyFired) {
       this.readyFired = true;
       this.emit(EVENT.SDK_READY, {});

@@ -163,6 +163,12 @@ async function errorCodes(server) {
     await check.rejects('a bad token -> UNAUTHENTICATED', bad.getConversationGroupList(), 'UNAUTHENTICATED');
     const other = TencentCloudChat.create({ url: server.url, token: token(server, 'errors'), user: 'someone-else' });
     await check.rejects('a user token for another user -> PERMISSION_DENIED', other.getConversationGroupList(), 'PERMISSION_DENIED');
+    const refused = TencentCloudChat.create({ url: server.url, token: 'not-a-token', reconnectDelayMs: { min: 50, max: 50 } });
+    const streamErrors = [];
+    refused.on(EVENT.ERROR, (event) => streamErrors.push(event.data.code));
+    await check.rejects('login with a bad token -> UNAUTHENTICATED', refused.login(), 'UNAUTHENTICATED');
+    check.equal('EVENT.ERROR for the stream', streamErrors[0], 'UNAUTHENTICATED');
+    await refused.destroy();
     const gone = TencentCloudChat.create({ url: server.url, token: token(server, 'errors') });
     await gone.destroy();
     await check.rejects('a destroyed chat -> DESTROYED', gone.getConversationGroupList(), 'DESTROYED');
