@@ -36,6 +36,8 @@ export const EVENT = Object.freeze({
   CONVERSATION_IN_GROUP_UPDATED: "onConversationInGroupUpdated",
   /** data: the full conversation list, after any change to it. */
   CONVERSATION_LIST_UPDATED: "onConversationListUpdated",
+  /** data: the unread total (as getTotalUnreadMessageCount), when a change moved it. */
+  TOTAL_UNREAD_MESSAGE_COUNT_UPDATED: "onTotalUnreadMessageCountUpdated",
   /** data: { state: TYPES.NET_STATE_* } as the watch stream connects and drops. */
   NET_STATE_CHANGE: "netStateChange",
   /** data: a ChatError the watch stream cannot get past by retrying (it keeps trying). */
@@ -748,6 +750,9 @@ export class Chat {
     }
   }
 
+  // The last unread total sent as TOTAL_UNREAD_MESSAGE_COUNT_UPDATED.
+  private unreadTotal: number | undefined;
+
   // Group members as of lastRevision: the stream's snapshot, kept current by
   // its batches. Undefined when the stream resumed from `resumeRevision`
   // without one; the members are then read from the server.
@@ -853,6 +858,15 @@ export class Chat {
     if (conversationsChanged && this.has(EVENT.CONVERSATION_LIST_UPDATED)) {
       const list = await this.fetch(() => this.listAll({}, at), signal);
       if (list) this.emit(EVENT.CONVERSATION_LIST_UPDATED, list);
+    }
+
+    if (conversationsChanged && this.has(EVENT.TOTAL_UNREAD_MESSAGE_COUNT_UPDATED)) {
+      const res = await this.fetch(() => this.api.groups.getUnreadCount({ filter: {}, minRevision: at }), signal);
+      const total = res ? Number(res.unreadCount) : undefined;
+      if (total !== undefined && total !== this.unreadTotal) {
+        this.unreadTotal = total;
+        this.emit(EVENT.TOTAL_UNREAD_MESSAGE_COUNT_UPDATED, total);
+      }
     }
 
     if (this.conversationListeners.size) {

@@ -292,6 +292,17 @@ async function eventsInSecondChat(server) {
       ['deleted', 'Family'],
     ]);
 
+    // The unread total follows registry changes.
+    const totals = [];
+    watcher.on(EVENT.TOTAL_UNREAD_MESSAGE_COUNT_UPDATED, (event) => totals.push(event.data));
+    await writer.upsertConversations([{ conversationId: 'C2Cbob', unreadCount: 4 }]);
+    await until('TOTAL_UNREAD_MESSAGE_COUNT_UPDATED', () => totals.length === 1);
+    await writer.upsertConversations([{ conversationId: 'C2Cexample', unreadCount: 2 }]);
+    await writer.upsertConversations([{ conversationId: 'C2Cexample', showName: 'Example' }]); // total unchanged
+    await until('TOTAL_UNREAD_MESSAGE_COUNT_UPDATED', () => totals.length === 2);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    check.equal('TOTAL_UNREAD_MESSAGE_COUNT_UPDATED: each new total', totals, [4, 6]);
+
     // off(): that listener no longer hears anything; the others do.
     watcher.off(EVENT.CONVERSATION_GROUP_LIST_UPDATED, onList);
     const before = got.groupList.length;
