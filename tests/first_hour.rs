@@ -22,10 +22,23 @@ use std::process::{Command, Stdio};
 
 use cli_support::*;
 
-/// The repository's README.
-fn readme() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README.md")
+/// A document of the repository: the README and what it links to
+/// (`docs/walkthrough.md`, `docs/operations.md`, ...).
+fn doc(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// The README and the documents it links to in docs/.
+const DOCS: [&str; 8] = [
+    "README.md",
+    "docs/walkthrough.md",
+    "docs/operations.md",
+    "docs/guarantees.md",
+    "docs/performance.md",
+    "docs/cluster.md",
+    "docs/testing.md",
+    "docs/ARCHITECTURE.md",
+];
 
 /// The first ```sh block after the line that starts with `marker`, as
 /// logical lines (backslash continuations joined).
@@ -97,7 +110,7 @@ fn sh(dir: &Path, script: &str) -> String {
 #[test]
 fn readme_tls_recipe_works_with_the_cli_and_grpcurl() {
     let tmp = tempfile::tempdir().unwrap();
-    let block = readme_block(&readme(), "**TLS**");
+    let block = readme_block(&doc("docs/operations.md"), "**TLS**");
     let serve = block.iter().position(|l| l.contains(" serve ")).expect("the recipe starts a server");
     let (make_cert, clients) = (&block[..serve], &block[serve + 1..]);
     assert!(make_cert.iter().any(|l| l.starts_with("openssl ")), "{block:?}");
@@ -143,7 +156,7 @@ fn readme_tls_recipe_works_with_the_cli_and_grpcurl() {
 fn files_made_by_documented_commands_are_git_ignored() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut made = Vec::new();
-    for doc in ["README.md", "docs/cluster.md"] {
+    for doc in DOCS {
         let text = std::fs::read_to_string(root.join(doc)).unwrap();
         for line in text.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
@@ -196,7 +209,7 @@ fn token_users(readme: &str, heading: &str) -> Vec<String> {
 /// would delete); the examples' own READMEs and usage lines agree.
 #[test]
 fn client_examples_run_as_users_of_their_own() {
-    let readme = readme();
+    let readme = doc("docs/walkthrough.md");
     let walkthrough: Vec<String> = ["## Try it with grpcurl", "## Watch changes", "## Command-line client"]
         .iter()
         .flat_map(|h| token_users(&readme, h))
@@ -700,7 +713,7 @@ fn the_test_script_fails_fast_without_root_or_with_its_port_taken() {
 fn docs_reference_only_files_in_the_repository() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut missing = Vec::new();
-    for doc in ["README.md", "CONTRIBUTING.md", "SECURITY.md", "docs/cluster.md"] {
+    for doc in DOCS.iter().chain(&["CONTRIBUTING.md", "SECURITY.md"]) {
         let text = std::fs::read_to_string(root.join(doc)).unwrap_or_else(|e| panic!("{doc}: {e}"));
         let base = root.join(doc).parent().unwrap().to_path_buf();
         let mut named: Vec<String> = text

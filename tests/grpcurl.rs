@@ -1,6 +1,6 @@
 //! The server as a grpcurl user meets it: the real `grpcurl` binary (and
 //! `buf curl` for reflection v1) against a real server on 127.0.0.1, using
-//! only server reflection, exactly like the README walkthrough.
+//! only server reflection, exactly like the walkthrough (docs/walkthrough.md).
 //!
 //! grpcurl comes from `$GRPCURL`, else from `grpcurl` on PATH. When neither
 //! exists the tests FAIL (they never skip): run `scripts/test.sh`, which
@@ -25,7 +25,7 @@ const CONVERSATION_SERVICE: &str = "convgroups.v1.ConversationService";
 /// instead of hanging it.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The seed scenario's first request, exactly as the README shows it.
+/// The seed scenario's first request, exactly as the walkthrough shows it.
 const CREATE_SUPPLIERS: &str = r#"{"groupName":"Suppliers","conversationIds":["GROUPtest","C2Cexample"]}"#;
 
 /// What a tool run printed.
@@ -220,7 +220,7 @@ async fn list_shows_services_health_and_reflection() {
     out.assert_contains(&format!("{CONVERSATION_SERVICE}.DeleteConversations"));
 }
 
-/// The README's first call: create "Suppliers" with a bearer token and the
+/// The walkthrough's first call: create "Suppliers" with a bearer token and the
 /// lowerCamelCase JSON request; the JSON response shows the group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_group_with_bearer_token_shows_group_json() {
@@ -251,7 +251,7 @@ async fn create_group_with_bearer_token_shows_group_json() {
     out.assert_ok();
     out.assert_json_contains(r#""groupNames":["Suppliers"]"#);
 
-    // Listing by group, with the nested filter JSON the README uses.
+    // Listing by group, with the nested filter JSON the walkthrough uses.
     let out = grpcurl(&[
         "-H",
         &auth,

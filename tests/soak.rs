@@ -4,7 +4,7 @@
 //! `convgroups_watchers`, scraped from `--metrics-listen`) is back to zero,
 //! its resident memory (VmRSS) after warm-up stays flat within a bound, and
 //! its open file descriptors are back where they were. Prints a table of
-//! figures for the README.
+//! figures for docs/performance.md.
 //!
 //! Small by default so it runs in CI as a real check (debug build, well
 //! under 30 s). `scripts/soak.sh` runs a long one against the release

@@ -345,7 +345,7 @@ async fn check_during_fault(
     // database's memory (sled has no rollback) until the reopen, so her
     // reads — which wait until the revision they would report is durable —
     // fail with STORAGE_UNAVAILABLE rather than show a change the client was
-    // not told succeeded (see the README's Guarantees). The later refused
+    // not told succeeded (see docs/guarantees.md). The later refused
     // create never reached the database at all.
     match read_user(&mut alice).await {
         Ok((view, _)) => v.check(!names(&view).contains(&"During".to_string()), || {
