@@ -10,14 +10,12 @@
 //! or pip the tests fail and say so. grpcurl comes from $GRPCURL, else PATH,
 //! else .tools/ (`scripts/test.sh --tools-only` installs it).
 
-mod cli_support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cli_support::*;
+use crate::support::cli::*;
 
 const ISSUER: &str = "https://idp.example.com/";
 const AUDIENCE: &str = "convgroups";
@@ -133,7 +131,7 @@ fn claims(user: &str) -> String {
 /// `convgroups <args> --addr <server> --token <token>`.
 fn cli(server: &Server, token: &str, args: &[&str]) -> Run {
     let mut cmd = command(args);
-    cmd.args(["--addr", &server.addr(), "--token", token]);
+    cmd.args(["--addr", &server.uri(), "--token", token]);
     execute(cmd)
 }
 
@@ -369,7 +367,7 @@ fn hs256_tokens_work_without_public_keys_and_with_them_only_given_an_explicit_se
     // No public-key flag: `convgroups token` as before.
     let data = tempfile::tempdir().expect("tempdir");
     let dir = data.path().join("data");
-    let token = cli_support::token(&dir, "alice", false);
+    let token = crate::support::cli::token(&dir, "alice", false);
     let server = Server::start(&dir);
     cli(&server, &token, &["groups", "list"]).ok();
     drop(server);

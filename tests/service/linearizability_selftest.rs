@@ -1,11 +1,9 @@
 //! Self-test of the linearizability checker in `tests/linearizability/`.
 
-mod linearizability;
-
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use linearizability::{check, check_exhaustive, check_windowed, History, Op, Ret};
+use crate::linearizability::{check, check_exhaustive, check_windowed, History, Op, Ret};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

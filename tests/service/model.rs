@@ -16,17 +16,15 @@
 //! custom_data, 8-byte text fields, 2 marks, pages of 3 (at most 4).
 //!
 //! Runs 32 cases of up to 40 steps by default; `PROPTEST_CASES=500 cargo
-//! test --test model` runs longer. Where the contract leaves an order of
+//! test --test service model` runs longer. Where the contract leaves an order of
 //! checks open (two errors at once, two per-item codes at once) the model
 //! accepts either answer; see `ErrSpec` lists below.
-
-mod common;
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use common::*;
+use crate::support::inproc::*;
 use convgroups::config::Config;
 use convgroups::pb::group_event::Kind as Ev;
 use convgroups::pb::watch_group_events_response::Kind as WatchKind;

@@ -1,8 +1,7 @@
 //! Seeded randomness for the randomised tests: one small generator, so a
-//! failure reproduces from the seed its test prints. Included by
-//! tests/watch_support and tests/reliability_support (`#[path]`), which
+//! failure reproduces from the seed its test prints. The watch tests
+//! (`watch::seed`) and the reliability runs (`reliability::seed_from_env`)
 //! choose where the seed comes from.
-#![allow(dead_code)]
 
 /// xorshift64*, seeded through SplitMix64 so nearby seeds give unrelated
 /// streams: small, fast, and good enough to pick operations.

@@ -1,9 +1,7 @@
 //! ConversationService (the registry): upsert and delete, their limits and
 //! per-item failures (contract §4 "Conversation registry", §5).
 
-mod common;
-
-use common::*;
+use crate::support::inproc::*;
 use convgroups::pb::ConversationResultCode as R;
 use convgroups::pb::*;
 use tonic::Code;

@@ -12,15 +12,13 @@
 //! * `check-config`: the same verdict and message as `serve`, without
 //!   binding a port or touching the data directory; the example file passes.
 
-mod cli_support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cli_support::*;
+use crate::support::cli::*;
 
 /// The repository root.
 fn repo() -> &'static Path {
@@ -114,7 +112,7 @@ fn serve_logs_the_version_line_and_exports_build_info() {
     }
     assert!(line.ends_with(" 1"), "{line}");
     assert!(text.contains("# HELP convgroups_build_info "), "{text}");
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 // ---------------------------------------------------------------------------
@@ -240,16 +238,14 @@ fn the_environment_overrides_the_file_and_a_flag_the_environment() {
     // And a real server: the environment wins over the file, a flag over both.
     let (tmp, data, token) = setup();
     let file = settings(tmp.path(), "max-groups = 2\n");
-    let mut cmd = command(&["serve"]);
-    cmd.env("CONVGROUPS_MAX_GROUPS", "3");
-    let server = Server::start_cmd(cmd, &data, &["--config", file.to_str().unwrap()]);
+    let launch = Launch::in_dir(&data).env("CONVGROUPS_MAX_GROUPS", "3");
+    let server = launch.args(["--config", file.to_str().unwrap()]).start();
     assert_eq!(groups_until_refused(&Cli::new(&server, &token)), 3);
     drop(server);
     let (tmp, data, token) = setup();
     let file = settings(tmp.path(), "max-groups = 2\n");
-    let mut cmd = command(&["serve"]);
-    cmd.env("CONVGROUPS_MAX_GROUPS", "3");
-    let server = Server::start_cmd(cmd, &data, &["--config", file.to_str().unwrap(), "--max-groups", "1"]);
+    let launch = Launch::in_dir(&data).env("CONVGROUPS_MAX_GROUPS", "3");
+    let server = launch.args(["--config", file.to_str().unwrap(), "--max-groups", "1"]).start();
     assert_eq!(groups_until_refused(&Cli::new(&server, &token)), 1);
 }
 

@@ -13,14 +13,10 @@
 //! * Start-up errors name the setting at fault; refused decodes are logged
 //!   and counted, and no log line has two `message` keys.
 
-mod cli_support;
-mod common;
-mod ops_support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use cli_support::*;
+use crate::support::cli::*;
 
 /// A document of the repository: the README and what it links to
 /// (`docs/walkthrough.md`, `docs/operations.md`, ...).
@@ -146,7 +142,7 @@ fn readme_tls_recipe_works_with_the_cli_and_grpcurl() {
     let token = token(&tmp.path().join("data"), "alice", false);
     let cli = Cli { addr: format!("http://127.0.0.1:{port}"), token };
     cli.run(&["groups", "list"]).expect_code(1).stderr_has("speaks TLS").stderr_has("https://");
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// Every file and data directory the README's and docs' commands create in
@@ -248,7 +244,7 @@ fn refused_start(args: &[&str], env: &[(&str, &str)], setting: &str) -> String {
     let listen = format!("127.0.0.1:{}", free_port());
     all.push(&listen);
     all.extend_from_slice(args);
-    let run = ops_support::run_to_end(&all, env);
+    let run = crate::support::process::run_to_end(&all, env);
     assert_eq!(run.status.code(), Some(1), "`serve {}` should be refused: {run:?}", args.join(" "));
     let lines: Vec<&str> = run.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line: {run:?}");
@@ -291,7 +287,7 @@ fn an_admin_token_without_the_user_header_is_refused() {
     // Nothing was made for a user called "backend".
     let own = token(&data, "backend", false);
     assert_eq!(Cli::new(&server, &own).run(&["groups", "list"]).ok().out(), "0 groups at revision 0");
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// `token --ttl 0` (or anything under a second) would print a token that
@@ -404,7 +400,7 @@ fn token_errors_say_what_failed() {
         }
     }
     call(&good).ok();
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 // ---------------------------------------------------------------------------
@@ -423,7 +419,7 @@ fn database_open_errors_blame_another_server_only_for_a_held_lock() {
     let line = refused_start(&["--data-dir", data.to_str().unwrap()], &[], "--data-dir");
     assert!(line.contains("locked") && line.contains("another convgroups server"), "{line}");
     assert!(!line.contains("Os {") && !line.contains("WouldBlock"), "raw error text: {line}");
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 
     // Not a lock: the database path is a file.
     let other = tmp.path().join("other");
@@ -472,7 +468,7 @@ fn unusable_files_and_ports_name_their_setting() {
     let dir = tmp.path().join("tls-ok");
     std::fs::create_dir(&dir).unwrap();
     let server = Server::start_with(&dir.join("data"), &["--tls-cert", &cert, "--tls-key", &key]);
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// Limits that make no sense are refused: no groups at all, a default page
@@ -484,7 +480,7 @@ fn nonsensical_limits_are_refused() {
     // --listen on a free port: a server that wrongly starts must not take 50051.
     let listen = format!("127.0.0.1:{}", free_port());
     let args = ["serve", "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--max-groups", "0"];
-    let run = ops_support::run_to_end(&args, &[]);
+    let run = crate::support::process::run_to_end(&args, &[]);
     assert_eq!(run.status.code(), Some(2), "{run:?}");
     assert!(run.stderr.contains("--max-groups") && run.stderr.contains("at least 1"), "{run:?}");
     let line = refused_start(
@@ -537,7 +533,7 @@ impl tonic::codec::Decoder for RawCodec {
 }
 
 /// CreateConversationGroup with these request bytes.
-async fn raw_create(server: &ops_support::Server, body: Vec<u8>) -> tonic::Status {
+async fn raw_create(server: &crate::support::process::Server, body: Vec<u8>) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(server.channel().await);
     grpc.ready().await.expect("ready");
     let mut request = tonic::Request::new(body);
@@ -552,9 +548,10 @@ async fn raw_create(server: &ops_support::Server, body: Vec<u8>) -> tonic::Statu
 /// the error).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_calls_are_logged_once_with_one_message_key_and_counted() {
-    use ops_support::{http_get, sample, Json, Launch};
+    use crate::support::http::{http_get, json_keys, parse_json, sample, Json, JsonExt};
+    use crate::support::process::Launch;
     let dir = tempfile::tempdir().unwrap();
-    let metrics = ops_support::free_addr();
+    let metrics = crate::support::process::free_addr();
     let server = Launch::new(dir.path(), "refused.log")
         .args(["--log-format", "json", "--max-request-bytes", "1024", "--metrics-listen", &metrics.to_string()])
         .start();
@@ -568,7 +565,7 @@ async fn refused_calls_are_logged_once_with_one_message_key_and_counted() {
     let too_large = raw_create(&server, oversize).await;
     assert_eq!(too_large.code(), tonic::Code::ResourceExhausted, "{too_large:?}");
     // Refused at the gate: no token.
-    let mut gc = ops_support::client_on(server.channel().await, "Bearer not-a-jwt");
+    let mut gc = crate::support::client::client_on(server.channel().await, "Bearer not-a-jwt");
     let request = convgroups::pb::GetConversationGroupListRequest::default();
     assert_eq!(gc.get_conversation_group_list(request).await.unwrap_err().code(), tonic::Code::Unauthenticated);
 
@@ -583,11 +580,10 @@ async fn refused_calls_are_logged_once_with_one_message_key_and_counted() {
     let rpc_lines: Vec<Json> = log
         .lines()
         .filter(|l| l.contains("\"rpc\""))
-        .map(|l| Json::parse(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .map(|l| parse_json(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    for line in &rpc_lines {
-        let Json::Obj(fields) = line else { panic!("{line:?}") };
-        let mut keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    for line in log.lines().filter(|l| l.contains("\"rpc\"")) {
+        let mut keys = json_keys(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         keys.sort_unstable();
         let before = keys.len();
         keys.dedup();
@@ -612,7 +608,7 @@ async fn a_lying_frame_length_is_a_malformed_request_not_internal() {
     use tonic_types::StatusExt;
     use tower::ServiceExt;
     let dir = tempfile::tempdir().unwrap();
-    let server = ops_support::Launch::new(dir.path(), "lying.log").args(["--log-format", "json"]).start();
+    let server = crate::support::process::Launch::new(dir.path(), "lying.log").args(["--log-format", "json"]).start();
     // Flag 0, length 100, then two bytes of message.
     let body = String::from("\0\0\0\0\u{64}\u{8}\u{1}");
     let uri = format!("http://{}/convgroups.v1.ConversationGroupService/GetConversationGroupList", server.addr());
@@ -638,9 +634,10 @@ async fn a_lying_frame_length_is_a_malformed_request_not_internal() {
 /// the revision at the current one), and every metric has a `# HELP` line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_start_at_zero_and_each_has_help() {
-    use ops_support::{http_get, sample, Launch};
+    use crate::support::http::{http_get, sample};
+    use crate::support::process::Launch;
     let dir = tempfile::tempdir().unwrap();
-    let metrics = ops_support::free_addr();
+    let metrics = crate::support::process::free_addr();
     let server = Launch::new(dir.path(), "metrics.log").args(["--metrics-listen", &metrics.to_string()]).start();
     let (status, text) = http_get(metrics, "/metrics");
     assert_eq!(status, 200);

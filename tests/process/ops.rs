@@ -24,19 +24,14 @@
 //! Not covered: `--unary-timeout` (no way to make a handler reliably slower
 //! than a deadline from outside the process).
 
-mod common;
-mod ops_support;
-
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::*;
 use convgroups::pb::conversation_group_service_client::ConversationGroupServiceClient;
 use convgroups::pb::watch_group_events_response::Kind;
 use convgroups::pb::*;
-use ops_support::*;
 use prost::Message;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
@@ -45,68 +40,12 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-const GROUP_SERVICE: &str = "convgroups.v1.ConversationGroupService";
-
-fn watch_from(start_revision: u64) -> WatchGroupEventsRequest {
-    WatchGroupEventsRequest { start_revision, ..Default::default() }
-}
-
-/// The next message of a watch stream, bounded.
-async fn next_watch(stream: &mut tonic::Streaming<WatchGroupEventsResponse>) -> Result<Option<Kind>, tonic::Status> {
-    tokio::time::timeout(PROMPT, stream.message())
-        .await
-        .expect("no watch message within the deadline")
-        .map(|m| m.map(|m| m.kind.expect("message kind")))
-}
-
-/// Reads a watch stream until its bookmark; returns the bookmark revision.
-async fn read_to_bookmark(stream: &mut tonic::Streaming<WatchGroupEventsResponse>) -> u64 {
-    loop {
-        match next_watch(stream).await.expect("watch message").expect("open stream") {
-            Kind::Bookmark(b) => return b.revision,
-            Kind::Events(_) | Kind::Snapshot(_) => {}
-        }
-    }
-}
-
-/// The log's lines, each parsed as a JSON object (the test fails on any
-/// other line).
-#[track_caller]
-fn json_lines(log: &str) -> Vec<Json> {
-    log.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| match Json::parse(line) {
-            Ok(value @ Json::Obj(_)) => value,
-            Ok(other) => panic!("log line is JSON but not an object: {other:?}\n{line}"),
-            Err(e) => panic!("log line is not JSON ({e}):\n{line}\nwhole log:\n{log}"),
-        })
-        .collect()
-}
-
-/// Index of the first JSON log line whose message is `message`.
-#[track_caller]
-fn line_index(lines: &[Json], message: &str, log: &str) -> usize {
-    lines
-        .iter()
-        .position(|l| l.str("message") == Some(message))
-        .unwrap_or_else(|| panic!("no {message:?} line in the log:\n{log}"))
-}
-
-/// The `rpc` lines of a JSON log for `method`.
-fn rpc_lines<'a>(lines: &'a [Json], method: &str) -> Vec<&'a Json> {
-    lines.iter().filter(|l| l.str("message") == Some("rpc") && l.str("method") == Some(method)).collect()
-}
-
-#[track_caller]
-fn assert_secrets_absent(log: &str, secrets: &[(&str, &str)]) {
-    for (what, secret) in secrets {
-        assert!(!secret.is_empty());
-        if let Some(pos) = log.find(secret) {
-            let line = log[..pos].lines().count();
-            panic!("the {what} appears in the log (line {line}): {}", &log[pos.saturating_sub(200)..pos]);
-        }
-    }
-}
+use crate::support::client::*;
+use crate::support::http::*;
+use crate::support::inproc::{assert_status, create, expect_err, group_list};
+use crate::support::process::*;
+use crate::support::watch::{next_watch, read_to_bookmark, watch_from};
+use crate::support::PROMPT;
 
 // ===========================================================================
 // 1. Settings
@@ -455,7 +394,7 @@ async fn json_logs_have_one_line_per_rpc_and_no_secrets() {
     assert_eq!(codes, ["Ok", "AlreadyExists"], "{log}");
     for line in creates {
         assert_eq!(line.str("user"), Some("alice"), "{line:?}");
-        assert!(matches!(line.get("latency_us"), Some(Json::Num(n)) if *n >= 0.0), "latency_us: {line:?}");
+        assert!(line.get("latency_us").and_then(Json::as_f64).is_some_and(|n| n >= 0.0), "latency_us: {line:?}");
         assert!(line.get("level").is_some() && line.get("timestamp").is_some(), "{line:?}");
     }
     assert_eq!(rpc_lines(&lines, "GetConversationGroupList").iter().filter(|l| l.str("code") == Some("Ok")).count(), 1);

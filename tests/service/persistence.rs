@@ -2,9 +2,7 @@
 //! directory (contract §6): groups, members, order, registry data,
 //! revisions and the generated auth secret all survive.
 
-mod common;
-
-use common::*;
+use crate::support::inproc::*;
 use convgroups::pb::*;
 
 /// Builds varied state for alice and bob: groups (reordered and renamed),

@@ -10,13 +10,11 @@
 //! naming the message and field. What the service sees, it answers with
 //! INVALID_ARGUMENT / RESOURCE_EXHAUSTED and an ErrorInfo.
 
-mod common;
-
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::support::inproc::*;
 use base64::Engine as _;
-use common::*;
 use convgroups::auth::USER_HEADER;
 use convgroups::pb::conversation_group_service_client::ConversationGroupServiceClient;
 use convgroups::pb::watch_group_events_response::Kind as WatchKind;

@@ -1,10 +1,8 @@
 //! Identity, tenancy and authentication (contract §3): bearer tokens,
 //! admin tokens acting for a user, and isolation between users.
 
-mod common;
-
+use crate::support::inproc::*;
 use base64::Engine as _;
-use common::*;
 use convgroups::auth::{Secret, USER_HEADER};
 use convgroups::domain::UserId;
 use convgroups::pb::ConversationResultCode as R;

@@ -2,16 +2,13 @@
 //! with SHUTTING_DOWN and its resume revision, and `run` returns (storage
 //! flushed) within a few seconds.
 
-mod common;
-mod watch_support;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::inproc::*;
+use crate::support::watch::*;
 use convgroups::pb::WatchGroupEventsRequest;
 use tonic::Code;
 use tonic_types::StatusExt;
-use watch_support::*;
 
 /// Streams opened; spread over several connections as real clients would.
 const STREAMS: usize = 10_000;

@@ -2,9 +2,7 @@
 //! change takes a higher revision, no-ops keep it, `expected_revision`
 //! mismatches are ABORTED and change nothing.
 
-mod common;
-
-use common::*;
+use crate::support::inproc::*;
 use convgroups::pb::*;
 use tonic::Code;
 

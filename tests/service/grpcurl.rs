@@ -10,14 +10,12 @@
 //! reflection v1 (buf from `$BUF`, else `buf` on PATH; scripts/test.sh
 //! installs it too).
 
-mod common;
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::support::inproc::*;
 
 const GROUP_SERVICE: &str = "convgroups.v1.ConversationGroupService";
 const CONVERSATION_SERVICE: &str = "convgroups.v1.ConversationService";

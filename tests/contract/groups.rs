@@ -2,9 +2,7 @@
 //! and remove members; their limits, errors and per-item failures
 //! (contract §4 "Groups", §5).
 
-mod common;
-
-use common::*;
+use crate::support::inproc::*;
 use convgroups::pb::ConversationResultCode as R;
 use convgroups::pb::*;
 use tonic::Code;

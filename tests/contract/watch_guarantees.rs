@@ -4,16 +4,14 @@
 //! log, with what the writers were told, and with the final state.
 //!
 //! Randomised parts use a seeded RNG; a failure prints `WATCH_SEED=...`,
-//! and `WATCH_SEED=<n> cargo test --test watch_guarantees` replays the same
+//! and `WATCH_SEED=<n> cargo test --test contract watch_guarantees` replays the same
 //! choices (thread timing still varies).
-
-mod common;
-mod watch_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::*;
+use crate::support::inproc::*;
+use crate::support::watch::*;
 use convgroups::pb::group_event::Kind as Ev;
 use convgroups::pb::*;
 use tokio::sync::{mpsc, watch};
@@ -21,7 +19,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
-use watch_support::*;
 
 /// Awaits a task, re-raising its panic with the original message.
 async fn join<T>(handle: JoinHandle<T>) -> T {

@@ -3,10 +3,7 @@
 //! scripts see (tables, `--json`, errors and exit codes), `watch` output,
 //! graceful SIGTERM, and a backup/restore round trip.
 
-mod cli_support;
-mod etcd_support;
-
-use cli_support::*;
+use crate::support::cli::*;
 
 /// The JSON of one event batch starts like this (the time follows).
 fn batch_prefix(revision: u64) -> String {
@@ -116,35 +113,35 @@ fn groups_commands_print_tables_json_and_errors() {
     cli.run(&["groups", "create", "OnlyAName"]).expect_code(2);
     cli.run(&["groups", "frobnicate"]).expect_code(2);
 
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// Tokens, the acting-user header, TLS flags and unreachable servers.
 #[test]
 fn auth_and_connection_errors_are_explained() {
     let (_tmp, data, token) = setup();
-    let admin = cli_support::token(&data, "ops", true);
-    let bob = cli_support::token(&data, "bob", false);
+    let admin = crate::support::cli::token(&data, "ops", true);
+    let bob = crate::support::cli::token(&data, "bob", false);
     let server = Server::start(&data);
     let cli = Cli::new(&server, &token);
     cli.run(&["groups", "create", "Mine", "C2Cbob"]).ok();
 
     // No token at all: said before any call.
-    execute(command(&["groups", "list", "--addr", &server.addr()]))
+    execute(command(&["groups", "list", "--addr", &server.uri()]))
         .expect_code(1)
         .stderr_has("error: no token: pass --token or set CONVGROUPS_TOKEN");
     // --token works as well as the environment variable.
-    let listed = execute(command(&["groups", "list", "--addr", &server.addr(), "--token", &token]));
+    let listed = execute(command(&["groups", "list", "--addr", &server.uri(), "--token", &token]));
     assert_eq!(listed.ok().out().lines().last(), Some("1 group at revision 1"));
-    execute(command(&["groups", "list", "--addr", &server.addr(), "--token", "not-a-jwt"]))
+    execute(command(&["groups", "list", "--addr", &server.uri(), "--token", "not-a-jwt"]))
         .expect_code(1)
         .stderr_has("error: UNAUTHENTICATED UNAUTHENTICATED: ");
 
     // An admin token acts for the user named by --user; a user token may not.
-    let as_admin = Cli { addr: server.addr(), token: admin };
+    let as_admin = Cli { addr: server.uri(), token: admin };
     let run = as_admin.run(&["groups", "list", "--user", "alice", "--json"]);
     assert!(run.ok().out().starts_with(r#"{"groupNames":["Mine"]"#), "{run}");
-    let as_bob = Cli { addr: server.addr(), token: bob };
+    let as_bob = Cli { addr: server.uri(), token: bob };
     assert_eq!(as_bob.run(&["groups", "list"]).ok().out(), "0 groups at revision 0");
     as_bob
         .run(&["groups", "list", "--user", "alice"])
@@ -164,7 +161,7 @@ fn auth_and_connection_errors_are_explained() {
         .expect_code(1)
         .stderr_has("--ca-cert needs an https:// address");
 
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// conversations list/unread/upsert/delete: ordering, every filter, paging
@@ -270,7 +267,7 @@ fn conversations_commands_filter_page_and_update() {
     cli.run(&["conversations", "upsert", "C2Cbob", "--pin", "--unpin"]).expect_code(2);
     cli.run(&["conversations", "list", "--group", "A", "--ungrouped"]).expect_code(2);
 
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// `watch --snapshot` prints the snapshot and a bookmark, then the live
@@ -328,7 +325,7 @@ fn watch_prints_snapshot_bookmark_and_live_events() {
     assert!(lines.is_empty());
     assert!(stderr.starts_with("error: OUT_OF_RANGE REVISION_IN_FUTURE: start_revision: 99 is newer"), "{stderr}");
 
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// SIGTERM stops the server with status 0 and ends watch streams with the
@@ -368,7 +365,7 @@ fn sigterm_then_backup_and_restore_round_trip() {
     let mut live = cli.watch(&[]);
     assert_eq!(live.next_line(), format!(r#"{{"bookmark":{{"revision":"{revision}"}}}}"#));
     let log = server.log();
-    let status = server.stop();
+    let status = server.stop_status();
     assert!(status.success(), "the server exited with {status} after SIGTERM:\n{log}");
     let (lines, status, stderr) = live.finish();
     assert!(lines.is_empty(), "{lines:?}");
@@ -397,7 +394,7 @@ fn sigterm_then_backup_and_restore_round_trip() {
     let run = cli.run(&["groups", "delete", "Suppliers"]);
     assert_eq!(run.ok().out(), format!(r#"Deleted group "Suppliers" at revision {}."#, revision + 1));
 
-    let status = server.stop();
+    let status = server.stop_status();
     assert!(status.success(), "{status}");
 }
 
@@ -409,7 +406,7 @@ fn restore_refuses_non_empty_target_and_damaged_files() {
     let (tmp, data, token) = setup();
     let server = Server::start(&data);
     Cli::new(&server, &token).run(&["groups", "create", "G", "C2Cbob"]).ok();
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 
     let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
     let backup = path("good.backup");
@@ -494,7 +491,7 @@ fn tls_with_ca_cert() {
         .stderr_has(&format!("error: cannot connect to {https}: "));
     cli.run(&["groups", "list"]).expect_code(1).stderr_has("https needs --ca-cert");
 
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 fn new_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
@@ -539,8 +536,10 @@ fn state_without_revisions(cli: &Cli) -> (serde_json::Value, serde_json::Value) 
 /// restores into a sled directory with its revisions.
 #[test]
 fn a_sled_backup_restores_into_etcd_and_an_etcd_backup_back_into_sled() {
-    let own_cluster = etcd_support::shared_endpoints().is_none().then(|| etcd_support::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(etcd_support::shared_endpoints).unwrap();
+    let own_cluster =
+        crate::etcd_support::shared_endpoints().is_none().then(|| crate::etcd_support::EtcdCluster::start(1));
+    let endpoints =
+        own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(crate::etcd_support::shared_endpoints).unwrap();
     let prefix = format!("/cli-move-{:08x}/", rand::random::<u32>());
     let etcd = ["--backend", "etcd", "--etcd-endpoints", &endpoints, "--etcd-prefix", &prefix];
 
@@ -557,7 +556,7 @@ fn a_sled_backup_restores_into_etcd_and_an_etcd_backup_back_into_sled() {
         on_sled.0.to_string().contains(r#""Research""#) && on_sled.1.to_string().contains(r#""Bob""#),
         "{on_sled:?}"
     );
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 
     let path = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
     let (from_sled, etcd_dir) = (path("sled.backup"), path("etcd-secret"));
@@ -582,11 +581,11 @@ fn a_sled_backup_restores_into_etcd_and_an_etcd_backup_back_into_sled() {
     let mut backup = vec!["backup", "--data-dir", &etcd_dir, "--out", &from_etcd];
     backup.extend_from_slice(&etcd);
     execute(command(&backup)).ok();
-    assert!(replica.stop().success());
+    assert!(replica.stop_status().success());
     execute(command(&["restore", "--in", &from_etcd, "--data-dir", sled_again.to_str().unwrap()])).ok();
     let server = Server::start(&sled_again);
     let cli = Cli::new(&server, &token);
     assert_eq!(cli.run(&["groups", "list", "--json"]).ok().stdout, on_etcd);
     assert_eq!(cli.run(&["conversations", "list", "--all", "--json"]).ok().stdout, conversations_on_etcd);
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }

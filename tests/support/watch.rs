@@ -1,14 +1,13 @@
-//! Shared helpers of the WatchGroupEvents tests (tests/watch*.rs): opening
-//! and reading watch streams with bounded waits, a seeded RNG so random
-//! schedules reproduce, a model that replays events into group state (and
+//! Watch streams: opening and reading them with bounded waits (panicking
+//! readers for the contract tests, error-returning ones and long-lived
+//! followers for servers that may die), a seeded RNG so random schedules
+//! reproduce, the one replayer of events into group state ([`Model`], which
 //! checks every batch for internal consistency on the way), and the state
 //! the read RPCs report, to compare the model with.
-//!
-//! Include with `mod common; mod watch_support;`.
-#![allow(dead_code)]
 
-use std::collections::BTreeSet;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use convgroups::pb::conversation_group_service_client::ConversationGroupServiceClient;
 use convgroups::pb::group_event::Kind as Ev;
@@ -18,14 +17,12 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status, Streaming};
 use tonic_types::StatusExt;
 
-use crate::common::*;
+use super::inproc::*;
+use super::process::CALL_TIMEOUT;
+pub use super::PROMPT;
 
 /// A server-streaming WatchGroupEvents response.
 pub type WatchStream = Streaming<WatchGroupEventsResponse>;
-
-/// Upper bound for anything that should happen promptly (one message, a
-/// status, a cleanup). Generous: debug builds on two busy cores.
-pub const PROMPT: Duration = Duration::from_secs(15);
 
 // ---------------------------------------------------------------------------
 // Seeded randomness
@@ -39,11 +36,7 @@ pub fn seed() -> u64 {
     seed
 }
 
-#[path = "../seeded/mod.rs"]
-mod seeded;
-// Not every test binary that includes this module draws random numbers.
-#[allow(unused_imports)]
-pub use seeded::Rng;
+pub use super::seeded::Rng;
 
 // ---------------------------------------------------------------------------
 // Opening and reading streams
@@ -181,6 +174,31 @@ async fn read_until(
         }
     }
     batches
+}
+
+/// A request from `start_revision` (the name the operability tests use).
+pub fn watch_from(start_revision: u64) -> WatchGroupEventsRequest {
+    WatchGroupEventsRequest { start_revision, ..Default::default() }
+}
+
+/// The next message of a watch stream, bounded.
+pub async fn next_watch(
+    stream: &mut tonic::Streaming<WatchGroupEventsResponse>,
+) -> Result<Option<Kind>, tonic::Status> {
+    tokio::time::timeout(PROMPT, stream.message())
+        .await
+        .expect("no watch message within the deadline")
+        .map(|m| m.map(|m| m.kind.expect("message kind")))
+}
+
+/// Reads a watch stream until its bookmark; returns the bookmark revision.
+pub async fn read_to_bookmark(stream: &mut tonic::Streaming<WatchGroupEventsResponse>) -> u64 {
+    loop {
+        match next_watch(stream).await.expect("watch message").expect("open stream") {
+            Kind::Bookmark(b) => return b.revision,
+            Kind::Events(_) | Kind::Snapshot(_) => {}
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -355,6 +373,149 @@ pub async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 pub async fn no_watchers_left(server: &TestServer) {
     let stats = server.stats.clone();
     eventually("all watchers and user channels released", || stats.watchers() == 0 && stats.user_channels() == 0).await;
+}
+
+// ---------------------------------------------------------------------------
+// Readers for a server that may die under them: errors, not panics
+// ---------------------------------------------------------------------------
+
+pub fn watch_request(start_revision: u64, all_users: bool) -> WatchGroupEventsRequest {
+    WatchGroupEventsRequest { start_revision, all_users, ..Default::default() }
+}
+
+/// The stored log from `start` on, as a fresh watcher replays it: every
+/// batch before the first bookmark. Bounded by `CALL_TIMEOUT`.
+pub async fn read_log(gc: &mut GroupClient, start: u64, all_users: bool) -> Result<(Vec<EventBatch>, u64), Status> {
+    let work = async {
+        let mut stream = gc.watch_group_events(watch_request(start, all_users)).await?.into_inner();
+        let mut batches = Vec::new();
+        loop {
+            match stream.message().await? {
+                Some(WatchGroupEventsResponse { kind: Some(Kind::Events(batch)) }) => batches.push(batch),
+                Some(WatchGroupEventsResponse { kind: Some(Kind::Bookmark(b)) }) => return Ok((batches, b.revision)),
+                Some(other) => return Err(Status::internal(format!("unexpected watch message {other:?}"))),
+                None => return Err(Status::internal("watch stream ended before its first bookmark")),
+            }
+        }
+    };
+    tokio::time::timeout(CALL_TIMEOUT, work)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("reading the log took too long")))
+}
+
+/// The snapshot a `send_snapshot` watcher starts with.
+pub async fn read_snapshot(gc: &mut GroupClient) -> Result<Snapshot, Status> {
+    let request = WatchGroupEventsRequest { send_snapshot: true, ..Default::default() };
+    let work = async {
+        let mut stream = gc.watch_group_events(request).await?.into_inner();
+        match stream.message().await? {
+            Some(WatchGroupEventsResponse { kind: Some(Kind::Snapshot(s)) }) => Ok(s),
+            other => Err(Status::internal(format!("expected a snapshot first, got {other:?}"))),
+        }
+    };
+    tokio::time::timeout(CALL_TIMEOUT, work).await.unwrap_or_else(|_| Err(Status::deadline_exceeded("snapshot")))
+}
+
+/// Groups of one user rebuilt from events: (name, members) in order.
+pub type Groups = Vec<(String, BTreeSet<String>)>;
+
+/// Replays batches (of one user or of all users) into each user's groups,
+/// one [`Model`] per user, checking each batch on the way (see
+/// [`Model::apply`]) and that revisions increase across all of them. The
+/// batches must be a user's whole history (read from revision 1).
+/// Conversations leave groups only through ConversationsDeletedFromGroup
+/// (that is what the contract's events say), so a missing removal event
+/// shows up as a difference from the stored state.
+pub fn replay(batches: &[EventBatch]) -> Result<BTreeMap<String, Groups>, String> {
+    let mut users: BTreeMap<String, Model> = BTreeMap::new();
+    let mut last = 0;
+    for batch in batches {
+        if batch.revision <= last {
+            return Err(format!("batch {} after batch {last}: revisions must increase", batch.revision));
+        }
+        last = batch.revision;
+        let Some(first) = batch.events.first() else { return Err(format!("batch {} has no events", batch.revision)) };
+        users.entry(first.user_id.clone()).or_insert_with(Model::empty).apply(batch)?;
+    }
+    Ok(users.into_iter().map(|(user, model)| (user, model.groups)).collect())
+}
+
+/// What a long-lived watcher has received so far; it survives the stream
+/// (and the server), so the watcher can resume from `seen + 1`.
+#[derive(Debug, Default)]
+pub struct Followed {
+    pub batches: Vec<EventBatch>,
+    /// Everything up to this revision was received (batch or bookmark).
+    pub seen: u64,
+    /// Order violations seen on the stream.
+    pub problems: Vec<String>,
+    /// How the last stream ended.
+    pub ended: Option<String>,
+    /// Streams opened.
+    pub streams: u64,
+}
+
+pub type Follow = Arc<Mutex<Followed>>;
+
+/// Opens a watch from `seen + 1` (so the first stream replays from 1) and
+/// records every message into `follow` until the stream ends. Returns the
+/// status the stream ended with (Ok if it ended cleanly).
+pub async fn follow(mut gc: GroupClient, follow: Follow, all_users: bool) -> Result<(), Status> {
+    let start = {
+        let mut f = follow.lock().unwrap();
+        f.streams += 1;
+        f.seen + 1
+    };
+    let result = async {
+        let mut stream = gc.watch_group_events(watch_request(start, all_users)).await?.into_inner();
+        while let Some(message) = stream.message().await? {
+            let mut f = follow.lock().unwrap();
+            match message.kind {
+                Some(Kind::Events(batch)) => {
+                    if batch.revision <= f.seen {
+                        let problem = format!("batch {} after revision {} was covered", batch.revision, f.seen);
+                        f.problems.push(problem);
+                    }
+                    f.seen = f.seen.max(batch.revision);
+                    f.batches.push(batch);
+                }
+                Some(Kind::Bookmark(b)) => {
+                    if b.revision < f.seen {
+                        let problem = format!("bookmark {} after revision {} was covered", b.revision, f.seen);
+                        f.problems.push(problem);
+                    }
+                    f.seen = f.seen.max(b.revision);
+                }
+                other => f.problems.push(format!("unexpected message {other:?}")),
+            }
+        }
+        Ok::<(), Status>(())
+    }
+    .await;
+    follow.lock().unwrap().ended = Some(match &result {
+        Ok(()) => "ended".to_string(),
+        Err(status) => format!("{:?}: {}", status.code(), status.message()),
+    });
+    result
+}
+
+/// Waits (bounded) until `follow` has seen `revision`.
+pub async fn wait_seen(follow: &Follow, revision: u64, within: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = follow.lock().unwrap().seen;
+        if seen >= revision {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let f = follow.lock().unwrap();
+            return Err(format!(
+                "watcher saw up to revision {seen} within {within:?}, expected {revision}; its stream: {:?}",
+                f.ended
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------

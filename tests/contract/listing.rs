@@ -2,11 +2,9 @@
 //! grouped-but-unregistered conversations, group lists and unread totals
 //! (contract §2 "ConversationFilter", §4 "Listing").
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::*;
+use crate::support::inproc::*;
 use convgroups::pb::*;
 use tonic::Code;
 

@@ -4,18 +4,15 @@
 //! watcher limits. The randomised and load tests are in
 //! tests/watch_guarantees.rs.
 
-mod common;
-mod watch_support;
-
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use crate::support::inproc::*;
+use crate::support::watch::*;
 use convgroups::config::Config;
 use convgroups::pb::group_event::Kind as Ev;
 use convgroups::pb::*;
 use tonic::Code;
-use watch_support::*;
 
 /// The one event of a single-event batch.
 #[track_caller]
