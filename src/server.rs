@@ -15,11 +15,14 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::{AbortHandle, JoinHandle};
+use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::auth::Authenticator;
-use crate::config::Config;
+use crate::config::{Config, ServerSettings};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::pb;
@@ -64,15 +67,6 @@ impl Stats {
     }
 }
 
-/// Opens and serves: what the binary runs.
-pub async fn run(
-    listener: TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
-    App::open(config).await?.serve(listener, shutdown).await
-}
-
 impl App {
     /// Loads the secret and opens storage (which fails if another server
     /// holds the data directory).
@@ -109,7 +103,8 @@ impl App {
     }
 
     /// [`serve`](Self::serve), where `force` (a second signal) cuts the
-    /// drain short; storage is still flushed.
+    /// drain short; storage is still flushed. The one way a server runs:
+    /// the binary calls it with its signals, the tests through `serve`.
     pub async fn serve_with_force(
         self,
         listener: TcpListener,
@@ -118,29 +113,7 @@ impl App {
     ) -> Result<(), Error> {
         let Self { config, store, hub, auth } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
-        for name in HEALTH_NAMES {
-            health.set_service_status(name, ServingStatus::Serving).await;
-        }
-
-        // v1 for current clients, v1alpha for grpcurl <= 1.8; both know our
-        // protos, the health service, google.rpc error details (so grpcurl can
-        // print ErrorInfo) and both reflection services (so `list` shows both).
-        let descriptor_sets = [
-            pb::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_types::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ];
-        let mut v1 = tonic_reflection::server::Builder::configure();
-        let mut v1alpha = tonic_reflection::server::Builder::configure();
-        for set in descriptor_sets {
-            v1 = v1.register_encoded_file_descriptor_set(set);
-            v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
-        }
-        let reflection_v1 = v1.build_v1().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-        let reflection_v1alpha = v1alpha.build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
-
+        set_health(&health, ServingStatus::Serving).await;
         let server = &config.server;
         // Everything that can refuse the start comes before "serving".
         let builder = server_builder(server)?;
@@ -149,47 +122,8 @@ impl App {
             crate::metrics::install(addr, store.current_revision())?;
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
-        let calls = Calls::new(server.max_in_flight, server.unary_timeout);
-        let gate = Gate::new(auth.clone());
-        let groups = InterceptedService::new(
-            ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
-                store.clone(),
-                hub.clone(),
-                calls.clone(),
-                config.watch.bookmark_interval,
-            ))
-            .max_decoding_message_size(server.max_request_bytes),
-            gate.clone(),
-        );
-        let conversations = InterceptedService::new(
-            ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
-                .max_decoding_message_size(server.max_request_bytes),
-            gate,
-        );
-
-        let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
-        let jwks_reload = auth.jwks_reload_interval().map(|every| tokio::spawn(reload_jwks(auth.clone(), every)));
-        // Health (and the storage_failing gauge) follow storage: NOT_SERVING
-        // while a failed write keeps mutations refused, SERVING again once
-        // the store has reopened its database. Aborted before shutdown sets
-        // NOT_SERVING for good.
-        let storage_health = tokio::spawn({
-            let (health, mut storage) = (health.clone(), store.revision_watch());
-            async move {
-                loop {
-                    crate::metrics::storage_failing(false);
-                    storage.storage_failing(true).await;
-                    crate::metrics::storage_failing(true);
-                    for name in HEALTH_NAMES {
-                        health.set_service_status(name, ServingStatus::NotServing).await;
-                    }
-                    storage.storage_failing(false).await;
-                    for name in HEALTH_NAMES {
-                        health.set_service_status(name, ServingStatus::Serving).await;
-                    }
-                }
-            }
-        });
+        let routes = services(reflection()?.add_service(health_service), &config, &store, &hub, &auth);
+        let tasks = Tasks::spawn(&config, &store, &hub, &auth, &health);
         let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener address: {e}")))?;
         // What is running, as `--version` says it; after every check that can
         // refuse the start, so that a refusal stays one line.
@@ -203,84 +137,203 @@ impl App {
         );
 
         let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-        let signal = {
-            let (mut health, hub, storage_health) = (health.clone(), hub.clone(), storage_health.abort_handle());
-            async move {
-                shutdown.await;
-                storage_health.abort();
-                tracing::info!(watchers = hub.watchers(), "shutting down");
-                for name in HEALTH_NAMES {
-                    health.set_service_status(name, ServingStatus::NotServing).await;
-                }
-                // Health Watch streams end only when their status is
-                // removed; they would otherwise hold the drain for the whole
-                // grace period. Their last message is NOT_SERVING; Check
-                // answers NOT_FOUND from here on.
-                for name in HEALTH_NAMES {
-                    health.clear_service_status(name).await;
-                }
-                // Open streams would otherwise hold graceful shutdown forever.
-                hub.close();
-                let _ = stopping_tx.send(());
-            }
-        };
-        let max_request_bytes = server.max_request_bytes;
-        let serve = builder
-            .http2_keepalive_interval(Some(server.http2_keepalive_interval))
-            .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
-            .max_concurrent_streams(Some(server.http2_max_concurrent_streams))
-            // grpc-web over HTTP/1.1 on the same port as gRPC.
-            .accept_http1(true)
-            .layer(tower::layer::layer_fn(move |inner| DecodeRefusals { inner, max_request_bytes }))
-            // The gate's log line names the method of a refused call.
-            .layer(MapRequestLayer::new(|mut request: http::Request<tonic::body::Body>| {
-                let method = RpcMethod::of_path(request.uri().path());
-                request.extensions_mut().insert(method);
-                request
-            }))
-            .layer(tower::util::option_layer(cors))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(groups)
-            .add_service(conversations)
-            .serve_with_incoming_shutdown(
-                // No Nagle: small gRPC frames must not wait for delayed ACKs
-                // (40 ms per call otherwise).
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-                signal,
-            );
-        let grace = server.shutdown_grace;
-        let deadline = async move {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        let served = tokio::select! {
-            served = serve => served.map_err(|e| Error::Internal(format!("transport: {e}"))),
-            _ = deadline => {
-                tracing::warn!(grace = ?grace, "calls still running after the shutdown grace period; stopping anyway");
-                Ok(())
-            }
-            _ = force => {
-                tracing::warn!("second signal: stopping now without waiting for calls");
-                Ok(())
-            }
-        };
-        upkeep.abort();
-        if let Some(jwks_reload) = jwks_reload {
-            jwks_reload.abort();
-        }
-        storage_health.abort();
+        let signal = shutdown_sequence(shutdown, health, hub, tasks.storage_health.abort_handle(), stopping_tx);
+        let serve = router(builder, server, cors, routes, listener, signal);
+        let served = drain(serve, stopping_rx, server.shutdown_grace, force).await;
+        tasks.abort();
         // Acknowledged writes are already durable; this leaves the files clean.
         let flushed = store.flush().await;
         served?;
         flushed?;
         tracing::info!(revision = store.current_revision(), "stopped");
         Ok(())
+    }
+}
+
+/// Sets every name health reports to `status`.
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for name in HEALTH_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// Reflection: v1 for current clients, v1alpha for grpcurl <= 1.8; both
+/// know our protos, the health service, google.rpc error details (so
+/// grpcurl can print ErrorInfo) and both reflection services (so `list`
+/// shows both).
+fn reflection() -> Result<Routes, Error> {
+    let descriptor_sets = [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+        tonic_types::pb::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+        tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+    ];
+    let mut v1 = tonic_reflection::server::Builder::configure();
+    let mut v1alpha = tonic_reflection::server::Builder::configure();
+    for set in descriptor_sets {
+        v1 = v1.register_encoded_file_descriptor_set(set);
+        v1alpha = v1alpha.register_encoded_file_descriptor_set(set);
+    }
+    let reflection_v1 = v1.build_v1().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let reflection_v1alpha = v1alpha.build_v1alpha().map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    Ok(Routes::default().add_service(reflection_v1).add_service(reflection_v1alpha))
+}
+
+/// Our two gRPC services, each behind the authenticating gate, added to
+/// `routes`.
+fn services(routes: Routes, config: &Config, store: &Store, hub: &Hub, auth: &Authenticator) -> Routes {
+    let server = &config.server;
+    let calls = Calls::new(server.max_in_flight, server.unary_timeout);
+    let gate = Gate::new(auth.clone());
+    let groups = InterceptedService::new(
+        ConversationGroupServiceServer::new(ConversationGroupServiceImpl::new(
+            store.clone(),
+            hub.clone(),
+            calls.clone(),
+            config.watch.bookmark_interval,
+        ))
+        .max_decoding_message_size(server.max_request_bytes),
+        gate.clone(),
+    );
+    let conversations = InterceptedService::new(
+        ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
+            .max_decoding_message_size(server.max_request_bytes),
+        gate,
+    );
+    routes.add_service(groups).add_service(conversations)
+}
+
+/// The tasks that run beside the server until it stops.
+struct Tasks {
+    /// Event-log compaction and the storage-size metric.
+    upkeep: JoinHandle<()>,
+    /// Re-reads `--auth-jwks-file` every --auth-jwks-reload-interval.
+    jwks_reload: Option<JoinHandle<()>>,
+    /// Health following storage (see [`follow_storage_health`]).
+    storage_health: JoinHandle<()>,
+}
+
+impl Tasks {
+    fn spawn(config: &Config, store: &Store, hub: &Hub, auth: &Authenticator, health: &HealthReporter) -> Self {
+        Self {
+            upkeep: tokio::spawn(background(store.clone(), hub.clone(), config.clone())),
+            jwks_reload: auth.jwks_reload_interval().map(|every| tokio::spawn(reload_jwks(auth.clone(), every))),
+            storage_health: tokio::spawn(follow_storage_health(health.clone(), store.revision_watch())),
+        }
+    }
+
+    fn abort(self) {
+        self.upkeep.abort();
+        if let Some(jwks_reload) = self.jwks_reload {
+            jwks_reload.abort();
+        }
+        self.storage_health.abort();
+    }
+}
+
+/// Health (and the storage_failing gauge) follow storage: NOT_SERVING
+/// while a failed write keeps mutations refused, SERVING again once the
+/// store has reopened its database. Runs until aborted, which the shutdown
+/// sequence does before it sets NOT_SERVING for good.
+async fn follow_storage_health(health: HealthReporter, mut storage: RevisionWatch) {
+    loop {
+        crate::metrics::storage_failing(false);
+        storage.storage_failing(true).await;
+        crate::metrics::storage_failing(true);
+        set_health(&health, ServingStatus::NotServing).await;
+        storage.storage_failing(false).await;
+        set_health(&health, ServingStatus::Serving).await;
+    }
+}
+
+/// What happens when `shutdown` resolves, before the transport stops
+/// accepting: health says NOT_SERVING (and its Watch streams end), every
+/// watch stream ends with its resume revision, and `stopping` starts the
+/// grace period of [`drain`].
+async fn shutdown_sequence(
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut health: HealthReporter,
+    hub: Hub,
+    storage_health: AbortHandle,
+    stopping: oneshot::Sender<()>,
+) {
+    shutdown.await;
+    storage_health.abort();
+    tracing::info!(watchers = hub.watchers(), "shutting down");
+    set_health(&health, ServingStatus::NotServing).await;
+    // Health Watch streams end only when their status is
+    // removed; they would otherwise hold the drain for the whole
+    // grace period. Their last message is NOT_SERVING; Check
+    // answers NOT_FOUND from here on.
+    for name in HEALTH_NAMES {
+        health.clear_service_status(name).await;
+    }
+    // Open streams would otherwise hold graceful shutdown forever.
+    hub.close();
+    let _ = stopping.send(());
+}
+
+/// The transport with its layers and `routes`, serving on `listener`
+/// until `signal` resolves and the calls in flight have finished.
+fn router(
+    builder: Server,
+    server: &ServerSettings,
+    cors: Option<CorsLayer>,
+    routes: Routes,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = Result<(), tonic::transport::Error>> {
+    let max_request_bytes = server.max_request_bytes;
+    builder
+        .http2_keepalive_interval(Some(server.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(server.http2_keepalive_timeout))
+        .max_concurrent_streams(Some(server.http2_max_concurrent_streams))
+        // grpc-web over HTTP/1.1 on the same port as gRPC.
+        .accept_http1(true)
+        .layer(tower::layer::layer_fn(move |inner| DecodeRefusals { inner, max_request_bytes }))
+        // The gate's log line names the method of a refused call.
+        .layer(MapRequestLayer::new(|mut request: http::Request<tonic::body::Body>| {
+            let method = RpcMethod::of_path(request.uri().path());
+            request.extensions_mut().insert(method);
+            request
+        }))
+        .layer(tower::util::option_layer(cors))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(
+            // No Nagle: small gRPC frames must not wait for delayed ACKs
+            // (40 ms per call otherwise).
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
+}
+
+/// Waits for `serve` to finish draining, at most `grace` after the shutdown
+/// sequence has started (`stopping`), and not at all once `force` resolves.
+async fn drain(
+    serve: impl Future<Output = Result<(), tonic::transport::Error>>,
+    stopping: oneshot::Receiver<()>,
+    grace: Duration,
+    force: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let deadline = async move {
+        if stopping.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serve => served.map_err(|e| Error::Internal(format!("transport: {e}"))),
+        _ = deadline => {
+            tracing::warn!(grace = ?grace, "calls still running after the shutdown grace period; stopping anyway");
+            Ok(())
+        }
+        _ = force => {
+            tracing::warn!("second signal: stopping now without waiting for calls");
+            Ok(())
+        }
     }
 }
 
@@ -310,7 +363,7 @@ pub fn check_settings(config: &Config) -> Result<Checked, Error> {
 
 /// The transport builder, with TLS when --tls-cert and --tls-key are set
 /// (both files read and checked here). Binds nothing.
-fn server_builder(server: &crate::config::ServerSettings) -> Result<Server, Error> {
+fn server_builder(server: &ServerSettings) -> Result<Server, Error> {
     let builder = Server::builder();
     let (Some(cert), Some(key)) = (&server.tls_cert, &server.tls_key) else { return Ok(builder) };
     builder.tls_config(tls_config(cert, key)?).map_err(|e| {

@@ -9,7 +9,7 @@
 //! aims at bob's data (his group names and conversation ids), so a request
 //! that got through would show.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::*;
 use convgroups::auth::{SECRET_FILE_NAME, USER_HEADER};
 use convgroups::pb::conversation_group_service_client::ConversationGroupServiceClient;
 use convgroups::pb::conversation_service_client::ConversationServiceClient;
 use convgroups::pb::watch_group_events_response::Kind as WatchKind;
 use convgroups::pb::*;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use support::inproc::*;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;

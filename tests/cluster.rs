@@ -13,10 +13,9 @@
 //! (`cluster_support::check`).
 
 mod cluster_support;
-mod common;
 mod etcd_support;
 mod linearizability;
-mod ops_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ async fn pause(ms: u64) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-async fn add(client: &mut common::GroupClient, id: &str, expected: Option<u64>) -> Result<u64, tonic::Status> {
+async fn add(client: &mut support::client::GroupClient, id: &str, expected: Option<u64>) -> Result<u64, tonic::Status> {
     client
         .add_conversations_to_group(AddConversationsToGroupRequest {
             group_name: "G".into(),

@@ -27,13 +27,13 @@
 //! Long mode with the release binary:
 //! `CONVGROUPS_CRASH_CYCLES=50 cargo test --release --test crash -- --nocapture`.
 
-mod reliability_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use convgroups::pb::*;
-use reliability_support::*;
+use support::reliability::*;
 use tonic::transport::Channel;
 use tonic::Status;
 
@@ -472,7 +472,7 @@ struct Run {
 
 /// Everything checked after a restart. Returns the global revision.
 async fn verify(run: &Run, server: &ServerProcess, writers: &mut [Writer], cycle: usize) -> u64 {
-    let channel = server.channel().await.expect("connect after restart");
+    let channel = server.try_channel().await.expect("connect after restart");
     let mut admin = group_client(channel.clone(), &run.admin_token);
     let fail = |what: String| -> ! {
         panic!("after restart {cycle}: {what}\nserver log tail:\n{}", server.log_tail(15));
@@ -654,10 +654,10 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
 
     let mut server = start(&run, 0).await;
     for (u, state) in run.user_follows.iter().enumerate() {
-        let channel = server.channel().await.expect("connect");
+        let channel = server.try_channel().await.expect("connect");
         tokio::spawn(follow(group_client(channel, &run.user_tokens[u]), state.clone(), false));
     }
-    let channel = server.channel().await.expect("connect");
+    let channel = server.try_channel().await.expect("connect");
     tokio::spawn(follow(group_client(channel, &run.admin_token), run.all_follow.clone(), true));
 
     let mut total_acked = 0;
@@ -665,7 +665,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
         // Writers until the kill.
         let mut tasks = Vec::new();
         for writer in writers.drain(..) {
-            let channel = server.channel().await.expect("connect");
+            let channel = server.try_channel().await.expect("connect");
             tasks.push(tokio::spawn(writer.run(channel)));
         }
         let delay = Duration::from_millis(rng.range(50, max_delay));
@@ -714,7 +714,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
 }
 
 async fn start(run: &Run, cycle: usize) -> ServerProcess {
-    ServerProcess::start(&run.data_dir, &run.logs.join(format!("server-{cycle}.log")), &[]).await
+    ServerProcess::start_healthy(&run.data_dir, &run.logs.join(format!("server-{cycle}.log")), &[]).await
 }
 
 /// A response never reports a revision that a crash could take back. A
@@ -733,8 +733,8 @@ async fn answers_report_only_durable_revisions() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let data_dir = tmp.path().join("data");
     let token = mint_token(&data_dir, "prober", false);
-    let server = ServerProcess::start(&data_dir, &tmp.path().join("server.log"), &[]).await;
-    let mut gc = group_client(server.channel().await.expect("connect"), &token);
+    let server = ServerProcess::start_healthy(&data_dir, &tmp.path().join("server.log"), &[]).await;
+    let mut gc = group_client(server.try_channel().await.expect("connect"), &token);
     let create = CreateConversationGroupRequest {
         group_name: "G".into(),
         conversation_ids: vec!["C2Cfixed".into()],
@@ -746,7 +746,7 @@ async fn answers_report_only_durable_revisions() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut changers = Vec::new();
     for k in 0..2 {
-        let mut gc = group_client(server.channel().await.expect("connect"), &token);
+        let mut gc = group_client(server.try_channel().await.expect("connect"), &token);
         let stop = stop.clone();
         changers.push(tokio::spawn(async move {
             let id = format!("C2Cflip{k}");
@@ -777,11 +777,11 @@ async fn answers_report_only_durable_revisions() {
     // every 500: the h2 client closes a connection after 1,024 streams it
     // cancelled itself (its `too_many_internal_resets` guard), which a
     // release build reaches within the 8 s.
-    let mut watcher = group_client(server.channel().await.expect("connect"), &token);
+    let mut watcher = group_client(server.try_channel().await.expect("connect"), &token);
     while Instant::now() < deadline && violation.is_none() {
         probes += 1;
         if probes % 500 == 0 {
-            watcher = group_client(server.channel().await.expect("connect"), &token);
+            watcher = group_client(server.try_channel().await.expect("connect"), &token);
         }
         let noop = AddConversationsToGroupRequest {
             group_name: "G".into(),

@@ -4,7 +4,7 @@
 //! `convgroups_watchers`, scraped from `--metrics-listen`) is back to zero,
 //! its resident memory (VmRSS) after warm-up stays flat within a bound, and
 //! its open file descriptors are back where they were. Prints a table of
-//! figures for the README.
+//! figures for docs/performance.md.
 //!
 //! Small by default so it runs in CI as a real check (debug build, well
 //! under 30 s). `scripts/soak.sh` runs a long one against the release
@@ -21,7 +21,7 @@
 //! | `CONVGROUPS_SOAK_WARMUP_WRITES` | 0 | writes (alone) before the first stream |
 //! | `CONVGROUPS_SOAK_SEED` | clock | seed of the random schedule |
 
-mod reliability_support;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use convgroups::pb::watch_group_events_response::Kind;
 use convgroups::pb::*;
-use reliability_support::*;
+use support::reliability::*;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
@@ -204,7 +204,7 @@ async fn thousands_of_watchers_come_and_go_under_writes_without_leaks() {
     let admin = mint_token(&data_dir, "soak-admin", true);
     let metrics = format!("127.0.0.1:{}", free_port());
     let per_user = (concurrency + 100).to_string();
-    let server = ServerProcess::start(
+    let server = ServerProcess::start_healthy(
         &data_dir,
         &tmp.path().join("server.log"),
         &[
@@ -239,7 +239,7 @@ async fn thousands_of_watchers_come_and_go_under_writes_without_leaks() {
     // Write load.
     let mut writer_tasks = Vec::new();
     for w in 0..writers {
-        let channel = server.channel().await.expect("connect");
+        let channel = server.try_channel().await.expect("connect");
         let task = writer(channel, tokens.clone(), Rng::derive(seed, 1000 + w), stop.clone(), counters.clone());
         writer_tasks.push(tokio::spawn(task));
     }
@@ -288,7 +288,7 @@ async fn thousands_of_watchers_come_and_go_under_writes_without_leaks() {
     // cancelled streams reaches.
     let mut pool: Vec<(Channel, u64)> = Vec::new();
     for _ in 0..POOL_CONNECTIONS {
-        pool.push((server.channel().await.expect("connect"), 0));
+        pool.push((server.try_channel().await.expect("connect"), 0));
     }
     let permits = Arc::new(Semaphore::new(concurrency as usize));
     let mut rng = Rng::new(seed);

@@ -15,7 +15,7 @@
 //! writing, which the database always is). These tests need root (to mount);
 //! without it they fail with a message saying so.
 
-mod reliability_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use convgroups::pb::*;
-use reliability_support::*;
+use support::reliability::*;
 use tonic::{Code, Status};
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -143,7 +143,7 @@ impl Setup {
     }
 
     async fn launch(data_dir: &Path, log: &Path, metrics: std::net::SocketAddr) -> ServerProcess {
-        ServerProcess::start(data_dir, log, &["--metrics-listen", &metrics.to_string()]).await
+        ServerProcess::start_healthy(data_dir, log, &["--metrics-listen", &metrics.to_string()]).await
     }
 
     async fn restart(&mut self, name: &str) {
@@ -158,7 +158,7 @@ impl Setup {
     }
 
     async fn client(&self, token: &str) -> GroupClient {
-        group_client(self.server.channel().await.expect("connect"), token)
+        group_client(self.server.try_channel().await.expect("connect"), token)
     }
 }
 
@@ -172,7 +172,7 @@ async fn seed(s: &Setup) {
     }
     rename(&mut alice, "R&D", "Research").await.expect("seed rename");
     create(&mut bob, "Bobs", ids("bob", 3)).await.expect("seed bob");
-    let mut cc = conv_client(s.server.channel().await.expect("connect"), &s.alice);
+    let mut cc = conv_client(s.server.try_channel().await.expect("connect"), &s.alice);
     let update = ConversationUpdate { conversation_id: "C2Cfam0".into(), unread_count: Some(7), ..Default::default() };
     cc.upsert_conversations(UpsertConversationsRequest { conversations: vec![update] }).await.expect("seed upsert");
 }
@@ -345,7 +345,7 @@ async fn check_during_fault(
     // database's memory (sled has no rollback) until the reopen, so her
     // reads — which wait until the revision they would report is durable —
     // fail with STORAGE_UNAVAILABLE rather than show a change the client was
-    // not told succeeded (see the README's Guarantees). The later refused
+    // not told succeeded (see docs/guarantees.md). The later refused
     // create never reached the database at all.
     match read_user(&mut alice).await {
         Ok((view, _)) => v.check(!names(&view).contains(&"During".to_string()), || {
@@ -794,9 +794,9 @@ async fn read_only_data_dir_at_start() {
     run(Command::new("mount").args(["-o", "remount,ro"]).arg(&mount_point)).expect("remount read-only");
 
     let log = tmp.path().join("logs/server-ro.log");
-    match ServerProcess::try_start(&data_dir, &log, &[]).await {
+    match ServerProcess::try_start_healthy(&data_dir, &log, &[]).await {
         Ok(server) => {
-            let mut alice = group_client(server.channel().await.expect("connect"), &s.alice);
+            let mut alice = group_client(server.try_channel().await.expect("connect"), &s.alice);
             let view = check_user(&mut alice, "alice").await;
             assert_eq!(view, alice_before, "reads on a read-only data directory");
             let status = add(&mut alice, "Family", "C2Cro").await.expect_err("a mutation on a read-only data dir");
@@ -851,8 +851,8 @@ async fn acknowledged_mutations_survive_power_loss() {
     std::fs::create_dir_all(&after_mount).expect("mount point");
     run(Command::new("mount").args(["-o", "loop"]).arg(&cut).arg(&after_mount)).expect("mount the power-cut image");
     let _after = Mount { dir: after_mount.clone() };
-    let after = ServerProcess::start(&after_mount.join("data"), &tmp.path().join("logs/after.log"), &[]).await;
-    let mut alice = group_client(after.channel().await.expect("connect"), &s.alice);
+    let after = ServerProcess::start_healthy(&after_mount.join("data"), &tmp.path().join("logs/after.log"), &[]).await;
+    let mut alice = group_client(after.try_channel().await.expect("connect"), &s.alice);
     let (view, problems) = read_user(&mut alice).await.expect("read alice after the power cut");
     assert!(problems.is_empty(), "alice's state after the power cut is inconsistent: {problems:#?}");
     let family = view.groups.iter().find(|g| g.name == "Family").map(|g| g.members.clone()).unwrap_or_default();

@@ -8,7 +8,7 @@
 //! checker in `tests/linearizability` (stateright's `LinearizabilityTester`
 //! over a sequential model of one user's group).
 //!
-//! Include with `mod common; mod etcd_support; mod linearizability; mod ops_support; mod cluster_support;`.
+//! Include with `mod support; mod etcd_support; mod linearizability; mod cluster_support;`.
 #![allow(dead_code)]
 
 pub use crate::etcd_support::EtcdCluster;
@@ -28,10 +28,11 @@ use tempfile::TempDir;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::common::{GroupClient, Headers};
 use crate::linearizability::{self, History, Op, Ret};
-pub use crate::ops_support::sample;
-use crate::ops_support::{self, Launch, Server};
+use crate::support::client::{GroupClient, Headers};
+use crate::support::http::http_get;
+pub use crate::support::http::sample;
+use crate::support::process::{self, Launch, Server};
 
 /// Timeouts of the replicas: short, so that faults are noticed within the
 /// test's patience, and long enough for two busy cores.
@@ -91,7 +92,7 @@ impl Deployment {
                 .args(["--backend", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", &prefix])
                 .args(["--auth-secret-file", secret_path.to_str().expect("utf-8 path")])
                 .args(REPLICA_FLAGS.iter().copied());
-            let metrics_addr = ops_support::free_addr();
+            let metrics_addr = process::free_addr();
             metrics.push(metrics_addr);
             launches.push(launch.args(["--metrics-listen".to_string(), metrics_addr.to_string()]));
         }
@@ -101,7 +102,7 @@ impl Deployment {
 
     /// The replica's Prometheus metrics, as text.
     pub fn metrics(&self, replica: usize) -> String {
-        let (status, body) = ops_support::http_get(self.metrics[replica], "/metrics");
+        let (status, body) = http_get(self.metrics[replica], "/metrics");
         assert_eq!(status, 200, "metrics of replica {replica}: {body}");
         body
     }
@@ -122,7 +123,7 @@ impl Deployment {
     /// A client of `user` on replica `replica`, over a lazy connection (so it
     /// can be made while the replica is down).
     pub fn client(&self, replica: usize, user: &str) -> GroupClient {
-        let channel = ops_support::endpoint(&self.uri(replica)).timeout(CALL_TIMEOUT).connect_lazy();
+        let channel = process::endpoint(&self.uri(replica)).timeout(CALL_TIMEOUT).connect_lazy();
         ConversationGroupServiceClient::with_interceptor(
             channel,
             Headers::new(&[("authorization", &self.bearer(user))]),
@@ -146,7 +147,7 @@ impl Deployment {
     /// The replica's health ("" service) as the gRPC health service says.
     pub async fn health(&self, replica: usize) -> Option<i32> {
         use tonic_health::pb::health_client::HealthClient;
-        let channel = ops_support::endpoint(&self.uri(replica)).timeout(Duration::from_secs(2)).connect_lazy();
+        let channel = process::endpoint(&self.uri(replica)).timeout(Duration::from_secs(2)).connect_lazy();
         let mut client = HealthClient::new(channel);
         let reply = client.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.ok()?;
         Some(reply.into_inner().status)
@@ -184,7 +185,7 @@ pub fn etcd_watchers(etcd: &EtcdCluster) -> u64 {
     let mut total = 0.0;
     for i in 0..etcd.len() {
         if etcd.is_running(i) && !etcd.is_stopped(i) {
-            total += ops_support::sample(&etcd.metrics(i), "etcd_debugging_mvcc_watcher_total", &[])
+            total += sample(&etcd.metrics(i), "etcd_debugging_mvcc_watcher_total", &[])
                 .expect("etcd_debugging_mvcc_watcher_total in etcd's metrics");
         }
     }

@@ -1,0 +1,1786 @@
+//! Model-based tests: random sequences of every operation, for two users
+//! (each also reached through an admin token acting for them), against a
+//! small in-memory reference model written from the contract
+//! (`shared/spec/convgroups-v1.md`) and the proto comments, not from the
+//! server code.
+//!
+//! After every step the service's answer (status code, ErrorInfo reason and
+//! field, success ids, per-item codes, response revision, group views) must
+//! be one the model allows, and then every user's observable state (group
+//! list with counts, unread totals and revision; the complete conversation
+//! listing, walked page by page) and the event each user's watch stream
+//! received must equal the model's.
+//!
+//! Small limits make every boundary frequent: 3 groups, 6-byte names, 4
+//! conversations per group, 4 ids per request, 1 pin, 3 bytes of
+//! custom_data, 8-byte text fields, 2 marks, pages of 3 (at most 4).
+//!
+//! Runs 32 cases of up to 40 steps by default; `PROPTEST_CASES=500 cargo
+//! test --test service model` runs longer. Where the contract leaves an order of
+//! checks open (two errors at once, two per-item codes at once) the model
+//! accepts either answer; see `ErrSpec` lists below.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::support::inproc::*;
+use convgroups::config::Config;
+use convgroups::pb::group_event::Kind as Ev;
+use convgroups::pb::watch_group_events_response::Kind as WatchKind;
+use convgroups::pb::ConversationResultCode as R;
+use convgroups::pb::{self, ConversationFilter, ConversationUpdate};
+use proptest::prelude::*;
+use proptest::test_runner::{Config as PropConfig, TestCaseError, TestRunner};
+use prost_types::Timestamp;
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+const MAX_GROUPS: usize = 3;
+const MAX_NAME: usize = 6;
+const MAX_PER_GROUP: usize = 4;
+const MAX_IDS: usize = 4;
+const MAX_PINNED: usize = 1;
+const MAX_CUSTOM: usize = 3;
+const MAX_TEXT: usize = 8;
+const MAX_MARKS: usize = 2;
+const DEFAULT_PAGE: usize = 3;
+const MAX_PAGE: usize = 4;
+
+const USERS: usize = 2;
+const DEFAULT_CASES: u32 = 32;
+const MAX_STEPS: usize = 40;
+
+/// How long a watch stream may take to deliver the batch of an
+/// acknowledged mutation.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn configure(c: &mut Config) {
+    c.limits.max_groups = MAX_GROUPS;
+    c.limits.max_group_name_bytes = MAX_NAME;
+    c.limits.max_conversations_per_group = MAX_PER_GROUP;
+    c.limits.max_ids_per_request = MAX_IDS;
+    c.limits.max_pinned = MAX_PINNED;
+    c.limits.max_custom_data_bytes = MAX_CUSTOM;
+    c.limits.max_text_field_bytes = MAX_TEXT;
+    c.limits.max_marks = MAX_MARKS;
+    c.limits.default_page_size = DEFAULT_PAGE;
+    c.limits.max_page_size = MAX_PAGE;
+    // No idle bookmarks: the streams must carry exactly the model's batches.
+    c.watch.bookmark_interval = Duration::from_secs(3600);
+}
+
+// ---------------------------------------------------------------------------
+// Pools the operations draw from
+// ---------------------------------------------------------------------------
+
+/// Conversation ids: the first `VALID_IDS` are valid (canonical, native
+/// aliases of canonical ones, the 128-byte maximum), the rest malformed.
+fn id_pool() -> Vec<String> {
+    let mut pool: Vec<String> = ["C2Ca", "c2c_a", "C2Cb", "c2c_b", "C2Cc", "GROUPg", "group_g", "GROUPh", "GROUP~"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    pool.push(format!("C2C{}", "m".repeat(128)));
+    assert_eq!(pool.len(), VALID_IDS);
+    pool.extend(["C2C", "x", "c2c_", "Group_x", "C2Ca b", "C2C\u{e9}", ""].iter().map(|s| s.to_string()));
+    pool.push(format!("group_{}", "n".repeat(129)));
+    assert_eq!(pool.len(), ID_POOL);
+    assert!(pool.iter().enumerate().all(|(i, id)| canonical(id).is_some() == (i < VALID_IDS)));
+    pool
+}
+const VALID_IDS: usize = 10;
+const ID_POOL: usize = 18;
+
+/// Group names: the first `VALID_NAMES` are valid (ASCII, multi-byte, at
+/// the byte limit, with a space, a decomposed twin of a precomposed one:
+/// names compare byte for byte), the rest not (too long, empty, C0 and C1
+/// controls).
+fn name_pool() -> Vec<String> {
+    let pool = [
+        "A",
+        "B",
+        "C",
+        "D",
+        "E",
+        "\u{e9}\u{e8}",
+        "abcdef",
+        "a b",
+        "e\u{301}\u{e8}",
+        "abcdefg",
+        "",
+        "a\u{7}",
+        "x\u{85}",
+        "\u{e9}\u{e8}\u{ea}\u{eb}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect::<Vec<_>>();
+    assert_eq!(pool.len(), NAME_POOL);
+    assert!(pool.iter().enumerate().all(|(i, n)| name_ok(n) == (i < VALID_NAMES)), "the pool's valid names come first");
+    pool
+}
+const VALID_NAMES: usize = 9;
+const NAME_POOL: usize = 14;
+
+/// Text field values: empty, short, UTF-8, exactly at and over the limit.
+const TEXTS: [&str; 5] = ["", "x", "Zo\u{eb}", "12345678", "123456789"];
+
+const TIMES: [Option<(i64, i32)>; 4] = [None, Some((0, 0)), Some((1_700_000_000, 123_000_000)), Some((-5, 0))];
+
+// ---------------------------------------------------------------------------
+// Operations
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+struct Who {
+    user: usize,
+    /// Call through an admin token with `x-convgroups-user`.
+    admin: bool,
+}
+
+/// A group name: one the user has now (by position), or one from the pool.
+#[derive(Clone, Copy, Debug)]
+enum NameSel {
+    Existing(usize),
+    Pool(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Rev {
+    Unset,
+    Right,
+    Prev,
+    Next,
+    Zero,
+    Max,
+}
+
+#[derive(Clone, Debug)]
+enum Perm {
+    Shuffle(u64),
+    Same,
+    DropOne(usize),
+    DupOne(usize),
+    Unknown(usize),
+    Empty,
+}
+
+#[derive(Clone, Debug)]
+struct Upd {
+    id: usize,
+    show_name: Option<usize>,
+    face_url: Option<usize>,
+    unread: Option<u32>,
+    pinned: Option<bool>,
+    order_key: Option<u64>,
+    recv_opt: Option<i32>,
+    marks: Option<Vec<u64>>,
+    custom: Option<Vec<u8>>,
+    at: Option<bool>,
+    last: Option<(usize, usize, usize)>,
+}
+
+#[derive(Clone, Debug)]
+struct Filt {
+    kind: Option<i32>,
+    group: Option<Option<NameSel>>,
+    mark: Option<u64>,
+    unread: Option<bool>,
+    at: Option<bool>,
+    ids: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create { who: Who, name: usize, ids: Vec<usize>, rev: Rev },
+    Delete { who: Who, name: NameSel, rev: Rev },
+    Rename { who: Who, old: NameSel, new: NameSel, rev: Rev },
+    Reorder { who: Who, perm: Perm, rev: Rev },
+    Add { who: Who, name: NameSel, ids: Vec<usize>, rev: Rev },
+    Remove { who: Who, name: NameSel, ids: Vec<usize>, rev: Rev },
+    Upsert { who: Who, items: Vec<Upd> },
+    DeleteConvs { who: Who, ids: Vec<usize> },
+    List { who: Who, filter: Filt, page_size: u32 },
+    Unread { who: Who, filter: Filt },
+}
+
+fn who() -> impl Strategy<Value = Who> {
+    (prop::bool::weighted(0.3), prop::bool::weighted(0.25))
+        .prop_map(|(other, admin)| Who { user: usize::from(other), admin })
+}
+
+fn name_sel() -> impl Strategy<Value = NameSel> {
+    prop_oneof![6 => (0..MAX_GROUPS).prop_map(NameSel::Existing), 2 => pool_name().prop_map(NameSel::Pool)]
+}
+
+/// Mostly valid names, sometimes invalid ones.
+fn pool_name() -> impl Strategy<Value = usize> {
+    prop_oneof![6 => 0..VALID_NAMES, 1 => VALID_NAMES..NAME_POOL]
+}
+
+fn rev() -> impl Strategy<Value = Rev> {
+    prop_oneof![
+        12 => Just(Rev::Unset),
+        4 => Just(Rev::Right),
+        1 => Just(Rev::Prev),
+        1 => Just(Rev::Next),
+        1 => Just(Rev::Zero),
+        1 => Just(Rev::Max),
+    ]
+}
+
+/// Mostly valid ids, sometimes malformed ones.
+fn id() -> impl Strategy<Value = usize> {
+    prop_oneof![8 => 0..VALID_IDS, 1 => VALID_IDS..ID_POOL]
+}
+
+/// 0..=MAX_IDS+2 ids: empty and too-long lists are both hit.
+fn ids() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![
+        1 => Just(Vec::new()),
+        14 => prop::collection::vec(id(), 1..=MAX_IDS),
+        1 => prop::collection::vec(id(), MAX_IDS + 1..=MAX_IDS + 2),
+    ]
+}
+
+fn perm() -> impl Strategy<Value = Perm> {
+    prop_oneof![
+        4 => any::<u64>().prop_map(Perm::Shuffle),
+        1 => Just(Perm::Same),
+        1 => (0..MAX_GROUPS).prop_map(Perm::DropOne),
+        1 => (0..MAX_GROUPS).prop_map(Perm::DupOne),
+        1 => (0..NAME_POOL).prop_map(Perm::Unknown),
+        1 => Just(Perm::Empty),
+    ]
+}
+
+fn upd() -> impl Strategy<Value = Upd> {
+    let text = || prop::option::weighted(0.3, 0..TEXTS.len());
+    let recv = prop::option::weighted(0.4, prop_oneof![6 => 1..=5i32, 1 => Just(0), 1 => Just(99), 1 => Just(-1)]);
+    let marks = prop::option::weighted(0.3, prop::collection::vec(1..=3u64, 0..=MAX_MARKS + 1));
+    let custom = prop::option::weighted(0.3, prop::collection::vec(any::<u8>(), 0..=MAX_CUSTOM + 1));
+    (
+        (
+            id(),
+            text(),
+            text(),
+            prop::option::weighted(0.5, 0..4u32),
+            prop::option::weighted(0.4, prop::bool::weighted(0.7)),
+        ),
+        (prop::option::weighted(0.5, 0..4u64), recv, marks, custom, prop::option::weighted(0.3, any::<bool>())),
+        prop::option::weighted(0.2, (0..TEXTS.len(), 0..TEXTS.len(), 0..TIMES.len())),
+    )
+        .prop_map(|((id, show_name, face_url, unread, pinned), (order_key, recv_opt, marks, custom, at), last)| {
+            Upd { id, show_name, face_url, unread, pinned, order_key, recv_opt, marks, custom, at, last }
+        })
+}
+
+fn filt() -> impl Strategy<Value = Filt> {
+    let kind = prop::option::weighted(0.3, prop_oneof![4 => 1..=2i32, 1 => Just(0), 1 => Just(42)]);
+    let group = prop::option::weighted(0.4, prop::option::weighted(0.8, name_sel()));
+    let ids = prop_oneof![
+        6 => Just(Vec::new()),
+        3 => prop::collection::vec(id(), 1..=MAX_IDS),
+        1 => prop::collection::vec(id(), MAX_IDS + 1..=MAX_IDS + 1),
+    ];
+    (
+        kind,
+        group,
+        prop::option::weighted(0.3, 0..=3u64),
+        prop::option::weighted(0.3, any::<bool>()),
+        prop::option::weighted(0.3, any::<bool>()),
+        ids,
+    )
+        .prop_map(|(kind, group, mark, unread, at, ids)| Filt { kind, group, mark, unread, at, ids })
+}
+
+fn upds() -> impl Strategy<Value = Vec<Upd>> {
+    prop_oneof![
+        1 => Just(Vec::new()),
+        14 => prop::collection::vec(upd(), 1..=MAX_IDS),
+        1 => prop::collection::vec(upd(), MAX_IDS + 1..=MAX_IDS + 1),
+    ]
+}
+
+/// A create that succeeds unless the state says otherwise: cases start
+/// with a few groups so that the group operations have something to act on.
+fn seed_create() -> impl Strategy<Value = Op> {
+    (who(), 0..VALID_NAMES, prop::collection::vec(0..VALID_IDS, 1..=MAX_IDS)).prop_map(|(who, name, ids)| Op::Create {
+        who,
+        name,
+        ids,
+        rev: Rev::Unset,
+    })
+}
+
+/// A case: a few seeding creates, then random operations.
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    (prop::collection::vec(seed_create(), 0..=4), prop::collection::vec(op(), 1..=MAX_STEPS)).prop_map(
+        |(mut seed, ops)| {
+            seed.extend(ops);
+            seed
+        },
+    )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let page_size = prop_oneof![Just(0u32), Just(1), Just(2), Just(5), Just(u32::MAX)];
+    prop_oneof![
+        6 => (who(), pool_name(), ids(), rev())
+            .prop_map(|(who, name, ids, rev)| Op::Create { who, name, ids, rev }),
+        2 => (who(), name_sel(), rev()).prop_map(|(who, name, rev)| Op::Delete { who, name, rev }),
+        3 => (who(), name_sel(), prop_oneof![1 => name_sel(), 2 => pool_name().prop_map(NameSel::Pool)], rev())
+            .prop_map(|(who, old, new, rev)| Op::Rename { who, old, new, rev }),
+        2 => (who(), perm(), rev()).prop_map(|(who, perm, rev)| Op::Reorder { who, perm, rev }),
+        6 => (who(), name_sel(), ids(), rev()).prop_map(|(who, name, ids, rev)| Op::Add { who, name, ids, rev }),
+        3 => (who(), name_sel(), ids(), rev())
+            .prop_map(|(who, name, ids, rev)| Op::Remove { who, name, ids, rev }),
+        6 => (who(), upds()).prop_map(|(who, items)| Op::Upsert { who, items }),
+        2 => (who(), ids()).prop_map(|(who, ids)| Op::DeleteConvs { who, ids }),
+        2 => (who(), filt(), page_size)
+            .prop_map(|(who, filter, page_size)| Op::List { who, filter, page_size }),
+        1 => (who(), filt()).prop_map(|(who, filter)| Op::Unread { who, filter }),
+    ]
+}
+
+// ---------------------------------------------------------------------------
+// The reference model
+// ---------------------------------------------------------------------------
+
+/// One acceptable error: code, ErrorInfo reason, and a field the message
+/// must name ("" when the contract names none).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct ErrSpec {
+    code: Code,
+    reason: &'static str,
+    field: &'static str,
+}
+
+const fn err(code: Code, reason: &'static str, field: &'static str) -> ErrSpec {
+    ErrSpec { code, reason, field }
+}
+
+fn bad_name(field: &'static str) -> ErrSpec {
+    err(Code::InvalidArgument, "INVALID_GROUP_NAME", field)
+}
+fn not_found(field: &'static str) -> ErrSpec {
+    err(Code::NotFound, "GROUP_NOT_FOUND", field)
+}
+fn exists(field: &'static str) -> ErrSpec {
+    err(Code::AlreadyExists, "GROUP_ALREADY_EXISTS", field)
+}
+fn bad_list(field: &'static str) -> ErrSpec {
+    err(Code::InvalidArgument, "INVALID_CONVERSATION_LIST", field)
+}
+const MISMATCH: ErrSpec = err(Code::Aborted, "REVISION_MISMATCH", "expected_revision");
+const LIMIT: ErrSpec = err(Code::ResourceExhausted, "GROUP_LIMIT_EXCEEDED", "");
+const ORDER: ErrSpec = err(Code::FailedPrecondition, "GROUP_ORDER_MISMATCH", "group_names");
+
+/// `tencent_code` metadata the contract's error table gives each reason.
+fn tencent(reason: &str) -> Option<&'static str> {
+    match reason {
+        "GROUP_LIMIT_EXCEEDED" => Some("51010"),
+        "INVALID_GROUP_NAME" => Some("51011"),
+        "GROUP_NOT_FOUND" => Some("51009"),
+        "INVALID_CONVERSATION_LIST" => Some("51006"),
+        _ => None,
+    }
+}
+
+/// Contract §4: `C2C<id>`, `GROUP<id>`, `c2c_<id>`, `group_<id>` with an id
+/// of 1..=128 bytes of printable ASCII; native forms normalise.
+fn canonical(raw: &str) -> Option<String> {
+    let (prefix, peer) = if let Some(p) = raw.strip_prefix("C2C") {
+        ("C2C", p)
+    } else if let Some(p) = raw.strip_prefix("GROUP") {
+        ("GROUP", p)
+    } else if let Some(p) = raw.strip_prefix("c2c_") {
+        ("C2C", p)
+    } else if let Some(p) = raw.strip_prefix("group_") {
+        ("GROUP", p)
+    } else {
+        return None;
+    };
+    let ok = (1..=128).contains(&peer.len()) && peer.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    ok.then(|| format!("{prefix}{peer}"))
+}
+
+/// Contract §4: 1..=max bytes of UTF-8, no control characters.
+fn name_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME && !name.chars().any(char::is_control)
+}
+
+/// Registry data of one registered conversation.
+#[derive(Clone, Debug, PartialEq)]
+struct Data {
+    show_name: String,
+    face_url: String,
+    unread: u32,
+    pinned: bool,
+    order_key: u64,
+    recv_opt: i32,
+    marks: Vec<u64>,
+    custom: Vec<u8>,
+    at: bool,
+    last: Option<pb::LastMessage>,
+}
+
+impl Default for Data {
+    fn default() -> Self {
+        Self {
+            show_name: String::new(),
+            face_url: String::new(),
+            unread: 0,
+            pinned: false,
+            order_key: 0,
+            recv_opt: pb::RecvOpt::Receive as i32,
+            marks: Vec::new(),
+            custom: Vec::new(),
+            at: false,
+            last: None,
+        }
+    }
+}
+
+impl Data {
+    fn counted_unread(&self) -> u64 {
+        if self.recv_opt == pb::RecvOpt::Receive as i32 {
+            u64::from(self.unread)
+        } else {
+            0
+        }
+    }
+
+    fn apply(&mut self, u: &ConversationUpdate) {
+        if let Some(v) = &u.show_name {
+            self.show_name = v.clone();
+        }
+        if let Some(v) = &u.face_url {
+            self.face_url = v.clone();
+        }
+        if let Some(v) = u.unread_count {
+            self.unread = v;
+        }
+        if let Some(v) = u.is_pinned {
+            self.pinned = v;
+        }
+        if let Some(v) = u.order_key {
+            self.order_key = v;
+        }
+        if let Some(v) = u.recv_opt {
+            self.recv_opt = v;
+        }
+        if let Some(v) = &u.mark_list {
+            self.marks = v.values.clone();
+        }
+        if let Some(v) = &u.custom_data {
+            self.custom = v.clone();
+        }
+        if let Some(v) = u.has_group_at_info {
+            self.at = v;
+        }
+        if let Some(v) = &u.last_message {
+            self.last = Some(v.clone());
+        }
+    }
+}
+
+/// The per-item codes an update's value may fail with (empty: valid).
+fn value_codes(u: &ConversationUpdate) -> Vec<R> {
+    let mut codes = Vec::new();
+    if u.custom_data.as_ref().is_some_and(|d| d.len() > MAX_CUSTOM) {
+        codes.push(R::CustomDataTooLarge);
+    }
+    let long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_TEXT);
+    let invalid = u.recv_opt.is_some_and(|v| !(1..=5).contains(&v))
+        || u.mark_list.as_ref().is_some_and(|m| m.values.len() > MAX_MARKS)
+        || long(&u.show_name)
+        || long(&u.face_url)
+        || u.last_message.as_ref().is_some_and(|m| m.sender.len() > MAX_TEXT || m.text.len() > MAX_TEXT);
+    if invalid {
+        codes.push(R::InvalidField);
+    }
+    codes
+}
+
+#[derive(Clone, Debug)]
+struct GroupM {
+    name: String,
+    members: BTreeSet<String>,
+    /// As the Create response reported it; must never change afterwards.
+    create_time: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct UserM {
+    id: String,
+    rev: u64,
+    groups: Vec<GroupM>,
+    registry: BTreeMap<String, Data>,
+    /// update_time last seen per conversation; forgotten when the data
+    /// changes, else it must stay the same.
+    update_times: HashMap<String, Timestamp>,
+}
+
+impl UserM {
+    fn group(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.name == name)
+    }
+    fn names(&self) -> Vec<String> {
+        self.groups.iter().map(|g| g.name.clone()).collect()
+    }
+    fn in_any_group(&self, id: &str) -> bool {
+        self.groups.iter().any(|g| g.members.contains(id))
+    }
+    fn exists(&self, id: &str) -> bool {
+        self.registry.contains_key(id) || self.in_any_group(id)
+    }
+    fn data(&self, id: &str) -> Data {
+        self.registry.get(id).cloned().unwrap_or_default()
+    }
+    fn group_unread(&self, g: &GroupM) -> u64 {
+        g.members.iter().map(|id| self.data(id).counted_unread()).sum()
+    }
+    fn pinned(&self) -> usize {
+        self.registry.values().filter(|d| d.pinned).count()
+    }
+    /// Every conversation in scope, in listing order (pinned first, then
+    /// order_key descending, then id ascending).
+    fn listing(&self) -> Vec<String> {
+        let mut ids: BTreeSet<String> = self.registry.keys().cloned().collect();
+        for g in &self.groups {
+            ids.extend(g.members.iter().cloned());
+        }
+        let mut ids: Vec<String> = ids.into_iter().collect();
+        ids.sort_by_key(|id| {
+            let d = self.data(id);
+            (!d.pinned, std::cmp::Reverse(d.order_key), id.clone())
+        });
+        ids
+    }
+    fn conversation(&self, id: &str) -> pb::Conversation {
+        let d = self.data(id);
+        let (kind, user_id, group_id) = if let Some(peer) = id.strip_prefix("C2C") {
+            (pb::ConversationType::C2c, peer.to_string(), String::new())
+        } else {
+            (pb::ConversationType::Group, String::new(), id["GROUP".len()..].to_string())
+        };
+        pb::Conversation {
+            conversation_id: id.to_string(),
+            r#type: kind as i32,
+            user_id,
+            group_id,
+            show_name: d.show_name,
+            face_url: d.face_url,
+            unread_count: d.unread,
+            is_pinned: d.pinned,
+            order_key: d.order_key,
+            recv_opt: d.recv_opt,
+            mark_list: d.marks,
+            custom_data: d.custom,
+            has_group_at_info: d.at,
+            last_message: d.last,
+            conversation_group_list: self
+                .groups
+                .iter()
+                .filter(|g| g.members.contains(id))
+                .map(|g| g.name.clone())
+                .collect(),
+            update_time: None,
+            registered: self.registry.contains_key(id),
+        }
+    }
+}
+
+/// What a mutation should answer: the revision in the response and the
+/// events of its batch (none: the revision is kept, nothing is streamed).
+#[derive(Debug)]
+struct Mutation {
+    revision: u64,
+    events: Vec<Ev>,
+}
+
+#[derive(Debug)]
+struct BatchExp {
+    success: Vec<String>,
+    /// (id as sent, acceptable codes), in request order.
+    failed: Vec<(String, Vec<R>)>,
+    m: Mutation,
+}
+
+#[derive(Debug)]
+struct GroupExp {
+    name: String,
+    count: u32,
+    unread: u64,
+    /// Known create_time (rename), or None (create: recorded from the answer).
+    create_time: Option<Timestamp>,
+}
+
+type ModelResult<T> = Result<T, Vec<ErrSpec>>;
+
+struct Model {
+    global: u64,
+    users: Vec<UserM>,
+}
+
+/// Per item of an id list: canonical id, or INVALID / DUPLICATE.
+fn classify(raw: &[String]) -> Vec<Result<String, R>> {
+    let mut seen = BTreeSet::new();
+    raw.iter()
+        .map(|r| match canonical(r) {
+            None => Err(R::InvalidConversationId),
+            Some(id) if !seen.insert(id.clone()) => Err(R::DuplicateInRequest),
+            Some(id) => Ok(id),
+        })
+        .collect()
+}
+
+fn list_size_ok(len: usize) -> bool {
+    (1..=MAX_IDS).contains(&len)
+}
+
+impl Model {
+    fn commit(&mut self, u: usize, events: Vec<Ev>) -> Mutation {
+        if events.is_empty() {
+            return Mutation { revision: self.users[u].rev, events };
+        }
+        self.global += 1;
+        self.users[u].rev = self.global;
+        Mutation { revision: self.global, events }
+    }
+
+    fn wrong_rev(&self, u: usize, expected: Option<u64>) -> bool {
+        expected.is_some_and(|e| e != self.users[u].rev)
+    }
+
+    fn create(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<(GroupExp, BatchExp)> {
+        let mut errs = Vec::new();
+        if !name_ok(name) {
+            errs.push(bad_name("group_name"));
+        }
+        if !list_size_ok(ids.len()) {
+            errs.push(bad_list("conversation_ids"));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        if self.wrong_rev(u, exp) {
+            return Err(vec![MISMATCH]);
+        }
+        let user = &self.users[u];
+        if user.group(name).is_some() {
+            errs.push(exists("group_name"));
+        }
+        if user.groups.len() >= MAX_GROUPS {
+            errs.push(LIMIT);
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let mut group = GroupM { name: name.to_string(), members: BTreeSet::new(), create_time: None };
+        let (mut success, mut failed) = (Vec::new(), Vec::new());
+        for (raw, c) in ids.iter().zip(classify(ids)) {
+            match c {
+                Err(code) => failed.push((raw.clone(), vec![code])),
+                Ok(_) if group.members.len() >= MAX_PER_GROUP => failed.push((raw.clone(), vec![R::GroupFull])),
+                Ok(id) => {
+                    group.members.insert(id.clone());
+                    success.push(id);
+                }
+            }
+        }
+        let g = GroupExp {
+            name: name.to_string(),
+            count: group.members.len() as u32,
+            unread: user.group_unread(&group),
+            create_time: None,
+        };
+        self.users[u].groups.push(group);
+        let ev = Ev::GroupCreated(pb::GroupCreated { group_name: name.to_string(), conversation_ids: success.clone() });
+        let m = self.commit(u, vec![ev]);
+        Ok((g, BatchExp { success, failed, m }))
+    }
+
+    fn delete_group(&mut self, u: usize, name: &str, exp: Option<u64>) -> ModelResult<Mutation> {
+        let user = &self.users[u];
+        let index = user.group(name);
+        let invalid = index.is_none() && !name_ok(name);
+        if self.wrong_rev(u, exp) {
+            // A looked-up name is validated against the state (a name that
+            // names a group is always accepted), so either check may come first.
+            let mut errs = vec![MISMATCH];
+            if invalid {
+                errs.push(bad_name("group_name"));
+            }
+            return Err(errs);
+        }
+        let Some(index) = index else {
+            return Err(vec![if invalid { bad_name("group_name") } else { not_found("group_name") }]);
+        };
+        self.users[u].groups.remove(index);
+        Ok(self.commit(u, vec![Ev::GroupDeleted(pb::GroupDeleted { group_name: name.to_string() })]))
+    }
+
+    fn rename(&mut self, u: usize, old: &str, new: &str, exp: Option<u64>) -> ModelResult<(GroupExp, Mutation)> {
+        if !name_ok(new) {
+            return Err(vec![bad_name("new_name")]);
+        }
+        let user = &self.users[u];
+        let index = user.group(old);
+        let invalid = index.is_none() && !name_ok(old);
+        if self.wrong_rev(u, exp) {
+            let mut errs = vec![MISMATCH];
+            if invalid {
+                errs.push(bad_name("old_name"));
+            }
+            return Err(errs);
+        }
+        let taken = old != new && user.group(new).is_some();
+        let Some(index) = index else {
+            let mut errs = vec![if invalid { bad_name("old_name") } else { not_found("old_name") }];
+            if taken {
+                errs.push(exists("new_name"));
+            }
+            return Err(errs);
+        };
+        if taken {
+            return Err(vec![exists("new_name")]);
+        }
+        let user = &mut self.users[u];
+        user.groups[index].name = new.to_string();
+        let g = &user.groups[index];
+        let view = GroupExp {
+            name: new.to_string(),
+            count: g.members.len() as u32,
+            unread: user.group_unread(g),
+            create_time: g.create_time,
+        };
+        let events = if old == new {
+            vec![]
+        } else {
+            vec![Ev::GroupRenamed(pb::GroupRenamed { old_name: old.to_string(), new_name: new.to_string() })]
+        };
+        Ok((view, self.commit(u, events)))
+    }
+
+    fn reorder(&mut self, u: usize, names: &[String], exp: Option<u64>) -> ModelResult<(Vec<String>, Mutation)> {
+        if self.wrong_rev(u, exp) {
+            return Err(vec![MISMATCH]);
+        }
+        let current = self.users[u].names();
+        let mut a = names.to_vec();
+        let mut b = current.clone();
+        a.sort();
+        b.sort();
+        if a != b {
+            return Err(vec![ORDER]);
+        }
+        if names == current {
+            return Ok((names.to_vec(), self.commit(u, vec![])));
+        }
+        let user = &mut self.users[u];
+        let mut groups = std::mem::take(&mut user.groups);
+        user.groups = names
+            .iter()
+            .map(|n| {
+                let i = groups.iter().position(|g| &g.name == n).expect("a permutation");
+                groups.remove(i)
+            })
+            .collect();
+        let ev = Ev::GroupsReordered(pb::GroupsReordered { group_names: names.to_vec() });
+        Ok((names.to_vec(), self.commit(u, vec![ev])))
+    }
+
+    /// Checks shared by Add and Remove; the group's index on success.
+    fn membership_checks(&self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<usize> {
+        let index = self.users[u].group(name);
+        let invalid = index.is_none() && !name_ok(name);
+        let mut errs = Vec::new();
+        if !list_size_ok(ids.len()) {
+            errs.push(bad_list("conversation_ids"));
+        } else if self.wrong_rev(u, exp) {
+            errs.push(MISMATCH);
+        }
+        if !errs.is_empty() {
+            if invalid {
+                errs.push(bad_name("group_name"));
+            }
+            return Err(errs);
+        }
+        index.ok_or_else(|| vec![if invalid { bad_name("group_name") } else { not_found("group_name") }])
+    }
+
+    fn add(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<BatchExp> {
+        let index = self.membership_checks(u, name, ids, exp)?;
+        let group = &mut self.users[u].groups[index];
+        let (mut success, mut failed) = (Vec::new(), Vec::new());
+        for (raw, c) in ids.iter().zip(classify(ids)) {
+            match c {
+                Err(code) => failed.push((raw.clone(), vec![code])),
+                Ok(id) => {
+                    let (already, full) = (group.members.contains(&id), group.members.len() >= MAX_PER_GROUP);
+                    match (already, full) {
+                        (true, true) => failed.push((raw.clone(), vec![R::AlreadyInGroup, R::GroupFull])),
+                        (true, false) => failed.push((raw.clone(), vec![R::AlreadyInGroup])),
+                        (false, true) => failed.push((raw.clone(), vec![R::GroupFull])),
+                        (false, false) => {
+                            group.members.insert(id.clone());
+                            success.push(id);
+                        }
+                    }
+                }
+            }
+        }
+        let events = if success.is_empty() {
+            vec![]
+        } else {
+            vec![Ev::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
+                group_name: name.to_string(),
+                conversation_ids: success.clone(),
+            })]
+        };
+        let m = self.commit(u, events);
+        Ok(BatchExp { success, failed, m })
+    }
+
+    fn remove(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<BatchExp> {
+        let index = self.membership_checks(u, name, ids, exp)?;
+        let group = &mut self.users[u].groups[index];
+        let (mut success, mut failed) = (Vec::new(), Vec::new());
+        for (raw, c) in ids.iter().zip(classify(ids)) {
+            match c {
+                Err(code) => failed.push((raw.clone(), vec![code])),
+                Ok(id) if group.members.remove(&id) => success.push(id),
+                Ok(_) => failed.push((raw.clone(), vec![R::NotInGroup])),
+            }
+        }
+        let events = if success.is_empty() {
+            vec![]
+        } else {
+            vec![Ev::ConversationsDeletedFromGroup(pb::ConversationsDeletedFromGroup {
+                group_name: name.to_string(),
+                conversation_ids: success.clone(),
+                reason: pb::RemovalReason::UserRequest as i32,
+            })]
+        };
+        let m = self.commit(u, events);
+        Ok(BatchExp { success, failed, m })
+    }
+
+    fn upsert(&mut self, u: usize, items: &[ConversationUpdate]) -> ModelResult<BatchExp> {
+        if !list_size_ok(items.len()) {
+            return Err(vec![bad_list("conversations")]);
+        }
+        let user = &mut self.users[u];
+        let mut seen = BTreeSet::new();
+        let (mut success, mut failed, mut changed) = (Vec::new(), Vec::new(), Vec::new());
+        for item in items {
+            let raw = item.conversation_id.clone();
+            let id = canonical(&raw);
+            let mut codes = Vec::new();
+            match &id {
+                None => codes.push(R::InvalidConversationId),
+                Some(id) if !seen.insert(id.clone()) => codes.push(R::DuplicateInRequest),
+                Some(_) => {}
+            }
+            // Which of two faults of one item is reported is not specified.
+            if id.is_some() {
+                codes.extend(value_codes(item));
+            }
+            if !codes.is_empty() {
+                failed.push((raw, codes));
+                continue;
+            }
+            let id = id.expect("checked above");
+            let before = user.registry.get(&id).cloned();
+            let mut data = before.clone().unwrap_or_default();
+            data.apply(item);
+            if before.as_ref() == Some(&data) {
+                success.push(id);
+                continue;
+            }
+            let was_pinned = before.as_ref().is_some_and(|d| d.pinned);
+            if data.pinned && !was_pinned && user.pinned() >= MAX_PINNED {
+                failed.push((raw, vec![R::PinLimitExceeded]));
+                continue;
+            }
+            user.registry.insert(id.clone(), data);
+            user.update_times.remove(&id);
+            success.push(id.clone());
+            changed.push(id);
+        }
+        let events = if changed.is_empty() {
+            vec![]
+        } else {
+            vec![Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed })]
+        };
+        let m = self.commit(u, events);
+        Ok(BatchExp { success, failed, m })
+    }
+
+    fn delete_convs(&mut self, u: usize, ids: &[String]) -> ModelResult<BatchExp> {
+        if !list_size_ok(ids.len()) {
+            return Err(vec![bad_list("conversation_ids")]);
+        }
+        let user = &mut self.users[u];
+        let (mut success, mut failed) = (Vec::new(), Vec::new());
+        let mut removed: Vec<Vec<String>> = vec![Vec::new(); user.groups.len()];
+        for (raw, c) in ids.iter().zip(classify(ids)) {
+            match c {
+                Err(code) => failed.push((raw.clone(), vec![code])),
+                Ok(id) if !user.exists(&id) => failed.push((raw.clone(), vec![R::ConversationNotFound])),
+                Ok(id) => {
+                    for (g, out) in user.groups.iter_mut().zip(removed.iter_mut()) {
+                        if g.members.remove(&id) {
+                            out.push(id.clone());
+                        }
+                    }
+                    user.registry.remove(&id);
+                    user.update_times.remove(&id);
+                    success.push(id);
+                }
+            }
+        }
+        let mut events: Vec<Ev> = user
+            .groups
+            .iter()
+            .zip(removed)
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(g, ids)| {
+                Ev::ConversationsDeletedFromGroup(pb::ConversationsDeletedFromGroup {
+                    group_name: g.name.clone(),
+                    conversation_ids: ids,
+                    reason: pb::RemovalReason::ConversationDeleted as i32,
+                })
+            })
+            .collect();
+        if !success.is_empty() {
+            events.push(Ev::ConversationsDeleted(pb::ConversationsDeleted { conversation_ids: success.clone() }));
+        }
+        let m = self.commit(u, events);
+        Ok(BatchExp { success, failed, m })
+    }
+
+    /// The conversations a filter selects, in listing order.
+    fn select(&self, u: usize, f: &ConversationFilter) -> ModelResult<Vec<String>> {
+        Self::select_in(&self.users[u], f)
+    }
+
+    fn select_in(user: &UserM, f: &ConversationFilter) -> ModelResult<Vec<String>> {
+        let mut errs = Vec::new();
+        if f.r#type.is_some_and(|t| t != 1 && t != 2) {
+            errs.push(err(Code::InvalidArgument, "INVALID_ARGUMENT", "filter.type"));
+        }
+        if f.conversation_ids.len() > MAX_IDS {
+            errs.push(bad_list("filter.conversation_ids"));
+        }
+        let wanted: Option<BTreeSet<String>> = if f.conversation_ids.is_empty() {
+            None
+        } else {
+            let parsed: Vec<Option<String>> = f.conversation_ids.iter().map(|r| canonical(r)).collect();
+            if parsed.iter().any(Option::is_none) {
+                errs.push(err(Code::InvalidArgument, "INVALID_ARGUMENT", "filter.conversation_ids"));
+            }
+            Some(parsed.into_iter().flatten().collect())
+        };
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        let group = match f.group_name.as_deref() {
+            None | Some("") => None,
+            Some(name) => match user.group(name) {
+                Some(i) => Some(&user.groups[i]),
+                None => return Err(vec![not_found("filter.group_name")]),
+            },
+        };
+        Ok(user
+            .listing()
+            .into_iter()
+            .filter(|id| {
+                let d = user.data(id);
+                let kind_ok = match f.r#type {
+                    Some(1) => id.starts_with("C2C"),
+                    Some(2) => id.starts_with("GROUP"),
+                    _ => true,
+                };
+                let group_ok = match (f.group_name.as_deref(), group) {
+                    (Some(""), _) => !user.in_any_group(id),
+                    (_, Some(g)) => g.members.contains(id),
+                    _ => true,
+                };
+                let mark_ok = match f.mark_type {
+                    None => true,
+                    Some(0) => d.marks.is_empty(),
+                    Some(m) => d.marks.contains(&m),
+                };
+                kind_ok
+                    && group_ok
+                    && mark_ok
+                    && f.has_unread_count.is_none_or(|want| want == (d.unread > 0))
+                    && f.has_group_at_info.is_none_or(|want| want == d.at)
+                    && wanted.as_ref().is_none_or(|w| w.contains(id))
+            })
+            .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running a case against the server
+// ---------------------------------------------------------------------------
+
+struct Clients {
+    gc: GroupClient,
+    cc: ConvClient,
+    admin_gc: GroupClient,
+    admin_cc: ConvClient,
+    watch: tonic::Streaming<pb::WatchGroupEventsResponse>,
+}
+
+impl Clients {
+    fn group(&mut self, who: Who) -> &mut GroupClient {
+        if who.admin {
+            &mut self.admin_gc
+        } else {
+            &mut self.gc
+        }
+    }
+    fn conv(&mut self, who: Who) -> &mut ConvClient {
+        if who.admin {
+            &mut self.admin_cc
+        } else {
+            &mut self.cc
+        }
+    }
+}
+
+type Check = Result<(), String>;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+/// An error answer must be one the model allows.
+fn check_status(status: &Status, allowed: &[ErrSpec]) -> Check {
+    let info = status.get_details_error_info().ok_or_else(|| format!("no ErrorInfo in {status:?}"))?;
+    ensure!(info.domain == "convgroups", "ErrorInfo.domain of {status:?}");
+    let spec = allowed.iter().find(|s| s.code == status.code() && s.reason == info.reason).ok_or_else(|| {
+        format!("got {:?}/{} ({:?}); the model allows {allowed:?}", status.code(), info.reason, status.message())
+    })?;
+    if !spec.field.is_empty() {
+        ensure!(status.message().contains(spec.field), "message {:?} should name {:?}", status.message(), spec.field);
+    }
+    ensure!(
+        info.metadata.get("tencent_code").map(String::as_str) == tencent(spec.reason),
+        "tencent_code of {status:?}: {:?}",
+        info.metadata
+    );
+    Ok(())
+}
+
+fn unexpected_ok<T: std::fmt::Debug>(answer: &T, allowed: &[ErrSpec]) -> String {
+    format!("succeeded with {answer:?}; the model expects one of {allowed:?}")
+}
+
+/// Per-item failures: each actual failure matches one expected (same id as
+/// sent, an acceptable code); order is not part of the contract.
+fn check_failed(actual: &[pb::ConversationResult], expected: &[(String, Vec<R>)]) -> Check {
+    ensure!(actual.len() == expected.len(), "failed items {actual:?}; the model expects {expected:?}");
+    let mut used = vec![false; expected.len()];
+    for item in actual {
+        let code = R::try_from(item.code).map_err(|_| format!("unknown code in {item:?}"))?;
+        let slot = expected
+            .iter()
+            .enumerate()
+            .position(|(i, (id, codes))| !used[i] && *id == item.conversation_id && codes.contains(&code))
+            .ok_or_else(|| format!("failed item {item:?} is not among the expected {expected:?}"))?;
+        used[slot] = true;
+        ensure!(!item.message.is_empty(), "failed item without a message: {item:?}");
+        let tencent = match code {
+            R::GroupFull => 51008,
+            R::PinLimitExceeded => 51012,
+            _ => 0,
+        };
+        ensure!(item.tencent_code == tencent, "tencent_code of {item:?}");
+    }
+    Ok(())
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn check_batch(success: &[String], failed: &[pb::ConversationResult], revision: u64, exp: &BatchExp) -> Check {
+    ensure!(
+        sorted(success.to_vec()) == sorted(exp.success.clone()),
+        "success ids {success:?}; the model expects {:?}",
+        exp.success
+    );
+    check_failed(failed, &exp.failed)?;
+    ensure!(revision == exp.m.revision, "response revision {revision}; the model expects {}", exp.m.revision);
+    Ok(())
+}
+
+fn check_group_view(actual: Option<&pb::ConversationGroup>, exp: &GroupExp) -> Check {
+    let g = actual.ok_or("no group in the response")?;
+    ensure!(
+        g.name == exp.name && g.conversation_count == exp.count && g.unread_count == exp.unread,
+        "group {g:?}; the model expects {exp:?}"
+    );
+    ensure!(g.create_time.is_some(), "group without create_time: {g:?}");
+    if let Some(t) = exp.create_time {
+        ensure!(g.create_time == Some(t), "create_time changed: {g:?}, was {t:?}");
+    }
+    Ok(())
+}
+
+/// Sorts the id lists inside events, and the events themselves, so two
+/// batches compare without depending on orders the contract leaves open.
+fn normalise(events: &[Ev]) -> Vec<String> {
+    let mut out: Vec<String> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            match &mut e {
+                Ev::GroupCreated(x) => x.conversation_ids.sort(),
+                Ev::ConversationsAddedToGroup(x) => x.conversation_ids.sort(),
+                Ev::ConversationsDeletedFromGroup(x) => x.conversation_ids.sort(),
+                Ev::ConversationsChanged(x) => x.conversation_ids.sort(),
+                Ev::ConversationsDeleted(x) => x.conversation_ids.sort(),
+                _ => {}
+            }
+            format!("{e:?}")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The next message on a user's watch stream must be the batch of the
+/// mutation the model just committed.
+async fn check_event(clients: &mut Clients, user: &UserM, m: &Mutation) -> Check {
+    if m.events.is_empty() {
+        return Ok(());
+    }
+    let message = tokio::time::timeout(EVENT_TIMEOUT, clients.watch.message())
+        .await
+        .map_err(|_| format!("no event batch for revision {} within {EVENT_TIMEOUT:?}", m.revision))?
+        .map_err(|s| format!("watch stream failed: {s:?}"))?
+        .ok_or("watch stream ended")?;
+    let Some(WatchKind::Events(batch)) = message.kind else {
+        return Err(format!("expected the event batch of revision {}, got {message:?}", m.revision));
+    };
+    ensure!(batch.revision == m.revision, "batch revision {}; the model expects {}", batch.revision, m.revision);
+    let kinds: Vec<Ev> = batch.events.iter().filter_map(|e| e.kind.clone()).collect();
+    ensure!(kinds.len() == batch.events.len(), "event without a kind in {batch:?}");
+    ensure!(normalise(&kinds) == normalise(&m.events), "events {kinds:?}; the model expects {:?}", m.events);
+    if matches!(m.events.last(), Some(Ev::ConversationsDeleted(_))) {
+        ensure!(
+            matches!(kinds.last(), Some(Ev::ConversationsDeleted(_))),
+            "ConversationsDeleted must come after the removals from groups: {kinds:?}"
+        );
+    }
+    for e in &batch.events {
+        ensure!(e.revision == m.revision, "event revision {} in batch {}", e.revision, m.revision);
+        ensure!(e.user_id == user.id, "event of user {:?} on {:?}'s stream", e.user_id, user.id);
+        ensure!(e.time.is_some(), "event without time: {e:?}");
+        ensure!(
+            e.group_names == user.names(),
+            "event group_names {:?}; the model has {:?}",
+            e.group_names,
+            user.names()
+        );
+    }
+    Ok(())
+}
+
+/// Everything the user can observe equals the model: the group list and the
+/// complete listing (walked in pages of the server's maximum size).
+/// A filter that changes with the step, so every filter field is checked
+/// against every state the sequence reaches.
+fn probe_filter(step: usize, user: &UserM) -> ConversationFilter {
+    let f = ConversationFilter::default();
+    match step % 8 {
+        0 => ConversationFilter { mark_type: Some(0), ..f },
+        1 => ConversationFilter { mark_type: Some(1), ..f },
+        2 => ConversationFilter { group_name: Some(String::new()), ..f },
+        3 => ConversationFilter { has_unread_count: Some(true), ..f },
+        4 => ConversationFilter { r#type: Some(pb::ConversationType::Group as i32), ..f },
+        5 => ConversationFilter { has_group_at_info: Some(true), has_unread_count: Some(false), ..f },
+        6 => ConversationFilter { conversation_ids: vec!["c2c_a".into(), "GROUPg".into(), "C2Cb".into()], ..f },
+        _ => match user.groups.last() {
+            Some(g) => ConversationFilter { group_name: Some(g.name.clone()), ..f },
+            None => ConversationFilter { mark_type: Some(2), ..f },
+        },
+    }
+}
+
+async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Check {
+    let list = clients
+        .gc
+        .get_conversation_group_list(pb::GetConversationGroupListRequest::default())
+        .await
+        .map_err(|s| format!("GetConversationGroupList: {s:?}"))?
+        .into_inner();
+    ensure!(list.revision == user.rev, "{}: revision {}; the model has {}", user.id, list.revision, user.rev);
+    ensure!(
+        list.group_names == user.names(),
+        "{}: groups {:?}; the model has {:?}",
+        user.id,
+        list.group_names,
+        user.names()
+    );
+    ensure!(
+        list.groups.len() == user.groups.len(),
+        "{}: {} group views for {} names",
+        user.id,
+        list.groups.len(),
+        list.group_names.len()
+    );
+    for (g, m) in list.groups.iter().zip(&user.groups) {
+        let exp = GroupExp {
+            name: m.name.clone(),
+            count: m.members.len() as u32,
+            unread: user.group_unread(m),
+            create_time: m.create_time,
+        };
+        check_group_view(Some(g), &exp).map_err(|e| format!("{}: {e}", user.id))?;
+    }
+
+    let listed = walk(&mut clients.gc, None, 1000, user.rev).await?;
+    let expected: Vec<pb::Conversation> = user.listing().iter().map(|id| user.conversation(id)).collect();
+    check_conversations(user, listed, &expected)?;
+
+    let total = unread(&mut clients.gc, None).await.map_err(|s| format!("GetUnreadCount: {s:?}"))?;
+    let want: u64 = user.listing().iter().map(|id| user.data(id).counted_unread()).sum();
+    ensure!(total == want, "{}: total unread {total}; the model has {want}", user.id);
+
+    let probe = probe_filter(step, user);
+    let selected = Model::select_in(user, &probe).map_err(|e| format!("probe filter {probe:?}: {e:?}"))?;
+    let listed = walk(&mut clients.gc, Some(probe.clone()), 2, user.rev).await?;
+    let expected: Vec<pb::Conversation> = selected.iter().map(|id| user.conversation(id)).collect();
+    check_conversations(user, listed, &expected).map_err(|e| format!("filter {probe:?}: {e}"))?;
+    let count = unread(&mut clients.gc, Some(probe.clone())).await.map_err(|s| format!("GetUnreadCount: {s:?}"))?;
+    let want: u64 = selected.iter().map(|id| user.data(id).counted_unread()).sum();
+    ensure!(count == want, "{}: unread {count} for {probe:?}; the model has {want}", user.id);
+    Ok(())
+}
+
+fn check_conversations(user: &mut UserM, listed: Vec<pb::Conversation>, expected: &[pb::Conversation]) -> Check {
+    let ids: Vec<&str> = listed.iter().map(|c| c.conversation_id.as_str()).collect();
+    let want: Vec<&str> = expected.iter().map(|c| c.conversation_id.as_str()).collect();
+    ensure!(ids == want, "{}: listing {ids:?}; the model lists {want:?}", user.id);
+    for (mut got, want) in listed.into_iter().zip(expected) {
+        let update_time = got.update_time.take();
+        ensure!(update_time.is_some() == want.registered, "{}: update_time {update_time:?} of {got:?}", user.id);
+        if let Some(t) = update_time {
+            let seen = user.update_times.entry(got.conversation_id.clone()).or_insert(t);
+            ensure!(
+                *seen == t,
+                "{}: update_time of {} changed from {seen:?} to {t:?} without a change",
+                user.id,
+                got.conversation_id
+            );
+        }
+        ensure!(got == *want, "{}: conversation {got:?}; the model has {want:?}", user.id);
+    }
+    Ok(())
+}
+
+/// Walks every page of a listing; each page must fit the page size and carry
+/// the user's revision.
+async fn walk(
+    gc: &mut GroupClient,
+    filter: Option<ConversationFilter>,
+    page_size: u32,
+    rev: u64,
+) -> Result<Vec<pb::Conversation>, String> {
+    let effective = match page_size as usize {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    };
+    let mut all = Vec::new();
+    let mut token = String::new();
+    for _ in 0..1000 {
+        let page = list_page(gc, filter.clone(), page_size, &token)
+            .await
+            .map_err(|s| format!("GetConversationList: {s:?}"))?;
+        ensure!(
+            page.conversations.len() <= effective,
+            "page of {} for page_size {page_size}",
+            page.conversations.len()
+        );
+        ensure!(page.is_finished == page.next_page_token.is_empty(), "is_finished iff no next token: {page:?}");
+        ensure!(page.revision == rev, "listing revision {}; the model has {rev}", page.revision);
+        all.extend(page.conversations);
+        if page.is_finished {
+            return Ok(all);
+        }
+        token = page.next_page_token;
+    }
+    Err("paging did not finish".into())
+}
+
+struct Case {
+    model: Model,
+    clients: Vec<Clients>,
+    ids: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Case {
+    fn ids(&self, sel: &[usize]) -> Vec<String> {
+        sel.iter().map(|&i| self.ids[i].clone()).collect()
+    }
+
+    fn name(&self, user: usize, sel: NameSel) -> String {
+        let groups = &self.model.users[user].groups;
+        match sel {
+            NameSel::Existing(i) if !groups.is_empty() => groups[i % groups.len()].name.clone(),
+            NameSel::Existing(i) | NameSel::Pool(i) => self.names[i % self.names.len()].clone(),
+        }
+    }
+
+    fn rev(&self, user: usize, rev: Rev) -> Option<u64> {
+        let right = self.model.users[user].rev;
+        match rev {
+            Rev::Unset => None,
+            Rev::Right => Some(right),
+            Rev::Prev => Some(right.checked_sub(1).unwrap_or(u64::MAX)),
+            Rev::Next => Some(right + 1),
+            Rev::Zero => Some(0),
+            Rev::Max => Some(u64::MAX),
+        }
+    }
+
+    fn perm(&self, user: usize, perm: &Perm) -> Vec<String> {
+        let mut names = self.model.users[user].names();
+        let n = names.len();
+        match *perm {
+            Perm::Shuffle(mut seed) => {
+                for i in (1..n).rev() {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    names.swap(i, (seed >> 33) as usize % (i + 1));
+                }
+            }
+            Perm::Same => {}
+            Perm::DropOne(i) if n > 0 => {
+                names.remove(i % n);
+            }
+            Perm::DupOne(i) if n > 0 => {
+                let dup = names[i % n].clone();
+                names[(i + 1) % n] = dup;
+            }
+            Perm::Unknown(i) => names.push(self.names[i % self.names.len()].clone()),
+            Perm::Empty => names.clear(),
+            Perm::DropOne(_) | Perm::DupOne(_) => names.push("A".into()),
+        }
+        names
+    }
+
+    fn update(&self, u: &Upd) -> ConversationUpdate {
+        let text = |i: Option<usize>| i.map(|i| TEXTS[i].to_string());
+        ConversationUpdate {
+            conversation_id: self.ids[u.id].clone(),
+            show_name: text(u.show_name),
+            face_url: text(u.face_url),
+            unread_count: u.unread,
+            is_pinned: u.pinned,
+            order_key: u.order_key,
+            recv_opt: u.recv_opt,
+            mark_list: u.marks.clone().map(|values| pb::MarkList { values }),
+            custom_data: u.custom.clone(),
+            has_group_at_info: u.at,
+            last_message: u.last.map(|(s, t, time)| pb::LastMessage {
+                sender: TEXTS[s].to_string(),
+                text: TEXTS[t].to_string(),
+                time: TIMES[time].map(|(seconds, nanos)| Timestamp { seconds, nanos }),
+            }),
+        }
+    }
+
+    fn filter(&self, user: usize, f: &Filt) -> ConversationFilter {
+        ConversationFilter {
+            r#type: f.kind,
+            group_name: f.group.map(|g| g.map(|sel| self.name(user, sel)).unwrap_or_default()),
+            mark_type: f.mark,
+            has_unread_count: f.unread,
+            has_group_at_info: f.at,
+            conversation_ids: self.ids(&f.ids),
+        }
+    }
+
+    /// Runs one operation; returns a description of the request for
+    /// failure reports and the user it acted for.
+    async fn step(&mut self, op: &Op) -> Result<(String, usize), String> {
+        match op {
+            Op::Create { who, name, ids, rev } => {
+                let req = pb::CreateConversationGroupRequest {
+                    group_name: self.names[*name].clone(),
+                    conversation_ids: self.ids(ids),
+                    expected_revision: self.rev(who.user, *rev),
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).create_conversation_group(req.clone()).await;
+                let exp = self.model.create(who.user, &req.group_name, &req.conversation_ids, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok((g, b))) => {
+                        let r = r.into_inner();
+                        check_group_view(r.group.as_ref(), &g)?;
+                        check_batch(&r.success_conversation_ids, &r.failed, r.revision, &b)?;
+                        let user = &mut self.model.users[who.user];
+                        user.groups.last_mut().expect("created").create_time = r.group.and_then(|g| g.create_time);
+                        self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Delete { who, name, rev } => {
+                let req = pb::DeleteConversationGroupRequest {
+                    group_name: self.name(who.user, *name),
+                    expected_revision: self.rev(who.user, *rev),
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).delete_conversation_group(req.clone()).await;
+                match (answer, self.model.delete_group(who.user, &req.group_name, req.expected_revision)) {
+                    (Ok(r), Ok(m)) => {
+                        let r = r.into_inner();
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Rename { who, old, new, rev } => {
+                let req = pb::RenameConversationGroupRequest {
+                    old_name: self.name(who.user, *old),
+                    new_name: self.name(who.user, *new),
+                    expected_revision: self.rev(who.user, *rev),
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).rename_conversation_group(req.clone()).await;
+                match (answer, self.model.rename(who.user, &req.old_name, &req.new_name, req.expected_revision)) {
+                    (Ok(r), Ok((g, m))) => {
+                        let r = r.into_inner();
+                        check_group_view(r.group.as_ref(), &g)?;
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Reorder { who, perm, rev } => {
+                let req = pb::ReorderConversationGroupsRequest {
+                    group_names: self.perm(who.user, perm),
+                    expected_revision: self.rev(who.user, *rev),
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).reorder_conversation_groups(req.clone()).await;
+                match (answer, self.model.reorder(who.user, &req.group_names, req.expected_revision)) {
+                    (Ok(r), Ok((names, m))) => {
+                        let r = r.into_inner();
+                        ensure!(r.group_names == names, "group_names {:?}; the model expects {names:?}", r.group_names);
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Add { who, name, ids, rev } => {
+                let req = pb::AddConversationsToGroupRequest {
+                    group_name: self.name(who.user, *name),
+                    conversation_ids: self.ids(ids),
+                    expected_revision: self.rev(who.user, *rev),
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).add_conversations_to_group(req.clone()).await;
+                let exp = self.model.add(who.user, &req.group_name, &req.conversation_ids, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok(b)) => {
+                        let r = r.into_inner();
+                        check_batch(&r.success_conversation_ids, &r.failed, r.revision, &b)?;
+                        self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Remove { who, name, ids, rev } => {
+                let req = pb::DeleteConversationsFromGroupRequest {
+                    group_name: self.name(who.user, *name),
+                    conversation_ids: self.ids(ids),
+                    expected_revision: self.rev(who.user, *rev),
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).delete_conversations_from_group(req.clone()).await;
+                let exp = self.model.remove(who.user, &req.group_name, &req.conversation_ids, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok(b)) => {
+                        let r = r.into_inner();
+                        check_batch(&r.success_conversation_ids, &r.failed, r.revision, &b)?;
+                        self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Upsert { who, items } => {
+                let req =
+                    pb::UpsertConversationsRequest { conversations: items.iter().map(|u| self.update(u)).collect() };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].conv(*who).upsert_conversations(req.clone()).await;
+                match (answer, self.model.upsert(who.user, &req.conversations)) {
+                    (Ok(r), Ok(b)) => {
+                        let r = r.into_inner();
+                        check_batch(&r.success_conversation_ids, &r.failed, r.revision, &b)?;
+                        self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::DeleteConvs { who, ids } => {
+                let req = pb::DeleteConversationsRequest { conversation_ids: self.ids(ids) };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].conv(*who).delete_conversations(req.clone()).await;
+                match (answer, self.model.delete_convs(who.user, &req.conversation_ids)) {
+                    (Ok(r), Ok(b)) => {
+                        let r = r.into_inner();
+                        check_batch(&r.success_conversation_ids, &r.failed, r.revision, &b)?;
+                        self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::List { who, filter, page_size } => {
+                let f = self.filter(who.user, filter);
+                let desc = format!("{who:?} GetConversationList {f:?} page_size {page_size}");
+                let rev = self.model.users[who.user].rev;
+                let answer = walk(self.clients[who.user].group(*who), Some(f.clone()), *page_size, rev).await;
+                match (answer, self.model.select(who.user, &f)) {
+                    (Ok(listed), Ok(ids)) => {
+                        let user = &mut self.model.users[who.user];
+                        let expected: Vec<pb::Conversation> = ids.iter().map(|id| user.conversation(id)).collect();
+                        check_conversations(user, listed, &expected)?;
+                    }
+                    (Ok(listed), Err(e)) => return Err(unexpected_ok(&listed, &e)),
+                    (Err(s), Err(e)) => {
+                        // `walk` reports the status as text; redo the first call for the status itself.
+                        let status = list_page(self.clients[who.user].group(*who), Some(f), *page_size, "")
+                            .await
+                            .err()
+                            .ok_or_else(|| format!("the listing failed mid-walk: {s}"))?;
+                        check_status(&status, &e)?;
+                    }
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Unread { who, filter } => {
+                let f = self.filter(who.user, filter);
+                let desc = format!("{who:?} GetUnreadCount {f:?}");
+                let answer = self.clients[who.user]
+                    .group(*who)
+                    .get_unread_count(pb::GetUnreadCountRequest { filter: Some(f.clone()), min_revision: None })
+                    .await;
+                match (answer, self.model.select(who.user, &f)) {
+                    (Ok(r), Ok(ids)) => {
+                        let r = r.into_inner();
+                        let user = &self.model.users[who.user];
+                        let want: u64 = ids.iter().map(|id| user.data(id).counted_unread()).sum();
+                        ensure!(r.unread_count == want, "unread_count {}; the model has {want}", r.unread_count);
+                        ensure!(r.revision == user.rev, "revision {}; the model has {}", r.revision, user.rev);
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+        }
+    }
+
+    async fn event(&mut self, user: usize, m: &Mutation) -> Check {
+        check_event(&mut self.clients[user], &self.model.users[user], m).await
+    }
+}
+
+async fn open_watch(
+    gc: &mut GroupClient,
+    revision: u64,
+) -> Result<tonic::Streaming<pb::WatchGroupEventsResponse>, String> {
+    let mut stream = gc
+        .watch_group_events(pb::WatchGroupEventsRequest::default())
+        .await
+        .map_err(|s| format!("WatchGroupEvents: {s:?}"))?
+        .into_inner();
+    let first = stream.message().await.map_err(|s| format!("watch: {s:?}"))?.ok_or("watch ended at once")?;
+    match first.kind {
+        Some(WatchKind::Bookmark(b)) if b.revision == revision => Ok(stream),
+        other => Err(format!("first watch message {other:?}; expected a bookmark at the current revision {revision}")),
+    }
+}
+
+async fn run_case(s: &TestServer, case: u64, ops: &[Op]) -> Check {
+    let global = s.stats.revision();
+    let mut model = Model { global, users: Vec::new() };
+    let mut clients = Vec::new();
+    for u in 0..USERS {
+        let id = format!("model{case}u{u}");
+        let mut gc = s.group_client(&id);
+        let watch = open_watch(&mut gc, global).await?;
+        clients.push(Clients {
+            gc,
+            cc: s.conv_client(&id),
+            admin_gc: s.admin_group_client(Some(&id)),
+            admin_cc: s.admin_conv_client(Some(&id)),
+            watch,
+        });
+        model.users.push(UserM { id, ..Default::default() });
+    }
+    let mut case = Case { model, clients, ids: id_pool(), names: name_pool() };
+    for (i, op) in ops.iter().enumerate() {
+        let (desc, acting) = case.step(op).await.map_err(|e| format!("step {i} {op:?}: {e}"))?;
+        // The acting user's state in full; the others' revision (their
+        // streams and the final check below catch any other change).
+        for u in 0..USERS {
+            let result = if u == acting {
+                check_state(&mut case.clients[u], &mut case.model.users[u], i).await
+            } else {
+                let got = revision(&mut case.clients[u].gc).await;
+                let want = case.model.users[u].rev;
+                if got == want {
+                    Ok(())
+                } else {
+                    Err(format!("{}: revision {got}; the model has {want}", case.model.users[u].id))
+                }
+            };
+            result.map_err(|e| format!("after step {i} ({desc}): {e}"))?;
+        }
+    }
+    for u in 0..USERS {
+        check_state(&mut case.clients[u], &mut case.model.users[u], u).await.map_err(|e| format!("at the end: {e}"))?;
+    }
+    Ok(())
+}
+
+fn proptest_config() -> PropConfig {
+    let mut config = PropConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = DEFAULT_CASES;
+    }
+    // Failures are reported with the shrunk sequence; regressions are kept
+    // as named tests below rather than in a persistence file.
+    config.failure_persistence = None;
+    config.max_shrink_iters = 2000;
+    config
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// Random operation sequences for two users agree with the model at every step.
+#[test]
+fn random_operation_sequences_agree_with_the_model() {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start_with(configure));
+    let case = Cell::new(0u64);
+    let mut runner = TestRunner::new(proptest_config());
+    let result = runner.run(&ops(), |ops| {
+        case.set(case.get() + 1);
+        rt.block_on(run_case(&server, case.get(), &ops)).map_err(TestCaseError::fail)
+    });
+    rt.block_on(server.shutdown());
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Runs a fixed sequence (a regression or a hand-written scenario).
+fn run_fixed(ops: Vec<Op>) {
+    let rt = runtime();
+    let server = rt.block_on(TestServer::start_with(configure));
+    let result = rt.block_on(run_case(&server, 0, &ops));
+    rt.block_on(server.shutdown());
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+const ALICE: Who = Who { user: 0, admin: false };
+const ALICE_ADMIN: Who = Who { user: 0, admin: true };
+
+/// Every boundary at least once, deterministically: the group limit, a full
+/// group, the pin limit, a stale revision, a reorder, native ids, deletion
+/// of grouped conversations.
+#[test]
+fn boundaries_scenario_agrees_with_the_model() {
+    let pin = |id| Upd {
+        id,
+        show_name: None,
+        face_url: None,
+        unread: Some(2),
+        pinned: Some(true),
+        order_key: None,
+        recv_opt: None,
+        marks: None,
+        custom: None,
+        at: None,
+        last: None,
+    };
+    let ops = vec![
+        Op::Create { who: ALICE, name: 0, ids: vec![0, 1, 2, 3], rev: Rev::Right },
+        Op::Add { who: ALICE, name: NameSel::Existing(0), ids: vec![4, 5, 6, 7], rev: Rev::Unset },
+        Op::Create { who: ALICE_ADMIN, name: 1, ids: vec![8, 9], rev: Rev::Zero },
+        Op::Create { who: ALICE, name: 1, ids: vec![2], rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 2, ids: vec![2], rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 5, ids: vec![2], rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 6, ids: vec![2], rev: Rev::Unset },
+        Op::Upsert { who: ALICE, items: vec![pin(0), pin(2), pin(4)] },
+        Op::Reorder { who: ALICE, perm: Perm::Shuffle(7), rev: Rev::Right },
+        Op::Rename { who: ALICE, old: NameSel::Existing(0), new: NameSel::Pool(7), rev: Rev::Prev },
+        Op::Rename { who: ALICE, old: NameSel::Existing(0), new: NameSel::Pool(7), rev: Rev::Right },
+        Op::DeleteConvs { who: ALICE, ids: vec![1, 5, 0] },
+        Op::Remove { who: ALICE, name: NameSel::Existing(1), ids: vec![2, 2, 9], rev: Rev::Unset },
+        Op::List {
+            who: ALICE,
+            filter: Filt { kind: None, group: Some(None), mark: None, unread: None, at: None, ids: vec![] },
+            page_size: 1,
+        },
+        Op::Unread {
+            who: ALICE,
+            filter: Filt { kind: Some(1), group: None, mark: Some(0), unread: Some(true), at: None, ids: vec![] },
+        },
+        Op::Delete { who: ALICE, name: NameSel::Existing(0), rev: Rev::Right },
+        Op::Delete { who: ALICE, name: NameSel::Pool(9), rev: Rev::Next },
+    ];
+    run_fixed(ops);
+}
