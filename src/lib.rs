@@ -17,6 +17,8 @@
 //! * [`metrics`]: Prometheus metrics (off unless `--metrics-listen`).
 //! * [`server`]: wiring, health, reflection, ordered shutdown; `run` is what
 //!   the binary and the tests call.
+//! * [`webhook`]: every committed batch POSTed to HTTP endpoints, signed,
+//!   retried, resumable from a stored cursor; its admin service.
 //! * [`settings_file`]: `--config convgroups.toml`, turned into the flags it
 //!   stands for; [`version`]: the commit and date of this build.
 
@@ -34,3 +36,4 @@ pub mod service;
 pub mod settings_file;
 pub mod store;
 pub mod version;
+pub mod webhook;

@@ -25,6 +25,7 @@ use crate::hub::Hub;
 use crate::pb;
 use crate::pb::conversation_group_service_server::ConversationGroupServiceServer;
 use crate::pb::conversation_service_server::ConversationServiceServer;
+use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl, Gate, RpcMethod};
 use crate::store::{RevisionWatch, Store};
 
@@ -164,9 +165,22 @@ impl App {
         let conversations = InterceptedService::new(
             ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
                 .max_decoding_message_size(server.max_request_bytes),
-            gate,
+            gate.clone(),
         );
 
+        // Webhook senders: durable watchers of the log, one per endpoint
+        // (on etcd: per endpoint this replica holds the lease of).
+        let (supervisor, webhook_task) = crate::webhook::Supervisor::start(store.clone(), config.webhooks.clone());
+        let webhook_admin =
+            std::sync::Arc::new(crate::webhook::admin::Admin::new(store.clone(), config.webhooks.clone(), supervisor));
+        let webhooks = InterceptedService::new(
+            WebhookServiceServer::new(crate::webhook::service::WebhookServiceImpl::new(
+                webhook_admin,
+                server.unary_timeout,
+            ))
+            .max_decoding_message_size(server.max_request_bytes),
+            gate,
+        );
         let upkeep = tokio::spawn(background(store.clone(), hub.clone(), config.clone()));
         let jwks_reload = auth.jwks_reload_interval().map(|every| tokio::spawn(reload_jwks(auth.clone(), every)));
         // Health (and the storage_failing gauge) follow storage: NOT_SERVING
@@ -245,6 +259,7 @@ impl App {
             .add_service(reflection_v1alpha)
             .add_service(groups)
             .add_service(conversations)
+            .add_service(webhooks)
             .serve_with_incoming_shutdown(
                 // No Nagle: small gRPC frames must not wait for delayed ACKs
                 // (40 ms per call otherwise).
@@ -271,6 +286,9 @@ impl App {
             }
         };
         upkeep.abort();
+        // Drops the senders: an attempt in flight is not acknowledged, so
+        // its batch is sent again after the restart.
+        webhook_task.abort();
         if let Some(jwks_reload) = jwks_reload {
             jwks_reload.abort();
         }
@@ -300,6 +318,7 @@ pub struct Checked {
 /// `serve` runs it first; `convgroups check-config` runs only it.
 pub fn check_settings(config: &Config) -> Result<Checked, Error> {
     config.limits.validate()?;
+    config.webhooks.validate()?;
     crate::auth::check_data_dir(&config.data_dir)?;
     let auth = Authenticator::check_settings(config)?;
     server_builder(&config.server)?;

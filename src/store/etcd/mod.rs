@@ -36,7 +36,7 @@
 //! | `P m/floor`, `P m/floor/<user>` | trimming floors (u64)              |
 
 mod cache;
-mod client;
+pub(crate) mod client;
 mod feed;
 mod reads;
 mod transfer;
@@ -288,6 +288,13 @@ struct Unsettled<R> {
 }
 
 impl EtcdStore {
+    /// The etcd client and the key prefix, for the webhook records and the
+    /// per-endpoint sender leases (`store::webhooks`), which live beside
+    /// the groups under the same prefix but outside the change feed.
+    pub(in crate::store) fn raw(&self) -> (Arc<Client>, Vec<u8>) {
+        (self.inner.client.clone(), self.inner.keys.prefix.clone())
+    }
+
     /// The checks of [`open`](Self::open) that need no cluster: the
     /// endpoints are there and well formed.
     pub fn check_settings(settings: &StorageSettings) -> Result<(), Error> {
