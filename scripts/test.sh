@@ -265,7 +265,7 @@ fi
 
 # The contract tests, which every backend must pass: on etcd here (the whole
 # run below covers sled).
-CONTRACT_TESTS=(groups registry listing revisions watch watch_guarantees auth_matrix hostile)
+CONTRACT_TESTS=(groups registry listing revisions watch watch_guarantees auth_matrix hostile webhooks)
 if [[ $# -eq 0 ]]; then
     ETCD_DIR="$(mktemp -d /dev/shm/convgroups-etcd.XXXXXX 2>/dev/null || mktemp -d)"
     trap 'scripts/etcd.sh stop "$ETCD_DIR" >/dev/null 2>&1 || true; rm -rf "$ETCD_DIR"' EXIT

@@ -275,8 +275,24 @@ fn get_webhook(admin: &Cli, id: &str) -> Value {
     json(&admin.run(&["webhooks", "get", id, "--json"]))["webhook"].clone()
 }
 
-fn server(data_dir: &Path, extra: &[&str]) -> Server {
+/// The storage flags of one test's servers: with
+/// `CONVGROUPS_TEST_ETCD_ENDPOINTS` set (scripts/test.sh's etcd pass), the
+/// etcd backend under a prefix of the test's own; sled otherwise.
+fn backend() -> Vec<String> {
+    match etcd_support::shared_endpoints() {
+        Some(endpoints) => etcd_flags(&endpoints),
+        None => Vec::new(),
+    }
+}
+
+fn etcd_flags(endpoints: &str) -> Vec<String> {
+    let prefix = format!("/test-webhooks-{:016x}/", rand::random::<u64>());
+    ["--backend", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", &prefix].map(str::to_string).to_vec()
+}
+
+fn server_on(data_dir: &Path, backend: &[String], extra: &[&str]) -> Server {
     let mut flags = FLAGS.to_vec();
+    flags.extend(backend.iter().map(String::as_str));
     flags.extend_from_slice(extra);
     Server::start_with(data_dir, &flags)
 }
@@ -291,7 +307,8 @@ fn every_batch_arrives_signed_and_in_order_through_failures_and_a_crash() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (alice_token, admin_token) = (token(&data, "alice", false), token(&data, "ops", true));
-    let mut srv = server(&data, &[]);
+    let storage = backend();
+    let mut srv = server_on(&data, &storage, &[]);
     let (mut alice, mut admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &admin_token));
 
     let (id, secret) = create_webhook(&admin, &receiver.url(), &["--description", "all events"]);
@@ -353,7 +370,7 @@ fn every_batch_arrives_signed_and_in_order_through_failures_and_a_crash() {
     let log = srv.log();
     drop(srv); // SIGKILL
     receiver.set("ok", &[&secret]);
-    srv = server(&data, &[]);
+    srv = server_on(&data, &storage, &[]);
     alice = Cli::new(&srv, &alice_token);
     admin = Cli::new(&srv, &admin_token);
     expected.insert(create_group(&alice, "after"));
@@ -390,7 +407,8 @@ fn filters_replay_and_secret_rotation() {
     let data = tmp.path().join("data");
     let (alice_token, bob_token, admin_token) =
         (token(&data, "alice", false), token(&data, "bob", false), token(&data, "ops", true));
-    let srv = server(&data, &[]);
+    let storage = backend();
+    let srv = server_on(&data, &storage, &[]);
     let (alice, bob, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &bob_token), Cli::new(&srv, &admin_token));
 
     let (created_only, s1) = create_webhook(&admin, &receiver.url(), &["--type", "group-created"]);
@@ -463,7 +481,12 @@ fn a_cursor_overtaken_by_trimming_records_the_gap() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (alice_token, admin_token) = (token(&data, "alice", false), token(&data, "ops", true));
-    let srv = server(&data, &["--retain-for", "1ms", "--retain-events-per-user", "0", "--compact-interval", "100ms"]);
+    let storage = backend();
+    let srv = server_on(
+        &data,
+        &storage,
+        &["--retain-for", "1ms", "--retain-events-per-user", "0", "--compact-interval", "100ms"],
+    );
     let (alice, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &admin_token));
     let (id, secret) = create_webhook(&admin, &receiver.url(), &[]);
     receiver.set("ok", &[&secret]);
@@ -491,6 +514,54 @@ fn a_cursor_overtaken_by_trimming_records_the_gap() {
     let _ = after;
 }
 
+/// The etcd backend: of two replicas exactly one delivers the endpoint
+/// (every batch arrives once while both run); SIGKILL that one, and the
+/// other takes over when its lease expires and delivers everything from
+/// the stored cursor on, in order.
+#[test]
+fn on_etcd_one_replica_delivers_and_another_takes_over_when_it_dies() {
+    let own_cluster = etcd_support::shared_endpoints().is_none().then(|| etcd_support::EtcdCluster::start(1));
+    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(etcd_support::shared_endpoints).unwrap();
+    let storage = etcd_flags(&endpoints);
+    let receiver = Receiver::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // One data directory for both: on etcd it holds only the auth secret,
+    // so both replicas accept the same tokens.
+    let data = tmp.path().join("data");
+    let (alice_token, admin_token) = (token(&data, "alice", false), token(&data, "ops", true));
+    let replicas = [
+        server_on(&data, &storage, &["--webhook-lease-ttl", "2s"]),
+        server_on(&data, &storage, &["--webhook-lease-ttl", "2s"]),
+    ];
+    let alice: Vec<Cli> = replicas.iter().map(|r| Cli::new(r, &alice_token)).collect();
+    let admin = Cli::new(&replicas[0], &admin_token);
+    let (id, secret) = create_webhook(&admin, &receiver.url(), &[]);
+    receiver.set("ok", &[&secret]);
+
+    let mut expected = BTreeSet::new();
+    for i in 0..6 {
+        expected.insert(create_group(&alice[i % 2], &format!("g{i}")));
+    }
+    receiver.wait_for(&id, &expected);
+    let acked = receiver.acked(&id);
+    let distinct: BTreeSet<u64> = acked.iter().copied().collect();
+    assert_eq!(acked.len(), distinct.len(), "a batch arrived twice while both replicas ran: {acked:?}");
+    let started = |r: &Server| r.log().lines().any(|l| l.contains("webhook sender started") && l.contains(&id));
+    let holders: Vec<usize> = (0..2).filter(|i| started(&replicas[*i])).collect();
+    assert_eq!(holders.len(), 1, "senders on replicas {holders:?}");
+
+    let [first, second] = replicas;
+    let (holder, survivor, survivor_cli) =
+        if holders[0] == 0 { (first, second, alice[1].clone()) } else { (second, first, alice[0].clone()) };
+    drop(holder); // SIGKILL
+    for i in 0..4 {
+        expected.insert(create_group(&survivor_cli, &format!("after{i}")));
+    }
+    receiver.wait_for(&id, &expected);
+    assert!(started(&survivor), "the survivor took over:\n{}", survivor.log());
+    receiver.check_order_and_signatures(&id);
+}
+
 /// Without --webhook-allow-private, URLs that resolve to loopback,
 /// private, link-local or metadata addresses are refused, naming `url`;
 /// a user token may not manage webhooks.
@@ -499,7 +570,9 @@ fn private_addresses_and_user_tokens_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let (alice_token, admin_token) = (token(&data, "alice", false), token(&data, "ops", true));
-    let srv = Server::start(&data);
+    // Not server_on: its FLAGS allow private addresses.
+    let storage = backend();
+    let srv = Server::start_with(&data, &storage.iter().map(String::as_str).collect::<Vec<_>>());
     let admin = Cli::new(&srv, &admin_token);
     for url in [
         "http://127.0.0.1:8080/hook",
