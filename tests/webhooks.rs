@@ -297,9 +297,13 @@ fn server_on(data_dir: &Path, backend: &[String], extra: &[&str]) -> Server {
     Server::start_with(data_dir, &flags)
 }
 
+fn attempts_not_acked(receiver: &Receiver, endpoint: &str) -> usize {
+    receiver.deliveries().iter().filter(|d| d.endpoint == endpoint && !d.acked).count()
+}
+
 /// The scenarios of the issue in one run, each followed by a check that
 /// nothing was lost: a receiver answering 500 for a while (the endpoint is
-/// FAILING meanwhile), one that times out, one that is down, and a server
+/// FAILING meanwhile), one that redirects, one that times out, one that is down, and a server
 /// killed with SIGKILL in the middle of a delivery and restarted.
 #[test]
 fn every_batch_arrives_signed_and_in_order_through_failures_and_a_crash() {
@@ -332,6 +336,17 @@ fn every_batch_arrives_signed_and_in_order_through_failures_and_a_crash() {
     assert_eq!(state["delivery"]["state"], "WEBHOOK_STATE_FAILING", "{state}");
     assert!(state["delivery"]["lastError"].as_str().unwrap().contains("HTTP 500"), "{state}");
     assert!(state["delivery"]["lagRevisions"].as_str().is_some_and(|n| n != "0"), "{state}");
+    receiver.set("ok", &[&secret]);
+    receiver.wait_for(&id, &expected);
+
+    // A redirect is a failure, not followed.
+    let attempts = receiver.deliveries().len();
+    receiver.set("status:307", &[&secret]);
+    expected.insert(create_group(&alice, "moved"));
+    receiver.wait_attempts(&id, attempts_not_acked(&receiver, &id) + 2);
+    let state = get_webhook(&admin, &id);
+    assert!(state["delivery"]["lastError"].as_str().unwrap().contains("redirects are not followed"), "{state}");
+    assert!(receiver.deliveries().len() >= attempts + 2);
     receiver.set("ok", &[&secret]);
     receiver.wait_for(&id, &expected);
 

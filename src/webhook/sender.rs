@@ -28,6 +28,12 @@ use crate::store::Store;
 
 /// Batches read from the log per step.
 const LOG_CHUNK: usize = 64;
+/// How often a cursor that only moved past revisions with nothing for the
+/// endpoint (other users' batches, filtered kinds, etcd heartbeats) is
+/// stored. Storing it later is safe: after a restart those revisions are
+/// read and filtered again, and deliver nothing. Storing it at every
+/// heartbeat would be one etcd write per second per endpoint.
+const SKIPPED_SAVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The canonical JSON mapping of a batch (lowerCamelCase names, 64-bit
 /// integers as strings, enums by name, RFC 3339 times).
@@ -70,6 +76,14 @@ pub struct Sender {
     pub claim: Option<Claim>,
 }
 
+/// The cursor as this sender knows it, and whether the stored one trails.
+#[derive(Default)]
+struct Position {
+    cursor: Cursor,
+    /// When the stored cursor was last written; None: it is up to date.
+    unsaved_since: Option<tokio::time::Instant>,
+}
+
 enum Attempted {
     Delivered,
     /// The configuration changed while retrying (or the claim was lost):
@@ -80,18 +94,18 @@ enum Attempted {
 impl Sender {
     pub async fn run(mut self) {
         let mut revisions = self.store.revision_watch();
-        let mut cursor = None;
+        let mut position: Option<Position> = None;
         loop {
             if self.claim.as_ref().is_some_and(|c| c.lost()) {
                 tracing::info!(endpoint = %self.id, "webhook sender: lease lost, another replica takes over");
                 return;
             }
-            match self.step(&mut cursor, &mut revisions).await {
+            match self.step(&mut position, &mut revisions).await {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
                     tracing::warn!(endpoint = %self.id, error = %e, "webhook sender: storage error; retrying");
-                    cursor = None;
+                    position = None;
                     tokio::time::sleep(self.settings.webhook_retry_initial).await;
                 }
             }
@@ -101,7 +115,7 @@ impl Sender {
     /// One step; false when the endpoint is gone.
     async fn step(
         &mut self,
-        cursor_slot: &mut Option<Cursor>,
+        slot: &mut Option<Position>,
         revisions: &mut crate::store::RevisionWatch,
     ) -> Result<bool, Error> {
         let Some(endpoint) = records::load_endpoint(&self.store, &self.id).await? else { return Ok(false) };
@@ -109,10 +123,12 @@ impl Sender {
             self.wait(revisions, false).await;
             return Ok(true);
         }
-        if cursor_slot.is_none() {
-            *cursor_slot = Some(records::load_cursor(&self.store, &self.id).await?.unwrap_or_default());
+        if slot.is_none() {
+            let cursor = records::load_cursor(&self.store, &self.id).await?.unwrap_or_default();
+            *slot = Some(Position { cursor, unsaved_since: None });
         }
-        let cursor = cursor_slot.as_mut().expect("loaded above");
+        let position = slot.as_mut().expect("loaded above");
+        let cursor = &mut position.cursor;
         if let Some(replay) = endpoint.replay.filter(|r| r.seq > cursor.replay_seq) {
             cursor.delivered = replay.from_revision.saturating_sub(1);
             cursor.replay_seq = replay.seq;
@@ -123,6 +139,10 @@ impl Sender {
         }
         let durable = self.store.current_revision();
         if cursor.delivered >= durable {
+            if position.unsaved_since.is_some_and(|since| since.elapsed() >= SKIPPED_SAVE_INTERVAL) {
+                self.save(cursor).await?;
+                position.unsaved_since = None;
+            }
             crate::metrics::webhook_lag(&self.id, 0);
             self.wait(revisions, true).await;
             return Ok(true);
@@ -158,6 +178,7 @@ impl Sender {
                     Attempted::Delivered => {
                         cursor.delivered = batch.revision;
                         self.save(cursor).await?;
+                        position.unsaved_since = None;
                     }
                     Attempted::Changed => return Ok(true),
                 }
@@ -168,8 +189,8 @@ impl Sender {
         if complete {
             cursor.delivered = cursor.delivered.max(durable);
         }
-        if cursor.delivered != before {
-            self.save(cursor).await?;
+        if cursor.delivered != before && position.unsaved_since.is_none() {
+            position.unsaved_since = Some(tokio::time::Instant::now());
         }
         Ok(true)
     }
