@@ -102,9 +102,31 @@ async fn supervise(store: Store, settings: WebhookSettings, changes: Arc<watch::
             }
             Err(e) => tracing::warn!(error = %e, "webhooks: cannot list endpoints; retrying"),
         }
+        if let Err(e) = remove_orphan_cursors(&store).await {
+            tracing::warn!(error = %e, "webhooks: cannot clean up cursors of deleted endpoints");
+        }
         tokio::select! {
             _ = wake.changed() => {}
             _ = tokio::time::sleep(settings.webhook_scan_interval) => {}
         }
     }
+}
+
+/// Removes the cursors of deleted endpoints: a sender in the middle of an
+/// attempt when its endpoint was deleted stores its cursor once more before
+/// it notices. (A configuration and its first cursor are written together,
+/// so a cursor without a configuration is always such a leftover.)
+async fn remove_orphan_cursors(store: &Store) -> Result<(), crate::error::Error> {
+    let cursors = store.webhook_scan("c/").await?;
+    if cursors.is_empty() {
+        return Ok(());
+    }
+    let endpoints: std::collections::HashSet<String> =
+        records::list_endpoints(store).await?.into_iter().map(|e| e.id).collect();
+    let orphans: Vec<String> =
+        cursors.into_iter().map(|(key, _)| key).filter(|key| !endpoints.contains(&key["c/".len()..])).collect();
+    if !orphans.is_empty() {
+        store.webhook_write(Vec::new(), orphans).await?;
+    }
+    Ok(())
 }
