@@ -297,6 +297,16 @@ fn server_on(data_dir: &Path, backend: &[String], extra: &[&str]) -> Server {
     Server::start_with(data_dir, &flags)
 }
 
+/// A plain HTTP/1.0 GET on 127.0.0.1 (the metrics endpoint); the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or(answer)
+}
+
 fn attempts_not_acked(receiver: &Receiver, endpoint: &str) -> usize {
     receiver.deliveries().iter().filter(|d| d.endpoint == endpoint && !d.acked).count()
 }
@@ -423,7 +433,9 @@ fn filters_replay_and_secret_rotation() {
     let (alice_token, bob_token, admin_token) =
         (token(&data, "alice", false), token(&data, "bob", false), token(&data, "ops", true));
     let storage = backend();
-    let srv = server_on(&data, &storage, &[]);
+    let metrics_port = free_port().to_string();
+    let metrics_listen = format!("127.0.0.1:{metrics_port}");
+    let srv = server_on(&data, &storage, &["--metrics-listen", &metrics_listen]);
     let (alice, bob, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &bob_token), Cli::new(&srv, &admin_token));
 
     let (created_only, s1) = create_webhook(&admin, &receiver.url(), &["--type", "group-created"]);
@@ -482,6 +494,14 @@ fn filters_replay_and_secret_rotation() {
     assert_eq!((d.signatures, d.verified.clone()), (1, vec![false, true]), "{d:?}");
 
     receiver.check_order_and_signatures(&created_only);
+    // Metrics per endpoint, without the secret.
+    let metrics = http_get(&metrics_listen, "/metrics");
+    for name in ["convgroups_webhook_deliveries_total", "convgroups_webhook_lag_revisions"] {
+        assert!(metrics.lines().any(|l| l.starts_with(name) && l.contains(&created_only)), "{name}:\n{metrics}");
+    }
+    for secret in [&s1, &s1_new, &s1_newest, &s2] {
+        assert!(!metrics.contains(secret.trim_start_matches("whsec_")));
+    }
     // Deleted: gone from the list.
     admin.run(&["webhooks", "delete", &bobs]).ok();
     let list = json(&admin.run(&["webhooks", "list", "--json"]));
@@ -532,7 +552,11 @@ fn a_cursor_overtaken_by_trimming_records_the_gap() {
         if !gaps.is_empty() && [first, last, after].into_iter().all(accounted) {
             break;
         }
-        assert!(Instant::now() < deadline, "not every revision delivered or in a gap: {state}, acked {acked:?}");
+        assert!(
+            Instant::now() < deadline,
+            "not every revision of {:?} delivered or in a gap: {state}, acked {acked:?}",
+            [first, last, after]
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     receiver.check_order_and_signatures(&id);
