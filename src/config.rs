@@ -357,6 +357,98 @@ impl Default for StorageSettings {
 
 /// How often the `--auth-jwks-file` is re-read; a changed file's keys are
 /// used from then on (SIGHUP re-reads it at once).
+pub const DEFAULT_WEBHOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_WEBHOOK_MAX_RESPONSE_BYTES: usize = 64 * 1024;
+pub const DEFAULT_WEBHOOK_RETRY_INITIAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_WEBHOOK_RETRY_MAX: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_WEBHOOK_FAILING_AFTER: u32 = 5;
+pub const DEFAULT_WEBHOOK_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_WEBHOOK_MAX_ENDPOINTS: usize = 100;
+pub const DEFAULT_WEBHOOK_SCAN_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_WEBHOOK_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// Webhook delivery (`crate::webhook`): the limits of one attempt, the
+/// retry schedule, and how replicas share the endpoints.
+#[derive(Args, Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSettings {
+    /// Let webhook URLs reach loopback, private, link-local and metadata
+    /// addresses. Off by default: whoever may register a webhook could
+    /// otherwise make the server POST into its own network (SSRF).
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Time for one delivery attempt: lookup, connect, TLS, request and
+    /// answer. Past it the attempt failed and is retried.
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub webhook_request_timeout: Duration,
+    /// Bytes of a receiver's answer that are read (and dropped); the rest is
+    /// not read at all.
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_WEBHOOK_MAX_RESPONSE_BYTES)]
+    pub webhook_max_response_bytes: usize,
+    /// Wait before the first retry; doubled per failure (with jitter).
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_RETRY_INITIAL", default_value = "1s", value_parser = positive_duration)]
+    pub webhook_retry_initial: Duration,
+    /// Longest wait between retries.
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_RETRY_MAX", default_value = "10m", value_parser = positive_duration)]
+    pub webhook_retry_max: Duration,
+    /// Failed attempts in a row after which an endpoint is FAILING (it keeps
+    /// retrying and keeps its cursor).
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_FAILING_AFTER", default_value_t = DEFAULT_WEBHOOK_FAILING_AFTER, value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_failing_after: u32,
+    /// How long the previous secrets keep signing after RotateWebhookSecret
+    /// (unless the call says otherwise).
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub webhook_rotation_grace: Duration,
+    /// Endpoints that may be registered.
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_MAX_ENDPOINTS", default_value_t = DEFAULT_WEBHOOK_MAX_ENDPOINTS, value_parser = positive_count)]
+    pub webhook_max_endpoints: usize,
+    /// How often a server looks for endpoints it should deliver (created,
+    /// changed or left without a sender on another replica).
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_SCAN_INTERVAL", default_value = "2s", value_parser = positive_duration)]
+    pub webhook_scan_interval: Duration,
+    /// etcd backend: time-to-live of a replica's claim on an endpoint; a
+    /// replica that dies is replaced after at most this long.
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_LEASE_TTL", default_value = "10s", value_parser = positive_duration)]
+    pub webhook_lease_ttl: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            webhook_allow_private: false,
+            webhook_request_timeout: DEFAULT_WEBHOOK_REQUEST_TIMEOUT,
+            webhook_max_response_bytes: DEFAULT_WEBHOOK_MAX_RESPONSE_BYTES,
+            webhook_retry_initial: DEFAULT_WEBHOOK_RETRY_INITIAL,
+            webhook_retry_max: DEFAULT_WEBHOOK_RETRY_MAX,
+            webhook_failing_after: DEFAULT_WEBHOOK_FAILING_AFTER,
+            webhook_rotation_grace: DEFAULT_WEBHOOK_ROTATION_GRACE,
+            webhook_max_endpoints: DEFAULT_WEBHOOK_MAX_ENDPOINTS,
+            webhook_scan_interval: DEFAULT_WEBHOOK_SCAN_INTERVAL,
+            webhook_lease_ttl: DEFAULT_WEBHOOK_LEASE_TTL,
+        }
+    }
+}
+
+impl WebhookSettings {
+    pub fn validate(&self) -> Result<(), crate::error::Error> {
+        if self.webhook_retry_initial > self.webhook_retry_max {
+            return Err(crate::error::Error::InvalidSetting {
+                setting: "--webhook-retry-initial",
+                message: format!(
+                    "{:?} is more than --webhook-retry-max {:?}",
+                    self.webhook_retry_initial, self.webhook_retry_max
+                ),
+            });
+        }
+        if self.webhook_lease_ttl < Duration::from_secs(2) {
+            return Err(crate::error::Error::InvalidSetting {
+                setting: "--webhook-lease-ttl",
+                message: "must be at least 2s (etcd leases count whole seconds)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 pub const DEFAULT_AUTH_JWKS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 /// The claim that names the user of a public-key token.
 pub const DEFAULT_AUTH_USER_CLAIM: &str = "sub";
@@ -457,6 +549,8 @@ pub struct Config {
     #[command(flatten)]
     pub server: ServerSettings,
     #[command(flatten)]
+    pub webhooks: WebhookSettings,
+    #[command(flatten)]
     pub log: LogSettings,
 }
 
@@ -474,6 +568,7 @@ impl Config {
             limits: Limits::default(),
             watch: WatchSettings::default(),
             server: ServerSettings::default(),
+            webhooks: WebhookSettings::default(),
             log: LogSettings::default(),
         }
     }

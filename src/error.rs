@@ -58,6 +58,10 @@ pub enum Error {
     Overloaded { limit: usize },
     #[error("the call did not finish within {timeout:?} (unary_timeout)")]
     DeadlineExceeded { timeout: std::time::Duration },
+    #[error("id: no webhook {id:?}")]
+    WebhookNotFound { id: String },
+    #[error("there are already {limit} webhooks, the most allowed (webhook_max_endpoints)")]
+    WebhookLimitExceeded { limit: usize },
     #[error("{setting}: {message}")]
     InvalidSetting { setting: &'static str, message: String },
     #[error("storage unavailable: {0}")]
@@ -100,6 +104,12 @@ impl Error {
             MalformedRequest { .. } => (Code::InvalidArgument, "MALFORMED_REQUEST", vec![]),
             RequestTooLarge { limit, .. } => {
                 (Code::ResourceExhausted, "REQUEST_TOO_LARGE", vec![("max_request_bytes", limit.to_string())])
+            }
+            WebhookNotFound { id } => {
+                (Code::NotFound, "WEBHOOK_NOT_FOUND", vec![("field", "id".into()), ("webhook_id", id.clone())])
+            }
+            WebhookLimitExceeded { limit } => {
+                (Code::ResourceExhausted, "WEBHOOK_LIMIT_EXCEEDED", vec![("webhook_max_endpoints", limit.to_string())])
             }
             InvalidPageToken => (Code::InvalidArgument, "INVALID_PAGE_TOKEN", vec![("field", "page_token".into())]),
             GroupNotFound { field, name } => (

@@ -28,6 +28,8 @@
 //!   `backup`, `restore`); the binary (`src/main.rs`) parses the command
 //!   line and dispatches to it or to `server`.
 //! * [`version`]: the commit and date of this build.
+//! * [`webhook`]: every committed batch POSTed to HTTP endpoints, signed,
+//!   retried, resumable from a stored cursor; its admin service.
 
 pub mod auth;
 pub mod cli;
@@ -44,3 +46,4 @@ pub mod settings_file;
 pub mod signals;
 pub mod store;
 pub mod version;
+pub mod webhook;

@@ -86,6 +86,22 @@ fn describe() {
         Unit::Seconds,
         "How far behind the change feed was when it last caught up with this replica's heartbeat (etcd backend)."
     );
+    describe_counter!("convgroups_webhook_deliveries_total", "Webhook batches acknowledged with a 2xx, by endpoint.");
+    describe_counter!(
+        "convgroups_webhook_failures_total",
+        "Failed webhook attempts, by endpoint and reason (dns, refused_address, connect, timeout, redirect, status, protocol)."
+    );
+    describe_counter!("convgroups_webhook_retries_total", "Webhook attempts that retried a failed batch, by endpoint.");
+    describe_gauge!("convgroups_webhook_lag_revisions", "Revisions after an endpoint's cursor, by endpoint.");
+    describe_histogram!(
+        "convgroups_webhook_delivery_delay_seconds",
+        Unit::Seconds,
+        "From a batch's commit to its acknowledgement by the endpoint."
+    );
+    describe_counter!(
+        "convgroups_webhook_gap_revisions_total",
+        "Revisions an endpoint never got because they were trimmed first (see GetWebhook gaps), by endpoint."
+    );
     describe_counter!("convgroups_etcd_feed_reconnects_total", "Reconnects of the etcd change feed (etcd backend).");
     describe_counter!(
         "convgroups_etcd_read_cache_total",
@@ -153,4 +169,27 @@ pub fn etcd_read_cache(hit: bool) {
 /// The change feed reconnected (to the same or another etcd member).
 pub fn feed_reconnected() {
     metrics::counter!("convgroups_etcd_feed_reconnects_total").increment(1);
+}
+
+pub fn webhook_delivered(endpoint: &str, delay_ms: i64) {
+    metrics::counter!("convgroups_webhook_deliveries_total", "endpoint" => endpoint.to_string()).increment(1);
+    metrics::histogram!("convgroups_webhook_delivery_delay_seconds").record(delay_ms.max(0) as f64 / 1000.0);
+}
+
+pub fn webhook_failed(endpoint: &str, reason: &'static str) {
+    metrics::counter!("convgroups_webhook_failures_total", "endpoint" => endpoint.to_string(), "reason" => reason)
+        .increment(1);
+}
+
+pub fn webhook_retry(endpoint: &str) {
+    metrics::counter!("convgroups_webhook_retries_total", "endpoint" => endpoint.to_string()).increment(1);
+}
+
+pub fn webhook_lag(endpoint: &str, revisions: u64) {
+    metrics::gauge!("convgroups_webhook_lag_revisions", "endpoint" => endpoint.to_string()).set(revisions as f64);
+}
+
+pub fn webhook_gap(endpoint: &str, revisions: u64) {
+    metrics::counter!("convgroups_webhook_gap_revisions_total", "endpoint" => endpoint.to_string())
+        .increment(revisions);
 }

@@ -28,6 +28,7 @@ use crate::hub::Hub;
 use crate::pb;
 use crate::pb::conversation_group_service_server::ConversationGroupServiceServer;
 use crate::pb::conversation_service_server::ConversationServiceServer;
+use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl, Gate, RpcMethod};
 use crate::store::{RevisionWatch, Store};
 
@@ -122,8 +123,13 @@ impl App {
             crate::metrics::install(addr, store.current_revision())?;
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
         }
-        let routes = services(reflection()?.add_service(health_service), &config, &store, &hub, &auth);
-        let tasks = Tasks::spawn(&config, &store, &hub, &auth, &health);
+        // Webhook senders: durable watchers of the log, one per endpoint
+        // (on etcd: per endpoint this replica holds the lease of).
+        let (webhook_supervisor, webhook_senders) =
+            crate::webhook::Supervisor::start(store.clone(), config.webhooks.clone());
+        let routes =
+            services(reflection()?.add_service(health_service), &config, &store, &hub, &auth, webhook_supervisor);
+        let tasks = Tasks::spawn(&config, &store, &hub, &auth, &health, webhook_senders);
         let addr = listener.local_addr().map_err(|e| Error::Internal(format!("listener address: {e}")))?;
         // What is running, as `--version` says it; after every check that can
         // refuse the start, so that a refusal stays one line.
@@ -182,7 +188,14 @@ fn reflection() -> Result<Routes, Error> {
 
 /// Our two gRPC services, each behind the authenticating gate, added to
 /// `routes`.
-fn services(routes: Routes, config: &Config, store: &Store, hub: &Hub, auth: &Authenticator) -> Routes {
+fn services(
+    routes: Routes,
+    config: &Config,
+    store: &Store,
+    hub: &Hub,
+    auth: &Authenticator,
+    webhook_supervisor: crate::webhook::Supervisor,
+) -> Routes {
     let server = &config.server;
     let calls = Calls::new(server.max_in_flight, server.unary_timeout);
     let gate = Gate::new(auth.clone());
@@ -199,9 +212,22 @@ fn services(routes: Routes, config: &Config, store: &Store, hub: &Hub, auth: &Au
     let conversations = InterceptedService::new(
         ConversationServiceServer::new(ConversationServiceImpl::new(store.clone(), calls))
             .max_decoding_message_size(server.max_request_bytes),
+        gate.clone(),
+    );
+    let webhook_admin = std::sync::Arc::new(crate::webhook::admin::Admin::new(
+        store.clone(),
+        config.webhooks.clone(),
+        webhook_supervisor,
+    ));
+    let webhooks = InterceptedService::new(
+        WebhookServiceServer::new(crate::webhook::service::WebhookServiceImpl::new(
+            webhook_admin,
+            server.unary_timeout,
+        ))
+        .max_decoding_message_size(server.max_request_bytes),
         gate,
     );
-    routes.add_service(groups).add_service(conversations)
+    routes.add_service(groups).add_service(conversations).add_service(webhooks)
 }
 
 /// The tasks that run beside the server until it stops.
@@ -212,11 +238,23 @@ struct Tasks {
     jwks_reload: Option<JoinHandle<()>>,
     /// Health following storage (see [`follow_storage_health`]).
     storage_health: JoinHandle<()>,
+    /// The webhook supervisor and its senders. Aborting drops an attempt
+    /// in flight unacknowledged, so its batch is sent again after the
+    /// restart.
+    webhook_senders: JoinHandle<()>,
 }
 
 impl Tasks {
-    fn spawn(config: &Config, store: &Store, hub: &Hub, auth: &Authenticator, health: &HealthReporter) -> Self {
+    fn spawn(
+        config: &Config,
+        store: &Store,
+        hub: &Hub,
+        auth: &Authenticator,
+        health: &HealthReporter,
+        webhook_senders: JoinHandle<()>,
+    ) -> Self {
         Self {
+            webhook_senders,
             upkeep: tokio::spawn(background(store.clone(), hub.clone(), config.clone())),
             jwks_reload: auth.jwks_reload_interval().map(|every| tokio::spawn(reload_jwks(auth.clone(), every))),
             storage_health: tokio::spawn(follow_storage_health(health.clone(), store.revision_watch())),
@@ -229,6 +267,7 @@ impl Tasks {
             jwks_reload.abort();
         }
         self.storage_health.abort();
+        self.webhook_senders.abort();
     }
 }
 
@@ -353,6 +392,7 @@ pub struct Checked {
 /// `serve` runs it first; `convgroups check-config` runs only it.
 pub fn check_settings(config: &Config) -> Result<Checked, Error> {
     config.limits.validate()?;
+    config.webhooks.validate()?;
     crate::auth::check_data_dir(&config.data_dir)?;
     let auth = Authenticator::check_settings(config)?;
     server_builder(&config.server)?;

@@ -262,6 +262,14 @@ impl Client {
         Ok(Self { channel, auth: Auth { authorization, user }, timeout: conn.timeout })
     }
 
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub fn auth(&self) -> Auth {
+        self.auth.clone()
+    }
+
     pub fn groups(&self) -> GroupClient {
         ConversationGroupServiceClient::with_interceptor(self.channel.clone(), self.auth.clone())
     }

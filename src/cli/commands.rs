@@ -61,6 +61,7 @@ pub async fn remote(command: Command) -> Result<Outcome, Failure> {
         Command::Groups(args) => args.conn.clone(),
         Command::Conversations(args) => args.conn.clone(),
         Command::Watch(args) => args.conn.clone(),
+        Command::Webhooks(args) => args.conn.clone(),
         Command::Backup(_) | Command::Restore(_) => unreachable!("backup and restore need no server"),
     };
     let outcome = match command {
@@ -74,6 +75,10 @@ pub async fn remote(command: Command) -> Result<Outcome, Failure> {
         },
         Command::Watch(args) => match Client::connect(&args.conn).await {
             Ok(client) => watch(&client, args).await,
+            Err(e) => Err(e),
+        },
+        Command::Webhooks(args) => match Client::connect(&args.conn).await {
+            Ok(client) => super::webhooks::run(&client, args.conn.json, args.command).await,
             Err(e) => Err(e),
         },
         Command::Backup(_) | Command::Restore(_) => unreachable!("backup and restore need no server"),
@@ -323,7 +328,7 @@ async fn conversations(client: &Client, json: bool, command: ConversationsComman
     }
 }
 
-fn event_type(kind: EventKindArg) -> GroupEventType {
+pub(super) fn event_type(kind: EventKindArg) -> GroupEventType {
     match kind {
         EventKindArg::GroupCreated => GroupEventType::GroupCreated,
         EventKindArg::GroupDeleted => GroupEventType::GroupDeleted,

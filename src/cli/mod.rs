@@ -16,6 +16,9 @@ mod client;
 mod commands;
 mod output;
 mod render;
+mod webhooks;
+
+pub use webhooks::{WebhooksArgs, WebhooksCommand};
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -50,6 +53,9 @@ pub enum Command {
     /// until Ctrl-C or the server ends the stream.
     #[command(after_help = WATCH_HELP)]
     Watch(WatchArgs),
+    /// Register, inspect, change and replay webhook endpoints (admin token).
+    #[command(after_help = EXIT_CODES)]
+    Webhooks(WebhooksArgs),
     /// Write a backup of a stopped server's data directory to a file: every
     /// group, conversation, revision and event, and the auth secret (so
     /// issued tokens stay valid).

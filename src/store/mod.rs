@@ -28,6 +28,7 @@ mod plan;
 mod query;
 mod rules;
 mod state;
+mod webhooks;
 mod writer;
 
 use std::path::Path;
@@ -132,6 +133,12 @@ pub struct RevisionWatch(watch::Receiver<Durable>);
 impl RevisionWatch {
     pub fn current(&self) -> u64 {
         self.0.borrow().revision
+    }
+
+    /// Resolves when the durable revision (or storage's health) changes;
+    /// false once the store is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.0.changed().await.is_ok()
     }
 
     /// Resolves once storage is failing (`true`: mutations are refused) or

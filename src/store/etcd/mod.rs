@@ -36,7 +36,7 @@
 //! | `P m/floor`, `P m/floor/<user>` | trimming floors (u64)              |
 
 mod cache;
-mod client;
+pub(crate) mod client;
 mod feed;
 mod reads;
 mod transfer;
@@ -288,6 +288,13 @@ struct Unsettled<R> {
 }
 
 impl EtcdStore {
+    /// The etcd client and the key prefix, for the webhook records and the
+    /// per-endpoint sender leases (`store::webhooks`), which live beside
+    /// the groups under the same prefix but outside the change feed.
+    pub(in crate::store) fn raw(&self) -> (Arc<Client>, Vec<u8>) {
+        (self.inner.client.clone(), self.inner.keys.prefix.clone())
+    }
+
     /// The checks of [`open`](Self::open) that need no cluster: the
     /// endpoints are there and well formed.
     pub fn check_settings(settings: &StorageSettings) -> Result<(), Error> {
@@ -713,7 +720,14 @@ async fn compact(inner: &Inner, retain_for_ms: i64, retain_events_per_user: u64)
             trims.push(Trim {
                 user,
                 first_key: user_entries[0].key.clone(),
-                keep_key: user_entries.get(n).map_or_else(|| prefix_end(&user_prefix), |kv| kv.key.clone()),
+                // Up to the last trimmed entry, not to the end of the
+                // user's log when every scanned entry goes: a batch the
+                // user wrote after the scan would be deleted with them,
+                // under a floor that does not cover it (a watcher or
+                // webhook would miss it without being told).
+                keep_key: user_entries
+                    .get(n)
+                    .map_or_else(|| [user_entries[n - 1].key.clone(), vec![0]].concat(), |kv| kv.key.clone()),
                 floor: user_entries[n - 1].create_revision as u64,
                 count: n as u64,
             });
