@@ -22,6 +22,10 @@ use std::path::Path;
 
 use prost::Message;
 
+use super::backup::Entry;
+
+/// A tree of the per-table form: its name and entries.
+type Tree = (Vec<u8>, Vec<Entry>);
 use super::codec::{decode, BatchRecord, UserRecord};
 use super::embedded::Trees;
 use super::keys;
@@ -181,7 +185,7 @@ impl<'a> Import<'a> {
 /// The per-table form of a database, for a backup: trees in table order,
 /// entries in key order. A database not yet converted is read as it is;
 /// `user_events` is rebuilt from the batches.
-pub(super) fn export(db: &sled::Db) -> Result<Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>, Error> {
+pub(super) fn export(db: &sled::Db) -> Result<Vec<Tree>, Error> {
     let converted =
         db.tree_names().iter().any(|n| n == keys::SLED_TREE) && format_of(&db.open_tree(keys::SLED_TREE)?)?.is_some();
     if !converted {
@@ -200,7 +204,7 @@ pub(super) fn export(db: &sled::Db) -> Result<Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8
         return Ok(trees);
     }
     let kv = db.open_tree(keys::SLED_TREE)?;
-    let mut tables: Vec<Vec<(Vec<u8>, Vec<u8>)>> = vec![Vec::new(); TABLE_TREES.len()];
+    let mut tables: Vec<Vec<Entry>> = vec![Vec::new(); TABLE_TREES.len()];
     let mut user_events = Vec::new();
     let mut newest = 0;
     for entry in kv.iter() {
