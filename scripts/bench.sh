@@ -28,4 +28,4 @@ PROFILE="${BENCH_PROFILE:-release}"
 echo "==> cargo build --profile $PROFILE (convgroups, convgroups-bench)" >&2
 cargo build --profile "$PROFILE" -q --bin convgroups -p convgroups
 cargo build --profile "$PROFILE" -q -p convgroups-bench
-exec "target/$PROFILE/convgroups-bench" "$@"
+exec "${CARGO_TARGET_DIR:-target}/$PROFILE/convgroups-bench" "$@"

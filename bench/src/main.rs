@@ -74,6 +74,9 @@ enum Command {
     Cluster,
     /// Only the fan-out phases and their targets.
     Fanout,
+    /// Only the unary phases (read, durable mutation, listing) and their
+    /// targets.
+    Unary,
     /// One load phase against a running convgroups server (for profiling:
     /// run it while `perf record -p <server pid>` watches).
     Load {
@@ -191,6 +194,18 @@ fn main() {
             finish(&args, &report);
             return;
         }
+        Some(Command::Unary) => {
+            let report = runtime.block_on(async {
+                let env = environment(&args);
+                let mut report = String::from("## convgroups benchmark: unary phases\n");
+                let unary = unary_phases(&env, &args, Duration::from_secs(args.seconds), &mut report).await;
+                let _ = writeln!(report, "\n| target | value | bound | |\n|---|---|---|---|");
+                unary_targets(&mut report, &unary);
+                report
+            });
+            finish(&args, &report);
+            return;
+        }
         Some(Command::Cluster) => {
             let report = runtime.block_on(async {
                 let env = environment(&args);
@@ -233,6 +248,29 @@ async fn run(args: &Args) -> String {
         args.seconds
     );
 
+    let unary = unary_phases(&env, args, secs, &mut report).await;
+    let fans = fanout_phases(&env, args, secs, &mut report).await;
+
+    // ---- the targets ----------------------------------------------------
+    let _ = writeln!(report, "\n### Targets (ratios from this run)\n");
+    let _ = writeln!(report, "| target | value | bound | |");
+    let _ = writeln!(report, "|---|---|---|---|");
+    unary_targets(&mut report, &unary);
+    fanout_targets(&mut report, args, &fans);
+    cluster::run(&env, secs, &mut report).await;
+    report
+}
+
+/// What the unary phases measured: per concurrency, (c, convgroups, empty,
+/// etcd) reads and (c, convgroups, etcd) durable writes; and the listing.
+struct Unary {
+    reads: Vec<(usize, Measured, Measured, Measured)>,
+    writes: Vec<(usize, Measured, Measured)>,
+    listing: Measured,
+}
+
+/// The unary phases: one server of each kind.
+async fn unary_phases(env: &Env, args: &Args, secs: Duration, report: &mut String) -> Unary {
     // ---- unary phases: one server of each kind ------------------------
     let (cg, token) = env.convgroups("unary");
     let empty = env.anchor("unary");
@@ -257,13 +295,13 @@ async fn run(args: &Args) -> String {
     for c in [1usize, 64] {
         let read = read_phase(&cg_pool, cg.pid(), c, secs, Some("reader")).await;
         load_row(
-            &mut report,
+            report,
             &format!("convgroups GetConversationGroupList (20 groups), c={c}"),
             &read,
             stats::peak_rss(cg.pid()),
         );
         let echo = read_phase(&empty_pool, empty.pid(), c, secs, None).await;
-        load_row(&mut report, &format!("empty tonic unary, c={c}"), &echo, stats::peak_rss(empty.pid()));
+        load_row(report, &format!("empty tonic unary, c={c}"), &echo, stats::peak_rss(empty.pid()));
         let pool = etcd_pool.clone();
         let range = closed_loop(etcd.pid(), c, secs, u64::MAX, move |task, _| {
             let mut kv = pool.kv(task);
@@ -274,7 +312,7 @@ async fn run(args: &Args) -> String {
             }
         })
         .await;
-        load_row(&mut report, &format!("etcd Range (serializable), c={c}"), &range, stats::peak_rss(etcd.pid()));
+        load_row(report, &format!("etcd Range (serializable), c={c}"), &range, stats::peak_rss(etcd.pid()));
         reads.push((c, read, echo, range));
     }
 
@@ -283,7 +321,7 @@ async fn run(args: &Args) -> String {
         setup_writers(&cg_pool, c).await;
         let add = write_phase(&cg_pool, cg.pid(), c, secs, "bench").await;
         load_row(
-            &mut report,
+            report,
             &format!("convgroups AddConversationsToGroup (durable), c={c}"),
             &add,
             stats::peak_rss(cg.pid()),
@@ -301,7 +339,7 @@ async fn run(args: &Args) -> String {
             }
         })
         .await;
-        load_row(&mut report, &format!("etcd Put (durable), c={c}"), &put, stats::peak_rss(etcd.pid()));
+        load_row(report, &format!("etcd Put (durable), c={c}"), &put, stats::peak_rss(etcd.pid()));
         writes.push((c, add, put));
     }
 
@@ -332,44 +370,39 @@ async fn run(args: &Args) -> String {
     })
     .await;
     load_row(
-        &mut report,
+        report,
         &format!("convgroups GetConversationList page of 100 of {}, c=1", args.listing_size),
         &listing,
         stats::peak_rss(cg.pid()),
     );
     drop((cg, empty, etcd));
+    Unary { reads, writes, listing }
+}
 
-    let fans = fanout_phases(&env, args, secs, &mut report).await;
-
-    // ---- the targets ----------------------------------------------------
-    let _ = writeln!(report, "\n### Targets (ratios from this run)\n");
-    let _ = writeln!(report, "| target | value | bound | |");
-    let _ = writeln!(report, "|---|---|---|---|");
-    let (_, read64, echo64, _) = &reads[1];
-    target(&mut report, "read c=64: calls/s ÷ empty tonic", read64.calls_per_sec() / echo64.calls_per_sec(), 0.7, true);
+/// The unary lines of the targets table.
+fn unary_targets(report: &mut String, unary: &Unary) {
+    let (_, read64, echo64, _) = &unary.reads[1];
+    target(report, "read c=64: calls/s ÷ empty tonic", read64.calls_per_sec() / echo64.calls_per_sec(), 0.7, true);
     target(
-        &mut report,
+        report,
         "read c=64: server CPU/call ÷ empty tonic",
         read64.cpu_us_per_call() / echo64.cpu_us_per_call(),
         1.5,
         false,
     );
-    let (_, add64, put64) = &writes[1];
+    let (_, add64, put64) = &unary.writes[1];
     target(
-        &mut report,
+        report,
         "durable mutation c=64: calls/s ÷ etcd Put",
         add64.calls_per_sec() / put64.calls_per_sec(),
         1.0,
         true,
     );
-    let (_, add1, put1) = &writes[0];
+    let (_, add1, put1) = &unary.writes[0];
     let p50 = |m: &Measured| m.latency.quantile(0.5).as_secs_f64();
-    target(&mut report, "durable mutation c=1: p50 ÷ etcd Put p50", p50(add1) / p50(put1), 1.2, false);
-    let (_, read1, _, _) = &reads[0];
-    target(&mut report, "listing page of 100: p50 ÷ read p50 (c=1)", p50(&listing) / p50(read1), 2.0, false);
-    fanout_targets(&mut report, args, &fans);
-    cluster::run(&env, secs, &mut report).await;
-    report
+    target(report, "durable mutation c=1: p50 ÷ etcd Put p50", p50(add1) / p50(put1), 1.2, false);
+    let (_, read1, _, _) = &unary.reads[0];
+    target(report, "listing page of 100: p50 ÷ read p50 (c=1)", p50(&unary.listing) / p50(read1), 2.0, false);
 }
 
 /// The fan-out phases: fresh servers per shape, so peak RSS is the shape's.

@@ -1,6 +1,9 @@
-//! Backup and restore of a stopped server's database: every tree, key and
+//! Backup and restore of a stopped server's database: every table, key and
 //! value (so revisions, the event log and compaction floors come back
 //! exactly), plus the generated auth secret so issued tokens stay valid.
+//! A backup holds one tree per table (the per-table form of
+//! [`super::migrate`]), whatever the layout on disk, so backups of earlier
+//! versions restore too.
 //!
 //! The etcd backend writes and reads the same format (see
 //! `super::etcd::export` and `import`): its keys are mapped to the sled
@@ -89,16 +92,8 @@ pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary, Error> {
         return Err(setting("--data-dir", format!("{} holds no convgroups database", data_dir.display())));
     }
     let db = open_db(data_dir)?;
-    let mut contents = Contents { secret: fs::read(data_dir.join(SECRET_FILE_NAME)).ok(), ..Default::default() };
-    for name in db.tree_names() {
-        let tree = db.open_tree(&name)?;
-        let mut entries = Vec::new();
-        for entry in tree.iter() {
-            let (key, value) = entry?;
-            entries.push((key.to_vec(), value.to_vec()));
-        }
-        contents.trees.push((name.to_vec(), entries));
-    }
+    let trees = super::migrate::export(&db)?;
+    let contents = Contents { secret: fs::read(data_dir.join(SECRET_FILE_NAME)).ok(), trees };
     write(out, &contents)
 }
 
@@ -208,17 +203,32 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
     fs::create_dir_all(data_dir)
         .map_err(|e| setting("--data-dir", format!("cannot create {}: {e}", data_dir.display())))?;
     let db = open_db(data_dir)?;
+    let kv = db.open_tree(super::keys::SLED_TREE)?;
+    let mut import = super::migrate::Import::new(&kv);
     let mut summary = BackupSummary::default();
-    for (name, entries) in trees {
-        let tree = db.open_tree(&name)?;
-        let mut batch = sled::Batch::default();
+    for (name, mut entries) in trees {
         summary.trees += 1;
         summary.entries += entries.len();
-        for (key, value) in entries {
-            batch.insert(key, value);
+        if name == super::migrate::SLED_DEFAULT_TREE && entries.is_empty() {
+            // sled's own tree, in backups of the per-table layout.
+            continue;
         }
-        tree.apply_batch(batch)?;
+        let table = super::migrate::table_of(&name).map_err(|_| {
+            setting("--in", format!("{}: unknown tree {:?}", input.display(), String::from_utf8_lossy(&name)))
+        })?;
+        if table == super::state::T::Events {
+            // A user's links are made in revision order.
+            entries.sort();
+        }
+        for (key, value) in entries {
+            import.entry(table, &key, &value)?;
+        }
     }
+    import.finish()?;
+    kv.insert(
+        super::keys::sled_key(super::state::T::Meta, super::keys::META_FORMAT),
+        &super::keys::FORMAT.to_be_bytes(),
+    )?;
     db.flush()?;
     if let Some(secret) = secret {
         write_secret(data_dir, &secret)?;

@@ -44,6 +44,10 @@ pub struct UserRecord {
     /// Sum of unread counts over all conversations that receive.
     #[prost(uint64, tag = "5")]
     pub total_unread: u64,
+    /// sled only: the `seq` of the user's newest event batch (how many it
+    /// has had), so trimming finds a user's newest N with one read.
+    #[prost(uint64, tag = "6")]
+    pub events: u64,
 }
 
 impl UserRecord {
@@ -146,6 +150,26 @@ impl ConversationRecord {
         }
     }
 
+    /// The data, moved out of the record (a listing builds each answer from
+    /// its decoded record without copying it again); with the group ids.
+    pub fn into_data(self) -> (ConversationData, Vec<u32>) {
+        let data = ConversationData {
+            registered: self.registered,
+            show_name: self.show_name,
+            face_url: self.face_url,
+            unread_count: self.unread_count,
+            is_pinned: self.is_pinned,
+            order_key: self.order_key,
+            recv_opt: recv_opt_from_code(self.recv_opt),
+            mark_list: self.mark_list,
+            custom_data: self.custom_data,
+            has_group_at_info: self.has_group_at_info,
+            last_message: self.last_message.map(|m| LastMessage { sender: m.sender, text: m.text, time_ms: m.time_ms }),
+            update_time_ms: self.update_time_ms,
+        };
+        (data, self.group_ids)
+    }
+
     pub fn set_data(&mut self, data: &ConversationData) {
         self.registered = data.registered;
         self.show_name = data.show_name.clone();
@@ -211,6 +235,15 @@ pub struct BatchRecord {
     /// tells the replica that its attempt is the one that committed.
     #[prost(uint64, tag = "5")]
     pub nonce: u64,
+    /// On sled: the revision of the same user's batch before this one (0:
+    /// none). A user's log is walked back along it, so it needs no index of
+    /// its own. Unused on etcd, whose log keys carry it.
+    #[prost(uint64, tag = "6")]
+    pub previous: u64,
+    /// On sled: the batch's place in its user's log (1, 2, ...; see
+    /// [`UserRecord::events`]).
+    #[prost(uint64, tag = "7")]
+    pub seq: u64,
 }
 
 fn ids_to_strings(ids: &[ConversationId]) -> Vec<String> {
@@ -279,6 +312,8 @@ impl BatchRecord {
             group_names: batch.group_names.clone(),
             events,
             nonce: 0,
+            previous: 0,
+            seq: 0,
         }
     }
 

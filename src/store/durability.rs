@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 
 use super::embedded::{Inner, Trees};
 use super::keys;
+use super::state::T;
 use super::writer::Job;
 use crate::error::Error;
 
@@ -213,9 +214,11 @@ pub fn reopen(inner: &Inner) -> Result<u64, Error> {
     if let Ok(mut queue) = inner.unpublished.lock() {
         queue.retain(|batch| batch.revision <= revision);
     }
+    // Also keeps the revision, so revisions never go back even if the disk
+    // lost the newest events (the revision is otherwise derived from them).
     let checked = trees
-        .meta
-        .insert(keys::META_REVISION, &revision.to_be_bytes())
+        .kv
+        .insert(keys::sled_key(T::Meta, keys::META_REVISION), &revision.to_be_bytes())
         .map_err(Error::from)
         .and_then(|_| trees.make_durable());
     *slot = Some(trees);

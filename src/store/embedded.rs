@@ -2,8 +2,8 @@
 //!
 //! * Writes: one writer thread ([`super::writer`]) plans every mutation
 //!   ([`Plan`]) and applies the mutations waiting in its queue, each with
-//!   its event batch and revision, in one multi-tree sled transaction;
-//!   revisions follow commit order without a lock.
+//!   its event batch, in one sled batch on the one tree of the key layout
+//!   ([`super::keys`]); revisions follow commit order without a lock.
 //! * Durability (group commit): after its transaction a mutation waits until
 //!   a flush covers its revision. One background flusher runs one flush at a
 //!   time for everything committed so far, so concurrent mutations share a
@@ -20,14 +20,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
 use tokio::sync::{watch, Notify};
 
 use super::codec::{decode, UserRecord};
 use super::keys;
 use super::rules::Rule;
-use super::state::{StateRead, Visit, WriteSet, T, TABLE_COUNT};
+use super::state::{StateRead, Visit, WriteSet, T};
 use super::writer::{self, Job};
 use super::{durability, Durable, RevisionWatch};
 use crate::config::Limits;
@@ -41,32 +39,20 @@ impl From<sled::Error> for Error {
     }
 }
 
-/// The open database: the sled trees of the key layout.
+/// The open database: the one sled tree of the key layout (see
+/// [`super::keys`]).
 pub(crate) struct Trees {
     pub(super) db: sled::Db,
     /// sled's log file, fdatasynced after every flush (see `make_durable`).
     pub(super) log_file: std::fs::File,
-    pub(super) meta: sled::Tree,
-    pub(super) users: sled::Tree,
-    pub(super) convs: sled::Tree,
-    pub(super) members: sled::Tree,
-    pub(super) order: sled::Tree,
-    pub(super) events: sled::Tree,
-    pub(super) user_events: sled::Tree,
+    /// Every table, each key behind its table's tag ([`keys::sled_key`]).
+    pub(super) kv: sled::Tree,
 }
 
 impl Trees {
-    /// In the order of [`T`].
-    fn all(&self) -> [&sled::Tree; TABLE_COUNT] {
-        [&self.meta, &self.users, &self.convs, &self.members, &self.order, &self.events, &self.user_events]
-    }
-
-    pub(super) fn tree(&self, table: T) -> &sled::Tree {
-        self.all()[table as usize]
-    }
-
-    /// Opens (or creates) the database in `dir`; returns it with its last
-    /// committed revision.
+    /// Opens (or creates) the database in `dir`, converting a database of
+    /// the per-table layout first (see [`super::migrate`]); returns it with
+    /// its last committed revision.
     pub(super) fn open(dir: &Path) -> Result<(Self, u64), Error> {
         let db = open_when_unlocked(dir).map_err(|e| Error::InvalidSetting {
             setting: "--data-dir",
@@ -80,23 +66,27 @@ impl Trees {
                 format!("cannot open the database in {}: {e}", dir.display())
             },
         })?;
-        let tree = |name: &str| db.open_tree(name);
-        let trees = Trees {
-            meta: tree("meta")?,
-            users: tree("users")?,
-            convs: tree("convs")?,
-            members: tree("members")?,
-            order: tree("order")?,
-            events: tree("events")?,
-            user_events: tree("user_events")?,
-            log_file: durable_files(dir)?,
-            db,
-        };
-        let revision = match trees.meta.get(keys::META_REVISION)? {
-            Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("meta revision"))?,
+        let trees = Trees { kv: db.open_tree(keys::SLED_TREE)?, log_file: durable_files(dir)?, db };
+        super::migrate::upgrade(&trees, dir)?;
+        let revision = trees.last_revision()?;
+        Ok((trees, revision))
+    }
+
+    /// The last committed revision, derived rather than stored with every
+    /// mutation: the newest event's, unless trimming or a reopen left a
+    /// higher one in meta (the global floor, `meta/revision`).
+    fn last_revision(&self) -> Result<u64, Error> {
+        let newest_event = match self.kv.scan_prefix([keys::sled_tag(T::Events)]).next_back().transpose()? {
+            Some((key, _)) => keys::decode_u64(&key[1..]).ok_or_else(|| super::codec::corrupt("event key"))?,
             None => 0,
         };
-        Ok((trees, revision))
+        let meta = |key: &[u8]| -> Result<u64, Error> {
+            match self.kv.get(keys::sled_key(T::Meta, key))? {
+                Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("meta value")),
+                None => Ok(0),
+            }
+        };
+        Ok(newest_event.max(meta(super::log::GLOBAL_FLOOR)?).max(meta(keys::META_REVISION)?))
     }
 
     /// Flushes sled, then fdatasyncs its log file: on Linux sled's flush
@@ -368,42 +358,48 @@ fn durable_files(dir: &Path) -> Result<std::fs::File, Error> {
     std::fs::File::open(dir.join("db").join("db")).map_err(storage)
 }
 
-/// Applies a write set in one sled transaction across every tree.
+/// Applies a write set as one sled batch on the one tree: atomic (sled
+/// recovers all of a batch or none of it), and cheaper than a transaction
+/// across trees. sled applies a batch in key order, so a reader that sees a
+/// user's new record (tag `u`) also sees its event batch (tag `e`).
 pub(super) fn apply(trees: &Trees, writes: &WriteSet) -> Result<(), Error> {
-    let all = trees.all();
-    let result: Result<(), TransactionError<()>> = all[..].transaction(|views| {
-        for (view, ops) in views.iter().zip(writes.ops.iter()) {
-            for (key, value) in ops {
-                match value {
-                    Some(value) => view.insert(key.as_slice(), value.as_slice())?,
-                    None => view.remove(key.as_slice())?,
-                };
-            }
+    let mut batch = sled::Batch::default();
+    for (table, key, value) in writes.iter() {
+        let key = keys::sled_key(table, key);
+        match value {
+            Some(value) => batch.insert(key, value.as_slice()),
+            None => batch.remove(key),
         }
-        Ok::<(), ConflictableTransactionError<()>>(())
-    });
-    result.map_err(|e| match e {
-        TransactionError::Storage(e) => Error::from(e),
-        TransactionError::Abort(()) => Error::Internal("transaction aborted".into()),
-    })
+    }
+    Ok(trees.kv.apply_batch(batch)?)
 }
 
-/// Reads of committed state straight from the trees.
+/// Reads of committed state straight from the tree.
 pub(super) struct SledRead<'a>(pub &'a Trees);
 
 impl StateRead for SledRead<'_> {
     fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self.0.tree(table).get(key)?.map(|v| v.to_vec()))
+        Ok(self.0.kv.get(keys::sled_key(table, key))?.map(|v| v.to_vec()))
+    }
+
+    fn with_value(&self, table: T, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
+        // sled hands out its cached value: read it there, without a copy.
+        match self.0.kv.get(keys::sled_key(table, key))? {
+            Some(value) => read(key, &value),
+            None => Ok(false),
+        }
     }
 
     fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
+        let prefix = keys::sled_key(table, prefix);
         let start = match after {
-            Some(after) => std::ops::Bound::Excluded(after.to_vec()),
-            None => std::ops::Bound::Included(prefix.to_vec()),
+            Some(after) => std::ops::Bound::Excluded(keys::sled_key(table, after)),
+            None => std::ops::Bound::Included(prefix.clone()),
         };
-        for entry in self.0.tree(table).range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)) {
+        for entry in self.0.kv.range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded)) {
             let (key, value) = entry?;
-            if !key.starts_with(prefix) || !visit(&key, &value)? {
+            // The tag is the backend's: callers see the table's own keys.
+            if !key.starts_with(&prefix) || !visit(&key[1..], &value)? {
                 break;
             }
         }
@@ -458,10 +454,12 @@ impl StateRead for View<'_> {
 
 /// The user's record as `state` holds it (the default for a new user).
 pub(super) fn load_user(state: &dyn StateRead, user: &UserId) -> Result<UserRecord, Error> {
-    match state.get(T::Users, &keys::user_prefix(user))? {
-        Some(bytes) => decode(&bytes, "user record"),
-        None => Ok(UserRecord::default()),
-    }
+    let mut record = UserRecord::default();
+    state.with_value(T::Users, &keys::user_prefix(user), &mut |_, bytes| {
+        record = decode(bytes, "user record")?;
+        Ok(true)
+    })?;
+    Ok(record)
 }
 
 impl SledStore {

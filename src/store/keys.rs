@@ -3,19 +3,63 @@
 //! request of another user ever touches, and prefix scans stay within it.
 //! Integers are big-endian so byte order is numeric order.
 //!
-//! | tree          | key                                        | value             |
+//! The logical layout: the tables ([`super::state::T`]) that the shared code
+//! reads and writes, and the form of a backup (one tree per table):
+//!
+//! | table         | key                                        | value             |
 //! |---------------|--------------------------------------------|-------------------|
-//! | `meta`        | `revision`                                 | u64: last revision|
+//! | `meta`        | `revision`, `floor`, `floor/` ‖ user       | u64               |
 //! | `users`       | user                                       | UserRecord        |
 //! | `convs`       | user ‖ conversation id                     | ConversationRecord|
 //! | `members`     | user ‖ group id u32 ‖ conversation id      | (empty)           |
 //! | `order`       | user ‖ unpinned u8 ‖ !order_key u64 ‖ id   | (empty)           |
 //! | `events`      | revision u64                               | BatchRecord       |
 //! | `user_events` | user ‖ revision u64                        | (empty)           |
+//!
+//! On sled all of it lives in one tree ([`SLED_TREE`]), each key behind a
+//! one-byte tag of its table ([`sled_key`]), so a mutation is one
+//! `apply_batch` of the keys its meaning needs: the user record, the
+//! conversations it changes with their member and listing keys, and its
+//! event batch. Two tables are not stored there but derived: the last
+//! revision is the newest event's key (or the floors, or `meta/revision`,
+//! written only when a reopen or a migration sets it), and a user's events
+//! are found by walking back from the user record's revision along each
+//! batch's `previous` revision of the same user ([`super::codec::BatchRecord`]).
 
 use crate::domain::{ConversationId, ListPosition, UserId};
 
 pub const META_REVISION: &[u8] = b"revision";
+
+/// The one sled tree of the current layout.
+pub const SLED_TREE: &[u8] = b"store";
+/// Meta key of the sled layout's version, written when the tree is made.
+pub const META_FORMAT: &[u8] = b"format";
+/// The layout version this build writes: 2 is the one tree of tagged keys
+/// (1, never written as such, was one sled tree per table).
+pub const FORMAT: u64 = 2;
+
+/// The one-byte tag of a table in the sled tree. `user_events` has none: it
+/// is derived, never stored.
+pub fn sled_tag(table: super::state::T) -> u8 {
+    use super::state::T;
+    match table {
+        T::Meta => b'f',
+        T::Users => b'u',
+        T::Convs => b'c',
+        T::Members => b'm',
+        T::Order => b'o',
+        T::Events => b'e',
+        T::UserEvents => b'x',
+    }
+}
+
+/// The sled key of a table's key: its tag, then the key.
+pub fn sled_key(table: super::state::T, key: &[u8]) -> Vec<u8> {
+    let mut tagged = Vec::with_capacity(1 + key.len());
+    tagged.push(sled_tag(table));
+    tagged.extend_from_slice(key);
+    tagged
+}
 
 /// `[len][bytes]`: the length byte keeps `alice` from being a prefix of
 /// `alicia`'s keys. User ids are at most 128 bytes, so one byte suffices.

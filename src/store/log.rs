@@ -8,17 +8,18 @@
 //! a reader that finds an event missing always also finds a floor that
 //! explains it, and fails with REVISION_COMPACTED rather than skipping it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::codec::{decode, BatchRecord};
 use super::embedded::{load_user, SledRead, SledStore, Trees};
 use super::keys;
+use super::state::T;
 use super::{Compaction, Scope, Snapshot};
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
 
 /// Meta key of the global floor: every trimmed revision is <= it.
-const GLOBAL_FLOOR: &[u8] = b"floor";
+pub(super) const GLOBAL_FLOOR: &[u8] = b"floor";
 
 fn user_floor_key(user: &UserId) -> Vec<u8> {
     let mut key = b"floor/".to_vec();
@@ -26,8 +27,8 @@ fn user_floor_key(user: &UserId) -> Vec<u8> {
     key
 }
 
-fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, Error> {
-    match tree.get(key)? {
+fn read_u64(trees: &Trees, key: &[u8]) -> Result<u64, Error> {
+    match trees.kv.get(keys::sled_key(T::Meta, key))? {
         Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("floor")),
         None => Ok(0),
     }
@@ -35,16 +36,51 @@ fn read_u64(tree: &sled::Tree, key: &[u8]) -> Result<u64, Error> {
 
 fn floor(trees: &Trees, scope: &Scope) -> Result<u64, Error> {
     match scope {
-        Scope::User(user) => read_u64(&trees.meta, &user_floor_key(user)),
-        Scope::AllUsers => read_u64(&trees.meta, GLOBAL_FLOOR),
+        Scope::User(user) => read_u64(trees, &user_floor_key(user)),
+        Scope::AllUsers => read_u64(trees, GLOBAL_FLOOR),
     }
 }
 
-fn read_batch(trees: &Trees, revision: u64) -> Result<Option<EventBatch>, Error> {
-    match trees.events.get(keys::event_key(revision))? {
-        Some(bytes) => Ok(Some(decode::<BatchRecord>(&bytes, "event batch")?.into_batch(revision)?)),
+fn event_key(revision: u64) -> Vec<u8> {
+    keys::sled_key(T::Events, &keys::event_key(revision))
+}
+
+fn read_record(trees: &Trees, revision: u64) -> Result<Option<BatchRecord>, Error> {
+    match trees.kv.get(event_key(revision))? {
+        Some(bytes) => Ok(Some(decode::<BatchRecord>(&bytes, "event batch")?)),
         None => Ok(None),
     }
+}
+
+/// The batch a user's log goes back to from `record` at `revision` (None:
+/// the first). Checked to go back, so damaged data cannot loop.
+fn previous(revision: u64, record: &BatchRecord) -> Result<Option<u64>, Error> {
+    match record.previous {
+        0 => Ok(None),
+        p if p < revision => Ok(Some(p)),
+        _ => Err(super::codec::corrupt(&format!("event {revision}: previous revision {}", record.previous))),
+    }
+}
+
+/// The first `limit` of a user's batches with revision in `from..=through`,
+/// oldest first: walked back from the user record's revision along each
+/// batch's `previous` link, until `from` or a trimmed batch (the floor
+/// check of the caller reports a trimmed one it needed). The walk reads the
+/// user's batches from `from` to the newest, and keeps the oldest `limit`.
+fn user_log(trees: &Trees, user: &UserId, from: u64, through: u64, limit: usize) -> Result<Vec<EventBatch>, Error> {
+    let mut kept: VecDeque<(u64, BatchRecord)> = VecDeque::new();
+    let mut next = Some(load_user(&SledRead(trees), user)?.revision).filter(|r| *r > 0);
+    while let Some(revision) = next.filter(|r| *r >= from) {
+        let Some(record) = read_record(trees, revision)? else { break };
+        next = previous(revision, &record)?;
+        if revision <= through {
+            kept.push_back((revision, record));
+            if kept.len() > limit {
+                kept.pop_front();
+            }
+        }
+    }
+    kept.into_iter().rev().map(|(revision, record)| record.into_batch(revision)).collect()
 }
 
 impl SledStore {
@@ -72,9 +108,9 @@ impl SledStore {
             }
             match &scope {
                 Scope::AllUsers => {
-                    for entry in trees.events.range(keys::event_key(from)..=keys::event_key(through)) {
+                    for entry in trees.kv.range(event_key(from)..=event_key(through)) {
                         let (key, value) = entry?;
-                        let revision = keys::decode_u64(&key).ok_or_else(|| super::codec::corrupt("event key"))?;
+                        let revision = keys::decode_u64(&key[1..]).ok_or_else(|| super::codec::corrupt("event key"))?;
                         batches.push(decode::<BatchRecord>(&value, "event batch")?.into_batch(revision)?);
                         if batches.len() == limit {
                             break;
@@ -82,22 +118,7 @@ impl SledStore {
                     }
                 }
                 Scope::User(user) => {
-                    let start = keys::user_event_key(user, from);
-                    let end = keys::user_event_key(user, through);
-                    let prefix_len = keys::user_prefix(user).len();
-                    for entry in trees.user_events.range(start..=end) {
-                        let (key, _) = entry?;
-                        let revision = keys::decode_u64(&key[prefix_len..])
-                            .ok_or_else(|| super::codec::corrupt("user event key"))?;
-                        // Missing: trimmed since the index entry was read;
-                        // the floor check below reports it.
-                        if let Some(batch) = read_batch(&trees, revision)? {
-                            batches.push(batch);
-                        }
-                        if batches.len() == limit {
-                            break;
-                        }
-                    }
+                    batches = user_log(&trees, user, from, through, limit)?;
                 }
             }
             let floor = floor(&trees, &scope)?;
@@ -138,12 +159,12 @@ impl SledStore {
             let trees = inner.trees()?;
             let cutoff = now_ms().saturating_sub(retain_for_ms);
             let durable = inner.durable.borrow().revision;
-            // Per user: the revision of its Nth newest event (None: fewer).
-            let mut keep_from: HashMap<Vec<u8>, Option<u64>> = HashMap::new();
+            // Per user: the `seq` of its newest event (its record's count).
+            let mut newest_seq: HashMap<String, u64> = HashMap::new();
             let mut doomed: Vec<(u64, UserId)> = Vec::new();
-            for entry in trees.events.iter() {
+            for entry in trees.kv.scan_prefix([keys::sled_tag(T::Events)]) {
                 let (key, value) = entry?;
-                let revision = keys::decode_u64(&key).ok_or_else(|| super::codec::corrupt("event key"))?;
+                let revision = keys::decode_u64(&key[1..]).ok_or_else(|| super::codec::corrupt("event key"))?;
                 let record: BatchRecord = decode(&value, "event batch")?;
                 if record.time_ms >= cutoff || revision > durable {
                     // The log is in commit order, so later events are younger.
@@ -151,54 +172,42 @@ impl SledStore {
                 }
                 let user =
                     UserId::parse(&record.user).map_err(|e| super::codec::corrupt(&format!("event user {e}")))?;
-                let prefix = keys::user_prefix(&user);
-                let threshold = match keep_from.get(&prefix) {
-                    Some(t) => *t,
+                let newest = match newest_seq.get(&record.user) {
+                    Some(newest) => *newest,
                     None => {
-                        let nth = if retain_events_per_user == 0 {
-                            Some(u64::MAX)
-                        } else {
-                            trees
-                                .user_events
-                                .scan_prefix(&prefix)
-                                .rev()
-                                .nth(retain_events_per_user as usize - 1)
-                                .transpose()?
-                                .and_then(|(k, _)| keys::decode_u64(&k[prefix.len()..]))
-                        };
-                        keep_from.insert(prefix.clone(), nth);
-                        nth
+                        let newest = load_user(&SledRead(&trees), &user)?.events;
+                        newest_seq.insert(record.user.clone(), newest);
+                        newest
                     }
                 };
-                if threshold.is_some_and(|keep| revision < keep) {
+                // Kept while among the user's newest `retain_events_per_user`.
+                if newest.saturating_sub(record.seq) >= retain_events_per_user {
                     doomed.push((revision, user));
                 }
             }
             if doomed.is_empty() {
                 return Ok(Compaction::default());
             }
-            // Floors first (see the module docs), then the deletions.
+            // Floors first (see the module docs), then the deletions: two
+            // batches, in this order.
             let mut floors = sled::Batch::default();
             let mut user_floors: HashMap<Vec<u8>, u64> = HashMap::new();
             for (revision, user) in &doomed {
                 user_floors.insert(user_floor_key(user), *revision);
             }
             for (key, revision) in &user_floors {
-                floors.insert(key.as_slice(), &revision.to_be_bytes());
+                floors.insert(keys::sled_key(T::Meta, key), &revision.to_be_bytes());
             }
             let global = doomed.iter().map(|(r, _)| *r).max().unwrap_or(0);
-            floors.insert(GLOBAL_FLOOR, &global.to_be_bytes());
+            floors.insert(keys::sled_key(T::Meta, GLOBAL_FLOOR), &global.to_be_bytes());
             let mut events = sled::Batch::default();
-            let mut user_events = sled::Batch::default();
-            for (revision, user) in &doomed {
-                events.remove(&keys::event_key(*revision));
-                user_events.remove(keys::user_event_key(user, *revision));
+            for (revision, _) in &doomed {
+                events.remove(event_key(*revision));
             }
             let written = trees
-                .meta
+                .kv
                 .apply_batch(floors)
-                .and_then(|()| trees.events.apply_batch(events))
-                .and_then(|()| trees.user_events.apply_batch(user_events))
+                .and_then(|()| trees.kv.apply_batch(events))
                 .and_then(|()| trees.db.flush().map(|_| ()));
             if let Err(e) = written {
                 // The same failure a mutation's flush would hit: recover.

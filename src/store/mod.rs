@@ -24,6 +24,7 @@ mod embedded;
 pub mod etcd;
 mod keys;
 mod log;
+mod migrate;
 mod plan;
 mod query;
 mod rules;

@@ -1,7 +1,7 @@
 //! A mutation in the making, on either backend. A mutation reads the
 //! current state through a [`StateRead`], changes copies of it here, and
 //! the plan becomes a [`Planned`]: the writes and events that the backend
-//! then commits atomically at its next revision (sled: one transaction;
+//! then commits atomically at its next revision (sled: one batch;
 //! etcd: one transaction guarded by the user's record).
 //!
 //! Every change of a conversation goes through [`Plan::modify_conv`], which
@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use super::codec::{BatchRecord, ConversationRecord, UserRecord};
+use super::codec::{ConversationRecord, UserRecord};
 use super::keys;
 use super::state::{StateRead, WriteSet, T};
 
@@ -182,11 +182,6 @@ impl Planned {
             events: self.events,
         };
         (self.writes, prost::Message::encode_to_vec(&self.user), batch)
-    }
-
-    /// The stored form of an event batch.
-    pub fn encode_batch(batch: &EventBatch) -> Vec<u8> {
-        prost::Message::encode_to_vec(&BatchRecord::from_batch(batch))
     }
 }
 

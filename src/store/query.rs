@@ -4,12 +4,12 @@
 
 use super::codec::{decode, ConversationRecord, UserRecord};
 use super::keys;
-use super::plan::position;
 use super::rules::group_view;
 use super::state::{StateRead, T};
 use super::Snapshot;
 use crate::domain::{
-    ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupList, ListPosition, UserId,
+    ConversationData, ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupList, ListPosition,
+    UserId,
 };
 use crate::error::Error;
 
@@ -24,15 +24,21 @@ pub(super) fn members(state: &dyn StateRead, user: &UserId, group_id: u32) -> Re
     Ok(ids)
 }
 
+/// Decodes a stored conversation where the backend holds it (no copy of the
+/// stored bytes first).
 fn load_conv(state: &dyn StateRead, user: &UserId, id: &ConversationId) -> Result<Option<ConversationRecord>, Error> {
-    match state.get(T::Convs, &keys::conv_key(user, id))? {
-        Some(bytes) => Ok(Some(decode(&bytes, "conversation record")?)),
-        None => Ok(None),
-    }
+    let mut record = None;
+    state.with_value(T::Convs, &keys::conv_key(user, id), &mut |_, bytes| {
+        record = Some(decode(bytes, "conversation record")?);
+        Ok(true)
+    })?;
+    Ok(record)
 }
 
-fn view(user: &UserRecord, id: ConversationId, record: &ConversationRecord) -> ConversationView {
-    ConversationView { group_names: user.names_of(&record.group_ids), data: record.data(), id }
+/// A listed conversation: its data (moved out of the decoded record, no
+/// second copy) with the names of its groups.
+fn view(user: &UserRecord, id: ConversationId, data: ConversationData, group_ids: &[u32]) -> ConversationView {
+    ConversationView { group_names: user.names_of(group_ids), data, id }
 }
 
 /// The group a filter names, as (id), or None for "no group filter" and
@@ -49,7 +55,8 @@ fn filter_group(user: &UserRecord, filter: &ConversationFilter) -> Result<Option
 }
 
 /// Walks the conversations a filter selects, in listing order, starting
-/// after `after`, and hands each match to `visit` until it returns false.
+/// after `after`, and hands each match (its data and group ids, decoded
+/// once) to `visit` until it returns false.
 ///
 /// With explicit ids or a group, the candidates are few (bounded by the
 /// request or the group size) and are sorted in memory; otherwise the
@@ -60,7 +67,7 @@ fn walk(
     user: &UserRecord,
     filter: &ConversationFilter,
     after: Option<&ListPosition>,
-    mut visit: impl FnMut(ConversationId, ConversationRecord) -> bool,
+    mut visit: impl FnMut(ConversationId, ConversationData, Vec<u32>) -> bool,
 ) -> Result<(), Error> {
     let group = filter_group(user, filter)?;
     let candidates: Option<Vec<ConversationId>> = if !filter.conversation_ids.is_empty() {
@@ -70,29 +77,30 @@ fn walk(
     } else {
         None
     };
-    let accepts = |id: &ConversationId, record: &ConversationRecord| {
+    let accepts = |id: &ConversationId, data: &ConversationData, group_ids: &[u32]| {
         let in_group = match group {
-            Some(Some(group_id)) => record.group_ids.contains(&group_id),
+            Some(Some(group_id)) => group_ids.contains(&group_id),
             _ => true,
         };
-        in_group && filter.matches(id, &record.data(), !record.group_ids.is_empty())
+        in_group && filter.matches(id, data, !group_ids.is_empty())
     };
 
     if let Some(ids) = candidates {
         let mut found = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(record) = load_conv(state, user_id, &id)? {
-                if accepts(&id, &record) {
-                    found.push((ListPosition::of(&id, &record.data()), id, record));
+                let (data, group_ids) = record.into_data();
+                if accepts(&id, &data, &group_ids) {
+                    found.push((ListPosition::of(&id, &data), id, data, group_ids));
                 }
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
-        for (position, id, record) in found {
+        for (position, id, data, group_ids) in found {
             if after.is_some_and(|after| position <= *after) {
                 continue;
             }
-            if !visit(id, record) {
+            if !visit(id, data, group_ids) {
                 break;
             }
         }
@@ -105,15 +113,17 @@ fn walk(
         let Some(indexed) = keys::order_position(prefix.len(), key) else {
             return Err(super::codec::corrupt("order key"));
         };
-        let id = ConversationId::from_canonical(indexed.id.clone());
-        // The index and the records are written in one transaction, but a
-        // sled read is not one: a record changed since the index entry was
-        // read is skipped here and appears at its new position.
+        let (unpinned, inverted_order_key) = (indexed.unpinned, indexed.inverted_order_key);
+        let id = ConversationId::from_canonical(indexed.id);
         let Some(record) = load_conv(state, user_id, &id)? else { return Ok(true) };
-        if position(&id, &record) != indexed {
+        // The index and the records are written in one batch, but a sled
+        // read is not one: a record changed since the index entry was read
+        // is skipped here and appears at its new position.
+        if u8::from(!record.is_pinned) != unpinned || u64::MAX - record.order_key != inverted_order_key {
             return Ok(true);
         }
-        Ok(!accepts(&id, &record) || visit(id, record))
+        let (data, group_ids) = record.into_data();
+        Ok(!accepts(&id, &data, &group_ids) || visit(id, data, group_ids))
     })
 }
 
@@ -133,12 +143,12 @@ pub(super) fn list_page(
 ) -> Result<ConversationPage, Error> {
     let mut page = Vec::with_capacity(page_size.min(1024));
     let mut more = false;
-    walk(state, user_id, user, filter, after, |id, record| {
+    walk(state, user_id, user, filter, after, |id, data, group_ids| {
         if page.len() == page_size {
             more = true;
             return false;
         }
-        page.push(view(user, id, &record));
+        page.push(view(user, id, data, &group_ids));
         true
     })?;
     let next_after = if more { page.last().map(|v| ListPosition::of(&v.id, &v.data)) } else { None };
@@ -165,8 +175,10 @@ pub(super) fn unread_count(
         }
     }
     let mut total = 0u64;
-    walk(state, user_id, user, filter, None, |_, record| {
-        total += record.counted_unread();
+    walk(state, user_id, user, filter, None, |_, data, _| {
+        if data.recv_opt == crate::domain::RecvOpt::Receive {
+            total += u64::from(data.unread_count);
+        }
         true
     })?;
     Ok((total, user.revision))

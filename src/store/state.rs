@@ -79,6 +79,16 @@ pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool, Error> + 'v;
 pub trait StateRead {
     fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
 
+    /// Hands `key` and its value to `read`, if there is one, without copying
+    /// the value where the backend can (a listing decodes each record where
+    /// it lies). Returns what `read` returned, or false when absent.
+    fn with_value(&self, table: T, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
+        match self.get(table, key)? {
+            Some(value) => read(key, &value),
+            None => Ok(false),
+        }
+    }
+
     /// Entries whose key starts with `prefix` and is greater than `after`
     /// (when given), in key order, until `visit` returns false.
     fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error>;

@@ -2,8 +2,8 @@
 //!
 //! It takes every job waiting in its queue (up to [`MAX_BATCH`]), plans each
 //! mutation in turn against the stored state plus the writes of the
-//! mutations planned before it in the batch, and applies the whole batch in
-//! one sled transaction. Each mutation keeps its own revision and event
+//! mutations planned before it in the batch, and applies the whole batch as
+//! one sled batch. Each mutation keeps its own revision and event
 //! batch; they are only stored together, so under load one transaction (and
 //! later one flush) serves many mutations. A batch is all or nothing, and no
 //! caller is answered before it is applied — and, in `Store::mutate`, before
@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 
+use super::codec::BatchRecord;
 use super::embedded::{apply, load_user, Inner, Open, View};
 use super::keys;
 use super::plan::Plan;
@@ -24,7 +25,7 @@ use crate::config::Limits;
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
 
-/// Mutations taken into one transaction at most. Bounds the latency a large
+/// Mutations taken into one sled batch at most. Bounds the latency a large
 /// batch adds to its first member, and the memory of the pending writes.
 pub const MAX_BATCH: usize = 256;
 
@@ -73,15 +74,22 @@ impl Batch<'_> {
         let unchanged = plan.user.revision;
         match plan.finish() {
             None => Ok((answer, unchanged)),
-            Some(planned) => {
+            Some(mut planned) => {
                 let revision = self.last + 1;
+                // The user's batch before this one: the link a user's log is
+                // walked back along (see `keys`).
+                let previous = planned.user.revision;
+                planned.user.events += 1;
+                let seq = planned.user.events;
                 let (mut writes, user_record, batch) = planned.at(revision, now_ms());
-                // What only this backend stores: the revision in the user
-                // record and in meta, and the event log keyed by revision.
+                // What only this backend stores: the user record with its
+                // revision, and the event batch keyed by revision. The last
+                // revision and the per-user index are derived from these.
                 writes.put(T::Users, keys::user_prefix(user), user_record);
-                writes.put(T::Events, keys::event_key(revision).to_vec(), super::plan::Planned::encode_batch(&batch));
-                writes.put(T::UserEvents, keys::user_event_key(user, revision), Vec::new());
-                writes.put(T::Meta, keys::META_REVISION.to_vec(), revision.to_be_bytes().to_vec());
+                let mut stored = BatchRecord::from_batch(&batch);
+                stored.previous = previous;
+                stored.seq = seq;
+                writes.put(T::Events, keys::event_key(revision).to_vec(), prost::Message::encode_to_vec(&stored));
                 self.last = revision;
                 self.pending.merge(writes);
                 self.batches.push(batch);
