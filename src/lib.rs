@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! * [`pb`]: generated protobuf messages and gRPC stubs, descriptor set;
-//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT).
+//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT);
+//!   [`wire`]: responses encoded once and shared (watch batches, group lists).
 //! * [`config`]: settings of `convgroups serve`, every limit with its default.
 //! * [`domain`]: validated ids and names, the data model, per-item outcomes
 //!   and events; no protobuf, no storage.
@@ -34,3 +35,4 @@ pub mod service;
 pub mod settings_file;
 pub mod store;
 pub mod version;
+pub mod wire;
