@@ -74,6 +74,9 @@ enum Command {
     Cluster,
     /// Only the fan-out phases and their targets.
     Fanout,
+    /// Only the read phases (GetConversationGroupList against the empty
+    /// tonic call, c=1 and c=64) and the read targets.
+    Read,
     /// One load phase against a running convgroups server (for profiling:
     /// run it while `perf record -p <server pid>` watches).
     Load {
@@ -186,6 +189,38 @@ fn main() {
                 let fans = fanout_phases(&env, &args, Duration::from_secs(args.seconds), &mut report).await;
                 let _ = writeln!(report, "\n| target | value | bound | |\n|---|---|---|---|");
                 fanout_targets(&mut report, &args, &fans);
+                report
+            });
+            finish(&args, &report);
+            return;
+        }
+        Some(Command::Read) => {
+            let report = runtime.block_on(async {
+                let env = environment(&args);
+                let mut report = String::from("## convgroups benchmark: read phases\n");
+                let (cg, token) = env.convgroups("read");
+                let empty = env.anchor("read");
+                let cg_pool = Pool::new(cg.addr, 8, Some(&token)).await;
+                let empty_pool = Pool::new(empty.addr, 8, None).await;
+                setup_reader(&cg_pool).await;
+                let _ = writeln!(
+                    report,
+                    "\n| call | calls/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/call | server peak RSS MiB | errors |"
+                );
+                let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
+                let secs = Duration::from_secs(args.seconds);
+                let mut last = None;
+                for c in [1usize, 64] {
+                    let read = read_phase(&cg_pool, cg.pid(), c, secs, Some("reader")).await;
+                    let what = format!("convgroups GetConversationGroupList (20 groups), c={c}");
+                    load_row(&mut report, &what, &read, stats::peak_rss(cg.pid()));
+                    let echo = read_phase(&empty_pool, empty.pid(), c, secs, None).await;
+                    load_row(&mut report, &format!("empty tonic unary, c={c}"), &echo, stats::peak_rss(empty.pid()));
+                    last = Some((read, echo));
+                }
+                let (read64, echo64) = last.expect("the c=64 phase ran");
+                let _ = writeln!(report, "\n| target | value | bound | |\n|---|---|---|---|");
+                read_targets(&mut report, &read64, &echo64);
                 report
             });
             finish(&args, &report);
@@ -346,14 +381,7 @@ async fn run(args: &Args) -> String {
     let _ = writeln!(report, "| target | value | bound | |");
     let _ = writeln!(report, "|---|---|---|---|");
     let (_, read64, echo64, _) = &reads[1];
-    target(&mut report, "read c=64: calls/s ÷ empty tonic", read64.calls_per_sec() / echo64.calls_per_sec(), 0.7, true);
-    target(
-        &mut report,
-        "read c=64: server CPU/call ÷ empty tonic",
-        read64.cpu_us_per_call() / echo64.cpu_us_per_call(),
-        1.5,
-        false,
-    );
+    read_targets(&mut report, read64, echo64);
     let (_, add64, put64) = &writes[1];
     target(
         &mut report,
@@ -370,6 +398,18 @@ async fn run(args: &Args) -> String {
     fanout_targets(&mut report, args, &fans);
     cluster::run(&env, secs, &mut report).await;
     report
+}
+
+/// The read lines of the targets table.
+fn read_targets(report: &mut String, read64: &Measured, echo64: &Measured) {
+    target(report, "read c=64: calls/s ÷ empty tonic", read64.calls_per_sec() / echo64.calls_per_sec(), 0.7, true);
+    target(
+        report,
+        "read c=64: server CPU/call ÷ empty tonic",
+        read64.cpu_us_per_call() / echo64.cpu_us_per_call(),
+        1.5,
+        false,
+    );
 }
 
 /// The fan-out phases: fresh servers per shape, so peak RSS is the shape's.
