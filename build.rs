@@ -30,7 +30,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join("convgroups_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
     // Decode errors of our requests become INVALID_ARGUMENT with an ErrorInfo
     // (see src/codec.rs) instead of tonic-prost's bare INTERNAL.
-    tonic_prost_build::configure().codec_path("crate::codec::Codec").compile_fds(fds)?;
+    tonic_prost_build::configure().codec_path("crate::codec::Codec").compile_fds(fds.clone())?;
+    // The services the server runs, generated a second time (servers only)
+    // over the same messages, except that two responses are `crate::wire`
+    // types: a message or its encoding made once and shared (a batch sent to
+    // many watchers, a cached group list), and whose codec starts each
+    // response stream with a smaller buffer. The bytes on the wire are the
+    // proto's; only the server's side of the trait changes. The services
+    // above stay as plain as tonic makes them (the benchmark's empty server
+    // uses them).
+    let served = out_dir.join("served");
+    std::fs::create_dir_all(&served)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .out_dir(&served)
+        .extern_path(".convgroups.v1.WatchGroupEventsResponse", "crate::wire::WatchFrame")
+        .extern_path(".convgroups.v1.GetConversationGroupListResponse", "crate::wire::GroupListReply")
+        .extern_path(".convgroups.v1", "crate::pb")
+        .codec_path("crate::codec::ServedCodec")
+        .compile_fds(fds)?;
     // The etcd API subset the etcd backend calls: clients only, prost's own
     // codec, and kept out of the descriptor set that reflection serves.
     let etcd = protox::compile(["etcd.proto"], ["vendor/etcd"])?;

@@ -3,6 +3,9 @@
 //! MALFORMED_REQUEST) like every other error of ours, instead of tonic-prost's
 //! bare INTERNAL — the sender is at fault, and the message names the field.
 //! build.rs points the generated code here (`codec_path`).
+//!
+//! The services the server runs ([`crate::pb::service`]) use [`ServedCodec`]:
+//! the same, with a smaller first encode buffer per response stream.
 
 use tonic::codec::{BufferSettings, DecodeBuf, Decoder};
 use tonic::Status;
@@ -52,5 +55,45 @@ impl<U: prost::Message + Default> Decoder for MalformedIsInvalid<U> {
 
     fn buffer_settings(&self) -> BufferSettings {
         self.0.buffer_settings()
+    }
+}
+
+/// The first encode buffer of each response stream of [`ServedCodec`].
+/// tonic's default is 8 KiB, allocated when a stream starts and kept while
+/// it lives; our messages are mostly far smaller (a watch batch or bookmark:
+/// tens to hundreds of bytes; a group list of 20 groups: about 1 KiB), and
+/// a server with 10,000 open watch streams would hold 80 MB of buffers for
+/// them. A larger message grows the buffer as it is written.
+pub const FIRST_ENCODE_BUFFER: usize = 1024;
+/// tonic's default: encoded messages are handed to HTTP/2 at the latest
+/// once this much is buffered.
+const YIELD_THRESHOLD: usize = 32 * 1024;
+
+/// [`Codec`] with a [`FIRST_ENCODE_BUFFER`] per response stream.
+#[derive(Debug, Clone)]
+pub struct ServedCodec<T, U>(Codec<T, U>);
+
+impl<T, U> Default for ServedCodec<T, U> {
+    fn default() -> Self {
+        Self(Codec::default())
+    }
+}
+
+impl<T, U> tonic::codec::Codec for ServedCodec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = MalformedIsInvalid<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(BufferSettings::new(FIRST_ENCODE_BUFFER, YIELD_THRESHOLD))
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        self.0.decoder()
     }
 }

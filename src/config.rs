@@ -195,6 +195,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Unary calls in flight at once; more are refused at once with
 /// RESOURCE_EXHAUSTED / OVERLOADED instead of queueing.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+/// Users whose encoded GetConversationGroupList answer the server keeps.
+pub const DEFAULT_GROUP_LIST_CACHE_USERS: usize = 10_000;
 /// Deadline for one unary call on the server side.
 pub const DEFAULT_UNARY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -207,6 +209,10 @@ pub struct ServerSettings {
     /// Unary calls in flight; beyond it calls are shed with RESOURCE_EXHAUSTED.
     #[arg(long, env = "CONVGROUPS_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = positive_count)]
     pub max_in_flight: usize,
+    /// Users whose encoded GetConversationGroupList answer is kept in memory
+    /// and reused until their groups change (a few KB each); 0 turns it off.
+    #[arg(long, env = "CONVGROUPS_GROUP_LIST_CACHE_USERS", default_value_t = DEFAULT_GROUP_LIST_CACHE_USERS)]
+    pub group_list_cache_users: usize,
     /// Server-side deadline of a unary call (e.g. 30s).
     #[arg(long, env = "CONVGROUPS_UNARY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub unary_timeout: Duration,
@@ -246,6 +252,7 @@ impl Default for ServerSettings {
         Self {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            group_list_cache_users: DEFAULT_GROUP_LIST_CACHE_USERS,
             unary_timeout: DEFAULT_UNARY_TIMEOUT,
             tls_cert: None,
             tls_key: None,

@@ -6,13 +6,19 @@
 //! behind its ring learns so (`Lagged`) and catches up from the stored log
 //! instead of slowing anyone down.
 //!
+//! Each batch travels as a [`Delivery`]: the batch and its encodings, made
+//! once by the first watcher that needs each and shared by every other
+//! (see `crate::wire`), so a batch sent to N watchers is encoded once per
+//! filter shape, not N times.
+//!
 //! A [`Subscription`] counts against the watcher limits while it lives; when
 //! the last watcher of a user goes, so does that user's ring.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use prost::bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
 use crate::domain::{EventBatch, Scope, UserId};
@@ -24,14 +30,51 @@ pub const DEFAULT_USER_RING: usize = 256;
 /// Batches the all-users ring holds (every user's changes pass through it).
 pub const DEFAULT_ALL_USERS_RING: usize = 4096;
 
+/// A published batch with the encodings watchers made of it.
+pub struct Delivery {
+    pub batch: Arc<EventBatch>,
+    /// The whole batch as a watch message.
+    whole: OnceLock<Bytes>,
+    /// Parts of it (watchers with filters): the indexes of the events kept,
+    /// and their message. Few watchers filter, and few shapes per batch.
+    parts: Mutex<Vec<(Box<[u32]>, Bytes)>>,
+}
+
+impl Delivery {
+    fn new(batch: Arc<EventBatch>) -> Self {
+        Self { batch, whole: OnceLock::new(), parts: Mutex::new(Vec::new()) }
+    }
+
+    /// The whole batch's message: made by `encode` the first time, shared
+    /// afterwards.
+    pub fn whole(&self, encode: impl FnOnce(&EventBatch) -> Bytes) -> Bytes {
+        self.whole.get_or_init(|| encode(&self.batch)).clone()
+    }
+
+    /// The message of the events at `kept` (indexes into `batch.events`, in
+    /// order): made by `encode` the first time this selection is asked for.
+    pub fn part(&self, kept: &[u32], encode: impl FnOnce(&EventBatch, &[u32]) -> Bytes) -> Bytes {
+        let mut parts = self.parts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, bytes)) = parts.iter().find(|(k, _)| **k == *kept) {
+            return bytes.clone();
+        }
+        let bytes = encode(&self.batch, kept);
+        parts.push((kept.into(), bytes.clone()));
+        bytes
+    }
+}
+
 struct UserChannel {
-    tx: broadcast::Sender<Arc<EventBatch>>,
+    tx: broadcast::Sender<Arc<Delivery>>,
     watchers: usize,
 }
 
 struct Inner {
     users: Mutex<HashMap<UserId, UserChannel>>,
-    all: broadcast::Sender<Arc<EventBatch>>,
+    all: broadcast::Sender<Arc<Delivery>>,
+    /// The latest bookmark message made, shared by every stream that sends
+    /// one at that revision (idle streams all bookmark the same revision).
+    bookmark: Mutex<Option<(u64, Bytes)>>,
     /// Highest revision handed to the rings: every batch up to it is in a
     /// ring or already received. Bookmarks are based on it.
     published: AtomicU64,
@@ -65,6 +108,7 @@ impl Hub {
             inner: Arc::new(Inner {
                 users: Mutex::new(HashMap::new()),
                 all,
+                bookmark: Mutex::new(None),
                 published: AtomicU64::new(0),
                 watchers: AtomicUsize::new(0),
                 max_watchers,
@@ -79,13 +123,14 @@ impl Hub {
     /// users; never blocks.
     pub fn publish(&self, batch: Arc<EventBatch>) {
         let revision = batch.revision;
+        let delivery = Arc::new(Delivery::new(batch));
         if let Ok(users) = self.inner.users.lock() {
-            if let Some(channel) = users.get(&batch.user) {
+            if let Some(channel) = users.get(&delivery.batch.user) {
                 // A send fails only when nobody listens: nothing to do.
-                let _ = channel.tx.send(batch.clone());
+                let _ = channel.tx.send(delivery.clone());
             }
         }
-        let _ = self.inner.all.send(batch);
+        let _ = self.inner.all.send(delivery);
         self.inner.published.store(revision, Ordering::Release);
         crate::metrics::published(revision);
     }
@@ -144,6 +189,20 @@ impl Hub {
         Ok(Subscription { rx, feed, hub: self.inner.clone() })
     }
 
+    /// The bookmark message at `revision`: made by `encode` unless it is
+    /// the one made last.
+    pub fn bookmark(&self, revision: u64, encode: impl FnOnce(u64) -> Bytes) -> Bytes {
+        let mut last = self.inner.bookmark.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*last {
+            Some((at, bytes)) if *at == revision => bytes.clone(),
+            _ => {
+                let bytes = encode(revision);
+                *last = Some((revision, bytes.clone()));
+                bytes
+            }
+        }
+    }
+
     /// Open watch streams right now.
     pub fn watchers(&self) -> usize {
         self.inner.watchers.load(Ordering::Acquire)
@@ -170,7 +229,7 @@ impl Hub {
 
 /// A live feed; frees its place (and its user's ring, if last) on drop.
 pub struct Subscription {
-    pub rx: broadcast::Receiver<Arc<EventBatch>>,
+    pub rx: broadcast::Receiver<Arc<Delivery>>,
     feed: Scope,
     hub: Arc<Inner>,
 }
@@ -213,9 +272,9 @@ mod tests {
         let mut all = hub.subscribe(Scope::AllUsers).unwrap();
         hub.publish(batch(1, "bob"));
         hub.publish(batch(2, "alice"));
-        assert_eq!(alice.rx.try_recv().unwrap().revision, 2);
-        assert_eq!(all.rx.try_recv().unwrap().revision, 1);
-        assert_eq!(all.rx.try_recv().unwrap().revision, 2);
+        assert_eq!(alice.rx.try_recv().unwrap().batch.revision, 2);
+        assert_eq!(all.rx.try_recv().unwrap().batch.revision, 1);
+        assert_eq!(all.rx.try_recv().unwrap().batch.revision, 2);
         assert_eq!((hub.watchers(), hub.user_channels()), (2, 1));
         drop(alice);
         drop(all);
@@ -231,6 +290,38 @@ mod tests {
         assert!(matches!(hub.subscribe(user()), Err(Error::TooManyWatchers { .. })));
         let _c = hub.subscribe(Scope::AllUsers).unwrap();
         assert!(matches!(hub.subscribe(Scope::AllUsers), Err(Error::TooManyWatchers { .. })));
+    }
+
+    /// Every watcher of a batch gets the one encoding the first made; a
+    /// selection of events is encoded once per selection.
+    #[test]
+    fn a_delivery_is_encoded_once_per_shape() {
+        let hub = Hub::new(10, 10);
+        let mut a = hub.subscribe(Scope::AllUsers).unwrap();
+        let mut b = hub.subscribe(Scope::AllUsers).unwrap();
+        hub.publish(batch(1, "u"));
+        let (a, b) = (a.rx.try_recv().unwrap(), b.rx.try_recv().unwrap());
+        let encodings = AtomicUsize::new(0);
+        let encode = |_: &EventBatch| {
+            encodings.fetch_add(1, Ordering::Relaxed);
+            Bytes::from_static(b"whole")
+        };
+        assert_eq!(a.whole(encode), b.whole(encode));
+        let part = |_: &EventBatch, kept: &[u32]| {
+            encodings.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(format!("{kept:?}"))
+        };
+        assert_eq!(a.part(&[0, 2], part), b.part(&[0, 2], part));
+        assert_eq!(b.part(&[1], part), Bytes::from_static(b"[1]"));
+        assert_eq!(encodings.load(Ordering::Relaxed), 3);
+        let bookmarks = AtomicUsize::new(0);
+        let bookmark = |revision: u64| {
+            bookmarks.fetch_add(1, Ordering::Relaxed);
+            Bytes::from(revision.to_string())
+        };
+        assert_eq!(hub.bookmark(5, bookmark), hub.bookmark(5, bookmark));
+        assert_eq!(hub.bookmark(6, bookmark), Bytes::from_static(b"6"));
+        assert_eq!(bookmarks.load(Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //! * [`auth`]: JWT check in an interceptor, handing on a typed `Caller`.
 //! * [`service`]: the gRPC services: caller → convert → store → convert.
 //! * [`pb`]: generated protobuf messages and gRPC stubs, descriptor set;
-//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT).
+//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT);
+//!   [`wire`]: responses encoded once and shared (watch batches, group lists).
 //! * [`domain`]: validated ids and names, the data model, per-item outcomes
 //!   and events; no protobuf, no storage.
 //! * [`store`]: the only module that knows sled and etcd: key layout, codec,
@@ -47,3 +48,4 @@ pub mod signals;
 pub mod store;
 pub mod version;
 pub mod webhook;
+pub mod wire;

@@ -17,6 +17,7 @@
 //! | `convgroups_build_info` | gauge (always 1) | version, commit, build_date |
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -26,6 +27,11 @@ use crate::error::Error;
 /// Latency buckets (seconds): from a cached read (~50 µs) to a slow flush.
 const LATENCY_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
+/// Set once [`install`] succeeded. The per-call metrics build their labels
+/// (strings) before the facade sees them, which costs allocations even
+/// with no exporter: they check this first.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// Starts the Prometheus endpoint on `addr` (`GET /metrics`, or any path).
 /// Must run inside the tokio runtime. Only one per process.
@@ -40,6 +46,7 @@ pub fn install(addr: SocketAddr, revision: u64) -> Result<(), Error> {
         .and_then(|b| b.install())
         .map_err(|e| Error::InvalidSetting { setting: "--metrics-listen", message: format!("{addr}: {e}") })?;
     describe();
+    INSTALLED.store(true, Ordering::Release);
     metrics::gauge!("convgroups_watchers").set(0.0);
     metrics::gauge!("convgroups_watchers_catching_up").set(0.0);
     metrics::gauge!("convgroups_revision").set(revision as f64);
@@ -110,6 +117,9 @@ fn describe() {
 }
 
 pub fn rpc(method: &str, code: tonic::Code, elapsed: Duration) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
     let method = method.to_string();
     metrics::counter!("convgroups_rpc_requests_total", "method" => method.clone(), "code" => format!("{code:?}"))
         .increment(1);

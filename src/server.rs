@@ -26,8 +26,8 @@ use crate::config::{Config, ServerSettings};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::pb;
-use crate::pb::conversation_group_service_server::ConversationGroupServiceServer;
-use crate::pb::conversation_service_server::ConversationServiceServer;
+use crate::pb::service::conversation_group_service_server::ConversationGroupServiceServer;
+use crate::pb::service::conversation_service_server::ConversationServiceServer;
 use crate::pb::webhook_service_server::WebhookServiceServer;
 use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl, Gate, RpcMethod};
 use crate::store::{RevisionWatch, Store};
@@ -205,6 +205,7 @@ fn services(
             hub.clone(),
             calls.clone(),
             config.watch.bookmark_interval,
+            server.group_list_cache_users,
         ))
         .max_decoding_message_size(server.max_request_bytes),
         gate.clone(),

@@ -2,6 +2,7 @@
 //! boundary; code that holds one of these knows it is well-formed.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Longest user id and conversation peer id, in bytes (contract §3, §4).
 pub const MAX_ID_BYTES: usize = 128;
@@ -25,13 +26,17 @@ fn check_id(raw: &str) -> Result<(), String> {
 }
 
 /// A user id: 1..=128 bytes of printable ASCII without spaces.
+///
+/// Shared, not owned: every call clones its caller's id several times
+/// (the verified-token cache, the caller, the log line, the store), and a
+/// clone is a reference count instead of an allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct UserId(String);
+pub struct UserId(Arc<str>);
 
 impl UserId {
     pub fn parse(raw: &str) -> Result<Self, String> {
         check_id(raw)?;
-        Ok(Self(raw.to_string()))
+        Ok(Self(Arc::from(raw)))
     }
 
     pub fn as_str(&self) -> &str {

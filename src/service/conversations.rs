@@ -6,7 +6,7 @@ use super::{convert, Calls};
 use crate::domain::{BatchResult, UserId};
 use crate::error::Error;
 use crate::pb;
-use crate::pb::conversation_service_server::ConversationService;
+use crate::pb::service::conversation_service_server::ConversationService;
 use crate::store::Store;
 
 #[derive(Clone, Debug)]

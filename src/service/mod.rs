@@ -8,6 +8,7 @@
 mod conversations;
 pub mod convert;
 mod groups;
+mod read_cache;
 mod watch;
 
 use std::future::Future;

@@ -6,11 +6,16 @@
 //! covered. A watcher that falls behind its live ring (`Lagged`) is neither
 //! dropped nor allowed to skip: it reads the missed revisions from the log
 //! and carries on. Writers never wait for any of this.
+//!
+//! Messages go to the stream already encoded: a live batch's message is
+//! made once and shared by every watcher that wants the same events of it
+//! (`hub::Delivery`), bookmarks once per revision (`Hub::bookmark`).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prost::bytes::Bytes;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -20,10 +25,11 @@ use crate::auth::Caller;
 use crate::config::Limits;
 use crate::domain::{EventBatch, EventKind, EventType};
 use crate::error::Error;
-use crate::hub::{Hub, Subscription};
+use crate::hub::{Delivery, Hub, Subscription};
 use crate::pb;
 use crate::pb::watch_group_events_response::Kind;
 use crate::store::{Scope, Store};
+use crate::wire::WatchFrame;
 
 /// Messages buffered between a stream's task and its HTTP/2 stream. Small:
 /// a client that does not read holds up only its own task, which then
@@ -34,7 +40,11 @@ const LOG_CHUNK: usize = 256;
 /// How long a stream may take to accept its final SHUTTING_DOWN status.
 const SHUTDOWN_SEND_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub type Item = Result<pb::WatchGroupEventsResponse, tonic::Status>;
+/// What a stream's task hands its HTTP/2 stream: an encoded
+/// `WatchGroupEventsResponse`, or the final status. Kept small (the status
+/// boxed), because every stream's channel holds a block of these from the
+/// start: at 10,000 streams an unboxed `Status` costs tens of megabytes.
+pub type Item = Result<Bytes, Box<tonic::Status>>;
 
 /// A validated watch request.
 #[derive(Debug, Clone)]
@@ -113,18 +123,60 @@ impl WatchSpec {
         self.group_names.is_empty() || groups.is_empty() || groups.iter().any(|g| self.group_names.contains(*g))
     }
 
-    /// The wire form of the part of `batch` this watcher asked for; None when
-    /// nothing is left.
-    fn filter(&self, batch: &EventBatch) -> Option<pb::EventBatch> {
+    /// Indexes of the events of `batch` this watcher asked for; None when
+    /// it takes them all.
+    fn kept(&self, batch: &EventBatch) -> Option<Vec<u32>> {
         if self.event_types.is_empty() && self.group_names.is_empty() {
-            return Some(convert::event_batch(batch));
-        }
-        let events: Vec<EventKind> = batch.events.iter().filter(|e| self.wants(e)).cloned().collect();
-        if events.is_empty() {
             return None;
         }
-        Some(convert::event_batch(&EventBatch { events, ..batch.clone() }))
+        let kept: Vec<u32> =
+            (0..batch.events.len() as u32).filter(|&i| self.wants(&batch.events[i as usize])).collect();
+        (kept.len() < batch.events.len()).then_some(kept)
     }
+
+    /// The message of the part of a live batch this watcher asked for,
+    /// shared with every watcher that asks for the same part; None when
+    /// nothing is left.
+    fn shared_message(&self, delivery: &Delivery) -> Option<Bytes> {
+        match self.kept(&delivery.batch) {
+            None => Some(delivery.whole(|batch| events_message(batch, None))),
+            Some(kept) if kept.is_empty() => None,
+            Some(kept) => Some(delivery.part(&kept, |batch, kept| events_message(batch, Some(kept)))),
+        }
+    }
+
+    /// The message of the part of a batch read from the log this watcher
+    /// asked for; None when nothing is left.
+    fn own_message(&self, batch: &EventBatch) -> Option<Bytes> {
+        match self.kept(batch) {
+            None => Some(events_message(batch, None)),
+            Some(kept) if kept.is_empty() => None,
+            Some(kept) => Some(events_message(batch, Some(&kept))),
+        }
+    }
+}
+
+/// The encoded `WatchGroupEventsResponse` of `batch`, or of the events at
+/// `kept` (indexes, in order) only.
+fn events_message(batch: &EventBatch, kept: Option<&[u32]>) -> Bytes {
+    let events = match kept {
+        None => convert::event_batch(batch),
+        Some(kept) => {
+            let events: Vec<EventKind> = kept.iter().map(|&i| batch.events[i as usize].clone()).collect();
+            convert::event_batch(&EventBatch {
+                revision: batch.revision,
+                user: batch.user.clone(),
+                time_ms: batch.time_ms,
+                group_names: batch.group_names.clone(),
+                events,
+            })
+        }
+    };
+    encode(Kind::Events(events))
+}
+
+fn encode(kind: Kind) -> Bytes {
+    WatchFrame::encode_once(&pb::WatchGroupEventsResponse { kind: Some(kind) })
 }
 
 /// A stream that may start: its subscription to the hub, and the
@@ -235,10 +287,11 @@ impl Watcher {
             Stop::Gone => {}
             Stop::Shutdown => {
                 let status = Error::ShuttingDown { resume_revision: self.progress + 1 }.into();
-                let _ = tokio::time::timeout(SHUTDOWN_SEND_TIMEOUT, self.tx.send(Err(status))).await;
+                let _ = tokio::time::timeout(SHUTDOWN_SEND_TIMEOUT, self.tx.send(Err(Box::new(status)))).await;
             }
             Stop::StorageLost => {
-                let _ = self.tx.send(Err(Error::StorageLost { resume_revision: self.progress + 1 }.into())).await;
+                let status = Error::StorageLost { resume_revision: self.progress + 1 }.into();
+                let _ = self.tx.send(Err(Box::new(status))).await;
             }
             Stop::Fail(error) => {
                 // A stream that storage failed under can be resumed: say
@@ -250,7 +303,7 @@ impl Watcher {
                     }
                     other => other,
                 };
-                let _ = self.tx.send(Err(error.into())).await;
+                let _ = self.tx.send(Err(Box::new(error.into()))).await;
             }
         }
     }
@@ -272,7 +325,7 @@ impl Watcher {
                     .into_iter()
                     .map(|(name, conversation_ids)| pb::SnapshotGroup { name, conversation_ids })
                     .collect();
-                self.send(Kind::Snapshot(pb::Snapshot { revision: snapshot.revision, groups })).await?;
+                self.send(encode(Kind::Snapshot(pb::Snapshot { revision: snapshot.revision, groups }))).await?;
                 self.progress = snapshot.revision;
             } else {
                 // Not this replica's feed revision: a mutation acknowledged
@@ -284,30 +337,46 @@ impl Watcher {
             self.progress = self.spec.start_revision - 1;
             self.catch_up().await?;
         }
-        self.send(Kind::Bookmark(pb::Bookmark { revision: self.progress })).await?;
+        self.send_bookmark().await?;
 
+        // The idle timer and the client-gone signal live across the loop:
+        // made afresh for every message, each would register with (and
+        // leave) the runtime's timer wheel or the channel's waiters once per
+        // delivery, which at thousands of streams is much of the work. The
+        // timer is moved only when it fires: `send` just moves the deadline.
+        let idle = tokio::time::sleep_until(self.idle_deadline);
+        tokio::pin!(idle);
+        let tx = self.tx.clone();
+        let gone = tx.closed();
+        tokio::pin!(gone);
         loop {
             tokio::select! {
                 received = self.subscription.rx.recv() => match received {
-                    Ok(batch) => self.deliver(&batch).await?,
+                    Ok(delivery) => self.deliver(&delivery).await?,
                     Err(RecvError::Lagged(_)) => self.catch_up().await?,
                     Err(RecvError::Closed) => return Ok(()),
                 },
-                _ = tokio::time::sleep_until(self.idle_deadline) => self.bookmark().await?,
-                _ = self.tx.closed() => return Err(Stop::Gone),
+                _ = &mut idle => {
+                    if Instant::now() >= self.idle_deadline {
+                        self.bookmark().await?;
+                    }
+                    idle.as_mut().reset(self.idle_deadline);
+                }
+                _ = &mut gone => return Err(Stop::Gone),
             }
         }
     }
 
     /// Sends one batch unless it was already covered.
-    async fn deliver(&mut self, batch: &Arc<EventBatch>) -> Result<(), Stop> {
-        if batch.revision <= self.progress {
+    async fn deliver(&mut self, delivery: &Arc<Delivery>) -> Result<(), Stop> {
+        let revision = delivery.batch.revision;
+        if revision <= self.progress {
             return Ok(());
         }
-        if let Some(wire) = self.spec.filter(batch) {
-            self.send(Kind::Events(wire)).await?;
+        if let Some(message) = self.spec.shared_message(delivery) {
+            self.send(message).await?;
         }
-        self.progress = batch.revision;
+        self.progress = revision;
         Ok(())
     }
 
@@ -325,8 +394,8 @@ impl Watcher {
             let batches = self.store.read_log(self.spec.scope.clone(), self.progress + 1, durable, LOG_CHUNK).await?;
             let complete = batches.len() < LOG_CHUNK;
             for batch in batches {
-                if let Some(wire) = self.spec.filter(&batch) {
-                    self.send(Kind::Events(wire)).await?;
+                if let Some(message) = self.spec.own_message(&batch) {
+                    self.send(message).await?;
                 }
                 self.progress = batch.revision;
             }
@@ -344,18 +413,25 @@ impl Watcher {
         let published = self.hub.published();
         loop {
             match self.subscription.rx.try_recv() {
-                Ok(batch) => self.deliver(&batch).await?,
+                Ok(delivery) => self.deliver(&delivery).await?,
                 Err(TryRecvError::Lagged(_)) => self.catch_up().await?,
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
         }
         self.progress = self.progress.max(published);
-        self.send(Kind::Bookmark(pb::Bookmark { revision: self.progress })).await
+        self.send_bookmark().await
     }
 
-    async fn send(&mut self, kind: Kind) -> Result<(), Stop> {
+    /// A bookmark at `progress`, its message shared with every stream that
+    /// bookmarks the same revision.
+    async fn send_bookmark(&mut self) -> Result<(), Stop> {
+        let message = self.hub.bookmark(self.progress, |revision| encode(Kind::Bookmark(pb::Bookmark { revision })));
+        self.send(message).await
+    }
+
+    /// Sends one encoded `WatchGroupEventsResponse`.
+    async fn send(&mut self, message: Bytes) -> Result<(), Stop> {
         self.idle_deadline = Instant::now() + self.bookmark_interval;
-        let message = pb::WatchGroupEventsResponse { kind: Some(kind) };
         self.tx.send(Ok(message)).await.map_err(|_| Stop::Gone)
     }
 }

@@ -91,6 +91,19 @@ fn check_min_revision(store: &SledStore, min_revision: Option<u64>) -> Result<()
 
 pub use crate::domain::Scope;
 
+/// A user's record exactly as stored (hook for the service's cache of
+/// encoded group lists, `service::read_cache`): equal stamps, equal group
+/// lists. Holding one holds sled's own copy of the value, not a new one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RecordStamp(sled::IVec);
+
+impl RecordStamp {
+    #[cfg(test)]
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(sled::IVec::from(bytes))
+    }
+}
+
 /// The caller's groups with their members, at one revision.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -343,6 +356,18 @@ impl Store {
 
     /// The user's groups. With `min_revision`, at a revision at least that
     /// one (an etcd replica may answer from memory); without, linearizable.
+    /// The stamp of the user's stored record, when reading it is one local
+    /// get (sled, not reopening); None otherwise (etcd: a read is a round
+    /// trip). For `service::read_cache`.
+    pub fn group_list_stamp(&self, user: &UserId) -> Option<Result<RecordStamp, Error>> {
+        match self {
+            Store::Sled(s) => s
+                .user_record_raw(user)
+                .map(|raw| raw.map(|raw| RecordStamp(raw.unwrap_or_else(|| sled::IVec::from(&[] as &[u8]))))),
+            Store::Etcd(_) => None,
+        }
+    }
+
     pub async fn group_list(&self, user: &UserId, min_revision: Option<u64>) -> Result<GroupList, Error> {
         match self {
             Store::Sled(s) => {

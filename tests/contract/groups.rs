@@ -694,3 +694,63 @@ async fn concurrent_creates_respect_unique_names_and_the_group_limit() {
     let mut gc = s.group_client("alice");
     assert_eq!(group_names(&mut gc).await.len(), 5);
 }
+
+/// Reads alice's list three ways (her token, an admin acting for her, with
+/// `min_revision`), twice each, and bob's between: each must be `groups` at
+/// `revision`, and bob's must stay empty.
+async fn check_lists(s: &TestServer, cache_users: usize, revision: u64, groups: &[(&str, u32, u64)]) {
+    let want: Vec<(String, u32, u64)> = groups.iter().map(|(n, c, u)| (n.to_string(), *c, *u)).collect();
+    let mut alice = s.group_client("alice");
+    let mut admin = s.admin_group_client(Some("alice"));
+    let mut bob = s.group_client("bob");
+    for _ in 0..2 {
+        let at_least = GetConversationGroupListRequest { min_revision: Some(revision) };
+        let lists = [
+            group_list(&mut alice).await,
+            group_list(&mut admin).await,
+            alice.get_conversation_group_list(at_least).await.expect("with min_revision").into_inner(),
+        ];
+        for list in lists {
+            assert_eq!(list.revision, revision, "cache {cache_users}: the change's revision");
+            let got: Vec<(String, u32, u64)> =
+                list.groups.iter().map(|g| (g.name.clone(), g.conversation_count, g.unread_count)).collect();
+            assert_eq!(got, want, "cache {cache_users}: the groups at revision {revision}");
+            assert_eq!(list.group_names, want.iter().map(|g| g.0.clone()).collect::<Vec<_>>());
+        }
+        // With room for one user, every read of bob's evicts alice's.
+        let bob_list = group_list(&mut bob).await;
+        assert_eq!((bob_list.revision, bob_list.groups.len()), (0, 0), "cache {cache_users}: bob's list is his own");
+    }
+}
+
+/// GetConversationGroupList is answered from a cache of encoded answers per
+/// user (`--group-list-cache-users`): every read after a change of any
+/// kind — a group mutation, an unread count through the registry, an admin
+/// acting for the user — shows that change at its revision, repeated reads
+/// agree, and users never get each other's answer; the same with the cache
+/// holding one user (always evicting) and with it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_list_shows_every_change_cached_or_not() {
+    for cache_users in [10_000, 1, 0] {
+        let s = TestServer::start_with(|c| c.server.group_list_cache_users = cache_users).await;
+        let mut alice = s.group_client("alice");
+        let mut alice_cc = s.conv_client("alice");
+        let mut admin = s.admin_group_client(Some("alice"));
+        check_lists(&s, cache_users, 0, &[]).await;
+        let r = create(&mut alice, "A", &["C2Ca"]).await.unwrap().revision;
+        check_lists(&s, cache_users, r, &[("A", 1, 0)]).await;
+        let r = add(&mut alice, "A", &["C2Cb"]).await.unwrap().revision;
+        check_lists(&s, cache_users, r, &[("A", 2, 0)]).await;
+        let unread = ConversationUpdate { unread_count: Some(4), ..update("C2Cb") };
+        let r = upsert_ok(&mut alice_cc, vec![unread]).await.revision;
+        check_lists(&s, cache_users, r, &[("A", 2, 4)]).await;
+        let r = create(&mut admin, "B", &["C2Cb"]).await.unwrap().revision;
+        check_lists(&s, cache_users, r, &[("A", 2, 4), ("B", 1, 4)]).await;
+        let r = reorder(&mut alice, &["B", "A"]).await.unwrap().revision;
+        check_lists(&s, cache_users, r, &[("B", 1, 4), ("A", 2, 4)]).await;
+        let r = rename(&mut alice, "A", "A2").await.unwrap().revision;
+        check_lists(&s, cache_users, r, &[("B", 1, 4), ("A2", 2, 4)]).await;
+        let r = delete_group(&mut alice, "B").await.unwrap().revision;
+        check_lists(&s, cache_users, r, &[("A2", 2, 4)]).await;
+    }
+}

@@ -566,6 +566,67 @@ async fn an_all_users_watcher_sees_every_users_batches_in_revision_order() {
     }
 }
 
+/// Live batches go out as one encoding per batch and filter shape, shared
+/// by every watcher that wants the same events (and bookmarks as one per
+/// revision): what the generated client decodes from each stream is exactly
+/// the proto message it would get if each watcher's message were encoded on
+/// its own — the whole batch for the unfiltered and all_users watchers, the
+/// filtered part for each filter, equal for equal filters, and the same as
+/// the replay (encoded per watcher from the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_encodings_decode_as_each_watchers_own_message() {
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let mut cc = s.conv_client("alice");
+    let mut admin = s.admin_group_client(None);
+    let only_a = |start| WatchGroupEventsRequest { group_names: strings(&["A"]), ..from(start) };
+    let only_b = |start| WatchGroupEventsRequest { group_names: strings(&["B"]), ..from(start) };
+    let mut whole = Vec::new();
+    for _ in 0..3 {
+        whole.push(open_ok(&mut gc, from(0)).await);
+    }
+    let mut filtered_a = [open_ok(&mut gc, only_a(0)).await, open_ok(&mut gc, only_a(0)).await];
+    let mut filtered_b = open_ok(&mut gc, only_b(0)).await;
+    let mut all = open_ok(&mut admin, all_users_from(0)).await;
+    for stream in whole.iter_mut().chain(filtered_a.iter_mut()).chain([&mut filtered_b, &mut all]) {
+        expect_bookmark(stream).await;
+    }
+
+    let r1 = create(&mut gc, "A", &["C2Ca", "C2Cx"]).await.unwrap().revision;
+    let r2 = create(&mut gc, "B", &["C2Cb", "C2Cx"]).await.unwrap().revision;
+    // One batch with an event for each group and one for neither.
+    let r3 = delete_convs(&mut cc, &["C2Cx"]).await.unwrap().revision;
+    let gone = |group: &str| removed(group, &["C2Cx"], RemovalReason::ConversationDeleted);
+    let expected_whole = vec![
+        (r1, vec![created("A", &["C2Ca", "C2Cx"])]),
+        (r2, vec![created("B", &["C2Cb", "C2Cx"])]),
+        (r3, vec![gone("A"), gone("B"), conversations_deleted(&["C2Cx"])]),
+    ];
+
+    let first = read_through(&mut whole[0], r3).await;
+    assert_eq!(summary(&first), expected_whole, "the whole batches");
+    for stream in &mut whole[1..] {
+        assert_eq!(read_through(stream, r3).await, first, "every unfiltered watcher decodes the same messages");
+    }
+    assert_eq!(read_through(&mut all, r3).await, first, "all_users decodes the same messages");
+    let replay = read_through(&mut open_ok(&mut gc, from(r1)).await, r3).await;
+    assert_eq!(replay, first, "the live shared encoding equals the replay's own");
+
+    let expected_a =
+        vec![(r1, vec![created("A", &["C2Ca", "C2Cx"])]), (r3, vec![gone("A"), conversations_deleted(&["C2Cx"])])];
+    let got_a = read_through(&mut filtered_a[0], r3).await;
+    assert_eq!(summary(&got_a), expected_a, "group A's part");
+    assert_eq!(read_through(&mut filtered_a[1], r3).await, got_a, "equal filters decode equal messages");
+    let replay_a = read_through(&mut open_ok(&mut gc, only_a(r1)).await, r3).await;
+    assert_eq!(replay_a, got_a, "group A's part, live shared and replayed own");
+    let expected_b =
+        vec![(r2, vec![created("B", &["C2Cb", "C2Cx"])]), (r3, vec![gone("B"), conversations_deleted(&["C2Cx"])])];
+    assert_eq!(summary(&read_through(&mut filtered_b, r3).await), expected_b, "group B's part");
+    for batch in got_a.iter().chain(&first) {
+        assert!(batch.events.iter().all(|e| e.revision == batch.revision && e.user_id == "alice"));
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Retention
 // ---------------------------------------------------------------------------
