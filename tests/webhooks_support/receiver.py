@@ -9,7 +9,9 @@ appends one JSON line per request to the log file.
 Prints the port it listens on (127.0.0.1) on its first line.
 
 The control file (re-read on every request) holds
-    {"mode": "ok" | "status:<code>" | "sleep:<seconds>", "secrets": ["whsec_..", ...]}
+    {"mode": "ok" | "endless" | "status:<code>" | "sleep:<seconds>", "secrets": ["whsec_..", ...]}
+("endless": 200 with a body that never ends, written until the server
+closes the connection.)
 A log line is
     {"id": webhook-id, "timestamp": .., "signatures": n,
      "verified": [bool per secret], "body": the JSON body, "answer": code}
@@ -65,6 +67,9 @@ class Handler(BaseHTTPRequestHandler):
         with open(LOG, "a") as f:
             f.write(json.dumps(entry) + "\n")
         reply = b"ok" if answer < 300 else b"no"
+        if mode == "endless":
+            self.endless()
+            return
         try:
             self.send_response(answer)
             if 300 <= answer < 400:
@@ -76,6 +81,21 @@ class Handler(BaseHTTPRequestHandler):
             # The server gave up on this attempt (its timeout, or it was
             # killed): the delivery was not acknowledged.
             pass
+
+
+    def endless(self):
+        """200 announcing a terabyte, then bytes until the server hangs up
+        (or a minute passes: never a runaway thread)."""
+        chunk, deadline = b"x" * 65536, time.monotonic() + 60
+        try:
+            self.send_response(200)
+            self.send_header("content-length", str(1 << 40))
+            self.end_headers()
+            while time.monotonic() < deadline:
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3]) if len(sys.argv) > 3 else 0), Handler)
