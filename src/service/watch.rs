@@ -390,7 +390,14 @@ impl Watcher {
 
     async fn catch_up_inner(&mut self) -> Result<(), Stop> {
         loop {
-            let durable = self.store.current_revision();
+            // At least the deployment's revision when the stream opened: on
+            // etcd this replica's feed may not have brought a batch that
+            // another replica (or this one: a mutation is answered when etcd
+            // commits it) acknowledged before the stream opened, and a replay
+            // must include it before its first bookmark. etcd's stored log
+            // holds it already (it is written in the mutation's own
+            // transaction). On sled the two are the same revision.
+            let durable = self.store.current_revision().max(self.opened_at);
             let batches = self.store.read_log(self.spec.scope.clone(), self.progress + 1, durable, LOG_CHUNK).await?;
             let complete = batches.len() < LOG_CHUNK;
             for batch in batches {

@@ -575,7 +575,7 @@ fn mutate_blocking<R>(inner: &Inner, user: &UserId, rule: &impl Rule<R>) -> Resu
             Err(TxnFailed::Refused(detail)) if unsettled.is_empty() => {
                 return Err(Error::Internal(format!(
                     "{detail} ({operations} operations; etcd must run with --max-txn-ops and --max-request-bytes \
-                     large enough for the largest mutation, see the README)"
+                     large enough for the largest mutation: docs/cluster.md, etcd settings)"
                 )));
             }
             Err(TxnFailed::Refused(detail)) => return Err(Error::StorageOutcomeUnknown(detail)),
