@@ -52,41 +52,17 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where `standardwebhooks` is imported from, installed there with pip on
-/// first use.
+/// Where `standardwebhooks` is imported from.
 fn library_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    // Pinned as scripts/test.sh pins it.
     DIR.get_or_init(|| {
-        let dir = std::env::var_os("STANDARDWEBHOOKS_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join(".tools/standardwebhooks"));
-        let probe = || {
-            Command::new("python3")
-                .args(["-c", "import standardwebhooks.webhooks"])
-                .env("PYTHONPATH", &dir)
-                .output()
-                .map(|o| o.status.success())
-        };
-        match probe() {
-            Ok(true) => return dir,
-            Ok(false) => {}
-            Err(e) => panic!("cannot run python3 ({e}): the receiver verifies with Python standardwebhooks"),
-        }
-        let install = Command::new("python3")
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--target"])
-            .arg(&dir)
-            .arg("standardwebhooks==1.1.0") // as scripts/test.sh pins it
-            .env("PIP_ROOT_USER_ACTION", "ignore")
-            .output()
-            .expect("run python3 -m pip");
-        assert!(
-            install.status.success(),
-            "pip install standardwebhooks failed: {}",
-            String::from_utf8_lossy(&install.stderr)
-        );
-        assert!(probe().unwrap_or(false), "standardwebhooks installed into {}, but does not import", dir.display());
-        dir
+        python::packages(
+            "STANDARDWEBHOOKS_DIR",
+            "standardwebhooks",
+            "standardwebhooks.webhooks",
+            &["standardwebhooks==1.1.0"],
+        )
     })
 }
 

@@ -13,6 +13,7 @@ use std::process::{Command, ExitStatus};
 mod support;
 
 pub use support::cli::{command, execute, free_port, token, Cli, Run, Watch, BIN, PROMPT};
+pub use support::python;
 
 /// The old `cli_support::Server`: `addr()` is the URI, `stop()` waits
 /// (blocking) for the exit status after SIGTERM. Everything else is

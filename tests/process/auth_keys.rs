@@ -24,46 +24,17 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory PyJWT and cryptography are imported from, installed there
-/// with pip on first use.
+/// The directory PyJWT and cryptography are imported from.
 fn pyjwt_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
+    // Pinned as scripts/test.sh pins them.
     DIR.get_or_init(|| {
-        let dir = std::env::var_os("PYJWT_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root().join(".tools/pyjwt"));
-        let probe = || {
-            Command::new("python3")
-                .args(["-c", "import jwt, cryptography"])
-                .env("PYTHONPATH", &dir)
-                .output()
-                .map(|o| o.status.success())
-        };
-        match probe() {
-            Ok(true) => return dir,
-            Ok(false) => {}
-            Err(e) => panic!(
-                "cannot run python3 ({e}): these tests make keys and tokens with Python PyJWT and \
-                 cryptography; install python3 with pip (scripts/test.sh needs it too)"
-            ),
-        }
-        let install = Command::new("python3")
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet", "--target"])
-            .arg(&dir)
-            .args(["PyJWT==2.15.1", "cryptography==50.0.2"]) // as scripts/test.sh pins them
-            .env("PIP_ROOT_USER_ACTION", "ignore")
-            .output()
-            .expect("run python3 -m pip");
-        assert!(
-            install.status.success(),
-            "`python3 -m pip install --target {} PyJWT cryptography` failed (is pip installed? scripts/test.sh \
-             installs them): {}",
-            dir.display(),
-            String::from_utf8_lossy(&install.stderr)
-        );
-        assert!(probe().unwrap_or(false), "PyJWT installed into {}, but `import jwt` still fails", dir.display());
-        dir
+        crate::support::python::packages(
+            "PYJWT_DIR",
+            "pyjwt",
+            "jwt, cryptography",
+            &["PyJWT==2.15.1", "cryptography==50.0.2"],
+        )
     })
 }
 

@@ -18,6 +18,8 @@
 //!   a consistency-checking read of a user's state and long-lived watchers.
 //! * [`http`]: raw HTTP/1.1 (grpc-web, CORS, the metrics scrape),
 //!   Prometheus lookups, and JSON log lines (serde_json).
+//! * [`python`]: Python packages written by others (PyJWT,
+//!   standardwebhooks), installed into .tools/ on first use.
 //! * [`seeded`]: the seeded generator of the randomised tests.
 #![allow(dead_code, unused_imports)]
 
@@ -26,6 +28,7 @@ pub mod client;
 pub mod http;
 pub mod inproc;
 pub mod process;
+pub mod python;
 pub mod reliability;
 pub mod seeded;
 pub mod watch;
