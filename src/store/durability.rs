@@ -14,7 +14,9 @@
 //! While storage is failing ([`super::Durable::failing`]), mutations are
 //! refused before they are planned, reads that would need an unflushed
 //! revision fail at once, and other reads keep working from the old
-//! database. Committed batches that were never made durable were answered
+//! database — unless a lookup meets a node that earlier writes overfilled:
+//! sled completes the split during the read, a log write that fails too, so
+//! that read is refused as well until the reopen. Committed batches that were never made durable were answered
 //! with an error and never published; after the reopen those that reached
 //! the disk are published (in order), the rest are dropped and their
 //! revisions reused.
