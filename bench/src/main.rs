@@ -85,7 +85,9 @@ enum Command {
         /// An admin token of that server (`convgroups token --admin`).
         #[arg(long)]
         token: String,
-        /// read (GetConversationGroupList) or write (AddConversationsToGroup).
+        /// read (GetConversationGroupList), write (AddConversationsToGroup)
+        /// or list (a page of 100 of GetConversationList, of a user with
+        /// 100,000 conversations).
         #[arg(long)]
         kind: String,
         #[arg(long, default_value_t = 64)]
@@ -350,25 +352,7 @@ async fn unary_phases(env: &Env, args: &Args, secs: Duration, report: &mut Strin
         args.listing_size,
         started.elapsed().as_secs_f64()
     );
-    let pool = cg_pool.clone();
-    let listing = closed_loop(cg.pid(), 1, secs, u64::MAX, move |task, _| {
-        let mut client = pool.groups(task, Some("lister"));
-        async move {
-            let request = pb::GetConversationListRequest {
-                filter: None,
-                page_size: 100,
-                page_token: String::new(),
-                min_revision: None,
-            };
-            let r = client.get_conversation_list(request).await.map_err(|e| e.to_string())?;
-            if r.into_inner().conversations.len() == 100 {
-                Ok(())
-            } else {
-                Err("expected a page of 100".into())
-            }
-        }
-    })
-    .await;
+    let listing = listing_phase(&cg_pool, cg.pid(), 1, secs).await;
     load_row(
         report,
         &format!("convgroups GetConversationList page of 100 of {}, c=1", args.listing_size),
@@ -484,10 +468,38 @@ async fn one_load(addr: SocketAddr, token: &str, kind: &str, c: usize, secs: Dur
             setup_writers(&pool, c).await;
             write_phase(&pool, pid, c, secs, "load").await
         }
-        other => panic!("--kind {other}: expected read or write"),
+        "list" => {
+            setup_lister(&pool, 100_000).await;
+            listing_phase(&pool, pid, c, secs).await
+        }
+        other => panic!("--kind {other}: expected read, write or list"),
     };
     load_row(&mut report, &format!("{kind}, c={c}"), &measured, stats::peak_rss(pid));
     report
+}
+
+/// The first page of 100 of the listing user's GetConversationList, in a
+/// closed loop.
+async fn listing_phase(pool: &Pool, pid: u32, c: usize, secs: Duration) -> Measured {
+    let pool = pool.clone();
+    closed_loop(pid, c, secs, u64::MAX, move |task, _| {
+        let mut client = pool.groups(task, Some("lister"));
+        async move {
+            let request = pb::GetConversationListRequest {
+                filter: None,
+                page_size: 100,
+                page_token: String::new(),
+                min_revision: None,
+            };
+            let r = client.get_conversation_list(request).await.map_err(|e| e.to_string())?;
+            if r.into_inner().conversations.len() == 100 {
+                Ok(())
+            } else {
+                Err("expected a page of 100".into())
+            }
+        }
+    })
+    .await
 }
 
 /// GetConversationGroupList in a closed loop; with `user` (convgroups) each
