@@ -1,9 +1,11 @@
 //! What is stored per endpoint, as JSON under string keys (see
 //! `store::webhooks`): `e/<id>` the configuration, written by the admin
 //! API; `c/<id>` the cursor, written by the endpoint's one sender. Two
-//! records with one writer each, so neither writer can undo the other's
-//! change; a replay is a request in the configuration that the sender
-//! carries out on the cursor.
+//! records with one kind of writer each, so a sender's cursor write cannot
+//! undo an edit, nor an edit a cursor write; a replay is a request in the
+//! configuration that the sender carries out on the cursor. Edits of one
+//! configuration through different replicas compare the record's version
+//! when they write (`Admin::modify`), so none is lost.
 
 use std::collections::HashSet;
 
@@ -76,11 +78,12 @@ fn corrupt(what: &str, e: serde_json::Error) -> Error {
     Error::Internal(format!("stored webhook {what} does not decode: {e}"))
 }
 
+pub fn decode_endpoint(bytes: &[u8]) -> Result<Endpoint, Error> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt("endpoint", e))
+}
+
 pub async fn load_endpoint(store: &Store, id: &str) -> Result<Option<Endpoint>, Error> {
-    match store.webhook_get(&config_key(id)).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| corrupt("endpoint", e)),
-        None => Ok(None),
-    }
+    store.webhook_get(&config_key(id)).await?.map(|bytes| decode_endpoint(&bytes)).transpose()
 }
 
 pub async fn load_cursor(store: &Store, id: &str) -> Result<Option<Cursor>, Error> {
