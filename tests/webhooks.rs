@@ -759,3 +759,69 @@ fn on_etcd_concurrent_edits_through_two_replicas_all_take_effect() {
     let replicas = [server_on(&data, &storage, &[]), server_on(&data, &storage, &[])];
     concurrent_edits_all_take_effect(&[&replicas[0], &replicas[1]], &admin_token, &receiver);
 }
+
+/// FLAGS without --webhook-allow-private.
+fn server_refusing_private(data_dir: &Path, backend: &[String]) -> Server {
+    let mut flags: Vec<&str> = FLAGS.iter().copied().filter(|f| *f != "--webhook-allow-private").collect();
+    flags.extend(backend.iter().map(String::as_str));
+    Server::start_with(data_dir, &flags)
+}
+
+/// The private-address refusal holds at every delivery, not only at
+/// registration: an endpoint registered on 127.0.0.1 with
+/// --webhook-allow-private, served by a server without it, gets nothing
+/// (no connection is made), is FAILING with the refusal as its last error,
+/// and keeps its cursor; with the flag again, everything from the cursor
+/// arrives. (The same check stops a name that resolved to a public
+/// address at registration and to a private one later: DNS rebinding.)
+#[test]
+fn private_addresses_are_refused_at_delivery_too() {
+    let receiver = Receiver::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (alice_token, admin_token) = (token(&data, "alice", false), token(&data, "ops", true));
+    let storage = backend();
+    let srv = server_on(&data, &storage, &[]);
+    let (alice, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &admin_token));
+    let (id, secret) = create_webhook(&admin, &receiver.url(), &[]);
+    // By name too: "localhost" is resolved at each attempt.
+    let by_name = receiver.url().replace("127.0.0.1", "localhost");
+    let (named, named_secret) = create_webhook(&admin, &by_name, &[]);
+    receiver.set("ok", &[&secret, &named_secret]);
+    let mut expected = BTreeSet::from([create_group(&alice, "before")]);
+    receiver.wait_for(&id, &expected);
+    receiver.wait_for(&named, &expected);
+    srv.stop();
+
+    let srv = server_refusing_private(&data, &storage);
+    let (alice, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &admin_token));
+    let seen = receiver.deliveries().len();
+    for i in 0..3 {
+        expected.insert(create_group(&alice, &format!("refused{i}")));
+    }
+    wait_last_error(&admin, &id, "--webhook-allow-private");
+    wait_last_error(&admin, &named, "--webhook-allow-private");
+    let deadline = Instant::now() + PATIENCE;
+    let state = loop {
+        let state = get_webhook(&admin, &id);
+        if state["delivery"]["state"] == "WEBHOOK_STATE_FAILING" {
+            break state;
+        }
+        assert!(Instant::now() < deadline, "never FAILING: {state}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let last_error = state["delivery"]["lastError"].as_str().unwrap();
+    assert!(last_error.contains("127.0.0.1") && last_error.contains("private"), "{state}");
+    assert_eq!(receiver.deliveries().len(), seen, "a delivery reached the receiver: {:?}", receiver.deliveries());
+    let log = srv.log();
+    assert!(log.lines().any(|l| l.contains("webhook delivery failed") && l.contains("refused_address")), "{log}");
+    srv.stop();
+
+    let srv = server_on(&data, &storage, &[]);
+    let alice = Cli::new(&srv, &alice_token);
+    expected.insert(create_group(&alice, "allowed"));
+    receiver.wait_for(&id, &expected);
+    receiver.wait_for(&named, &expected);
+    receiver.check_order_and_signatures(&id);
+    receiver.check_order_and_signatures(&named);
+}
