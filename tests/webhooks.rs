@@ -825,3 +825,45 @@ fn private_addresses_are_refused_at_delivery_too() {
     receiver.check_order_and_signatures(&id);
     receiver.check_order_and_signatures(&named);
 }
+
+/// `--webhook-cursor-save-interval`: a cursor that only moved past
+/// revisions with nothing for the endpoint (here: alice's, on an endpoint
+/// for bob) is stored that often. With 1h it is still behind a while after
+/// alice's changes; restarted with 100ms, it reaches them, and bob's change
+/// after them is delivered (nothing was skipped).
+#[test]
+fn a_cursor_past_filtered_revisions_is_stored_every_save_interval() {
+    let receiver = Receiver::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (alice_token, bob_token, admin_token) =
+        (token(&data, "alice", false), token(&data, "bob", false), token(&data, "ops", true));
+    let storage = backend();
+    let srv = server_on(&data, &storage, &["--webhook-cursor-save-interval", "1h"]);
+    let (alice, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &admin_token));
+    let (id, secret) = create_webhook(&admin, &receiver.url(), &["--for-user", "bob"]);
+    receiver.set("ok", &[&secret]);
+    // Absent when 0 (proto3 JSON leaves zeros out).
+    let stored = |admin: &Cli| match &get_webhook(admin, &id)["delivery"]["deliveredRevision"] {
+        Value::Null => 0,
+        v => u64_of(v),
+    };
+    let start = stored(&admin);
+    let alices = create_group(&alice, "a1").max(rename_group(&alice, "a1", "a2"));
+    // Several scan intervals (200ms): the sender has long passed them in
+    // memory, but the stored cursor waits for the hour.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(stored(&admin), start, "stored before --webhook-cursor-save-interval");
+    srv.stop();
+
+    let srv = server_on(&data, &storage, &["--webhook-cursor-save-interval", "100ms"]);
+    let (admin, bob) = (Cli::new(&srv, &admin_token), Cli::new(&srv, &bob_token));
+    let deadline = Instant::now() + PATIENCE;
+    while stored(&admin) < alices {
+        assert!(Instant::now() < deadline, "the cursor was never stored past {alices}: {}", get_webhook(&admin, &id));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let bobs = create_group(&bob, "b1");
+    receiver.wait_for(&id, &BTreeSet::from([bobs]));
+    assert_eq!(receiver.acked(&id), vec![bobs], "alice's changes are not for this endpoint");
+}

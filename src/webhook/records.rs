@@ -64,14 +64,21 @@ pub struct Cursor {
     pub gaps: Vec<Gap>,
 }
 
-/// Gaps kept per endpoint (the oldest go first); the metric counts all.
-pub const MAX_GAPS: usize = 32;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gap {
     pub from: u64,
     pub through: u64,
     pub record_time_ms: i64,
+}
+
+impl Cursor {
+    /// Adds `gap`, dropping the oldest beyond `max` (`--webhook-max-gaps`;
+    /// the metric counts all).
+    pub fn record_gap(&mut self, gap: Gap, max: usize) {
+        self.gaps.push(gap);
+        let excess = self.gaps.len().saturating_sub(max);
+        self.gaps.drain(..excess);
+    }
 }
 
 fn corrupt(what: &str, e: serde_json::Error) -> Error {
@@ -149,4 +156,22 @@ pub fn event_type(value: i32) -> Option<EventType> {
         T::ConversationsChanged => EventType::ConversationsChanged,
         T::ConversationsDeleted => EventType::ConversationsDeleted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_gaps_are_kept_up_to_the_limit() {
+        let gap = |n: u64| Gap { from: n, through: n, record_time_ms: 0 };
+        let mut cursor = Cursor::default();
+        for n in 1..=5 {
+            cursor.record_gap(gap(n), 3);
+        }
+        assert_eq!(cursor.gaps, vec![gap(3), gap(4), gap(5)]);
+        // A lower limit after a restart trims on the next gap.
+        cursor.record_gap(gap(6), 1);
+        assert_eq!(cursor.gaps, vec![gap(6)]);
+    }
 }
