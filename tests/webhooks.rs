@@ -11,9 +11,12 @@
 //! strictly increasing revision order; and every revision the test wrote
 //! (that the filters keep) was acknowledged: nothing lost, nothing skipped.
 //!
-//! Needs python3 with `standardwebhooks`: scripts/test.sh installs it into
-//! .tools/standardwebhooks (and exports STANDARDWEBHOOKS_DIR); run directly,
-//! the test installs it there itself with pip.
+//! Needs python3 with `standardwebhooks` and `flask`: scripts/test.sh
+//! installs them into .tools/standardwebhooks (and exports
+//! STANDARDWEBHOOKS_DIR); and node with the npm packages `standardwebhooks`
+//! and `express` for the documented Node receiver: scripts/test.sh installs
+//! them into .tools/node_modules (STANDARDWEBHOOKS_NODE_MODULES). Run
+//! directly, the tests install them there themselves with pip and npm.
 
 mod cli_support;
 mod etcd_support;
@@ -55,13 +58,14 @@ fn root() -> PathBuf {
 /// Where `standardwebhooks` is imported from.
 fn library_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    // Pinned as scripts/test.sh pins it.
+    // Pinned as scripts/test.sh pins them; flask runs the documented
+    // receiver (examples/webhooks/receiver.py).
     DIR.get_or_init(|| {
         python::packages(
             "STANDARDWEBHOOKS_DIR",
             "standardwebhooks",
-            "standardwebhooks.webhooks",
-            &["standardwebhooks==1.1.0"],
+            "standardwebhooks.webhooks, flask",
+            &["standardwebhooks==1.1.0", "flask==3.1.3"],
         )
     })
 }
@@ -866,4 +870,149 @@ fn a_cursor_past_filtered_revisions_is_stored_every_save_interval() {
     let bobs = create_group(&bob, "b1");
     receiver.wait_for(&id, &BTreeSet::from([bobs]));
     assert_eq!(receiver.acked(&id), vec![bobs], "alice's changes are not for this endpoint");
+}
+
+/// The documented receivers (examples/webhooks/receiver.py on Flask,
+/// receiver.js on Express, both verifying with the `standardwebhooks`
+/// package of their language): docs/webhooks.md shows each file as it is,
+/// and each, run as the page says, verifies and prints every event of a
+/// real server's deliveries, and prints a replayed batch once (it
+/// deduplicates on `webhook-id`).
+#[test]
+fn the_documented_receivers_verify_real_deliveries() {
+    let doc = std::fs::read_to_string(root().join("docs/webhooks.md")).unwrap();
+    let blocks = fenced_blocks(&doc);
+    let examples = root().join("examples/webhooks");
+    for file in ["receiver.py", "receiver.js"] {
+        let text = std::fs::read_to_string(examples.join(file)).unwrap();
+        assert!(blocks.contains(&text), "docs/webhooks.md does not show examples/webhooks/{file} as it is");
+    }
+
+    let python = (Command::new("python3"), "PYTHONPATH", library_dir().to_path_buf(), "receiver.py");
+    let node = (Command::new("node"), "NODE_PATH", node_modules(), "receiver.js");
+    for (mut command, path_var, path, file) in [python, node] {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let (alice_token, admin_token) = (token(&data, "alice", false), token(&data, "ops", true));
+        let srv = server_on(&data, &backend(), &[]);
+        let (alice, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &admin_token));
+        let port = free_port();
+        let (id, secret) = create_webhook(&admin, &format!("http://127.0.0.1:{port}/convgroups"), &[]);
+        let receiver = command
+            .arg(examples.join(file))
+            .env(path_var, &path)
+            .env("WEBHOOK_SECRET", &secret)
+            .env("PORT", port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("run {file}: {e}"));
+        let mut receiver = KillOnDrop(receiver);
+        let printed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let stdout = receiver.0.stdout.take().unwrap();
+        let sink = printed.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let wait_printed = |revisions: &[u64]| {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                // Only the events (Flask prints a banner too).
+                let lines: Vec<String> =
+                    printed.lock().unwrap().iter().filter(|l| l.starts_with("alice ")).cloned().collect();
+                if revisions.iter().all(|r| lines.contains(&format!("alice {r}"))) {
+                    return lines;
+                }
+                assert!(Instant::now() < deadline, "{file} printed {lines:?}, not all of {revisions:?}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let first = create_group(&alice, "g1");
+        let second = rename_group(&alice, "g1", "g2");
+        wait_printed(&[first, second]);
+        // Sent again with the same webhook-id: not printed again.
+        admin.run(&["webhooks", "replay", &id, "--from", &first.to_string()]).ok();
+        let marker = create_group(&alice, "marker");
+        let lines = wait_printed(&[marker]);
+        assert_eq!(
+            lines,
+            [first, second, marker].map(|r| format!("alice {r}")).to_vec(),
+            "{file}: each event once, in order"
+        );
+        let state = get_webhook(&admin, &id);
+        assert_eq!(state["delivery"]["state"], "WEBHOOK_STATE_ACTIVE", "{file}: {state}");
+        // A delivery it cannot verify is refused (an error status), not
+        // printed: rotate without grace and give the receiver the old secret.
+        admin.run(&["webhooks", "rotate-secret", &id, "--grace", "0s"]).ok();
+        create_group(&alice, "unverified");
+        wait_last_error(&admin, &id, "HTTP 5");
+        let events = printed.lock().unwrap().iter().filter(|l| l.starts_with("alice ")).count();
+        assert_eq!(events, 3, "{file} printed an unverified delivery");
+        receiver.0.kill().ok();
+    }
+}
+
+/// The ```-fenced blocks of a Markdown text, each with its final newline.
+fn fenced_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.starts_with("```")) {
+            (None, true) => current = Some(String::new()),
+            (Some(block), true) => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), false) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, false) => {}
+        }
+    }
+    blocks
+}
+
+/// Where Node loads `standardwebhooks` and `express` from:
+/// `$STANDARDWEBHOOKS_NODE_MODULES` (scripts/test.sh installs them), else
+/// .tools/node_modules, installed there with npm when missing (pinned as
+/// scripts/test.sh pins them).
+fn node_modules() -> PathBuf {
+    let dir = std::env::var_os("STANDARDWEBHOOKS_NODE_MODULES")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".tools/node_modules"));
+    let loads = || {
+        Command::new("node")
+            .args(["-e", r#"require("standardwebhooks"); require("express")"#])
+            .env("NODE_PATH", &dir)
+            .output()
+            .expect("run node (the Node receiver example needs it; scripts/test.sh does too)")
+            .status
+            .success()
+    };
+    if !loads() {
+        let prefix = dir.parent().expect("a node_modules directory");
+        let install = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
+            .arg(prefix)
+            .args(["standardwebhooks@1.1.1", "express@5.3.0"])
+            .output()
+            .expect("run npm");
+        assert!(install.status.success(), "npm install failed: {}", String::from_utf8_lossy(&install.stderr));
+        assert!(loads(), "installed into {}, but node cannot load them", dir.display());
+    }
+    dir
+}
+
+/// A child process killed when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
