@@ -439,6 +439,10 @@ pub struct WebhookSettings {
     /// counts all. At most 1024.
     #[arg(long, env = "CONVGROUPS_WEBHOOK_MAX_GAPS", default_value_t = DEFAULT_WEBHOOK_MAX_GAPS, value_parser = positive_count)]
     pub webhook_max_gaps: usize,
+    /// PEM file of certificate authorities that https webhook URLs may
+    /// chain to, besides the system's (a private CA of your receivers).
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WebhookSettings {
@@ -456,6 +460,7 @@ impl Default for WebhookSettings {
             webhook_lease_ttl: DEFAULT_WEBHOOK_LEASE_TTL,
             webhook_cursor_save_interval: DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL,
             webhook_max_gaps: DEFAULT_WEBHOOK_MAX_GAPS,
+            webhook_ca_file: None,
         }
     }
 }

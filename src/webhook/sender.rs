@@ -68,6 +68,8 @@ pub fn backoff(settings: &WebhookSettings, failures: u32) -> Duration {
 pub struct Sender {
     pub store: Store,
     pub settings: WebhookSettings,
+    /// For https URLs: the trusted roots (`--webhook-ca-file` too).
+    pub tls: tokio_rustls::TlsConnector,
     pub id: String,
     /// Bumped by the admin API on this server when any endpoint changes.
     pub changes: watch::Receiver<u64>,
@@ -223,7 +225,7 @@ impl Sender {
                         ("webhook-timestamp", timestamp.to_string()),
                         ("webhook-signature", signature),
                     ];
-                    http::post(&target, &headers, body.clone(), limits).await
+                    http::post(&target, &headers, body.clone(), limits, &self.tls).await
                 }
                 Err(e) => Err(Failure::Protocol(e.to_string())),
             };
