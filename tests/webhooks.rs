@@ -1086,3 +1086,70 @@ fn an_https_receiver_is_delivered_to_when_its_ca_is_trusted() {
     ]));
     run.expect_code(1).stderr_has("--webhook-ca-file").stderr_has("BEGIN CERTIFICATE");
 }
+
+/// --webhook-max-endpoints across two replicas on one etcd cluster:
+/// registrations sent at once through both are counted together, so
+/// exactly the limit of them succeed, round after round (each replica lets one registration
+/// at a time through; only the write's compare against endpoints
+/// registered since the count stops the other replica's).
+#[test]
+fn on_etcd_the_endpoint_limit_holds_across_replicas() {
+    use convgroups::pb::webhook_service_client::WebhookServiceClient;
+    use convgroups::pb::{CreateWebhookRequest, DeleteWebhookRequest, ListWebhooksRequest};
+
+    const LIMIT: usize = 1;
+    const ROUNDS: usize = 15;
+    let own_cluster = etcd_support::shared_endpoints().is_none().then(|| etcd_support::EtcdCluster::start(1));
+    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(etcd_support::shared_endpoints).unwrap();
+    let storage = etcd_flags(&endpoints);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let admin_token = token(&data, "ops", true);
+    let limit = LIMIT.to_string();
+    let replicas = [
+        server_on(&data, &storage, &["--webhook-max-endpoints", &limit]),
+        server_on(&data, &storage, &["--webhook-max-endpoints", &limit]),
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {admin_token}").parse().unwrap();
+        let mut clients = Vec::new();
+        for replica in &replicas {
+            let channel = tonic::transport::Channel::from_shared(replica.addr()).unwrap().connect().await.unwrap();
+            let bearer = bearer.clone();
+            clients.push(WebhookServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
+                r.metadata_mut().insert("authorization", bearer.clone());
+                Ok(r)
+            }));
+        }
+        // Only the last free place is raced for, once per round (with a
+        // limit of 1: the first registrations of both replicas): many
+        // rounds, emptied in between.
+        for round in 0..ROUNDS {
+            let calls: Vec<_> = (0..3 * LIMIT)
+                .map(|i| {
+                    let mut client = clients[i % 2].clone();
+                    let url = format!("http://127.0.0.1:9/{round}/{i}");
+                    let request = CreateWebhookRequest { url, ..Default::default() };
+                    tokio::spawn(async move { client.create_webhook(request).await })
+                })
+                .collect();
+            let mut created = 0;
+            for call in calls {
+                match call.await.unwrap() {
+                    Ok(_) => created += 1,
+                    Err(status) => assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}"),
+                }
+            }
+            let listed = clients[1].list_webhooks(ListWebhooksRequest {}).await.unwrap().into_inner().webhooks;
+            assert_eq!(
+                (created, listed.len()),
+                (LIMIT, LIMIT),
+                "round {round}: registered beyond --webhook-max-endpoints"
+            );
+            for webhook in listed {
+                clients[0].delete_webhook(DeleteWebhookRequest { id: webhook.id }).await.unwrap();
+            }
+        }
+    });
+}

@@ -189,6 +189,58 @@ impl Store {
         }
     }
 
+    /// [`webhook_scan`](Self::webhook_scan), with the revision it read at
+    /// (etcd; 0 on sled) for [`webhook_write_unless_created`](Self::webhook_write_unless_created).
+    pub async fn webhook_scan_at(&self, prefix: &str) -> Result<(Vec<(String, Vec<u8>)>, i64), Error> {
+        match self {
+            Store::Sled(_) => Ok((self.webhook_scan(prefix).await?, 0)),
+            Store::Etcd(s) => {
+                let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();
+                let (client, base) = s.raw();
+                let key = etcd_key(&base, prefix);
+                let strip = base.len() + ETCD_PART.len();
+                let request = RangeRequest { range_end: prefix_end(&key), key, ..Default::default() };
+                // Bounded by --webhook-max-endpoints records per prefix.
+                let response = client.range(request).await?;
+                let at = response.header.as_ref().map_or(0, |h| h.revision);
+                Ok((response.kvs.into_iter().map(|kv| (text(&kv.key[strip..]), kv.value)).collect(), at))
+            }
+        }
+    }
+
+    /// Writes `puts` only while no record under `prefix` was created after
+    /// revision `at` of [`webhook_scan_at`](Self::webhook_scan_at); false
+    /// (nothing written) when one was: what the scan counted is out of
+    /// date. On etcd one transaction compares every key under the prefix
+    /// (create_revision <= `at`); on sled there is one process, whose
+    /// callers take turns (`Admin::turn`), so nobody else can create one.
+    pub async fn webhook_write_unless_created(
+        &self,
+        prefix: &str,
+        at: i64,
+        puts: Vec<(String, Vec<u8>)>,
+    ) -> Result<bool, Error> {
+        match self {
+            Store::Sled(_) => self.webhook_write(puts, Vec::new()).await.map(|()| true),
+            Store::Etcd(s) => {
+                let (client, base) = s.raw();
+                let key = etcd_key(&base, prefix);
+                let compare = vec![Compare {
+                    result: compare::CompareResult::Less as i32,
+                    target: compare::CompareTarget::Create as i32,
+                    range_end: prefix_end(&key),
+                    key,
+                    target_union: Some(compare::TargetUnion::CreateRevision(at + 1)),
+                }];
+                let success = etcd_ops(&base, puts, Vec::new());
+                // Sent again after a lost answer, it fails its compare (its
+                // own record is newer) and the caller counts again.
+                let response = client.txn_idempotent(TxnRequest { compare, success, failure: Vec::new() }).await?;
+                Ok(response.succeeded)
+            }
+        }
+    }
+
     /// Every (key, value) whose key starts with `prefix`, in key order.
     pub async fn webhook_scan(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let text = |k: &[u8]| String::from_utf8_lossy(k).into_owned();

@@ -18,7 +18,8 @@ use crate::store::Store;
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 /// Times an edit of an endpoint's configuration is read, changed and
 /// written again when another edit (through another replica) committed in
-/// between. Each retry follows a commit of someone else, and each replica
+/// between; likewise the count of endpoints of a CreateWebhook when
+/// another endpoint was registered in between. Each retry follows a commit of someone else, and each replica
 /// lets one edit at a time through (`Admin::turn`), so with a few replicas
 /// a handful of tries is always enough; past this many the edit is refused
 /// as UNAVAILABLE (nothing written: safe to send again) rather than looping
@@ -118,10 +119,6 @@ impl Admin {
         Self::check_filters(&event_types, &user_ids)?;
         Self::check_description(&description)?;
         let _turn = self.turn.lock().await;
-        let existing = records::list_endpoints(&self.store).await?;
-        if existing.len() >= self.settings.webhook_max_endpoints {
-            return Err(Error::WebhookLimitExceeded { limit: self.settings.webhook_max_endpoints });
-        }
         let secret = Secret::generate().encode();
         let endpoint = Endpoint {
             id: new_id(),
@@ -139,15 +136,37 @@ impl Admin {
         // acknowledged before the endpoint existed is history (ReplayWebhook
         // delivers it).
         let cursor = Cursor { delivered: self.store.latest_revision().await?, ..Cursor::default() };
-        self.store
-            .webhook_write(
-                vec![
-                    (records::cursor_key(&endpoint.id), records::encode(&cursor)),
-                    (records::config_key(&endpoint.id), records::encode(&endpoint)),
-                ],
-                Vec::new(),
-            )
-            .await?;
+        let key = records::config_key(&endpoint.id);
+        let puts = vec![
+            (records::cursor_key(&endpoint.id), records::encode(&cursor)),
+            (key.clone(), records::encode(&endpoint)),
+        ];
+        // Counted and written together: the write is refused if another
+        // replica registered an endpoint since the count, and then counts
+        // again, so --webhook-max-endpoints holds across replicas.
+        let mut written = false;
+        for _ in 0..MAX_EDIT_ATTEMPTS {
+            let (existing, at) = self.store.webhook_scan_at("e/").await?;
+            if existing.iter().any(|(k, _)| *k == key) {
+                // A write whose answer was lost and that was sent again.
+                written = true;
+                break;
+            }
+            if existing.len() >= self.settings.webhook_max_endpoints {
+                return Err(Error::WebhookLimitExceeded { limit: self.settings.webhook_max_endpoints });
+            }
+            if self.store.webhook_write_unless_created("e/", at, puts.clone()).await? {
+                written = true;
+                break;
+            }
+            crate::metrics::webhook_edit_conflict();
+        }
+        if !written {
+            return Err(Error::Storage(format!(
+                "endpoints were registered concurrently {MAX_EDIT_ATTEMPTS} times in a row while this one was; \
+                 nothing was written, try again"
+            )));
+        }
         self.supervisor.changed();
         Ok((self.view(endpoint).await?, secret))
     }
