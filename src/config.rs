@@ -373,6 +373,17 @@ pub const DEFAULT_WEBHOOK_ROTATION_GRACE: Duration = Duration::from_secs(24 * 36
 pub const DEFAULT_WEBHOOK_MAX_ENDPOINTS: usize = 100;
 pub const DEFAULT_WEBHOOK_SCAN_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_WEBHOOK_LEASE_TTL: Duration = Duration::from_secs(10);
+pub const DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest `--webhook-cursor-save-interval`: a cursor stored this late is
+/// read again after a restart, and one that trimming (`--retain-for`)
+/// overtook meanwhile records a gap of revisions that held nothing for the
+/// endpoint; an hour is far inside any sensible retention.
+pub const MAX_WEBHOOK_CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(3600);
+pub const DEFAULT_WEBHOOK_MAX_GAPS: usize = 32;
+/// Largest `--webhook-max-gaps`: the gaps are part of the cursor record,
+/// written after every delivery, and of every GetWebhook answer (about 60
+/// bytes each).
+pub const MAX_WEBHOOK_MAX_GAPS: usize = 1024;
 
 /// Webhook delivery (`crate::webhook`): the limits of one attempt, the
 /// retry schedule, and how replicas share the endpoints.
@@ -416,6 +427,22 @@ pub struct WebhookSettings {
     /// replica that dies is replaced after at most this long.
     #[arg(long, env = "CONVGROUPS_WEBHOOK_LEASE_TTL", default_value = "10s", value_parser = positive_duration)]
     pub webhook_lease_ttl: Duration,
+    /// How often a cursor that only moved past revisions with nothing for
+    /// the endpoint (other users' batches, filtered-out kinds, etcd
+    /// heartbeats) is stored; a cursor that moved past a delivery is stored
+    /// at once. Later is safe: after a restart those revisions are read and
+    /// filtered again. At most 1h.
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_CURSOR_SAVE_INTERVAL", default_value = "10s", value_parser = positive_duration)]
+    pub webhook_cursor_save_interval: Duration,
+    /// Gaps (revision ranges trimmed before they were delivered) kept per
+    /// endpoint and shown by GetWebhook; the oldest go first. The gap metric
+    /// counts all. At most 1024.
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_MAX_GAPS", default_value_t = DEFAULT_WEBHOOK_MAX_GAPS, value_parser = positive_count)]
+    pub webhook_max_gaps: usize,
+    /// PEM file of certificate authorities that https webhook URLs may
+    /// chain to, besides the system's (a private CA of your receivers).
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for WebhookSettings {
@@ -431,6 +458,9 @@ impl Default for WebhookSettings {
             webhook_max_endpoints: DEFAULT_WEBHOOK_MAX_ENDPOINTS,
             webhook_scan_interval: DEFAULT_WEBHOOK_SCAN_INTERVAL,
             webhook_lease_ttl: DEFAULT_WEBHOOK_LEASE_TTL,
+            webhook_cursor_save_interval: DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL,
+            webhook_max_gaps: DEFAULT_WEBHOOK_MAX_GAPS,
+            webhook_ca_file: None,
         }
     }
 }
@@ -450,6 +480,22 @@ impl WebhookSettings {
             return Err(crate::error::Error::InvalidSetting {
                 setting: "--webhook-lease-ttl",
                 message: "must be at least 2s (etcd leases count whole seconds)".into(),
+            });
+        }
+        if self.webhook_cursor_save_interval > MAX_WEBHOOK_CURSOR_SAVE_INTERVAL {
+            return Err(crate::error::Error::InvalidSetting {
+                setting: "--webhook-cursor-save-interval",
+                message: format!(
+                    "{} is more than the most allowed, {}",
+                    humantime::format_duration(self.webhook_cursor_save_interval),
+                    humantime::format_duration(MAX_WEBHOOK_CURSOR_SAVE_INTERVAL)
+                ),
+            });
+        }
+        if self.webhook_max_gaps > MAX_WEBHOOK_MAX_GAPS {
+            return Err(crate::error::Error::InvalidSetting {
+                setting: "--webhook-max-gaps",
+                message: format!("{} is more than the most allowed, {MAX_WEBHOOK_MAX_GAPS}", self.webhook_max_gaps),
             });
         }
         Ok(())

@@ -203,3 +203,9 @@ pub fn webhook_gap(endpoint: &str, revisions: u64) {
     metrics::counter!("convgroups_webhook_gap_revisions_total", "endpoint" => endpoint.to_string())
         .increment(revisions);
 }
+
+/// An edit of a webhook endpoint's configuration found it changed by
+/// another edit since it read it, and was applied again.
+pub fn webhook_edit_conflict() {
+    metrics::counter!("convgroups_webhook_edit_conflicts_total").increment(1);
+}

@@ -119,6 +119,7 @@ impl App {
         // Everything that can refuse the start comes before "serving".
         let builder = server_builder(server)?;
         let cors = cors_layer(&server.cors_allow_origin)?;
+        let webhook_tls = crate::webhook::http::tls_connector(config.webhooks.webhook_ca_file.as_deref())?;
         if let Some(addr) = server.metrics_listen {
             crate::metrics::install(addr, store.current_revision())?;
             tracing::info!(%addr, "metrics at http://{addr}/metrics");
@@ -126,7 +127,7 @@ impl App {
         // Webhook senders: durable watchers of the log, one per endpoint
         // (on etcd: per endpoint this replica holds the lease of).
         let (webhook_supervisor, webhook_senders) =
-            crate::webhook::Supervisor::start(store.clone(), config.webhooks.clone());
+            crate::webhook::Supervisor::start(store.clone(), config.webhooks.clone(), webhook_tls);
         let routes =
             services(reflection()?.add_service(health_service), &config, &store, &hub, &auth, webhook_supervisor);
         let tasks = Tasks::spawn(&config, &store, &hub, &auth, &health, webhook_senders);
@@ -389,11 +390,13 @@ pub struct Checked {
 /// binding its ports and opening storage: limits that make sense together,
 /// the data directory's parent, the auth secret (readable, long enough; one
 /// that does not exist yet is not created), the TLS certificate and key
-/// (readable, PEM, the key the certificate's), CORS origins, etcd endpoints.
+/// (readable, PEM, the key the certificate's), the webhook CA file, CORS
+/// origins, etcd endpoints.
 /// `serve` runs it first; `convgroups check-config` runs only it.
 pub fn check_settings(config: &Config) -> Result<Checked, Error> {
     config.limits.validate()?;
     config.webhooks.validate()?;
+    crate::webhook::http::tls_connector(config.webhooks.webhook_ca_file.as_deref())?;
     crate::auth::check_data_dir(&config.data_dir)?;
     let auth = Authenticator::check_settings(config)?;
     server_builder(&config.server)?;

@@ -30,6 +30,7 @@ mod query;
 mod rules;
 mod state;
 mod webhooks;
+pub use webhooks::WebhookRecord;
 mod writer;
 
 use std::path::Path;

@@ -16,6 +16,15 @@ use crate::store::Store;
 
 /// Bytes of an endpoint's description.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// Times an edit of an endpoint's configuration is read, changed and
+/// written again when another edit (through another replica) committed in
+/// between; likewise the count of endpoints of a CreateWebhook when
+/// another endpoint was registered in between. Each retry follows a commit of someone else, and each replica
+/// lets one edit at a time through (`Admin::turn`), so with a few replicas
+/// a handful of tries is always enough; past this many the edit is refused
+/// as UNAVAILABLE (nothing written: safe to send again) rather than looping
+/// on a record that never settles.
+pub const MAX_EDIT_ATTEMPTS: usize = 16;
 /// Secrets an endpoint signs with at once (the newest and those in their
 /// grace period); older ones are dropped at the next rotation.
 const MAX_SECRETS: usize = 3;
@@ -26,7 +35,8 @@ pub struct Admin {
     pub settings: WebhookSettings,
     pub supervisor: Supervisor,
     /// Changes of configurations through this server take turns (they read,
-    /// change and write a record).
+    /// change and write a record). That only spares conflicts: across
+    /// replicas, `modify` compares what it read when it writes.
     turn: Mutex<()>,
 }
 
@@ -109,10 +119,6 @@ impl Admin {
         Self::check_filters(&event_types, &user_ids)?;
         Self::check_description(&description)?;
         let _turn = self.turn.lock().await;
-        let existing = records::list_endpoints(&self.store).await?;
-        if existing.len() >= self.settings.webhook_max_endpoints {
-            return Err(Error::WebhookLimitExceeded { limit: self.settings.webhook_max_endpoints });
-        }
         let secret = Secret::generate().encode();
         let endpoint = Endpoint {
             id: new_id(),
@@ -130,15 +136,37 @@ impl Admin {
         // acknowledged before the endpoint existed is history (ReplayWebhook
         // delivers it).
         let cursor = Cursor { delivered: self.store.latest_revision().await?, ..Cursor::default() };
-        self.store
-            .webhook_write(
-                vec![
-                    (records::cursor_key(&endpoint.id), records::encode(&cursor)),
-                    (records::config_key(&endpoint.id), records::encode(&endpoint)),
-                ],
-                Vec::new(),
-            )
-            .await?;
+        let key = records::config_key(&endpoint.id);
+        let puts = vec![
+            (records::cursor_key(&endpoint.id), records::encode(&cursor)),
+            (key.clone(), records::encode(&endpoint)),
+        ];
+        // Counted and written together: the write is refused if another
+        // replica registered an endpoint since the count, and then counts
+        // again, so --webhook-max-endpoints holds across replicas.
+        let mut written = false;
+        for _ in 0..MAX_EDIT_ATTEMPTS {
+            let (existing, at) = self.store.webhook_scan_at("e/").await?;
+            if existing.iter().any(|(k, _)| *k == key) {
+                // A write whose answer was lost and that was sent again.
+                written = true;
+                break;
+            }
+            if existing.len() >= self.settings.webhook_max_endpoints {
+                return Err(Error::WebhookLimitExceeded { limit: self.settings.webhook_max_endpoints });
+            }
+            if self.store.webhook_write_unless_created("e/", at, puts.clone()).await? {
+                written = true;
+                break;
+            }
+            crate::metrics::webhook_edit_conflict();
+        }
+        if !written {
+            return Err(Error::Storage(format!(
+                "endpoints were registered concurrently {MAX_EDIT_ATTEMPTS} times in a row while this one was; \
+                 nothing was written, try again"
+            )));
+        }
         self.supervisor.changed();
         Ok((self.view(endpoint).await?, secret))
     }
@@ -147,12 +175,31 @@ impl Admin {
         records::load_endpoint(&self.store, id).await?.ok_or_else(|| Error::WebhookNotFound { id: id.to_string() })
     }
 
-    async fn save(&self, endpoint: &Endpoint) -> Result<(), Error> {
-        self.store
-            .webhook_write(vec![(records::config_key(&endpoint.id), records::encode(endpoint))], Vec::new())
-            .await?;
-        self.supervisor.changed();
-        Ok(())
+    /// Applies `change` to the stored configuration of `id` and writes it
+    /// back, only over the version it read: an edit committed in between
+    /// (through another replica) makes it read and apply `change` again,
+    /// so no edit overwrites another unseen, and an endpoint deleted in
+    /// between stays deleted (NOT_FOUND). `change` may run more than once.
+    async fn modify(&self, id: &str, mut change: impl FnMut(&mut Endpoint)) -> Result<Endpoint, Error> {
+        let key = records::config_key(id);
+        for attempt in 1..=MAX_EDIT_ATTEMPTS {
+            let read = self.store.webhook_read(&key).await?;
+            let mut endpoint = match &read.value {
+                Some(bytes) => records::decode_endpoint(bytes)?,
+                None => return Err(Error::WebhookNotFound { id: id.to_string() }),
+            };
+            change(&mut endpoint);
+            if self.store.webhook_write_if(&read, vec![(key.clone(), records::encode(&endpoint))], Vec::new()).await? {
+                self.supervisor.changed();
+                return Ok(endpoint);
+            }
+            crate::metrics::webhook_edit_conflict();
+            tracing::debug!(endpoint = %id, attempt, "webhook edit conflicted with another; reading it again");
+        }
+        Err(Error::Storage(format!(
+            "webhook {id}: edited concurrently {MAX_EDIT_ATTEMPTS} times in a row while this edit was applied; \
+             nothing was written, try again"
+        )))
     }
 
     pub async fn view(&self, endpoint: Endpoint) -> Result<View, Error> {
@@ -189,23 +236,25 @@ impl Admin {
             Self::check_description(description)?;
         }
         let _turn = self.turn.lock().await;
-        let mut endpoint = self.endpoint(id).await?;
-        if let Some(url) = update.url {
-            endpoint.url = url;
-        }
-        if let Some(event_types) = update.event_types {
-            endpoint.event_types = event_types;
-        }
-        if let Some(user_ids) = update.user_ids {
-            endpoint.user_ids = user_ids;
-        }
-        if let Some(description) = update.description {
-            endpoint.description = description;
-        }
-        if let Some(enabled) = update.enabled {
-            endpoint.enabled = enabled;
-        }
-        self.save(&endpoint).await?;
+        let endpoint = self
+            .modify(id, |endpoint| {
+                if let Some(url) = &update.url {
+                    endpoint.url = url.clone();
+                }
+                if let Some(event_types) = &update.event_types {
+                    endpoint.event_types = event_types.clone();
+                }
+                if let Some(user_ids) = &update.user_ids {
+                    endpoint.user_ids = user_ids.clone();
+                }
+                if let Some(description) = &update.description {
+                    endpoint.description = description.clone();
+                }
+                if let Some(enabled) = update.enabled {
+                    endpoint.enabled = enabled;
+                }
+            })
+            .await?;
         self.view(endpoint).await
     }
 
@@ -213,24 +262,30 @@ impl Admin {
     pub async fn rotate(&self, id: &str, grace: Option<std::time::Duration>) -> Result<(View, String), Error> {
         let grace = grace.unwrap_or(self.settings.webhook_rotation_grace);
         let _turn = self.turn.lock().await;
-        let mut endpoint = self.endpoint(id).await?;
-        let now = now_ms();
-        let still_signing = endpoint.previous_expire_ms.is_some_and(|until| now < until);
-        let mut secrets = if still_signing {
-            endpoint.secrets.clone()
-        } else {
-            endpoint.secrets.last().cloned().into_iter().collect()
-        };
+        // One new secret however often the change is applied: a retry must
+        // not sign with a secret that was never shown.
         let secret = Secret::generate().encode();
-        secrets.push(secret.clone());
-        if grace.is_zero() {
-            secrets = vec![secret.clone()];
-        }
-        let excess = secrets.len().saturating_sub(MAX_SECRETS);
-        secrets.drain(..excess);
-        endpoint.secrets = secrets;
-        endpoint.previous_expire_ms = (!grace.is_zero()).then(|| now + grace.as_millis() as i64);
-        self.save(&endpoint).await?;
+        let endpoint = self
+            .modify(id, |endpoint| {
+                let now = now_ms();
+                let still_signing = endpoint.previous_expire_ms.is_some_and(|until| now < until);
+                let mut secrets: Vec<String> = if still_signing {
+                    endpoint.secrets.clone()
+                } else {
+                    endpoint.secrets.last().cloned().into_iter().collect()
+                };
+                // Applied again after a lost answer, the secret is there.
+                secrets.retain(|s| *s != secret);
+                secrets.push(secret.clone());
+                if grace.is_zero() {
+                    secrets = vec![secret.clone()];
+                }
+                let excess = secrets.len().saturating_sub(MAX_SECRETS);
+                secrets.drain(..excess);
+                endpoint.secrets = secrets;
+                endpoint.previous_expire_ms = (!grace.is_zero()).then(|| now + grace.as_millis() as i64);
+            })
+            .await?;
         Ok((self.view(endpoint).await?, secret))
     }
 
@@ -257,10 +312,12 @@ impl Admin {
             return Err(Error::RevisionCompacted { start: from_revision, oldest: floor + 1, current });
         }
         let _turn = self.turn.lock().await;
-        let mut endpoint = self.endpoint(id).await?;
-        let seq = endpoint.replay.map_or(0, |r| r.seq) + 1;
-        endpoint.replay = Some(Replay { seq, from_revision });
-        self.save(&endpoint).await?;
+        let endpoint = self
+            .modify(id, |endpoint| {
+                let seq = endpoint.replay.map_or(0, |r| r.seq) + 1;
+                endpoint.replay = Some(Replay { seq, from_revision });
+            })
+            .await?;
         self.view(endpoint).await
     }
 }

@@ -5,7 +5,8 @@
 //! every few seconds at most, and each attempt must be judged on its own.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, StatusCode, Uri};
@@ -13,6 +14,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+use crate::error::Error;
 
 /// Longest URL accepted.
 pub const MAX_URL_BYTES: usize = 2048;
@@ -173,8 +176,9 @@ pub async fn post(
     headers: &[(&'static str, String)],
     body: Bytes,
     limits: Limits,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Result<u16, Failure> {
-    match tokio::time::timeout(limits.timeout, attempt(target, headers, body, limits)).await {
+    match tokio::time::timeout(limits.timeout, attempt(target, headers, body, limits, tls)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Failure::Timeout),
     }
@@ -185,6 +189,7 @@ async fn attempt(
     headers: &[(&'static str, String)],
     body: Bytes,
     limits: Limits,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Result<u16, Failure> {
     let addrs = resolve(target, limits.allow_private).await?;
     let mut last = None;
@@ -213,10 +218,8 @@ async fn attempt(
     if target.https {
         let name = tokio_rustls::rustls::pki_types::ServerName::try_from(target.host.clone())
             .map_err(|e| Failure::Connect(format!("{}: {e}", target.host)))?;
-        let tls = tls_connector()
-            .connect(name, stream)
-            .await
-            .map_err(|e| Failure::Connect(format!("TLS with {}: {e}", target.host)))?;
+        let tls =
+            tls.connect(name, stream).await.map_err(|e| Failure::Connect(format!("TLS with {}: {e}", target.host)))?;
         send(TokioIo::new(tls), request, limits).await
     } else {
         send(TokioIo::new(stream), request, limits).await
@@ -247,22 +250,37 @@ where
     outcome
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
+/// The TLS client of https deliveries: the system's certificate
+/// authorities, and those of `ca_file` (`--webhook-ca-file`), which must
+/// hold at least one PEM certificate. Built once per server.
+pub fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnector, Error> {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let refuse = |message: String| Error::InvalidSetting { setting: "--webhook-ca-file", message };
+        let pem = std::fs::read(path).map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
+        let mut added = 0;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| refuse(format!("{}: {e}", path.display())))?;
+            roots.add(cert).map_err(|e| refuse(format!("{}: {e}", path.display())))?;
+            added += 1;
         }
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(config.clone())
+        if added == 0 {
+            return Err(refuse(format!("{} holds no PEM block `-----BEGIN CERTIFICATE-----`", path.display())));
+        }
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 #[cfg(test)]

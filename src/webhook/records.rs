@@ -1,9 +1,11 @@
 //! What is stored per endpoint, as JSON under string keys (see
 //! `store::webhooks`): `e/<id>` the configuration, written by the admin
 //! API; `c/<id>` the cursor, written by the endpoint's one sender. Two
-//! records with one writer each, so neither writer can undo the other's
-//! change; a replay is a request in the configuration that the sender
-//! carries out on the cursor.
+//! records with one kind of writer each, so a sender's cursor write cannot
+//! undo an edit, nor an edit a cursor write; a replay is a request in the
+//! configuration that the sender carries out on the cursor. Edits of one
+//! configuration through different replicas compare the record's version
+//! when they write (`Admin::modify`), so none is lost.
 
 use std::collections::HashSet;
 
@@ -62,9 +64,6 @@ pub struct Cursor {
     pub gaps: Vec<Gap>,
 }
 
-/// Gaps kept per endpoint (the oldest go first); the metric counts all.
-pub const MAX_GAPS: usize = 32;
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gap {
     pub from: u64,
@@ -72,15 +71,26 @@ pub struct Gap {
     pub record_time_ms: i64,
 }
 
+impl Cursor {
+    /// Adds `gap`, dropping the oldest beyond `max` (`--webhook-max-gaps`;
+    /// the metric counts all).
+    pub fn record_gap(&mut self, gap: Gap, max: usize) {
+        self.gaps.push(gap);
+        let excess = self.gaps.len().saturating_sub(max);
+        self.gaps.drain(..excess);
+    }
+}
+
 fn corrupt(what: &str, e: serde_json::Error) -> Error {
     Error::Internal(format!("stored webhook {what} does not decode: {e}"))
 }
 
+pub fn decode_endpoint(bytes: &[u8]) -> Result<Endpoint, Error> {
+    serde_json::from_slice(bytes).map_err(|e| corrupt("endpoint", e))
+}
+
 pub async fn load_endpoint(store: &Store, id: &str) -> Result<Option<Endpoint>, Error> {
-    match store.webhook_get(&config_key(id)).await? {
-        Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| corrupt("endpoint", e)),
-        None => Ok(None),
-    }
+    store.webhook_get(&config_key(id)).await?.map(|bytes| decode_endpoint(&bytes)).transpose()
 }
 
 pub async fn load_cursor(store: &Store, id: &str) -> Result<Option<Cursor>, Error> {
@@ -146,4 +156,22 @@ pub fn event_type(value: i32) -> Option<EventType> {
         T::ConversationsChanged => EventType::ConversationsChanged,
         T::ConversationsDeleted => EventType::ConversationsDeleted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_gaps_are_kept_up_to_the_limit() {
+        let gap = |n: u64| Gap { from: n, through: n, record_time_ms: 0 };
+        let mut cursor = Cursor::default();
+        for n in 1..=5 {
+            cursor.record_gap(gap(n), 3);
+        }
+        assert_eq!(cursor.gaps, vec![gap(3), gap(4), gap(5)]);
+        // A lower limit after a restart trims on the next gap.
+        cursor.record_gap(gap(6), 1);
+        assert_eq!(cursor.gaps, vec![gap(6)]);
+    }
 }

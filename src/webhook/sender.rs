@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::http::{self, Failure};
 use super::lease::Claim;
-use super::records::{self, Cursor, Endpoint, Gap, MAX_GAPS};
+use super::records::{self, Cursor, Endpoint, Gap};
 use super::signing;
 use crate::config::WebhookSettings;
 use crate::domain::{now_ms, EventBatch, Scope};
@@ -28,12 +28,11 @@ use crate::store::Store;
 
 /// Batches read from the log per step.
 const LOG_CHUNK: usize = 64;
-/// How often a cursor that only moved past revisions with nothing for the
-/// endpoint (other users' batches, filtered kinds, etcd heartbeats) is
-/// stored. Storing it later is safe: after a restart those revisions are
-/// read and filtered again, and deliver nothing. Storing it at every
-/// heartbeat would be one etcd write per second per endpoint.
-const SKIPPED_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+// A cursor that only moved past revisions with nothing for the endpoint
+// (other users' batches, filtered kinds, etcd heartbeats) is stored every
+// --webhook-cursor-save-interval. Storing it later is safe: after a restart
+// those revisions are read and filtered again, and deliver nothing. Storing
+// it at every heartbeat would be one etcd write per second per endpoint.
 
 /// The canonical JSON mapping of a batch (lowerCamelCase names, 64-bit
 /// integers as strings, enums by name, RFC 3339 times).
@@ -69,6 +68,8 @@ pub fn backoff(settings: &WebhookSettings, failures: u32) -> Duration {
 pub struct Sender {
     pub store: Store,
     pub settings: WebhookSettings,
+    /// For https URLs: the trusted roots (`--webhook-ca-file` too).
+    pub tls: tokio_rustls::TlsConnector,
     pub id: String,
     /// Bumped by the admin API on this server when any endpoint changes.
     pub changes: watch::Receiver<u64>,
@@ -139,7 +140,8 @@ impl Sender {
         }
         let durable = self.store.current_revision();
         if cursor.delivered >= durable {
-            if position.unsaved_since.is_some_and(|since| since.elapsed() >= SKIPPED_SAVE_INTERVAL) {
+            if position.unsaved_since.is_some_and(|since| since.elapsed() >= self.settings.webhook_cursor_save_interval)
+            {
                 self.save(cursor).await?;
                 position.unsaved_since = None;
             }
@@ -159,10 +161,7 @@ impl Sender {
                 );
                 crate::metrics::webhook_gap(&self.id, gap.through - gap.from + 1);
                 cursor.delivered = gap.through;
-                cursor.gaps.push(gap);
-                if cursor.gaps.len() > MAX_GAPS {
-                    cursor.gaps.remove(0);
-                }
+                cursor.record_gap(gap, self.settings.webhook_max_gaps);
                 self.save(cursor).await?;
                 return Ok(true);
             }
@@ -226,7 +225,7 @@ impl Sender {
                         ("webhook-timestamp", timestamp.to_string()),
                         ("webhook-signature", signature),
                     ];
-                    http::post(&target, &headers, body.clone(), limits).await
+                    http::post(&target, &headers, body.clone(), limits, &self.tls).await
                 }
                 Err(e) => Err(Failure::Protocol(e.to_string())),
             };

@@ -29,10 +29,12 @@ impl Supervisor {
     /// Starts supervising; the task ends when `stop` resolves, and takes
     /// the senders with it (an attempt in flight is dropped: its batch is
     /// not acknowledged, so it is sent again after the restart).
-    pub fn start(store: Store, settings: WebhookSettings) -> (Self, JoinHandle<()>) {
+    /// `tls`: [`super::http::tls_connector`] of the settings, built before
+    /// (it can refuse the start).
+    pub fn start(store: Store, settings: WebhookSettings, tls: tokio_rustls::TlsConnector) -> (Self, JoinHandle<()>) {
         let (changes, _) = watch::channel(0u64);
         let changes = Arc::new(changes);
-        let task = tokio::spawn(supervise(store, settings, changes.clone()));
+        let task = tokio::spawn(supervise(store, settings, tls, changes.clone()));
         (Self { changes }, task)
     }
 
@@ -53,7 +55,12 @@ impl Drop for Running {
     }
 }
 
-async fn supervise(store: Store, settings: WebhookSettings, changes: Arc<watch::Sender<u64>>) {
+async fn supervise(
+    store: Store,
+    settings: WebhookSettings,
+    tls: tokio_rustls::TlsConnector,
+    changes: Arc<watch::Sender<u64>>,
+) {
     let mut running: HashMap<String, Running> = HashMap::new();
     let mut lease: Option<ReplicaLease> = None;
     let mut wake = changes.subscribe();
@@ -93,6 +100,7 @@ async fn supervise(store: Store, settings: WebhookSettings, changes: Arc<watch::
                     let sender = Sender {
                         store: store.clone(),
                         settings: settings.clone(),
+                        tls: tls.clone(),
                         id: endpoint.id.clone(),
                         changes: changes.subscribe(),
                         claim,

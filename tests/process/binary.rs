@@ -365,6 +365,18 @@ fn check_config_refuses_what_serve_refuses_with_the_same_message() {
         (vec!["--data-dir", data, "--backend", "etcd"], 1, "--etcd-endpoints"),
         (vec!["--data-dir", data, "--log-level", "info,=x=y"], 1, "--log-level"),
         (vec!["--data-dir", data, "--max-groups", "0"], 2, "--max-groups"),
+        (
+            vec!["--data-dir", data, "--webhook-max-gaps", "1025"],
+            1,
+            "--webhook-max-gaps: 1025 is more than the most allowed, 1024",
+        ),
+        (vec!["--data-dir", data, "--webhook-max-gaps", "0"], 2, "--webhook-max-gaps"),
+        (
+            vec!["--data-dir", data, "--webhook-cursor-save-interval", "2h"],
+            1,
+            "--webhook-cursor-save-interval: 2h is more than the most allowed, 1h",
+        ),
+        (vec!["--data-dir", data, "--webhook-cursor-save-interval", "0s"], 2, "--webhook-cursor-save-interval"),
     ];
     for (args, code, setting) in cases {
         let listen = format!("127.0.0.1:{}", free_port());

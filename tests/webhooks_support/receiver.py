@@ -4,9 +4,10 @@ Verifies every delivery with the `standardwebhooks` library from PyPI (an
 implementation nobody here wrote), answers as the control file says, and
 appends one JSON line per request to the log file.
 
-    python3 receiver.py CONTROL_FILE LOG_FILE
+    python3 receiver.py CONTROL_FILE LOG_FILE [PORT [CERT_FILE KEY_FILE]]
 
-Prints the port it listens on (127.0.0.1) on its first line.
+Prints the port it listens on (127.0.0.1; PORT 0 or none: any free one) on
+its first line. With CERT_FILE and KEY_FILE (PEM) it serves HTTPS.
 
 The control file (re-read on every request) holds
     {"mode": "ok" | "endless" | "status:<code>" | "sleep:<seconds>", "secrets": ["whsec_..", ...]}
@@ -18,6 +19,7 @@ A log line is
 """
 
 import json
+import ssl
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -99,5 +101,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[3]) if len(sys.argv) > 3 else 0), Handler)
+if len(sys.argv) > 5:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[4], sys.argv[5])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
