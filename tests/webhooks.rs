@@ -890,18 +890,22 @@ fn a_cursor_past_filtered_revisions_is_stored_every_save_interval() {
 
 /// The documented receivers (examples/webhooks/receiver.py on Flask,
 /// receiver.js on Express, both verifying with the `standardwebhooks`
-/// package of their language): docs/webhooks.md shows each file as it is,
+/// package of their language): docs/webhooks.md shows each file as it is
+/// (README.md the Python one),
 /// and each, run as the page says, verifies and prints every event of a
 /// real server's deliveries, and prints a replayed batch once (it
 /// deduplicates on `webhook-id`).
 #[test]
 fn the_documented_receivers_verify_real_deliveries() {
-    let doc = std::fs::read_to_string(root().join("docs/webhooks.md")).unwrap();
-    let blocks = fenced_blocks(&doc);
     let examples = root().join("examples/webhooks");
-    for file in ["receiver.py", "receiver.js"] {
-        let text = std::fs::read_to_string(examples.join(file)).unwrap();
-        assert!(blocks.contains(&text), "docs/webhooks.md does not show examples/webhooks/{file} as it is");
+    for (page, files) in
+        [("docs/webhooks.md", &["receiver.py", "receiver.js"][..]), ("README.md", &["receiver.py"][..])]
+    {
+        let blocks = fenced_blocks(&std::fs::read_to_string(root().join(page)).unwrap());
+        for file in files {
+            let text = std::fs::read_to_string(examples.join(file)).unwrap();
+            assert!(blocks.contains(&text), "{page} does not show examples/webhooks/{file} as it is");
+        }
     }
 
     let python = (Command::new("python3"), "PYTHONPATH", library_dir().to_path_buf(), "receiver.py");

@@ -83,7 +83,7 @@ fn serve_logs_the_version_line_and_exports_build_info() {
     let metrics_port = free_port();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let server = Server::start_with(&tmp.path().join("data"), &["--metrics-listen", &metrics]);
-    // The endpoint answers once the server has opened (and logged).
+    // The endpoint answers once the server has opened the database.
     let deadline = Instant::now() + PROMPT;
     let text = loop {
         match http_get(metrics_port, "/metrics") {
@@ -93,7 +93,16 @@ fn serve_logs_the_version_line_and_exports_build_info() {
         }
     };
     let version = execute(command(&["--version"])).ok().out().to_string();
-    let log = server.log();
+    // The metrics endpoint opens before the gRPC listener, so the log may
+    // not have reached `serving` yet: wait for it.
+    let log = loop {
+        let log = server.log();
+        match log.contains(" serving ") {
+            true => break log,
+            false if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            false => panic!("no serving line:\n{log}"),
+        }
+    };
     assert!(log.lines().any(|l| l.ends_with(&version)), "the start-up log should have {version:?}:\n{log}");
     // Right before `serving`: after every check that can refuse the start
     // (a refusal stays one line), before anything is served.
