@@ -410,6 +410,8 @@ pub fn target_conversion(data: &[u8]) {
                     mark_list: c.maybe(|c| pb::MarkList {
                         values: (0..c.len_near(limits.max_marks)).map(|i| i as u64).collect(),
                     }),
+                    add_marks: (0..c.len_near(2)).map(|_| u64::from(c.byte() & 3)).collect(),
+                    remove_marks: (0..c.len_near(2)).map(|_| u64::from(c.byte() & 3)).collect(),
                     custom_data: c.maybe(|c| vec![0xab; c.len_near(limits.max_custom_data_bytes)]),
                     has_group_at_info: c.maybe(Choices::flag),
                     last_message: c.maybe(|c| pb::LastMessage {
@@ -529,7 +531,11 @@ fn check_patch(index: usize, u: pb::ConversationUpdate, limits: &Limits) {
     let long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > limits.max_text_field_bytes);
     let too_large = u.custom_data.as_ref().is_some_and(|d| d.len() > limits.max_custom_data_bytes);
     let bad_recv = u.recv_opt.is_some_and(|v| !(1..=5).contains(&v));
-    let bad_marks = u.mark_list.as_ref().is_some_and(|m| m.values.len() > limits.max_marks);
+    let bad_marks = u.mark_list.as_ref().is_some_and(|m| m.values.len() > limits.max_marks)
+        || (u.mark_list.is_some() && !(u.add_marks.is_empty() && u.remove_marks.is_empty()))
+        || u.add_marks.len() > limits.max_marks
+        || u.remove_marks.len() > limits.max_marks
+        || u.add_marks.iter().any(|m| u.remove_marks.contains(m));
     let bad_text = long(&u.show_name)
         || long(&u.face_url)
         || u.last_message.as_ref().is_some_and(|m| {
@@ -546,6 +552,7 @@ fn check_patch(index: usize, u: pb::ConversationUpdate, limits: &Limits) {
             assert_eq!(p.custom_data, u.custom_data);
             assert_eq!(p.has_group_at_info, u.has_group_at_info);
             assert_eq!(p.mark_list, u.mark_list.map(|m| m.values));
+            assert_eq!((p.add_marks, p.remove_marks), (u.add_marks, u.remove_marks));
             let recv = u.recv_opt.map(|v| match v {
                 1 => RecvOpt::Receive,
                 2 => RecvOpt::NotReceive,
@@ -952,6 +959,8 @@ fn request_corpus() -> Vec<Vec<u8>> {
         order_key: Some(42),
         recv_opt: Some(2),
         mark_list: Some(pb::MarkList { values: vec![1, 2] }),
+        add_marks: vec![],
+        remove_marks: vec![],
         custom_data: Some(vec![1, 2, 3]),
         has_group_at_info: Some(true),
         last_message: Some(pb::LastMessage {

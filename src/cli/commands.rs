@@ -249,6 +249,8 @@ fn update(id: String, u: &Update) -> ConversationUpdate {
         } else {
             u.marks.clone().map(|values| MarkList { values })
         },
+        add_marks: u.add_marks.clone(),
+        remove_marks: u.remove_marks.clone(),
         custom_data: u.custom_data.clone().map(String::into_bytes),
         has_group_at_info: None,
         last_message: None,

@@ -261,6 +261,13 @@ pub struct Update {
     /// Remove every mark.
     #[arg(long)]
     pub clear_marks: bool,
+    /// Add marks, keeping the others (comma-separated numbers; one step on
+    /// the server, so a mark another device sets meanwhile is kept).
+    #[arg(long, value_name = "MARK,...", value_delimiter = ',', conflicts_with_all = ["marks", "clear_marks"])]
+    pub add_marks: Vec<u64>,
+    /// Remove marks, keeping the others (comma-separated numbers).
+    #[arg(long, value_name = "MARK,...", value_delimiter = ',', conflicts_with_all = ["marks", "clear_marks"])]
+    pub remove_marks: Vec<u64>,
     /// Opaque client data, as text.
     #[arg(long, value_name = "TEXT")]
     pub custom_data: Option<String>,

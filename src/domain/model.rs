@@ -77,6 +77,14 @@ impl ConversationData {
         set!(order_key);
         set!(recv_opt);
         set!(mark_list);
+        // One step on the server, so concurrent marks of two devices are
+        // both kept (see the proto's add_marks).
+        self.mark_list.retain(|mark| !patch.remove_marks.contains(mark));
+        for mark in &patch.add_marks {
+            if !self.mark_list.contains(mark) {
+                self.mark_list.push(*mark);
+            }
+        }
         set!(custom_data);
         set!(has_group_at_info);
         if let Some(message) = &patch.last_message {
@@ -98,6 +106,10 @@ pub struct ConversationPatch {
     pub order_key: Option<u64>,
     pub recv_opt: Option<RecvOpt>,
     pub mark_list: Option<Vec<u64>>,
+    /// Added to the marks (after `mark_list`, which a valid patch does not
+    /// set together with these), each once.
+    pub add_marks: Vec<u64>,
+    pub remove_marks: Vec<u64>,
     pub custom_data: Option<Vec<u8>>,
     pub has_group_at_info: Option<bool>,
     pub last_message: Option<LastMessage>,

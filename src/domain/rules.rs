@@ -264,6 +264,15 @@ pub fn upsert_conversations(
             result.succeed(item.id.clone());
             continue;
         }
+        if data.mark_list.len() > limits.max_marks && data.mark_list.len() > before.mark_list.len() {
+            let message = format!(
+                "add_marks: the marks would number {}, more than the {} allowed (max_marks)",
+                data.mark_list.len(),
+                limits.max_marks
+            );
+            result.fail_item(item, ItemCode::InvalidField, message);
+            continue;
+        }
         if data.is_pinned && !before.is_pinned && state.pinned_count() >= limits.max_pinned {
             let message = format!(
                 "is_pinned: the user already has {} pinned conversations, the most allowed (max_pinned)",

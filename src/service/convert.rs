@@ -116,6 +116,31 @@ pub fn patch(index: usize, update: pb::ConversationUpdate, limits: &Limits) -> R
             ));
         }
     }
+    if update.mark_list.is_some() && !(update.add_marks.is_empty() && update.remove_marks.is_empty()) {
+        return Err((
+            ItemCode::InvalidField,
+            format!("{}: set either mark_list or add_marks/remove_marks, not both", field("mark_list")),
+        ));
+    }
+    for (name, marks) in [("add_marks", &update.add_marks), ("remove_marks", &update.remove_marks)] {
+        if marks.len() > limits.max_marks {
+            return Err((
+                ItemCode::InvalidField,
+                format!(
+                    "{}: has {} values, more than the {} allowed (max_marks)",
+                    field(name),
+                    marks.len(),
+                    limits.max_marks
+                ),
+            ));
+        }
+    }
+    if let Some(mark) = update.add_marks.iter().find(|mark| update.remove_marks.contains(mark)) {
+        return Err((
+            ItemCode::InvalidField,
+            format!("{}: {mark} is also in remove_marks; a mark is either added or removed", field("add_marks")),
+        ));
+    }
     let last_message = match update.last_message {
         None => None,
         Some(m) => Some(LastMessage {
@@ -132,6 +157,8 @@ pub fn patch(index: usize, update: pb::ConversationUpdate, limits: &Limits) -> R
         order_key: update.order_key,
         recv_opt: recv,
         mark_list: update.mark_list.map(|m| m.values),
+        add_marks: update.add_marks,
+        remove_marks: update.remove_marks,
         custom_data: update.custom_data,
         has_group_at_info: update.has_group_at_info,
         last_message,

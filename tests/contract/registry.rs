@@ -23,6 +23,7 @@ fn full_update(id: &str) -> ConversationUpdate {
             text: "see you at 8".into(),
             time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 0 }),
         }),
+        ..Default::default()
     }
 }
 
@@ -220,6 +221,98 @@ async fn custom_data_of_256_bytes_is_accepted_and_257_rejected() {
         assert!(f.message.contains("custom_data"), "message names the field: {:?}", f.message);
     }
     assert_eq!(user_state(&mut gc).await, before);
+}
+
+fn marks(id: &str, add: &[u64], remove: &[u64]) -> ConversationUpdate {
+    ConversationUpdate { add_marks: add.to_vec(), remove_marks: remove.to_vec(), ..update(id) }
+}
+
+/// add_marks / remove_marks change the stored marks in one step: added
+/// values are appended once each, removed ones go, the others stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_and_remove_marks_keep_the_other_marks() {
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let mut cc = s.conv_client("alice");
+    upsert_ok(
+        &mut cc,
+        vec![ConversationUpdate { mark_list: Some(MarkList { values: vec![1, 8] }), ..update("C2Cann") }],
+    )
+    .await;
+    upsert_ok(&mut cc, vec![marks("C2Cann", &[2, 1, 4, 2], &[])]).await;
+    assert_eq!(find_conversation(&mut gc, "C2Cann").await.unwrap().mark_list, [1, 8, 2, 4]);
+    upsert_ok(&mut cc, vec![marks("C2Cann", &[16], &[8, 99])]).await;
+    assert_eq!(find_conversation(&mut gc, "C2Cann").await.unwrap().mark_list, [1, 2, 4, 16]);
+    // Removing what is not there changes nothing: no new revision.
+    let before = upsert_ok(&mut cc, vec![marks("C2Cann", &[], &[])]).await.revision;
+    assert_eq!(upsert_ok(&mut cc, vec![marks("C2Cann", &[], &[32])]).await.revision, before);
+    // A new conversation starts with no marks.
+    upsert_ok(&mut cc, vec![marks("C2Cbob", &[4], &[1])]).await;
+    assert_eq!(find_conversation(&mut gc, "C2Cbob").await.unwrap().mark_list, [4]);
+}
+
+/// Two clients marking the same conversation at the same moment, each
+/// with its own mark, both take effect (what a read-modify-write of
+/// mark_list could not promise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_marks_of_one_conversation_are_all_kept() {
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let mut tasks = Vec::new();
+    for mark in 1..=16u64 {
+        let mut cc = s.conv_client("alice");
+        tasks.push(tokio::spawn(async move { upsert_ok(&mut cc, vec![marks("C2Cann", &[mark], &[])]).await }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut stored = find_conversation(&mut gc, "C2Cann").await.unwrap().mark_list;
+    stored.sort();
+    assert_eq!(stored, (1..=16).collect::<Vec<u64>>());
+}
+
+/// Mark edits that cannot be applied fail their item with INVALID_FIELD
+/// naming the field, and change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_mark_edits_are_invalid_field_items() {
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let mut cc = s.conv_client("alice");
+    upsert_ok(
+        &mut cc,
+        vec![ConversationUpdate { mark_list: Some(MarkList { values: (1..=63).collect() }), ..update("C2Cfull") }],
+    )
+    .await;
+    let before = user_state(&mut gc).await;
+    let cases: Vec<(ConversationUpdate, &str)> = vec![
+        (
+            ConversationUpdate { mark_list: Some(MarkList { values: vec![1] }), ..marks("C2Cboth", &[2], &[]) },
+            "mark_list",
+        ),
+        (marks("C2Ctwice", &[3], &[3]), "add_marks"),
+        (marks("C2Cmany", &(1..=65).collect::<Vec<_>>(), &[]), "add_marks"),
+        (marks("C2Cmanyrm", &[], &(1..=65).collect::<Vec<_>>()), "remove_marks"),
+        // 63 stored + 2 new = 65, over max_marks (64).
+        (marks("C2Cfull", &[100, 101], &[]), "max_marks"),
+    ];
+    let r = upsert(&mut cc, cases.iter().map(|(u, _)| u.clone()).collect()).await.unwrap();
+    assert!(r.success_conversation_ids.is_empty(), "{:?}", r.success_conversation_ids);
+    let expected: Vec<(&str, R)> = cases.iter().map(|(u, _)| (u.conversation_id.as_str(), R::InvalidField)).collect();
+    assert_failed(&r.failed, &expected);
+    for (u, field) in &cases {
+        let f = r.failed.iter().find(|f| f.conversation_id == u.conversation_id).unwrap();
+        assert!(f.message.contains(field), "{}: message {:?} names {field}", u.conversation_id, f.message);
+    }
+    assert_eq!(user_state(&mut gc).await, before, "nothing changed");
+    let stored = find_conversation(&mut gc, "C2Cfull").await.unwrap().mark_list;
+    assert_eq!(stored, (1..=63).collect::<Vec<u64>>(), "the refused add left the marks as they were");
+    for id in ["C2Cboth", "C2Ctwice", "C2Cmany", "C2Cmanyrm"] {
+        assert!(find_conversation(&mut gc, id).await.is_none(), "{id} was not registered");
+    }
+    // Up to the limit is fine; removing while adding keeps it there.
+    upsert_ok(&mut cc, vec![marks("C2Cfull", &[100], &[])]).await;
+    upsert_ok(&mut cc, vec![marks("C2Cfull", &[101], &[1])]).await;
+    assert_eq!(find_conversation(&mut gc, "C2Cfull").await.unwrap().mark_list.len(), 64);
 }
 
 /// Out-of-range fields are INVALID_FIELD items whose message names the

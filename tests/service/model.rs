@@ -176,6 +176,8 @@ struct Upd {
     order_key: Option<u64>,
     recv_opt: Option<i32>,
     marks: Option<Vec<u64>>,
+    /// add_marks, remove_marks.
+    mark_edits: (Vec<u64>, Vec<u64>),
     custom: Option<Vec<u8>>,
     at: Option<bool>,
     last: Option<(usize, usize, usize)>,
@@ -260,6 +262,7 @@ fn upd() -> impl Strategy<Value = Upd> {
     let recv = prop::option::weighted(0.4, prop_oneof![6 => 1..=5i32, 1 => Just(0), 1 => Just(99), 1 => Just(-1)]);
     let marks = prop::option::weighted(0.3, prop::collection::vec(1..=3u64, 0..=MAX_MARKS + 1));
     let custom = prop::option::weighted(0.3, prop::collection::vec(any::<u8>(), 0..=MAX_CUSTOM + 1));
+    let edit = || prop_oneof![3 => Just(Vec::new()), 1 => prop::collection::vec(1..=3u64, 1..=MAX_MARKS + 1)];
     (
         (
             id(),
@@ -270,10 +273,29 @@ fn upd() -> impl Strategy<Value = Upd> {
         ),
         (prop::option::weighted(0.5, 0..4u64), recv, marks, custom, prop::option::weighted(0.3, any::<bool>())),
         prop::option::weighted(0.2, (0..TEXTS.len(), 0..TEXTS.len(), 0..TIMES.len())),
+        (edit(), edit()),
     )
-        .prop_map(|((id, show_name, face_url, unread, pinned), (order_key, recv_opt, marks, custom, at), last)| {
-            Upd { id, show_name, face_url, unread, pinned, order_key, recv_opt, marks, custom, at, last }
-        })
+        .prop_map(
+            |(
+                (id, show_name, face_url, unread, pinned),
+                (order_key, recv_opt, marks, custom, at),
+                last,
+                mark_edits,
+            )| Upd {
+                id,
+                show_name,
+                face_url,
+                unread,
+                pinned,
+                order_key,
+                recv_opt,
+                marks,
+                mark_edits,
+                custom,
+                at,
+                last,
+            },
+        )
 }
 
 fn filt() -> impl Strategy<Value = Filt> {
@@ -474,6 +496,12 @@ impl Data {
         if let Some(v) = &u.mark_list {
             self.marks = v.values.clone();
         }
+        self.marks.retain(|m| !u.remove_marks.contains(m));
+        for m in &u.add_marks {
+            if !self.marks.contains(m) {
+                self.marks.push(*m);
+            }
+        }
         if let Some(v) = &u.custom_data {
             self.custom = v.clone();
         }
@@ -495,6 +523,10 @@ fn value_codes(u: &ConversationUpdate) -> Vec<R> {
     let long = |s: &Option<String>| s.as_ref().is_some_and(|s| s.len() > MAX_TEXT);
     let invalid = u.recv_opt.is_some_and(|v| !(1..=5).contains(&v))
         || u.mark_list.as_ref().is_some_and(|m| m.values.len() > MAX_MARKS)
+        || (u.mark_list.is_some() && !(u.add_marks.is_empty() && u.remove_marks.is_empty()))
+        || u.add_marks.len() > MAX_MARKS
+        || u.remove_marks.len() > MAX_MARKS
+        || u.add_marks.iter().any(|m| u.remove_marks.contains(m))
         || long(&u.show_name)
         || long(&u.face_url)
         || u.last_message.as_ref().is_some_and(|m| m.sender.len() > MAX_TEXT || m.text.len() > MAX_TEXT);
@@ -899,6 +931,11 @@ impl Model {
             data.apply(item);
             if before.as_ref() == Some(&data) {
                 success.push(id);
+                continue;
+            }
+            let marks_before = before.as_ref().map_or(0, |d| d.marks.len());
+            if data.marks.len() > MAX_MARKS && data.marks.len() > marks_before {
+                failed.push((raw, vec![R::InvalidField]));
                 continue;
             }
             let was_pinned = before.as_ref().is_some_and(|d| d.pinned);
@@ -1395,6 +1432,8 @@ impl Case {
             order_key: u.order_key,
             recv_opt: u.recv_opt,
             mark_list: u.marks.clone().map(|values| pb::MarkList { values }),
+            add_marks: u.mark_edits.0.clone(),
+            remove_marks: u.mark_edits.1.clone(),
             custom_data: u.custom.clone(),
             has_group_at_info: u.at,
             last_message: u.last.map(|(s, t, time)| pb::LastMessage {
@@ -1752,6 +1791,7 @@ fn boundaries_scenario_agrees_with_the_model() {
         order_key: None,
         recv_opt: None,
         marks: None,
+        mark_edits: (Vec::new(), Vec::new()),
         custom: None,
         at: None,
         last: None,

@@ -472,10 +472,9 @@ export class Chat {
   }
 
   /**
-   * Sets or clears a mark on conversations (Tencent: markConversation).
-   * Reads each conversation's marks and writes them back with the mark
-   * added or removed, so a mark set at the same moment by another device
-   * can be lost (the registry has no per-mark update).
+   * Sets or clears a mark on conversations (Tencent: markConversation). The
+   * server adds or removes the one mark in a single step (add_marks /
+   * remove_marks), so marks another device sets at the same moment are kept.
    */
   markConversation(options: {
     conversationIDList: string[];
@@ -484,14 +483,8 @@ export class Chat {
   }): Promise<ChatResponse<BatchResult>> {
     return this.call("markConversation", async () => {
       const mark = BigInt(options?.markType ?? NaN);
-      const current = await this.byIds(options.conversationIDList ?? []);
-      const updates: Update[] = current.map((c, i) => {
-        const marks = new Set(c.markList.map((m) => BigInt(m)));
-        if (options.enableMark) marks.add(mark);
-        else marks.delete(mark);
-        return { conversationId: options.conversationIDList[i], markList: { values: [...marks] } };
-      });
-      return this.upsert(updates);
+      const edit = options.enableMark ? { addMarks: [mark] } : { removeMarks: [mark] };
+      return this.upsert((options?.conversationIDList ?? []).map((id) => ({ conversationId: id, ...edit })));
     });
   }
 

@@ -214,6 +214,12 @@ async function registryCalls(server) {
     const starred = (await chat.getConversationList({ markType: TYPES.CONV_MARK_TYPE_STAR })).data.conversationList;
     check.equal('getConversationList({markType})', ids(starred), ['C2Cbob']);
     check.equal('markList kept both marks', [...starred[0].markList].sort(), [1, 4]);
+    // Marks set at the same moment (as by two devices) are all kept: the
+    // server adds each in one step.
+    await Promise.all([0x10, 0x20, 0x40, 0x80].map((markType) => chat.markConversation({ conversationIDList: ['C2Cbob'], markType, enableMark: true })));
+    const bobMarks = (await chat.getConversationProfile('C2Cbob')).data.conversation.markList;
+    check.equal('concurrent markConversation calls all kept', [...bobMarks].sort((a, b) => a - b), [1, 4, 16, 32, 64, 128]);
+    await Promise.all([0x10, 0x20, 0x40, 0x80].map((markType) => chat.markConversation({ conversationIDList: ['C2Cbob'], markType, enableMark: false })));
 
     res = await chat.setConversationCustomData({ conversationIDList: ['C2Cbob'], customData: 'héllo' });
     check.equal('setConversationCustomData', res.data.successConversationIDList, ['C2Cbob']);
