@@ -14,7 +14,7 @@
 //!
 //! Properties are checked against oracles written from the contract (what
 //! is a valid id, name, filter, token), not against the server's code. The
-//! stored-value codec (`store::codec`) is private to the store and is not
+//! stored-value encoding (`store::encoding`) is private to the store and is not
 //! reached from here.
 
 use std::collections::HashSet;

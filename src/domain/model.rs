@@ -21,6 +21,16 @@ impl RecvOpt {
     pub fn counts_unread(self) -> bool {
         self == RecvOpt::Receive
     }
+
+    /// What a conversation with this option and `unread_count` adds to
+    /// unread totals: the one rule, for stored records and domain data alike.
+    pub fn counted_unread(self, unread_count: u32) -> u64 {
+        if self.counts_unread() {
+            u64::from(unread_count)
+        } else {
+            0
+        }
+    }
 }
 
 /// Preview of a conversation's latest message.
@@ -52,11 +62,7 @@ pub struct ConversationData {
 impl ConversationData {
     /// What this conversation contributes to unread totals.
     pub fn counted_unread(&self) -> u64 {
-        if self.recv_opt.counts_unread() {
-            u64::from(self.unread_count)
-        } else {
-            0
-        }
+        self.recv_opt.counted_unread(self.unread_count)
     }
 
     /// Applies a patch; returns whether any stored field changed.
@@ -211,11 +217,19 @@ pub struct ListPosition {
 
 impl ListPosition {
     pub fn of(id: &ConversationId, data: &ConversationData) -> Self {
-        Self {
-            unpinned: u8::from(!data.is_pinned),
-            inverted_order_key: u64::MAX - data.order_key,
-            id: id.as_str().to_string(),
-        }
+        Self::new(id, data.is_pinned, data.order_key)
+    }
+
+    /// The position of a conversation with these fields (a stored record
+    /// gives them without being decoded into [`ConversationData`]).
+    pub fn new(id: &ConversationId, is_pinned: bool, order_key: u64) -> Self {
+        let (unpinned, inverted_order_key) = Self::rank(is_pinned, order_key);
+        Self { unpinned, inverted_order_key, id: id.as_str().to_string() }
+    }
+
+    /// The part of the position before the id: `(unpinned, inverted_order_key)`.
+    pub fn rank(is_pinned: bool, order_key: u64) -> (u8, u64) {
+        (u8::from(!is_pinned), u64::MAX - order_key)
     }
 }
 

@@ -216,7 +216,7 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
         let table = super::migrate::table_of(&name).map_err(|_| {
             setting("--in", format!("{}: unknown tree {:?}", input.display(), String::from_utf8_lossy(&name)))
         })?;
-        if table == super::state::T::Events {
+        if table == super::state::Table::Events {
             // A user's links are made in revision order.
             entries.sort();
         }
@@ -226,7 +226,7 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
     }
     import.finish()?;
     kv.insert(
-        super::keys::sled_key(super::state::T::Meta, super::keys::META_FORMAT),
+        super::keys::sled_key(super::state::Table::Meta, super::keys::META_FORMAT),
         &super::keys::FORMAT.to_be_bytes(),
     )?;
     db.flush()?;

@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 
 use super::embedded::{Inner, Trees};
 use super::keys;
-use super::state::T;
+use super::state::Table;
 use super::writer::Job;
 use crate::error::Error;
 
@@ -220,7 +220,7 @@ pub fn reopen(inner: &Inner) -> Result<u64, Error> {
     // lost the newest events (the revision is otherwise derived from them).
     let checked = trees
         .kv
-        .insert(keys::sled_key(T::Meta, keys::META_REVISION), &revision.to_be_bytes())
+        .insert(keys::sled_key(Table::Meta, keys::META_REVISION), &revision.to_be_bytes())
         .map_err(Error::from)
         .and_then(|_| trees.make_durable());
     *slot = Some(trees);

@@ -22,10 +22,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use tokio::sync::{watch, Notify};
 
-use super::codec::{decode, UserRecord};
+use super::encoding::{decode, UserRecord};
 use super::keys;
 use super::rules::Rule;
-use super::state::{StateRead, Visit, WriteSet, T};
+use super::state::{StateRead, Table, Visit, WriteSet};
 use super::writer::{self, Job};
 use super::{durability, Durable, RevisionWatch};
 use crate::config::Limits;
@@ -76,13 +76,13 @@ impl Trees {
     /// mutation: the newest event's, unless trimming or a reopen left a
     /// higher one in meta (the global floor, `meta/revision`).
     fn last_revision(&self) -> Result<u64, Error> {
-        let newest_event = match self.kv.scan_prefix([keys::sled_tag(T::Events)]).next_back().transpose()? {
-            Some((key, _)) => keys::decode_u64(&key[1..]).ok_or_else(|| super::codec::corrupt("event key"))?,
+        let newest_event = match self.kv.scan_prefix([keys::sled_tag(Table::Events)]).next_back().transpose()? {
+            Some((key, _)) => keys::decode_u64(&key[1..]).ok_or_else(|| super::encoding::corrupt("event key"))?,
             None => 0,
         };
         let meta = |key: &[u8]| -> Result<u64, Error> {
-            match self.kv.get(keys::sled_key(T::Meta, key))? {
-                Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("meta value")),
+            match self.kv.get(keys::sled_key(Table::Meta, key))? {
+                Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::encoding::corrupt("meta value")),
                 None => Ok(0),
             }
         };
@@ -378,11 +378,11 @@ pub(super) fn apply(trees: &Trees, writes: &WriteSet) -> Result<(), Error> {
 pub(super) struct SledRead<'a>(pub &'a Trees);
 
 impl StateRead for SledRead<'_> {
-    fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.0.kv.get(keys::sled_key(table, key))?.map(|v| v.to_vec()))
     }
 
-    fn with_value(&self, table: T, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
+    fn with_value(&self, table: Table, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
         // sled hands out its cached value: read it there, without a copy.
         match self.0.kv.get(keys::sled_key(table, key))? {
             Some(value) => read(key, &value),
@@ -390,7 +390,7 @@ impl StateRead for SledRead<'_> {
         }
     }
 
-    fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
+    fn scan(&self, table: Table, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
         let prefix = keys::sled_key(table, prefix);
         let start = match after {
             Some(after) => std::ops::Bound::Excluded(keys::sled_key(table, after)),
@@ -416,14 +416,14 @@ pub(super) struct View<'a> {
 }
 
 impl StateRead for View<'_> {
-    fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         if let Some(pending) = self.pending.ops[table as usize].get(key) {
             return Ok(pending.clone());
         }
         SledRead(self.trees).get(table, key)
     }
 
-    fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
+    fn scan(&self, table: Table, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
         // Merges the stored entries with the pending writes; plans scan only
         // small ranges (one group's members), so collecting them is cheap.
         let mut entries = std::collections::BTreeMap::new();
@@ -455,7 +455,7 @@ impl StateRead for View<'_> {
 /// The user's record as `state` holds it (the default for a new user).
 pub(super) fn load_user(state: &dyn StateRead, user: &UserId) -> Result<UserRecord, Error> {
     let mut record = UserRecord::default();
-    state.with_value(T::Users, &keys::user_prefix(user), &mut |_, bytes| {
+    state.with_value(Table::Users, &keys::user_prefix(user), &mut |_, bytes| {
         record = decode(bytes, "user record")?;
         Ok(true)
     })?;
@@ -496,7 +496,7 @@ impl SledStore {
     /// Hook for `Store::group_list_stamp`: the user's record as stored,
     /// read inline from sled's cache; None while a reopen is under way.
     pub(super) fn user_record_raw(&self, user: &UserId) -> Option<Result<Option<sled::IVec>, Error>> {
-        self.inner.try_trees().map(|trees| Ok(trees.kv.get(keys::sled_key(T::Users, &keys::user_prefix(user)))?))
+        self.inner.try_trees().map(|trees| Ok(trees.kv.get(keys::sled_key(Table::Users, &keys::user_prefix(user)))?))
     }
 
     pub async fn list_conversations(

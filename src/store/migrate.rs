@@ -26,23 +26,23 @@ use super::backup::Entry;
 
 /// A tree of the per-table form: its name and entries.
 type Tree = (Vec<u8>, Vec<Entry>);
-use super::codec::{decode, BatchRecord, UserRecord};
 use super::embedded::Trees;
+use super::encoding::{decode, BatchRecord, UserRecord};
 use super::keys;
-use super::state::T;
+use super::state::Table;
 use crate::domain::UserId;
 use crate::error::Error;
 
 /// The tables in the per-table form (backups, the old layout), with their
 /// tree names.
-pub(super) const TABLE_TREES: [(T, &[u8]); 7] = [
-    (T::Meta, b"meta"),
-    (T::Users, b"users"),
-    (T::Convs, b"convs"),
-    (T::Members, b"members"),
-    (T::Order, b"order"),
-    (T::Events, b"events"),
-    (T::UserEvents, b"user_events"),
+pub(super) const TABLE_TREES: [(Table, &[u8]); 7] = [
+    (Table::Meta, b"meta"),
+    (Table::Users, b"users"),
+    (Table::Convs, b"convs"),
+    (Table::Members, b"members"),
+    (Table::Order, b"order"),
+    (Table::Events, b"events"),
+    (Table::UserEvents, b"user_events"),
 ];
 
 /// sled's own default tree: in every database, never used by convgroups.
@@ -51,12 +51,12 @@ pub(super) const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 /// Entries per sled batch while converting: bounds the memory of one batch.
 const CONVERT_BATCH: usize = 10_000;
 
-pub(super) fn table_of(tree: &[u8]) -> Result<T, Error> {
+pub(super) fn table_of(tree: &[u8]) -> Result<Table, Error> {
     TABLE_TREES
         .iter()
         .find(|(_, name)| *name == tree)
         .map(|(table, _)| *table)
-        .ok_or_else(|| super::codec::corrupt(&format!("unknown tree {:?}", String::from_utf8_lossy(tree))))
+        .ok_or_else(|| super::encoding::corrupt(&format!("unknown tree {:?}", String::from_utf8_lossy(tree))))
 }
 
 /// Whether `db` holds a tree of the per-table layout.
@@ -67,8 +67,8 @@ pub(super) fn per_table_trees(db: &sled::Db) -> Vec<&'static [u8]> {
 
 /// The layout version recorded in the one tree (None: not marked yet).
 fn format_of(kv: &sled::Tree) -> Result<Option<u64>, Error> {
-    match kv.get(keys::sled_key(T::Meta, keys::META_FORMAT))? {
-        Some(bytes) => Ok(Some(keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("format"))?)),
+    match kv.get(keys::sled_key(Table::Meta, keys::META_FORMAT))? {
+        Some(bytes) => Ok(Some(keys::decode_u64(&bytes).ok_or_else(|| super::encoding::corrupt("format"))?)),
         None => Ok(None),
     }
 }
@@ -105,7 +105,7 @@ pub(super) fn upgrade(trees: &Trees, dir: &Path) -> Result<(), Error> {
                 }
                 import.finish()?;
             }
-            trees.kv.insert(keys::sled_key(T::Meta, keys::META_FORMAT), &keys::FORMAT.to_be_bytes())?;
+            trees.kv.insert(keys::sled_key(Table::Meta, keys::META_FORMAT), &keys::FORMAT.to_be_bytes())?;
             trees.make_durable()?;
         }
     }
@@ -137,14 +137,14 @@ impl<'a> Import<'a> {
         Self { kv, batch: sled::Batch::default(), pending: 0, last_of_user: HashMap::new(), last_event: 0 }
     }
 
-    pub(super) fn entry(&mut self, table: T, key: &[u8], value: &[u8]) -> Result<(), Error> {
+    pub(super) fn entry(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), Error> {
         match table {
             // Derived: walked along the batches' `previous` links instead.
-            T::UserEvents => return Ok(()),
-            T::Events => {
-                let revision = keys::decode_u64(key).ok_or_else(|| super::codec::corrupt("event key"))?;
+            Table::UserEvents => return Ok(()),
+            Table::Events => {
+                let revision = keys::decode_u64(key).ok_or_else(|| super::encoding::corrupt("event key"))?;
                 if revision <= self.last_event {
-                    return Err(super::codec::corrupt(&format!("event {revision} out of order")));
+                    return Err(super::encoding::corrupt(&format!("event {revision} out of order")));
                 }
                 self.last_event = revision;
                 let mut record: BatchRecord = decode(value, "event batch")?;
@@ -170,8 +170,8 @@ impl<'a> Import<'a> {
         self.kv.apply_batch(self.batch)?;
         let mut records = sled::Batch::default();
         for (user, (_, seq)) in &self.last_of_user {
-            let user = UserId::parse(user).map_err(|e| super::codec::corrupt(&format!("event user {e}")))?;
-            let key = keys::sled_key(T::Users, &keys::user_prefix(&user));
+            let user = UserId::parse(user).map_err(|e| super::encoding::corrupt(&format!("event user {e}")))?;
+            let key = keys::sled_key(Table::Users, &keys::user_prefix(&user));
             if let Some(bytes) = self.kv.get(&key)? {
                 let mut record: UserRecord = decode(&bytes, "user record")?;
                 record.events = *seq;
@@ -209,25 +209,25 @@ pub(super) fn export(db: &sled::Db) -> Result<Vec<Tree>, Error> {
     let mut newest = 0;
     for entry in kv.iter() {
         let (key, value) = entry?;
-        let (&tag, rest) = key.split_first().ok_or_else(|| super::codec::corrupt("empty key"))?;
+        let (&tag, rest) = key.split_first().ok_or_else(|| super::encoding::corrupt("empty key"))?;
         let index = TABLE_TREES
             .iter()
             .position(|(table, _)| keys::sled_tag(*table) == tag)
-            .ok_or_else(|| super::codec::corrupt(&format!("key tag {tag}")))?;
+            .ok_or_else(|| super::encoding::corrupt(&format!("key tag {tag}")))?;
         match TABLE_TREES[index].0 {
-            T::Meta if rest == keys::META_FORMAT => continue,
-            T::Meta if rest == keys::META_REVISION => {
-                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::codec::corrupt("revision"))?);
+            Table::Meta if rest == keys::META_FORMAT => continue,
+            Table::Meta if rest == keys::META_REVISION => {
+                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::encoding::corrupt("revision"))?);
                 continue;
             }
-            T::Meta if rest == super::log::GLOBAL_FLOOR => {
-                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::codec::corrupt("floor"))?);
+            Table::Meta if rest == super::log::GLOBAL_FLOOR => {
+                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::encoding::corrupt("floor"))?);
             }
-            T::Events => {
-                let revision = keys::decode_u64(rest).ok_or_else(|| super::codec::corrupt("event key"))?;
+            Table::Events => {
+                let revision = keys::decode_u64(rest).ok_or_else(|| super::encoding::corrupt("event key"))?;
                 let mut record: BatchRecord = decode(&value, "event batch")?;
                 let user = UserId::parse(&record.user)
-                    .map_err(|e| super::codec::corrupt(&format!("event {revision}: user {e}")))?;
+                    .map_err(|e| super::encoding::corrupt(&format!("event {revision}: user {e}")))?;
                 user_events.push((keys::user_event_key(&user, revision), Vec::new()));
                 newest = newest.max(revision);
                 // The links are this layout's; a backup carries none.
@@ -241,7 +241,7 @@ pub(super) fn export(db: &sled::Db) -> Result<Vec<Tree>, Error> {
         tables[index].push((rest.to_vec(), value.to_vec()));
     }
     user_events.sort();
-    let user_events_index = TABLE_TREES.iter().position(|(t, _)| *t == T::UserEvents).expect("listed");
+    let user_events_index = TABLE_TREES.iter().position(|(t, _)| *t == Table::UserEvents).expect("listed");
     tables[user_events_index] = user_events;
     // The revision as the per-table layout kept it.
     let meta = &mut tables[0];

@@ -2,7 +2,7 @@
 //!
 //! The service layer, the hub and the watch streams talk to [`Store`] and do
 //! not know which backend runs. What the backends share is written once:
-//! the key layout ([`keys`]), the stored values ([`codec`]), planning a
+//! the key layout ([`keys`]), the stored values ([`encoding`]), planning a
 //! mutation ([`plan`]) by the rules of groups ([`rules`]), and answering
 //! reads ([`query`]), all against the [`state::StateRead`] boundary. What
 //! differs is where the revision comes from, how a planned mutation is
@@ -18,9 +18,9 @@
 //!   feed) that hands every committed batch to its hub.
 
 mod backup;
-mod codec;
 mod durability;
 mod embedded;
+mod encoding;
 pub mod etcd;
 mod keys;
 mod log;

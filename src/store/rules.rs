@@ -3,7 +3,7 @@
 //! records, and each mutation is a [`Rule`] closure over its inputs that a
 //! backend can run (and run again on a fresh state).
 
-use super::codec::{ConversationRecord, GroupRecord};
+use super::encoding::{ConversationRecord, GroupRecord};
 use super::plan::Plan;
 use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};

@@ -16,11 +16,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 
-use super::codec::BatchRecord;
 use super::embedded::{apply, load_user, Inner, Open, View};
+use super::encoding::BatchRecord;
 use super::keys;
 use super::plan::Plan;
-use super::state::{WriteSet, T};
+use super::state::{Table, WriteSet};
 use crate::config::Limits;
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
@@ -85,11 +85,11 @@ impl Batch<'_> {
                 // What only this backend stores: the user record with its
                 // revision, and the event batch keyed by revision. The last
                 // revision and the per-user index are derived from these.
-                writes.put(T::Users, keys::user_prefix(user), user_record);
+                writes.put(Table::Users, keys::user_prefix(user), user_record);
                 let mut stored = BatchRecord::from_batch(&batch);
                 stored.previous = previous;
                 stored.seq = seq;
-                writes.put(T::Events, keys::event_key(revision).to_vec(), prost::Message::encode_to_vec(&stored));
+                writes.put(Table::Events, keys::event_key(revision).to_vec(), prost::Message::encode_to_vec(&stored));
                 self.last = revision;
                 self.pending.merge(writes);
                 self.batches.push(batch);

@@ -5,7 +5,7 @@
 use prost::Message;
 
 use crate::domain::{
-    ConversationData, ConversationId, EventBatch, EventKind, LastMessage, RecvOpt, RemovalReason, UserId,
+    ConversationData, ConversationId, EventBatch, EventKind, LastMessage, ListPosition, RecvOpt, RemovalReason, UserId,
 };
 use crate::error::Error;
 
@@ -189,12 +189,14 @@ impl ConversationRecord {
         self.update_time_ms = data.update_time_ms;
     }
 
+    /// What this conversation adds to unread totals (the domain's rule).
     pub fn counted_unread(&self) -> u64 {
-        if self.recv_opt == 0 {
-            u64::from(self.unread_count)
-        } else {
-            0
-        }
+        recv_opt_from_code(self.recv_opt).counted_unread(self.unread_count)
+    }
+
+    /// Where this conversation sits in the listing.
+    pub fn position(&self, id: &ConversationId) -> ListPosition {
+        ListPosition::new(id, self.is_pinned, self.order_key)
     }
 }
 
