@@ -8,8 +8,8 @@ use super::client::{self, describe_status, Client, Failure};
 use super::output::{cell, Json};
 use super::render::{self, conversations_count, quoted};
 use super::{
-    BackupArgs, Command, ConvType, ConversationsCommand, EventKindArg, Filter, GroupsCommand, Outcome, RecvOptArg,
-    RestoreArgs, Update, WatchArgs,
+    BackupArgs, Command, ConvType, ConversationsCommand, Filter, GroupsCommand, Outcome, RecvOptArg, RestoreArgs,
+    Update, WatchArgs,
 };
 use crate::pb::watch_group_events_response::Kind as WatchKind;
 use crate::pb::*;
@@ -328,17 +328,9 @@ async fn conversations(client: &Client, json: bool, command: ConversationsComman
     }
 }
 
-pub(super) fn event_type(kind: EventKindArg) -> GroupEventType {
-    match kind {
-        EventKindArg::GroupCreated => GroupEventType::GroupCreated,
-        EventKindArg::GroupDeleted => GroupEventType::GroupDeleted,
-        EventKindArg::GroupRenamed => GroupEventType::GroupRenamed,
-        EventKindArg::GroupsReordered => GroupEventType::GroupsReordered,
-        EventKindArg::ConversationsAddedToGroup => GroupEventType::ConversationsAddedToGroup,
-        EventKindArg::ConversationsDeletedFromGroup => GroupEventType::ConversationsDeletedFromGroup,
-        EventKindArg::ConversationsChanged => GroupEventType::ConversationsChanged,
-        EventKindArg::ConversationsDeleted => GroupEventType::ConversationsDeleted,
-    }
+/// The request values of `--type` kinds.
+pub(super) fn event_types(kinds: &[crate::domain::EventType]) -> Vec<i32> {
+    kinds.iter().map(|k| crate::service::convert::pb_event_type(*k) as i32).collect()
 }
 
 /// Prints every message of the stream as one JSON line until Ctrl-C, the end
@@ -347,7 +339,7 @@ async fn watch(client: &Client, args: WatchArgs) -> Result<Outcome, Failure> {
     let request = WatchGroupEventsRequest {
         start_revision: args.from,
         send_snapshot: args.snapshot,
-        event_types: args.kinds.iter().map(|k| event_type(*k) as i32).collect(),
+        event_types: event_types(&args.kinds),
         group_names: args.group,
         all_users: args.all_users,
     };
