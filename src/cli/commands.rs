@@ -395,9 +395,10 @@ fn on_runtime<T>(
 }
 
 pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
+    let secret = crate::auth::generated_secret(&args.data_dir);
     let summary = match args.storage.backend {
-        Backend::Sled => crate::store::backup(&args.data_dir, &args.out),
-        Backend::Etcd => on_runtime(crate::store::backup_etcd(&args.storage, &args.data_dir, &args.out)),
+        Backend::Sled => crate::store::backup(&args.data_dir, secret, &args.out),
+        Backend::Etcd => on_runtime(crate::store::backup_etcd(&args.storage, secret, &args.out)),
     }
     .map_err(|e| Failure::Message(e.to_string()))?;
     show(
@@ -417,11 +418,19 @@ pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
 }
 
 pub fn restore(args: &RestoreArgs) -> Result<Outcome, Failure> {
-    let summary = match args.storage.backend {
+    let restored = match args.storage.backend {
         Backend::Sled => crate::store::restore(&args.input, &args.data_dir),
-        Backend::Etcd => on_runtime(crate::store::restore_etcd(&args.input, &args.storage, &args.data_dir)),
+        Backend::Etcd => on_runtime(crate::store::restore_etcd(&args.input, &args.storage)),
     }
+    .and_then(|restored| {
+        // etcd: the replicas read it with --auth-secret-file.
+        if let Some(secret) = &restored.secret {
+            crate::auth::restore_generated_secret(&args.data_dir, secret)?;
+        }
+        Ok(restored)
+    })
     .map_err(|e| Failure::Message(e.to_string()))?;
+    let summary = restored.summary;
     show(
         args.json,
         || summary_json(summary),

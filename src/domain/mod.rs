@@ -17,6 +17,16 @@ pub use model::{
     GroupList, GroupView, ItemCode, ItemFailure, LastMessage, ListPosition, RecvOpt, TimeMs,
 };
 
+/// Where an FNV-1a 64 hash starts (its offset basis).
+pub const FNV1A_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64 of `bytes`, continuing from `hash`: small and stable across
+/// builds and platforms, for checks that are written down (page-token
+/// fingerprints, the backup checksum). Not a defence against tampering.
+pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// Now, in the domain's clock unit.
 pub fn now_ms() -> TimeMs {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as TimeMs).unwrap_or(0)

@@ -200,7 +200,7 @@ impl ConversationFilter {
         for id in &self.conversation_ids {
             field(&mut out, Some(id.as_str().as_bytes()));
         }
-        out.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+        super::fnv1a(super::FNV1A_START, &out)
     }
 }
 
@@ -317,5 +317,14 @@ mod fingerprint_tests {
         // with Python): page tokens issued by one build are accepted by the next
         // (and by every replica of a cluster running mixed builds).
         assert_eq!(none.fingerprint(), 0xe604_823a_2490_29bf, "{:#x}", none.fingerprint());
+        let full = ConversationFilter {
+            kind: Some(ConversationKind::C2c),
+            group_name: Some("Suppliers".into()),
+            mark_type: Some(7),
+            has_unread_count: Some(true),
+            has_group_at_info: None,
+            conversation_ids: vec![ConversationId::parse("C2Calice").unwrap()],
+        };
+        assert_eq!(full.fingerprint(), 0xaae5_5b5c_bae4_5624, "{:#x}", full.fingerprint());
     }
 }

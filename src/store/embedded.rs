@@ -54,12 +54,12 @@ impl Trees {
     /// the per-table layout first (see [`super::migrate`]); returns it with
     /// its last committed revision.
     pub(super) fn open(dir: &Path) -> Result<(Self, u64), Error> {
-        let db = open_when_unlocked(dir).map_err(|e| Error::InvalidSetting {
-            setting: "--data-dir",
+        let db = open_db(dir).map_err(|e| Error::InvalidSetting {
+            setting: crate::config::Setting::DataDir,
             message: if is_lock_held(&e) {
                 format!(
                     "cannot open the database in {}: it is locked, so another convgroups server (or backup) \
-                     is using it; stop that one or pick another --data-dir",
+                     is using it; stop that one or pick another data directory",
                     dir.display()
                 )
             } else {
@@ -111,7 +111,10 @@ fn is_lock_held(error: &sled::Error) -> bool {
     error.to_string().contains("could not acquire lock")
 }
 
-fn open_when_unlocked(dir: &Path) -> Result<sled::Db, sled::Error> {
+/// Opens the sled database in `dir` (the one place that does: the server,
+/// backup and restore), waiting [`LOCK_WAIT`] for a lock of this process to
+/// be released.
+pub(super) fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
         // Durability comes from our own flush before every answer, not from

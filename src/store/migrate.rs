@@ -81,7 +81,7 @@ pub(super) fn upgrade(trees: &Trees, dir: &Path) -> Result<(), Error> {
         Some(keys::FORMAT) => {}
         Some(other) => {
             return Err(Error::InvalidSetting {
-                setting: "--data-dir",
+                setting: crate::config::Setting::DataDir,
                 message: format!(
                     "the database in {} has storage layout {other}, written by a newer convgroups; this one \
                      reads layout {} (run the newer version, or restore a backup made with it)",

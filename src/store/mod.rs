@@ -48,35 +48,27 @@ use embedded::SledStore;
 use etcd::EtcdStore;
 use rules::Rule;
 
-pub use backup::{backup, restore, BackupSummary};
+pub use backup::{backup, restore, BackupSummary, Restored};
 
 /// Writes a backup of the etcd deployment under `settings.etcd_prefix` to
-/// `out`, in the format of [`backup`] (with the secret from `secret_dir`'s
-/// generated secret file, if there is one).
+/// `out`, in the format of [`backup`] (with the replicas' generated auth
+/// `secret`, if there is one).
 pub async fn backup_etcd(
     settings: &crate::config::StorageSettings,
-    secret_dir: &Path,
+    secret: Option<Vec<u8>>,
     out: &Path,
 ) -> Result<BackupSummary, Error> {
-    let secret = std::fs::read(secret_dir.join(crate::auth::SECRET_FILE_NAME)).ok();
     let contents = etcd::export(settings, secret).await?;
     backup::write(out, &contents)
 }
 
 /// Restores a backup of either backend into an empty etcd prefix (see
-/// `store::etcd::transfer`: the event log starts afresh). A secret in the
-/// backup is written to `secret_dir`, for `--auth-secret-file`.
-pub async fn restore_etcd(
-    input: &Path,
-    settings: &crate::config::StorageSettings,
-    secret_dir: &Path,
-) -> Result<BackupSummary, Error> {
+/// `store::etcd::transfer`: the event log starts afresh); returns the
+/// backup's auth secret with the summary, for the caller to write.
+pub async fn restore_etcd(input: &Path, settings: &crate::config::StorageSettings) -> Result<Restored, Error> {
     let contents = backup::read(input)?;
     let entries = etcd::import(settings, &contents).await?;
-    if let Some(secret) = &contents.secret {
-        backup::write_secret(secret_dir, secret)?;
-    }
-    Ok(BackupSummary { trees: 4, entries })
+    Ok(Restored { summary: BackupSummary { trees: 4, entries }, secret: contents.secret })
 }
 pub use rules::CreatedGroup;
 

@@ -57,9 +57,9 @@ pub enum TxnFailed {
 /// refused when there are none or one is not host:port. Connects nothing
 /// (`convgroups check-config` calls it too).
 pub(crate) fn endpoints(settings: &StorageSettings) -> Result<Vec<(String, Endpoint)>, Error> {
-    let invalid = |message: String| Error::InvalidSetting { setting: "--etcd-endpoints", message };
+    let invalid = |message: String| Error::InvalidSetting { setting: crate::config::Setting::EtcdEndpoints, message };
     if settings.etcd_endpoints.is_empty() {
-        return Err(invalid("--backend etcd needs at least one endpoint (host:port, comma-separated)".into()));
+        return Err(invalid("the etcd backend needs at least one endpoint (host:port, comma-separated)".into()));
     }
     settings
         .etcd_endpoints
@@ -157,7 +157,7 @@ impl Client {
             failures_in_a_row += 1;
             if Instant::now() >= deadline {
                 return Err(Error::Storage(format!(
-                    "etcd {op}: no member answered within {:?} (--etcd-retry-for); last: {error}",
+                    "etcd {op}: no member answered within the retry time of {:?}; last: {error}",
                     self.retry_for
                 )));
             }

@@ -311,7 +311,7 @@ impl EtcdStore {
             .range(RangeRequest { count_only: true, ..range_of(&keys.feed()) })
             .await
             .map_err(|e| Error::InvalidSetting {
-                setting: "--etcd-endpoints",
+                setting: crate::config::Setting::EtcdEndpoints,
                 message: format!("cannot reach the etcd cluster at {}: {e}", settings.etcd_endpoints.join(",")),
             })?
             .header

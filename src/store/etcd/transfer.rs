@@ -47,7 +47,7 @@ fn tree_name(table: Table) -> &'static [u8] {
 }
 
 fn setting(message: String) -> Error {
-    Error::InvalidSetting { setting: "--etcd-endpoints", message }
+    Error::InvalidSetting { setting: crate::config::Setting::EtcdEndpoints, message }
 }
 
 /// Every key under the prefix, read at one revision; returns them with it.
