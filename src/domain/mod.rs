@@ -3,18 +3,18 @@
 //! mutation ([`rules`]) over a state-access trait that each storage backend
 //! implements. No protobuf, no storage.
 
-mod batch;
 mod events;
 mod ids;
+mod items;
 mod model;
 pub mod rules;
 
-pub use batch::{BatchResult, Item, ItemError};
 pub use events::{EventBatch, EventKind, EventType, RemovalReason, Scope};
 pub use ids::{check_group_name, ConversationId, ConversationKind, UserId, MAX_ID_BYTES};
+pub use items::{Item, ItemError, ItemResults};
 pub use model::{
-    BatchOutcome, ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView,
-    GroupList, GroupView, ItemCode, ItemFailure, LastMessage, ListPosition, RecvOpt, TimeMs,
+    ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupList, GroupView,
+    ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition, RecvOpt, TimeMs,
 };
 
 /// Where an FNV-1a 64 hash starts (its offset basis).

@@ -242,7 +242,7 @@ pub struct ConversationPage {
     pub revision: u64,
 }
 
-/// Per-item result codes of batch requests (contract §2 ConversationResult).
+/// Per-item result codes of multi-item requests (contract §2 ConversationResult).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemCode {
     InvalidConversationId,
@@ -275,9 +275,9 @@ pub struct ItemFailure {
     pub message: String,
 }
 
-/// Outcome of a batch mutation.
+/// Outcome of a multi-item mutation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
+pub struct ItemOutcomes {
     pub succeeded: Vec<ConversationId>,
     pub failed: Vec<ItemFailure>,
     pub revision: u64,

@@ -6,8 +6,8 @@ use prost_types::Timestamp;
 
 use crate::config::Limits;
 use crate::domain::{
-    check_group_name, BatchOutcome, ConversationFilter, ConversationId, ConversationKind, ConversationPatch,
-    ConversationView, EventBatch, EventKind, EventType, GroupView, ItemCode, ItemError, ItemFailure, LastMessage,
+    check_group_name, ConversationFilter, ConversationId, ConversationKind, ConversationPatch, ConversationView,
+    EventBatch, EventKind, EventType, GroupView, ItemCode, ItemError, ItemFailure, ItemOutcomes, LastMessage,
     ListPosition, RecvOpt, RemovalReason, TimeMs,
 };
 use crate::error::Error;
@@ -297,8 +297,8 @@ fn failure(f: ItemFailure) -> pb::ConversationResult {
     }
 }
 
-/// (success ids, failures, revision) of a batch outcome.
-pub fn outcome(o: BatchOutcome) -> (Vec<String>, Vec<pb::ConversationResult>, u64) {
+/// (success ids, failures, revision) of an item outcome.
+pub fn outcome(o: ItemOutcomes) -> (Vec<String>, Vec<pb::ConversationResult>, u64) {
     (
         o.succeeded.into_iter().map(|id| id.as_str().to_string()).collect(),
         o.failed.into_iter().map(failure).collect(),

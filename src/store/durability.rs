@@ -189,7 +189,7 @@ fn probe(dir: &Path) -> Result<(), Error> {
     written.and(removed).map_err(|e| Error::Storage(format!("probe write in {}: {e}", dir.display())))
 }
 
-/// On the writer thread, between batches: closes the database and opens it
+/// On the writer thread, between commit groups: closes the database and opens it
 /// again from disk, then checks that a write reaches the disk. Sets the
 /// committed revision to continue from (also when the check fails: the
 /// reopened database serves reads either way) and drops the unpublished
@@ -257,7 +257,7 @@ mod tests {
 
     use super::*;
     use crate::config::Limits;
-    use crate::domain::{BatchResult, GroupList, UserId};
+    use crate::domain::{GroupList, ItemResults, UserId};
     use crate::hub::Hub;
     use crate::store::Store;
 
@@ -273,7 +273,7 @@ mod tests {
     }
 
     async fn create(store: &Store, user: &UserId, name: &str) -> Result<u64, Error> {
-        let (items, result) = BatchResult::classify::<()>(vec![(format!("C2C{name}"), Ok(()))]);
+        let (items, result) = ItemResults::classify::<()>(vec![(format!("C2C{name}"), Ok(()))]);
         Ok(store.create_group(user, name.into(), items, result, None).await?.outcome.revision)
     }
 

@@ -290,15 +290,16 @@ impl SledStore {
         }
         let user = user.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: writer::MutationJob = Box::new(move |batch: &mut writer::Batch<'_>| match batch.plan(&user, build) {
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                None
-            }
-            Ok((answer, revision)) => Some(Box::new(move |applied: Result<(), Error>| {
-                let _ = tx.send(applied.map(|()| (answer, revision)));
-            }) as writer::Reply),
-        });
+        let job: writer::MutationJob =
+            Box::new(move |group: &mut writer::CommitGroup<'_>| match group.plan(&user, build) {
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    None
+                }
+                Ok((answer, revision)) => Some(Box::new(move |applied: Result<(), Error>| {
+                    let _ = tx.send(applied.map(|()| (answer, revision)));
+                }) as writer::Reply),
+            });
         self.send_job(Job::Mutation(job))?;
         let (answer, revision) =
             rx.await.map_err(|_| Error::Storage("the writer stopped before answering".into()))??;
@@ -315,7 +316,7 @@ impl SledStore {
         Ok((answer, revision))
     }
 
-    /// Runs `read` on the writer thread between write batches, where no
+    /// Runs `read` on the writer thread between commit groups, where no
     /// mutation is half-applied; it gets the last committed revision.
     pub(super) async fn exclusive<R: Send + 'static>(
         &self,
@@ -361,20 +362,20 @@ fn durable_files(dir: &Path) -> Result<std::fs::File, Error> {
     std::fs::File::open(dir.join("db").join("db")).map_err(storage)
 }
 
-/// Applies a write set as one sled batch on the one tree: atomic (sled
-/// recovers all of a batch or none of it), and cheaper than a transaction
-/// across trees. sled applies a batch in key order, so a reader that sees a
+/// Applies a write set as one `sled::Batch` on the one tree: atomic (sled
+/// recovers all of it or none of it), and cheaper than a transaction
+/// across trees. sled applies it in key order, so a reader that sees a
 /// user's new record (tag `u`) also sees its event batch (tag `e`).
 pub(super) fn apply(trees: &Trees, writes: &WriteSet) -> Result<(), Error> {
-    let mut batch = sled::Batch::default();
+    let mut ops = sled::Batch::default();
     for (table, key, value) in writes.iter() {
         let key = keys::sled_key(table, key);
         match value {
-            Some(value) => batch.insert(key, value.as_slice()),
-            None => batch.remove(key),
+            Some(value) => ops.insert(key, value.as_slice()),
+            None => ops.remove(key),
         }
     }
-    Ok(trees.kv.apply_batch(batch)?)
+    Ok(trees.kv.apply_batch(ops)?)
 }
 
 /// Reads of committed state straight from the tree.
@@ -411,7 +412,7 @@ impl StateRead for SledRead<'_> {
 }
 
 /// What a plan on the writer thread reads: the stored trees as changed by
-/// the mutations already planned in the same write batch (not yet applied
+/// the mutations already planned in the same commit group (not yet applied
 /// to sled).
 pub(super) struct View<'a> {
     pub trees: &'a Trees,

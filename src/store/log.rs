@@ -190,7 +190,7 @@ impl SledStore {
                 return Ok(Compaction::default());
             }
             // Floors first (see the module docs), then the deletions: two
-            // batches, in this order.
+            // writes, in this order.
             let mut floors = sled::Batch::default();
             let mut user_floors: HashMap<Vec<u8>, u64> = HashMap::new();
             for (revision, user) in &doomed {

@@ -6,7 +6,7 @@
 //! one transaction. Now one tree (`store`) holds every table behind a
 //! one-byte tag, and the last revision and the per-user event index are
 //! derived (see [`super::keys`]), so a mutation writes only the keys its
-//! meaning needs, in one batch.
+//! meaning needs, in one write.
 //!
 //! * **Upgrade on start**: a database of the per-table layout is converted
 //!   when it is opened. The per-table trees stay until the converted tree,
@@ -48,8 +48,8 @@ pub(super) const TABLE_TREES: [(Table, &[u8]); 7] = [
 /// sled's own default tree: in every database, never used by convgroups.
 pub(super) const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 
-/// Entries per sled batch while converting: bounds the memory of one batch.
-const CONVERT_BATCH: usize = 10_000;
+/// Entries per sled write while converting: bounds the memory of one write.
+const CONVERT_CHUNK: usize = 10_000;
 
 pub(super) fn table_of(tree: &[u8]) -> Result<Table, Error> {
     TABLE_TREES
@@ -124,7 +124,7 @@ pub(super) fn upgrade(trees: &Trees, dir: &Path) -> Result<(), Error> {
 /// gets the `previous` link of its user from the batches before it.
 pub(super) struct Import<'a> {
     kv: &'a sled::Tree,
-    batch: sled::Batch,
+    pending_writes: sled::Batch,
     pending: usize,
     /// Per user (by name): the revision and `seq` of its newest batch so
     /// far.
@@ -134,7 +134,7 @@ pub(super) struct Import<'a> {
 
 impl<'a> Import<'a> {
     pub(super) fn new(kv: &'a sled::Tree) -> Self {
-        Self { kv, batch: sled::Batch::default(), pending: 0, last_of_user: HashMap::new(), last_event: 0 }
+        Self { kv, pending_writes: sled::Batch::default(), pending: 0, last_of_user: HashMap::new(), last_event: 0 }
     }
 
     pub(super) fn entry(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), Error> {
@@ -152,13 +152,13 @@ impl<'a> Import<'a> {
                 record.previous = previous;
                 record.seq = seq + 1;
                 self.last_of_user.insert(record.user.clone(), (revision, record.seq));
-                self.batch.insert(keys::sled_key(table, key), record.encode_to_vec());
+                self.pending_writes.insert(keys::sled_key(table, key), record.encode_to_vec());
             }
-            _ => self.batch.insert(keys::sled_key(table, key), value),
+            _ => self.pending_writes.insert(keys::sled_key(table, key), value),
         }
         self.pending += 1;
-        if self.pending == CONVERT_BATCH {
-            self.kv.apply_batch(std::mem::take(&mut self.batch))?;
+        if self.pending == CONVERT_CHUNK {
+            self.kv.apply_batch(std::mem::take(&mut self.pending_writes))?;
             self.pending = 0;
         }
         Ok(())
@@ -167,7 +167,7 @@ impl<'a> Import<'a> {
     /// Writes what is left, then gives each user record the `seq` of its
     /// user's newest batch.
     pub(super) fn finish(self) -> Result<(), Error> {
-        self.kv.apply_batch(self.batch)?;
+        self.kv.apply_batch(self.pending_writes)?;
         let mut records = sled::Batch::default();
         for (user, (_, seq)) in &self.last_of_user {
             let user = UserId::parse(user).map_err(|e| super::encoding::corrupt(&format!("event user {e}")))?;
@@ -259,7 +259,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::Limits;
-    use crate::domain::{BatchResult, UserId};
+    use crate::domain::{ItemResults, UserId};
     use crate::hub::Hub;
     use crate::store::{Scope, Store};
 
@@ -269,8 +269,8 @@ mod tests {
         trees.kv.iter().map(|e| e.expect("entry")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
     }
 
-    fn items(ids: &[&str]) -> (Vec<crate::domain::Item<()>>, BatchResult) {
-        BatchResult::classify::<()>(ids.iter().map(|id| (id.to_string(), Ok(()))).collect())
+    fn items(ids: &[&str]) -> (Vec<crate::domain::Item<()>>, ItemResults) {
+        ItemResults::classify::<()>(ids.iter().map(|id| (id.to_string(), Ok(()))).collect())
     }
 
     /// Keys written (added or changed) between two contents, by tag.

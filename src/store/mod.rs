@@ -39,7 +39,7 @@ use tokio::sync::watch;
 
 use crate::config::{Backend, Config, Limits};
 use crate::domain::{
-    BatchOutcome, BatchResult, ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupView, Item,
+    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupView, Item, ItemOutcomes, ItemResults,
     ListPosition, UserId,
 };
 use crate::error::Error;
@@ -264,7 +264,7 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
-        result: BatchResult,
+        result: ItemResults,
         expected_revision: Option<u64>,
     ) -> Result<CreatedGroup, Error> {
         let ((group, result), revision) =
@@ -306,9 +306,9 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
-        result: BatchResult,
+        result: ItemResults,
         expected_revision: Option<u64>,
-    ) -> Result<BatchOutcome, Error> {
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::add_to_group(name, items, result, expected_revision)).await?;
         Ok(result.finish(revision))
     }
@@ -318,9 +318,9 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
-        result: BatchResult,
+        result: ItemResults,
         expected_revision: Option<u64>,
-    ) -> Result<BatchOutcome, Error> {
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) =
             self.mutate(user, rules::remove_from_group(name, items, result, expected_revision)).await?;
         Ok(result.finish(revision))
@@ -330,8 +330,8 @@ impl Store {
         &self,
         user: &UserId,
         items: Vec<Item<ConversationPatch>>,
-        result: BatchResult,
-    ) -> Result<BatchOutcome, Error> {
+        result: ItemResults,
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::upsert_conversations(items, result)).await?;
         Ok(result.finish(revision))
     }
@@ -340,8 +340,8 @@ impl Store {
         &self,
         user: &UserId,
         items: Vec<Item<()>>,
-        result: BatchResult,
-    ) -> Result<BatchOutcome, Error> {
+        result: ItemResults,
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::delete_conversations(items, result)).await?;
         Ok(result.finish(revision))
     }

@@ -1,8 +1,8 @@
 //! A mutation in the making, on either backend. A mutation reads the
 //! current state through a [`StateRead`], changes copies of it here, and
 //! the plan becomes a [`Planned`]: the writes and events that the backend
-//! then commits atomically at its next revision (sled: one batch;
-//! etcd: one transaction guarded by the user's record).
+//! then commits atomically at its next revision (sled: in the one write of
+//! its commit group; etcd: one transaction guarded by the user's record).
 //!
 //! Every change of a conversation goes through [`Plan::modify_conv`], which
 //! keeps the derived data in step with it: member keys, the listing index,

@@ -116,7 +116,7 @@ fn walk(
         let (unpinned, inverted_order_key) = (indexed.unpinned, indexed.inverted_order_key);
         let id = ConversationId::from_canonical(indexed.id);
         let Some(record) = load_conv(state, user_id, &id)? else { return Ok(true) };
-        // The index and the records are written in one batch, but a sled
+        // The index and the records are written in one atomic write, but a sled
         // read is not one: a record changed since the index entry was read
         // is skipped here and appears at its new position.
         if ListPosition::rank(record.is_pinned, record.order_key) != (unpinned, inverted_order_key) {

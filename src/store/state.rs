@@ -32,7 +32,7 @@ impl Table {
         [Table::Meta, Table::Users, Table::Convs, Table::Members, Table::Order, Table::Events, Table::UserEvents];
 }
 
-/// Writes of one mutation (or of a batch of them), per table; a later write
+/// Writes of one mutation (or of a commit group of them), per table; a later write
 /// to a key replaces an earlier one. `None` removes the key.
 #[derive(Default, Debug)]
 pub struct WriteSet {

@@ -191,7 +191,7 @@ fn batch_of(kv: &KeyValue) -> Result<EventBatch, Error> {
 
 pub(super) struct Inner {
     client: Arc<Client>,
-    /// Batches concurrent reads of users' records (see [`reads`]).
+    /// Coalesces concurrent reads of users' records (see [`reads`]).
     reads: reads::Reads,
     /// Users' records for reads with `min_revision` (see [`cache`]).
     cache: cache::RecordCache,
