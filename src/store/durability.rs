@@ -9,17 +9,18 @@
 //! therefore never retries the flush: it waits until the data directory
 //! takes a probe write again, then closes the database and opens it anew,
 //! which rebuilds the state from exactly what is on disk (sled's recovery
-//! keeps whole transactions only) — the same state a restart would give.
+//! keeps each `apply_batch`, so each commit group, whole or not at all) —
+//! the same state a restart would give.
 //!
 //! While storage is failing ([`super::Durable::failing`]), mutations are
 //! refused before they are planned, reads that would need an unflushed
 //! revision fail at once, and other reads keep working from the old
 //! database — unless a lookup meets a node that earlier writes overfilled:
 //! sled completes the split during the read, a log write that fails too, so
-//! that read is refused as well until the reopen. Committed batches that were never made durable were answered
-//! with an error and never published; after the reopen those that reached
-//! the disk are published (in order), the rest are dropped and their
-//! revisions reused.
+//! that read is refused as well until the reopen. Committed event batches
+//! that were never made durable were answered with an error and never
+//! published; after the reopen those that reached the disk are published
+//! (in order), the rest are dropped and their revisions reused.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;

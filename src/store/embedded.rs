@@ -2,12 +2,14 @@
 //!
 //! * Writes: one writer thread ([`super::writer`]) plans every mutation
 //!   ([`Plan`]) and applies the mutations waiting in its queue, each with
-//!   its event batch, in one sled batch on the one tree of the key layout
-//!   ([`super::keys`]); revisions follow commit order without a lock.
-//! * Durability (group commit): after its transaction a mutation waits until
-//!   a flush covers its revision. One background flusher runs one flush at a
-//!   time for everything committed so far, so concurrent mutations share a
-//!   flush. Only then are batches handed to the [`Hub`] (in revision order),
+//!   its event batch, as one commit group: one `apply_batch` on the one
+//!   tree of the key layout ([`super::keys`]); revisions follow commit order
+//!   without a lock.
+//! * Durability (group commit): once its commit group is applied, a
+//!   mutation waits until a flush covers its revision. One background
+//!   flusher runs one flush at a time for everything committed so far, so
+//!   concurrent mutations share a flush. Only then are its event batches
+//!   handed to the [`Hub`] (in revision order),
 //!   so a watcher never sees a change that a crash could take back.
 //! * Storage faults: a failed flush puts the store in a failing state
 //!   (mutations refused at once, health NOT_SERVING) until
@@ -411,7 +413,7 @@ impl StateRead for SledRead<'_> {
     }
 }
 
-/// What a plan on the writer thread reads: the stored trees as changed by
+/// What a plan on the writer thread reads: the stored tree as changed by
 /// the mutations already planned in the same commit group (not yet applied
 /// to sled).
 pub(super) struct View<'a> {

@@ -136,7 +136,7 @@ impl SledStore {
     }
 
     /// The user's groups and members at one revision. Read on the writer
-    /// thread between batches, so no mutation is half-visible, then made
+    /// thread between commit groups, so no mutation is half-visible, then made
     /// durable before it is returned, so a snapshot never shows what a crash
     /// could take back.
     pub async fn snapshot(&self, user: &UserId) -> Result<Snapshot, Error> {

@@ -10,7 +10,8 @@
 //! reach the [`Hub`]:
 //!
 //! * [`embedded`] (the default): sled in a local directory. One writer
-//!   thread numbers and applies mutations in shared transactions; a group
+//!   thread numbers mutations and applies those waiting together as one
+//!   commit group (one atomic sled write on one tree); a group
 //!   commit flush makes them durable before anyone is answered.
 //! * [`etcd`]: stateless replicas over an etcd cluster. The revision is
 //!   etcd's transaction revision; a mutation is one etcd transaction guarded

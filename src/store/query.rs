@@ -1,6 +1,9 @@
-//! Reads, written once against [`StateRead`]: each answer is built from
-//! one consistent view of committed state, which the backend provides (a
-//! single get for the group list, the hottest call).
+//! Reads, written once against [`StateRead`]. The group list is a single
+//! get (the hottest call), so it is always of one state. Listings read
+//! several keys: on etcd all at one revision; on sled each read sees whole
+//! commit groups but a commit may fall between two of them, which the walk
+//! below tolerates (an index entry whose record has moved since is skipped,
+//! so no conversation is shown at a position it no longer has).
 
 use super::encoding::{decode, ConversationRecord, UserRecord};
 use super::keys;
@@ -116,9 +119,10 @@ fn walk(
         let (unpinned, inverted_order_key) = (indexed.unpinned, indexed.inverted_order_key);
         let id = ConversationId::from_canonical(indexed.id);
         let Some(record) = load_conv(state, user_id, &id)? else { return Ok(true) };
-        // The index and the records are written in one atomic write, but a sled
-        // read is not one: a record changed since the index entry was read
-        // is skipped here and appears at its new position.
+        // The index and the records are written in one atomic write, but on
+        // sled two reads may straddle a commit: a record changed since its
+        // index entry was read is skipped here (it appears at its new
+        // position if that is still ahead of the scan).
         if ListPosition::rank(record.is_pinned, record.order_key) != (unpinned, inverted_order_key) {
             return Ok(true);
         }

@@ -2,8 +2,8 @@
 //! few named tables ([`Table`]), read through [`StateRead`] and changed through a
 //! [`WriteSet`]. Planning a mutation ([`super::plan`], [`super::rules`]) and
 //! answering reads ([`super::query`]) are written once against it; each
-//! backend supplies the reads (sled trees, or an etcd snapshot at one
-//! revision) and applies a write set atomically in its own way.
+//! backend supplies the reads (its one sled tree, or an etcd snapshot at
+//! one revision) and applies a write set atomically in its own way.
 //!
 //! What a backend adds on top is only what differs between them: where the
 //! revision comes from, how the write set and its event batch are committed
@@ -74,8 +74,11 @@ impl WriteSet {
 /// to go on.
 pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool, Error> + 'v;
 
-/// Consistent reads of the state: every read of one `StateRead` sees the
-/// same committed state (sled: what is committed; etcd: one revision).
+/// Reads of committed state. etcd: every read of one `StateRead` sees the
+/// same revision. sled: every read sees whole commit groups (sled applies
+/// one `apply_batch` atomically to readers), but two reads may fall on
+/// either side of a commit; what needs one state reads on the writer thread
+/// (plans, snapshots), and a listing re-checks its index (`query::walk`).
 /// Blocking: callers run on a blocking thread, never on an async worker.
 pub trait StateRead {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
