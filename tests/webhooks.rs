@@ -15,8 +15,7 @@
 //! .tools/standardwebhooks (and exports STANDARDWEBHOOKS_DIR); run directly,
 //! the test installs it there itself with pip.
 
-mod cli_support;
-mod etcd_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -25,8 +24,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cli_support::*;
 use serde_json::Value;
+use support::cli::*;
+use support::python;
 
 /// How long a condition may take to come true (retries are fast in these
 /// tests: see [`FLAGS`]).
@@ -255,7 +255,7 @@ fn get_webhook(admin: &Cli, id: &str) -> Value {
 /// `CONVGROUPS_TEST_ETCD_ENDPOINTS` set (scripts/test.sh's etcd pass), the
 /// etcd backend under a prefix of the test's own; sled otherwise.
 fn backend() -> Vec<String> {
-    match etcd_support::shared_endpoints() {
+    match support::etcd::shared_endpoints() {
         Some(endpoints) => etcd_flags(&endpoints),
         None => Vec::new(),
     }
@@ -570,8 +570,8 @@ fn a_cursor_overtaken_by_trimming_records_the_gap() {
 /// the stored cursor on, in order.
 #[test]
 fn on_etcd_one_replica_delivers_and_another_takes_over_when_it_dies() {
-    let own_cluster = etcd_support::shared_endpoints().is_none().then(|| etcd_support::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(etcd_support::shared_endpoints).unwrap();
+    let own_cluster = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
+    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
     let storage = etcd_flags(&endpoints);
     let receiver = Receiver::start();
     let tmp = tempfile::tempdir().unwrap();
