@@ -122,14 +122,7 @@ impl SledStore {
                     batches = user_log(&trees, user, from, through, limit)?;
                 }
             }
-            let floor = floor(&trees, &scope)?;
-            if floor >= from {
-                return Err(Error::RevisionCompacted {
-                    start: from,
-                    oldest: floor + 1,
-                    current: inner.durable.borrow().revision,
-                });
-            }
+            super::check_floor(floor(&trees, &scope)?, from, inner.durable.borrow().revision)?;
             Ok(batches)
         })
         .await

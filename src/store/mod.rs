@@ -105,6 +105,17 @@ pub struct Snapshot {
     pub groups: Vec<(String, Vec<String>)>,
 }
 
+/// The rule of every log read, on both backends: a read from `from` fails
+/// with REVISION_COMPACTED when trimming has reached it (`floor >= from`),
+/// so a reader never silently skips an event. `current` is the latest
+/// durable revision, for the error's details.
+fn check_floor(floor: u64, from: u64, current: u64) -> Result<(), Error> {
+    if floor >= from {
+        return Err(Error::RevisionCompacted { start: from, oldest: floor + 1, current });
+    }
+    Ok(())
+}
+
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Compaction {

@@ -651,14 +651,7 @@ async fn read_log(
     }
     let floor_response =
         inner.client.range(RangeRequest { key: inner.keys.floor(&scope), ..Default::default() }).await?;
-    let floor = decode_u64(floor_response.kvs.first())?;
-    if floor >= from {
-        return Err(Error::RevisionCompacted {
-            start: from,
-            oldest: floor + 1,
-            current: inner.durable.borrow().revision,
-        });
-    }
+    super::check_floor(decode_u64(floor_response.kvs.first())?, from, inner.durable.borrow().revision)?;
     Ok(batches)
 }
 
