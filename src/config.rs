@@ -305,6 +305,8 @@ pub enum Setting {
     DataDir,
     /// The etcd cluster's endpoints.
     EtcdEndpoints,
+    /// The prefix of this deployment's keys in etcd.
+    EtcdPrefix,
     /// The file a backup writes.
     BackupOut,
     /// The backup file a restore reads.
@@ -318,6 +320,7 @@ impl Setting {
             Setting::Flag(flag) => flag,
             Setting::DataDir => "--data-dir",
             Setting::EtcdEndpoints => "--etcd-endpoints",
+            Setting::EtcdPrefix => "--etcd-prefix",
             Setting::BackupOut => "--out",
             Setting::RestoreIn => "--in",
         }

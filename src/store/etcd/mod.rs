@@ -588,7 +588,7 @@ fn mutate_blocking<R>(inner: &Inner, user: &UserId, rule: &impl Rule<R>) -> Resu
             return Err(lost(
                 &unsettled,
                 format!(
-                    "etcd: the mutation did not commit within {:?} (--etcd-retry-for): {conflicts} times another \
+                    "etcd: the mutation did not commit within the retry time of {:?}: {conflicts} times another \
                      replica changed the user first",
                     inner.client.retry_for
                 ),

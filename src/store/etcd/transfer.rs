@@ -46,10 +46,6 @@ fn tree_name(table: Table) -> &'static [u8] {
     }
 }
 
-fn setting(message: String) -> Error {
-    Error::InvalidSetting { setting: crate::config::Setting::EtcdEndpoints, message }
-}
-
 /// Every key under the prefix, read at one revision; returns them with it.
 async fn read_all(client: &Client, keys: &Keys) -> Result<(Vec<KeyValue>, u64), Error> {
     let end = prefix_end(&keys.prefix);
@@ -140,10 +136,13 @@ pub(in crate::store) async fn import(settings: &StorageSettings, contents: &Cont
     let keys = Keys { prefix: settings.etcd_prefix.as_bytes().to_vec() };
     let existing = client.range(RangeRequest { count_only: true, ..range_of(&keys.prefix) }).await?;
     if existing.count > 0 {
-        return Err(setting(format!(
-            "the prefix {:?} already holds {} keys; restore into an empty prefix (--etcd-prefix)",
-            settings.etcd_prefix, existing.count
-        )));
+        return Err(Error::InvalidSetting {
+            setting: crate::config::Setting::EtcdPrefix,
+            message: format!(
+                "the prefix {:?} already holds {} keys; restore into an empty prefix",
+                settings.etcd_prefix, existing.count
+            ),
+        });
     }
     let tree = |table: Table| contents.trees.iter().find(|(name, _)| name == tree_name(table)).map(|(_, e)| e);
     let mut state = Vec::new();
