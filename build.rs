@@ -29,8 +29,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // the proto comments).
     std::fs::write(out_dir.join("convgroups_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
     // Decode errors of our requests become INVALID_ARGUMENT with an ErrorInfo
-    // (see src/codec.rs) instead of tonic-prost's bare INTERNAL.
-    tonic_prost_build::configure().codec_path("crate::codec::Codec").compile_fds(fds.clone())?;
+    // (see src/grpc_codec.rs) instead of tonic-prost's bare INTERNAL.
+    tonic_prost_build::configure().codec_path("crate::grpc_codec::Codec").compile_fds(fds.clone())?;
     // The services the server runs, generated a second time (servers only)
     // over the same messages, except that two responses are `crate::wire`
     // types: a message or its encoding made once and shared (a batch sent to
@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".convgroups.v1.WatchGroupEventsResponse", "crate::wire::WatchFrame")
         .extern_path(".convgroups.v1.GetConversationGroupListResponse", "crate::wire::GroupListReply")
         .extern_path(".convgroups.v1", "crate::pb")
-        .codec_path("crate::codec::ServedCodec")
+        .codec_path("crate::grpc_codec::ServedCodec")
         .compile_fds(fds)?;
     // The etcd API subset the etcd backend calls: clients only, prost's own
     // codec, and kept out of the descriptor set that reflection serves.

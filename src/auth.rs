@@ -114,7 +114,7 @@ impl Secret {
         }
         if !create {
             return Err(Error::InvalidSetting {
-                setting: "--data-dir",
+                setting: crate::config::Setting::DataDir,
                 message: format!(
                     "there is no auth secret at {}: pass the server's --data-dir (a server creates its secret there \
                      on first start), or --auth-secret-file or CONVGROUPS_AUTH_SECRET as the server has them; \
@@ -125,7 +125,7 @@ impl Secret {
         }
         check_data_dir(&config.data_dir)?;
         fs::create_dir_all(&config.data_dir).map_err(|e| Error::InvalidSetting {
-            setting: "--data-dir",
+            setting: crate::config::Setting::DataDir,
             message: format!("cannot create {}: {e}", config.data_dir.display()),
         })?;
         let mut bytes = [0u8; GENERATED_SECRET_BYTES];
@@ -137,7 +137,7 @@ impl Secret {
 
     fn read_file(setting: &'static str, path: &Path) -> Result<Self, Error> {
         let raw = fs::read(path).map_err(|e| Error::InvalidSetting {
-            setting,
+            setting: crate::config::Setting::Flag(setting),
             message: format!("cannot read the auth secret {}: {e}", path.display()),
         })?;
         // A trailing newline from `echo secret > file` is not part of the key.
@@ -221,7 +221,7 @@ fn explain(error: &jsonwebtoken::errors::Error, token: &str) -> String {
 fn check_length(setting: &'static str, secret: &[u8], what: &str) -> Result<(), Error> {
     if secret.len() < MIN_SECRET_BYTES {
         return Err(Error::InvalidSetting {
-            setting,
+            setting: crate::config::Setting::Flag(setting),
             message: format!(
                 "the auth secret {what}is {} bytes; at least {MIN_SECRET_BYTES} are needed \
                  (`openssl rand -base64 32` makes a good one)",
@@ -251,7 +251,7 @@ pub fn check_data_dir(data_dir: &Path) -> Result<(), Error> {
         "does not exist"
     };
     Err(Error::InvalidSetting {
-        setting: "--data-dir",
+        setting: crate::config::Setting::DataDir,
         message: format!(
             "cannot create {}: its parent {} {problem}; convgroups creates only the data directory itself \
              (check the path, or create the parent)",
@@ -259,6 +259,22 @@ pub fn check_data_dir(data_dir: &Path) -> Result<(), Error> {
             parent.display()
         ),
     })
+}
+
+/// The secret a server generated in `data_dir` (None: none yet), as its
+/// file holds it: what a backup carries.
+pub fn generated_secret(data_dir: &Path) -> Option<Vec<u8>> {
+    fs::read(data_dir.join(SECRET_FILE_NAME)).ok()
+}
+
+/// Puts a backed-up generated secret back into `data_dir`, where a server
+/// (or `--auth-secret-file`) finds it: mode 0600, never over an existing one.
+pub fn restore_generated_secret(data_dir: &Path, secret: &[u8]) -> Result<(), Error> {
+    fs::create_dir_all(data_dir).map_err(|e| Error::InvalidSetting {
+        setting: crate::config::Setting::DataDir,
+        message: format!("cannot create {}: {e}", data_dir.display()),
+    })?;
+    write_private(&data_dir.join(SECRET_FILE_NAME), secret)
 }
 
 fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), Error> {
@@ -270,7 +286,7 @@ fn write_private(path: &PathBuf, bytes: &[u8]) -> Result<(), Error> {
         options.mode(0o600);
     }
     let fail = |e: std::io::Error| Error::InvalidSetting {
-        setting: "--data-dir",
+        setting: crate::config::Setting::DataDir,
         message: format!("cannot write the auth secret {}: {e}", path.display()),
     };
     let mut file = options.open(path).map_err(fail)?;

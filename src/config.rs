@@ -110,7 +110,7 @@ impl Limits {
     pub fn validate(&self) -> Result<(), crate::error::Error> {
         if self.default_page_size > self.max_page_size {
             return Err(crate::error::Error::InvalidSetting {
-                setting: "--default-page-size",
+                setting: crate::config::Setting::Flag("--default-page-size"),
                 message: format!(
                     "{} is more than --max-page-size {}: a request that asks for no particular size would get a \
                      page larger than any it may ask for",
@@ -294,6 +294,45 @@ impl Default for LogSettings {
     }
 }
 
+/// What an [`crate::error::Error::InvalidSetting`] is about. Inner layers
+/// (the store) name a setting by what it is; the flag a person types is
+/// named here, with the flags, and added when the error is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// A flag or variable, named by the layer that parses it.
+    Flag(&'static str),
+    /// The data directory.
+    DataDir,
+    /// The etcd cluster's endpoints.
+    EtcdEndpoints,
+    /// The prefix of this deployment's keys in etcd.
+    EtcdPrefix,
+    /// The file a backup writes.
+    BackupOut,
+    /// The backup file a restore reads.
+    RestoreIn,
+}
+
+impl Setting {
+    /// The flag (or variable) that sets it.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Setting::Flag(flag) => flag,
+            Setting::DataDir => "--data-dir",
+            Setting::EtcdEndpoints => "--etcd-endpoints",
+            Setting::EtcdPrefix => "--etcd-prefix",
+            Setting::BackupOut => "--out",
+            Setting::RestoreIn => "--in",
+        }
+    }
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.flag())
+    }
+}
+
 /// Where state is kept.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Backend {
@@ -469,7 +508,7 @@ impl WebhookSettings {
     pub fn validate(&self) -> Result<(), crate::error::Error> {
         if self.webhook_retry_initial > self.webhook_retry_max {
             return Err(crate::error::Error::InvalidSetting {
-                setting: "--webhook-retry-initial",
+                setting: crate::config::Setting::Flag("--webhook-retry-initial"),
                 message: format!(
                     "{:?} is more than --webhook-retry-max {:?}",
                     self.webhook_retry_initial, self.webhook_retry_max
@@ -478,13 +517,13 @@ impl WebhookSettings {
         }
         if self.webhook_lease_ttl < Duration::from_secs(2) {
             return Err(crate::error::Error::InvalidSetting {
-                setting: "--webhook-lease-ttl",
+                setting: crate::config::Setting::Flag("--webhook-lease-ttl"),
                 message: "must be at least 2s (etcd leases count whole seconds)".into(),
             });
         }
         if self.webhook_cursor_save_interval > MAX_WEBHOOK_CURSOR_SAVE_INTERVAL {
             return Err(crate::error::Error::InvalidSetting {
-                setting: "--webhook-cursor-save-interval",
+                setting: crate::config::Setting::Flag("--webhook-cursor-save-interval"),
                 message: format!(
                     "{} is more than the most allowed, {}",
                     humantime::format_duration(self.webhook_cursor_save_interval),
@@ -494,7 +533,7 @@ impl WebhookSettings {
         }
         if self.webhook_max_gaps > MAX_WEBHOOK_MAX_GAPS {
             return Err(crate::error::Error::InvalidSetting {
-                setting: "--webhook-max-gaps",
+                setting: crate::config::Setting::Flag("--webhook-max-gaps"),
                 message: format!("{} is more than the most allowed, {MAX_WEBHOOK_MAX_GAPS}", self.webhook_max_gaps),
             });
         }

@@ -63,7 +63,7 @@ pub enum Error {
     #[error("there are already {limit} webhooks, the most allowed (webhook_max_endpoints)")]
     WebhookLimitExceeded { limit: usize },
     #[error("{setting}: {message}")]
-    InvalidSetting { setting: &'static str, message: String },
+    InvalidSetting { setting: crate::config::Setting, message: String },
     #[error("storage unavailable: {0}")]
     Storage(String),
     /// This server lost its connection to storage while a watch stream was

@@ -159,14 +159,14 @@ impl Hub {
 
     /// Starts the live feed before history is read (so nothing falls between
     /// the two). Fails with TOO_MANY_WATCHERS beyond the limits.
-    pub fn subscribe(&self, feed: Scope) -> Result<Subscription, Error> {
+    pub fn subscribe(&self, scope: Scope) -> Result<Subscription, Error> {
         let mut users = self.inner.users.lock().map_err(|_| Error::Internal("hub lock poisoned".into()))?;
         if self.inner.watchers.load(Ordering::Acquire) >= self.inner.max_watchers {
             return Err(Error::TooManyWatchers {
                 message: format!("the server has {} open watch streams (max_watchers)", self.inner.max_watchers),
             });
         }
-        let rx = match &feed {
+        let rx = match &scope {
             Scope::AllUsers => self.inner.all.subscribe(),
             Scope::User(user) => {
                 if users.get(user).is_some_and(|c| c.watchers >= self.inner.max_watchers_per_user) {
@@ -186,7 +186,7 @@ impl Hub {
         };
         let open = self.inner.watchers.fetch_add(1, Ordering::AcqRel) + 1;
         crate::metrics::watchers(open);
-        Ok(Subscription { rx, feed, hub: self.inner.clone() })
+        Ok(Subscription { rx, scope, hub: self.inner.clone() })
     }
 
     /// The bookmark message at `revision`: made by `encode` unless it is
@@ -230,7 +230,7 @@ impl Hub {
 /// A live feed; frees its place (and its user's ring, if last) on drop.
 pub struct Subscription {
     pub rx: broadcast::Receiver<Arc<Delivery>>,
-    feed: Scope,
+    scope: Scope,
     hub: Arc<Inner>,
 }
 
@@ -238,7 +238,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         let open = self.hub.watchers.fetch_sub(1, Ordering::AcqRel) - 1;
         crate::metrics::watchers(open);
-        if let Scope::User(user) = &self.feed {
+        if let Scope::User(user) = &self.scope {
             if let Ok(mut users) = self.hub.users.lock() {
                 if let Some(channel) = users.get_mut(user) {
                     channel.watchers -= 1;

@@ -16,11 +16,11 @@
 //! * [`auth`]: JWT check in an interceptor, handing on a typed `Caller`.
 //! * [`service`]: the gRPC services: caller → convert → store → convert.
 //! * [`pb`]: generated protobuf messages and gRPC stubs, descriptor set;
-//!   [`codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT);
+//!   [`grpc_codec`]: their codec (prost, with decode errors as INVALID_ARGUMENT);
 //!   [`wire`]: responses encoded once and shared (watch batches, group lists).
 //! * [`domain`]: validated ids and names, the data model, per-item outcomes
 //!   and events; no protobuf, no storage.
-//! * [`store`]: the only module that knows sled and etcd: key layout, codec,
+//! * [`store`]: the only module that knows sled and etcd: key layout, stored encoding,
 //!   atomic mutations with their event log, group commit.
 //! * [`hub`]: live fan-out of durable event batches to watchers.
 //! * [`error`]: the one error enum and its single mapping to `Status`.
@@ -34,10 +34,10 @@
 
 pub mod auth;
 pub mod cli;
-pub mod codec;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod grpc_codec;
 pub mod hub;
 pub mod metrics;
 pub mod pb;

@@ -44,7 +44,10 @@ pub fn install(addr: SocketAddr, revision: u64) -> Result<(), Error> {
         .with_http_listener(addr)
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.install())
-        .map_err(|e| Error::InvalidSetting { setting: "--metrics-listen", message: format!("{addr}: {e}") })?;
+        .map_err(|e| Error::InvalidSetting {
+            setting: crate::config::Setting::Flag("--metrics-listen"),
+            message: format!("{addr}: {e}"),
+        })?;
     describe();
     INSTALLED.store(true, Ordering::Release);
     metrics::gauge!("convgroups_watchers").set(0.0);

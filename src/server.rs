@@ -416,7 +416,10 @@ fn server_builder(server: &ServerSettings) -> Result<Server, Error> {
         let detail = error_chain(&e);
         let (setting, path) =
             if detail.to_ascii_lowercase().contains("key") { ("--tls-key", key) } else { ("--tls-cert", cert) };
-        Error::InvalidSetting { setting, message: format!("{}: {detail}", path.display()) }
+        Error::InvalidSetting {
+            setting: crate::config::Setting::Flag(setting),
+            message: format!("{}: {detail}", path.display()),
+        }
     })
 }
 
@@ -436,8 +439,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// Loads the TLS identity; a bad file stops the start with its name.
 fn tls_config(cert: &Path, key: &Path) -> Result<ServerTlsConfig, Error> {
     let read = |setting: &'static str, path: &Path| {
-        std::fs::read(path)
-            .map_err(|e| Error::InvalidSetting { setting, message: format!("cannot read {}: {e}", path.display()) })
+        std::fs::read(path).map_err(|e| Error::InvalidSetting {
+            setting: crate::config::Setting::Flag(setting),
+            message: format!("cannot read {}: {e}", path.display()),
+        })
     };
     let (cert_pem, key_pem) = (read("--tls-cert", cert)?, read("--tls-key", key)?);
     // tonic parses both files only when the server is built, and then
@@ -456,7 +461,7 @@ fn check_pem(path: &Path, pem: &[u8], setting: &'static str, labels: &[&str]) ->
         return Ok(());
     }
     Err(Error::InvalidSetting {
-        setting,
+        setting: crate::config::Setting::Flag(setting),
         message: format!("{} holds no PEM block `-----BEGIN {}-----`", path.display(), labels[0]),
     })
 }
@@ -474,7 +479,7 @@ fn cors_layer(origins: &[String]) -> Result<Option<CorsLayer>, Error> {
             .iter()
             .map(|o| {
                 HeaderValue::from_str(o).map_err(|_| Error::InvalidSetting {
-                    setting: "--cors-allow-origin",
+                    setting: crate::config::Setting::Flag("--cors-allow-origin"),
                     message: format!("{o:?} is not a valid origin"),
                 })
             })

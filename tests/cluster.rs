@@ -13,7 +13,6 @@
 //! (`cluster_support::check`).
 
 mod cluster_support;
-mod etcd_support;
 mod linearizability;
 mod support;
 

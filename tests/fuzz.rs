@@ -14,7 +14,7 @@
 //!
 //! Properties are checked against oracles written from the contract (what
 //! is a valid id, name, filter, token), not against the server's code. The
-//! stored-value codec (`store::codec`) is private to the store and is not
+//! stored-value encoding (`store::encoding`) is private to the store and is not
 //! reached from here.
 
 use std::collections::HashSet;
@@ -26,7 +26,7 @@ use base64::Engine as _;
 use convgroups::auth::{Authenticator, Caller, Secret, USER_HEADER};
 use convgroups::config::Limits;
 use convgroups::domain::{
-    check_group_name, BatchResult, ConversationFilter, ConversationId, ConversationKind, ItemCode, ListPosition,
+    check_group_name, ConversationFilter, ConversationId, ConversationKind, ItemCode, ItemResults, ListPosition,
     RecvOpt, UserId,
 };
 use convgroups::error::Error;
@@ -129,7 +129,7 @@ pub fn target_ids(data: &[u8]) {
 /// Batch classification: invalid ids and later duplicates (after
 /// normalisation) fail, in request order; the rest are items.
 fn check_classification(raw: &[String]) {
-    let (items, result) = BatchResult::classify_ids(raw);
+    let (items, result) = ItemResults::classify_ids(raw);
     let outcome = result.finish(0);
     let mut seen = HashSet::new();
     let mut expected_items = Vec::new();

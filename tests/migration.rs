@@ -7,11 +7,11 @@
 //! backup, and after an interrupted conversion; and go on from the same
 //! revision.
 
-mod cli_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use cli_support::*;
+use support::cli::*;
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/layout-v1");
 
@@ -94,7 +94,7 @@ fn a_data_directory_of_the_per_table_layout_is_converted_on_start() {
     let old_events = expected("alice-watch.jsonl").lines().count() - 1;
     assert_eq!(events.len(), old_events + 2, "old batches, the new one, a bookmark: {events:?}");
     assert!(events[old_events].starts_with(&format!(r#"{{"events":{{"revision":"{next}""#)), "{events:?}");
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 
     let trees = tree_names(&data);
     for old in OLD_TREES {
@@ -108,7 +108,7 @@ fn a_data_directory_of_the_per_table_layout_is_converted_on_start() {
     assert!(groups.ends_with(&format!("\"revision\":\"{next}\"}}\n")), "{groups}");
     let bob = Cli::new(&server, &tokens[1].1);
     assert_eq!(bob.run(&["groups", "list", "--json"]).ok().stdout, expected("bob-groups.json"));
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 fn alice_groups(server: &Server, token: &str) -> String {
@@ -132,7 +132,7 @@ fn an_interrupted_conversion_starts_again() {
     let tokens = tokens(&data);
     let server = Server::start(&data);
     assert_same_answers(&server, &tokens);
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }
 
 /// A backup written by the old version restores, and a backup of the
@@ -146,7 +146,7 @@ fn a_backup_of_the_per_table_layout_restores() {
     let tokens = tokens(&restored);
     let server = Server::start(&restored);
     assert_same_answers(&server, &tokens);
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 
     let again = tmp.path().join("again.backup");
     execute(command(&["backup", "--data-dir", restored.to_str().unwrap(), "--out", again.to_str().unwrap()])).ok();
@@ -157,5 +157,5 @@ fn a_backup_of_the_per_table_layout_restores() {
     let alice = Cli::new(&server, &tokens[0].1);
     let run = alice.run(&["groups", "delete", "Suppliers"]);
     assert_eq!(run.ok().out(), format!(r#"Deleted group "Suppliers" at revision {}."#, LAST_REVISION + 1));
-    assert!(server.stop().success());
+    assert!(server.stop_status().success());
 }

@@ -18,8 +18,7 @@
 //! them into .tools/node_modules (STANDARDWEBHOOKS_NODE_MODULES). Run
 //! directly, the tests install them there themselves with pip and npm.
 
-mod cli_support;
-mod etcd_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -28,8 +27,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use cli_support::*;
 use serde_json::Value;
+use support::cli::*;
+use support::python;
 
 /// How long a condition may take to come true (retries are fast in these
 /// tests: see [`FLAGS`]).
@@ -275,7 +275,7 @@ fn get_webhook(admin: &Cli, id: &str) -> Value {
 /// `CONVGROUPS_TEST_ETCD_ENDPOINTS` set (scripts/test.sh's etcd pass), the
 /// etcd backend under a prefix of the test's own; sled otherwise.
 fn backend() -> Vec<String> {
-    match etcd_support::shared_endpoints() {
+    match support::etcd::shared_endpoints() {
         Some(endpoints) => etcd_flags(&endpoints),
         None => Vec::new(),
     }
@@ -590,8 +590,8 @@ fn a_cursor_overtaken_by_trimming_records_the_gap() {
 /// the stored cursor on, in order.
 #[test]
 fn on_etcd_one_replica_delivers_and_another_takes_over_when_it_dies() {
-    let own_cluster = etcd_support::shared_endpoints().is_none().then(|| etcd_support::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(etcd_support::shared_endpoints).unwrap();
+    let own_cluster = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
+    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
     let storage = etcd_flags(&endpoints);
     let receiver = Receiver::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -693,7 +693,7 @@ fn concurrent_edits_all_take_effect(replicas: &[&Server], admin_token: &str, rec
         let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {admin_token}").parse().unwrap();
         let mut clients = Vec::new();
         for replica in replicas {
-            let channel = tonic::transport::Channel::from_shared(replica.addr()).unwrap().connect().await.unwrap();
+            let channel = tonic::transport::Channel::from_shared(replica.uri()).unwrap().connect().await.unwrap();
             let bearer = bearer.clone();
             clients.push(WebhookServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
                 r.metadata_mut().insert("authorization", bearer.clone());
@@ -769,8 +769,8 @@ fn concurrent_edits_of_one_endpoint_all_take_effect() {
 /// other's.
 #[test]
 fn on_etcd_concurrent_edits_through_two_replicas_all_take_effect() {
-    let own_cluster = etcd_support::shared_endpoints().is_none().then(|| etcd_support::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(etcd_support::shared_endpoints).unwrap();
+    let own_cluster = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
+    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
     let storage = etcd_flags(&endpoints);
     let receiver = Receiver::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -811,7 +811,7 @@ fn private_addresses_are_refused_at_delivery_too() {
     let mut expected = BTreeSet::from([create_group(&alice, "before")]);
     receiver.wait_for(&id, &expected);
     receiver.wait_for(&named, &expected);
-    srv.stop();
+    srv.stop_status();
 
     let srv = server_refusing_private(&data, &storage);
     let (alice, admin) = (Cli::new(&srv, &alice_token), Cli::new(&srv, &admin_token));
@@ -835,7 +835,7 @@ fn private_addresses_are_refused_at_delivery_too() {
     assert_eq!(receiver.deliveries().len(), seen, "a delivery reached the receiver: {:?}", receiver.deliveries());
     let log = srv.log();
     assert!(log.lines().any(|l| l.contains("webhook delivery failed") && l.contains("refused_address")), "{log}");
-    srv.stop();
+    srv.stop_status();
 
     let srv = server_on(&data, &storage, &[]);
     let alice = Cli::new(&srv, &alice_token);
@@ -874,7 +874,7 @@ fn a_cursor_past_filtered_revisions_is_stored_every_save_interval() {
     // memory, but the stored cursor waits for the hour.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(stored(&admin), start, "stored before --webhook-cursor-save-interval");
-    srv.stop();
+    srv.stop_status();
 
     let srv = server_on(&data, &storage, &["--webhook-cursor-save-interval", "100ms"]);
     let (admin, bob) = (Cli::new(&srv, &admin_token), Cli::new(&srv, &bob_token));
@@ -1070,7 +1070,7 @@ fn an_https_receiver_is_delivered_to_when_its_ca_is_trusted() {
     let mut expected = BTreeSet::from([create_group(&alice, "untrusted")]);
     wait_last_error(&admin, &id, "TLS with 127.0.0.1");
     assert!(receiver.deliveries().is_empty(), "{:?}", receiver.deliveries());
-    srv.stop();
+    srv.stop_status();
 
     let ca_flag = ca_file.to_str().unwrap();
     let srv = server_on(&data, &storage, &["--webhook-ca-file", ca_flag]);
@@ -1078,7 +1078,7 @@ fn an_https_receiver_is_delivered_to_when_its_ca_is_trusted() {
     expected.insert(create_group(&alice, "trusted"));
     receiver.wait_for(&id, &expected);
     receiver.check_order_and_signatures(&id);
-    srv.stop();
+    srv.stop_status();
 
     // A file without a certificate is refused at the start, naming the flag.
     let run = execute(command(&[
@@ -1103,8 +1103,8 @@ fn on_etcd_the_endpoint_limit_holds_across_replicas() {
 
     const LIMIT: usize = 1;
     const ROUNDS: usize = 15;
-    let own_cluster = etcd_support::shared_endpoints().is_none().then(|| etcd_support::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(etcd_support::shared_endpoints).unwrap();
+    let own_cluster = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
+    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
     let storage = etcd_flags(&endpoints);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -1119,7 +1119,7 @@ fn on_etcd_the_endpoint_limit_holds_across_replicas() {
         let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {admin_token}").parse().unwrap();
         let mut clients = Vec::new();
         for replica in &replicas {
-            let channel = tonic::transport::Channel::from_shared(replica.addr()).unwrap().connect().await.unwrap();
+            let channel = tonic::transport::Channel::from_shared(replica.uri()).unwrap().connect().await.unwrap();
             let bearer = bearer.clone();
             clients.push(WebhookServiceClient::with_interceptor(channel, move |mut r: tonic::Request<()>| {
                 r.metadata_mut().insert("authorization", bearer.clone());

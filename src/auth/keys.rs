@@ -65,7 +65,7 @@ impl std::fmt::Debug for PublicKeys {
 }
 
 fn setting_error(setting: &'static str, message: String) -> Error {
-    Error::InvalidSetting { setting, message }
+    Error::InvalidSetting { setting: crate::config::Setting::Flag(setting), message }
 }
 
 impl PublicKeys {

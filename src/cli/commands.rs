@@ -8,8 +8,8 @@ use super::client::{self, describe_status, Client, Failure};
 use super::output::{cell, Json};
 use super::render::{self, conversations_count, quoted};
 use super::{
-    BackupArgs, Command, ConvType, ConversationsCommand, EventKindArg, Filter, GroupsCommand, Outcome, RecvOptArg,
-    RestoreArgs, Update, WatchArgs,
+    BackupArgs, Command, ConvType, ConversationsCommand, Filter, GroupsCommand, Outcome, RecvOptArg, RestoreArgs,
+    Update, WatchArgs,
 };
 use crate::pb::watch_group_events_response::Kind as WatchKind;
 use crate::pb::*;
@@ -330,17 +330,9 @@ async fn conversations(client: &Client, json: bool, command: ConversationsComman
     }
 }
 
-pub(super) fn event_type(kind: EventKindArg) -> GroupEventType {
-    match kind {
-        EventKindArg::GroupCreated => GroupEventType::GroupCreated,
-        EventKindArg::GroupDeleted => GroupEventType::GroupDeleted,
-        EventKindArg::GroupRenamed => GroupEventType::GroupRenamed,
-        EventKindArg::GroupsReordered => GroupEventType::GroupsReordered,
-        EventKindArg::ConversationsAddedToGroup => GroupEventType::ConversationsAddedToGroup,
-        EventKindArg::ConversationsDeletedFromGroup => GroupEventType::ConversationsDeletedFromGroup,
-        EventKindArg::ConversationsChanged => GroupEventType::ConversationsChanged,
-        EventKindArg::ConversationsDeleted => GroupEventType::ConversationsDeleted,
-    }
+/// The request values of `--type` kinds.
+pub(super) fn event_types(kinds: &[crate::domain::EventType]) -> Vec<i32> {
+    kinds.iter().map(|k| crate::service::convert::pb_event_type(*k) as i32).collect()
 }
 
 /// Prints every message of the stream as one JSON line until Ctrl-C, the end
@@ -349,7 +341,7 @@ async fn watch(client: &Client, args: WatchArgs) -> Result<Outcome, Failure> {
     let request = WatchGroupEventsRequest {
         start_revision: args.from,
         send_snapshot: args.snapshot,
-        event_types: args.kinds.iter().map(|k| event_type(*k) as i32).collect(),
+        event_types: event_types(&args.kinds),
         group_names: args.group,
         all_users: args.all_users,
     };
@@ -405,9 +397,10 @@ fn on_runtime<T>(
 }
 
 pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
+    let secret = crate::auth::generated_secret(&args.data_dir);
     let summary = match args.storage.backend {
-        Backend::Sled => crate::store::backup(&args.data_dir, &args.out),
-        Backend::Etcd => on_runtime(crate::store::backup_etcd(&args.storage, &args.data_dir, &args.out)),
+        Backend::Sled => crate::store::backup(&args.data_dir, secret, &args.out),
+        Backend::Etcd => on_runtime(crate::store::backup_etcd(&args.storage, secret, &args.out)),
     }
     .map_err(|e| Failure::Message(e.to_string()))?;
     show(
@@ -427,11 +420,19 @@ pub fn backup(args: &BackupArgs) -> Result<Outcome, Failure> {
 }
 
 pub fn restore(args: &RestoreArgs) -> Result<Outcome, Failure> {
-    let summary = match args.storage.backend {
+    let restored = match args.storage.backend {
         Backend::Sled => crate::store::restore(&args.input, &args.data_dir),
-        Backend::Etcd => on_runtime(crate::store::restore_etcd(&args.input, &args.storage, &args.data_dir)),
+        Backend::Etcd => on_runtime(crate::store::restore_etcd(&args.input, &args.storage)),
     }
+    .and_then(|restored| {
+        // etcd: the replicas read it with --auth-secret-file.
+        if let Some(secret) = &restored.secret {
+            crate::auth::restore_generated_secret(&args.data_dir, secret)?;
+        }
+        Ok(restored)
+    })
     .map_err(|e| Failure::Message(e.to_string()))?;
+    let summary = restored.summary;
     show(
         args.json,
         || summary_json(summary),

@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::domain::EventType;
 use clap::{Args, Subcommand, ValueEnum};
 
 pub use client::{Connection, DEFAULT_ADDR};
@@ -306,7 +307,7 @@ pub struct WatchArgs {
     pub group: Vec<String>,
     /// Only events of this kind (repeat for more).
     #[arg(long = "type", value_enum, value_name = "KIND")]
-    pub kinds: Vec<EventKindArg>,
+    pub kinds: Vec<EventType>,
     /// Every user's events (admin tokens only; not with --snapshot).
     #[arg(long)]
     pub all_users: bool,
@@ -316,16 +317,24 @@ pub struct WatchArgs {
     pub no_follow: bool,
 }
 
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKindArg {
-    GroupCreated,
-    GroupDeleted,
-    GroupRenamed,
-    GroupsReordered,
-    ConversationsAddedToGroup,
-    ConversationsDeletedFromGroup,
-    ConversationsChanged,
-    ConversationsDeleted,
+/// `--type KIND`: the domain's event types, spelled as on the command line.
+impl ValueEnum for EventType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &EventType::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self {
+            EventType::GroupCreated => "group-created",
+            EventType::GroupDeleted => "group-deleted",
+            EventType::GroupRenamed => "group-renamed",
+            EventType::GroupsReordered => "groups-reordered",
+            EventType::ConversationsAddedToGroup => "conversations-added-to-group",
+            EventType::ConversationsDeletedFromGroup => "conversations-deleted-from-group",
+            EventType::ConversationsChanged => "conversations-changed",
+            EventType::ConversationsDeleted => "conversations-deleted",
+        }))
+    }
 }
 
 #[derive(Args, Debug)]

@@ -6,7 +6,8 @@ use clap::{Args, Subcommand};
 
 use super::client::{Client, Failure};
 use super::output::{cell, Table};
-use super::{Connection, EventKindArg, Outcome};
+use super::{Connection, Outcome};
+use crate::domain::EventType;
 use crate::pb::webhook_service_client::WebhookServiceClient;
 use crate::pb::*;
 use crate::webhook::sender::canonical_json;
@@ -27,7 +28,7 @@ pub enum WebhooksCommand {
         url: String,
         /// Only events of this kind (repeat for more).
         #[arg(long = "type", value_enum, value_name = "KIND")]
-        kinds: Vec<EventKindArg>,
+        kinds: Vec<EventType>,
         /// Only events of this user (repeat for more).
         #[arg(long = "for-user", value_name = "USER")]
         users: Vec<String>,
@@ -45,7 +46,7 @@ pub enum WebhooksCommand {
         url: Option<String>,
         /// Replace the event kinds (with --clear-types: all kinds).
         #[arg(long = "type", value_enum, value_name = "KIND")]
-        kinds: Vec<EventKindArg>,
+        kinds: Vec<EventType>,
         #[arg(long)]
         clear_types: bool,
         /// Replace the users (with --clear-users: every user).
@@ -113,8 +114,8 @@ fn print(json_out: bool, name: &str, message: &impl prost::Message, text_form: S
     Ok(Outcome::Done)
 }
 
-fn kinds(kinds: &[EventKindArg]) -> Vec<i32> {
-    kinds.iter().map(|k| super::commands::event_type(*k) as i32).collect()
+fn kinds(kinds: &[EventType]) -> Vec<i32> {
+    super::commands::event_types(kinds)
 }
 
 pub async fn run(client: &Client, json_out: bool, command: WebhooksCommand) -> Result<Outcome, Failure> {

@@ -36,6 +36,20 @@ pub enum EventType {
     ConversationsDeleted,
 }
 
+impl EventType {
+    /// Every event type, in the order of the contract.
+    pub const ALL: [EventType; 8] = [
+        EventType::GroupCreated,
+        EventType::GroupDeleted,
+        EventType::GroupRenamed,
+        EventType::GroupsReordered,
+        EventType::ConversationsAddedToGroup,
+        EventType::ConversationsDeletedFromGroup,
+        EventType::ConversationsChanged,
+        EventType::ConversationsDeleted,
+    ];
+}
+
 impl EventKind {
     pub fn event_type(&self) -> EventType {
         match self {

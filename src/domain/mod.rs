@@ -3,19 +3,29 @@
 //! mutation ([`rules`]) over a state-access trait that each storage backend
 //! implements. No protobuf, no storage.
 
-mod batch;
 mod events;
 mod ids;
+mod items;
 mod model;
 pub mod rules;
 
-pub use batch::{BatchResult, Item, ItemError};
 pub use events::{EventBatch, EventKind, EventType, RemovalReason, Scope};
 pub use ids::{check_group_name, ConversationId, ConversationKind, UserId, MAX_ID_BYTES};
+pub use items::{Item, ItemError, ItemResults};
 pub use model::{
-    BatchOutcome, ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView,
-    GroupList, GroupView, ItemCode, ItemFailure, LastMessage, ListPosition, RecvOpt, TimeMs,
+    ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupList, GroupView,
+    ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition, RecvOpt, TimeMs,
 };
+
+/// Where an FNV-1a 64 hash starts (its offset basis).
+pub const FNV1A_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a 64 of `bytes`, continuing from `hash`: small and stable across
+/// builds and platforms, for checks that are written down (page-token
+/// fingerprints, the backup checksum). Not a defence against tampering.
+pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
 
 /// Now, in the domain's clock unit.
 pub fn now_ms() -> TimeMs {

@@ -21,6 +21,16 @@ impl RecvOpt {
     pub fn counts_unread(self) -> bool {
         self == RecvOpt::Receive
     }
+
+    /// What a conversation with this option and `unread_count` adds to
+    /// unread totals: the one rule, for stored records and domain data alike.
+    pub fn counted_unread(self, unread_count: u32) -> u64 {
+        if self.counts_unread() {
+            u64::from(unread_count)
+        } else {
+            0
+        }
+    }
 }
 
 /// Preview of a conversation's latest message.
@@ -52,11 +62,7 @@ pub struct ConversationData {
 impl ConversationData {
     /// What this conversation contributes to unread totals.
     pub fn counted_unread(&self) -> u64 {
-        if self.recv_opt.counts_unread() {
-            u64::from(self.unread_count)
-        } else {
-            0
-        }
+        self.recv_opt.counted_unread(self.unread_count)
     }
 
     /// Applies a patch; returns whether any stored field changed.
@@ -206,7 +212,7 @@ impl ConversationFilter {
         for id in &self.conversation_ids {
             field(&mut out, Some(id.as_str().as_bytes()));
         }
-        out.iter().fold(0xcbf2_9ce4_8422_2325u64, |hash, b| (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+        super::fnv1a(super::FNV1A_START, &out)
     }
 }
 
@@ -223,11 +229,19 @@ pub struct ListPosition {
 
 impl ListPosition {
     pub fn of(id: &ConversationId, data: &ConversationData) -> Self {
-        Self {
-            unpinned: u8::from(!data.is_pinned),
-            inverted_order_key: u64::MAX - data.order_key,
-            id: id.as_str().to_string(),
-        }
+        Self::new(id, data.is_pinned, data.order_key)
+    }
+
+    /// The position of a conversation with these fields (a stored record
+    /// gives them without being decoded into [`ConversationData`]).
+    pub fn new(id: &ConversationId, is_pinned: bool, order_key: u64) -> Self {
+        let (unpinned, inverted_order_key) = Self::rank(is_pinned, order_key);
+        Self { unpinned, inverted_order_key, id: id.as_str().to_string() }
+    }
+
+    /// The part of the position before the id: `(unpinned, inverted_order_key)`.
+    pub fn rank(is_pinned: bool, order_key: u64) -> (u8, u64) {
+        (u8::from(!is_pinned), u64::MAX - order_key)
     }
 }
 
@@ -240,7 +254,7 @@ pub struct ConversationPage {
     pub revision: u64,
 }
 
-/// Per-item result codes of batch requests (contract §2 ConversationResult).
+/// Per-item result codes of multi-item requests (contract §2 ConversationResult).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ItemCode {
     InvalidConversationId,
@@ -273,9 +287,9 @@ pub struct ItemFailure {
     pub message: String,
 }
 
-/// Outcome of a batch mutation.
+/// Outcome of a multi-item mutation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
+pub struct ItemOutcomes {
     pub succeeded: Vec<ConversationId>,
     pub failed: Vec<ItemFailure>,
     pub revision: u64,
@@ -315,5 +329,14 @@ mod fingerprint_tests {
         // with Python): page tokens issued by one build are accepted by the next
         // (and by every replica of a cluster running mixed builds).
         assert_eq!(none.fingerprint(), 0xe604_823a_2490_29bf, "{:#x}", none.fingerprint());
+        let full = ConversationFilter {
+            kind: Some(ConversationKind::C2c),
+            group_name: Some("Suppliers".into()),
+            mark_type: Some(7),
+            has_unread_count: Some(true),
+            has_group_at_info: None,
+            conversation_ids: vec![ConversationId::parse("C2Calice").unwrap()],
+        };
+        assert_eq!(full.fingerprint(), 0xaae5_5b5c_bae4_5624, "{:#x}", full.fingerprint());
     }
 }

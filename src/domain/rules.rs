@@ -18,8 +18,8 @@
 
 use crate::config::Limits;
 use crate::domain::{
-    check_group_name, now_ms, BatchResult, ConversationData, ConversationId, ConversationPatch, EventKind, GroupView,
-    Item, ItemCode, RemovalReason,
+    check_group_name, now_ms, ConversationData, ConversationId, ConversationPatch, EventKind, GroupView, Item,
+    ItemCode, ItemResults, RemovalReason,
 };
 use crate::error::Error;
 
@@ -91,7 +91,7 @@ fn add_members(
     limits: &Limits,
     index: usize,
     items: &[Item<()>],
-    result: &mut BatchResult,
+    result: &mut ItemResults,
 ) -> Result<(), Error> {
     for item in items {
         let already = state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index));
@@ -121,9 +121,9 @@ pub fn create_group(
     limits: &Limits,
     name: &str,
     items: &[Item<()>],
-    mut result: BatchResult,
+    mut result: ItemResults,
     expected_revision: Option<u64>,
-) -> Result<(GroupView, BatchResult), Error> {
+) -> Result<(GroupView, ItemResults), Error> {
     check_revision(state, expected_revision)?;
     if state.group_index(name).is_some() {
         return Err(Error::GroupAlreadyExists { field: "group_name", name: name.to_string() });
@@ -208,9 +208,9 @@ pub fn add_to_group(
     limits: &Limits,
     name: &str,
     items: &[Item<()>],
-    mut result: BatchResult,
+    mut result: ItemResults,
     expected_revision: Option<u64>,
-) -> Result<BatchResult, Error> {
+) -> Result<ItemResults, Error> {
     let index = find_group(state, limits, "group_name", name, expected_revision)?;
     add_members(state, limits, index, items, &mut result)?;
     if !result.succeeded().is_empty() {
@@ -227,9 +227,9 @@ pub fn remove_from_group(
     limits: &Limits,
     name: &str,
     items: &[Item<()>],
-    mut result: BatchResult,
+    mut result: ItemResults,
     expected_revision: Option<u64>,
-) -> Result<BatchResult, Error> {
+) -> Result<ItemResults, Error> {
     let index = find_group(state, limits, "group_name", name, expected_revision)?;
     for item in items {
         if state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
@@ -253,8 +253,8 @@ pub fn upsert_conversations(
     state: &mut impl UserState,
     limits: &Limits,
     items: &[Item<ConversationPatch>],
-    mut result: BatchResult,
-) -> Result<BatchResult, Error> {
+    mut result: ItemResults,
+) -> Result<ItemResults, Error> {
     let now = now_ms();
     let mut changed = Vec::new();
     for item in items {
@@ -295,8 +295,8 @@ pub fn upsert_conversations(
 pub fn delete_conversations(
     state: &mut impl UserState,
     items: &[Item<()>],
-    mut result: BatchResult,
-) -> Result<BatchResult, Error> {
+    mut result: ItemResults,
+) -> Result<ItemResults, Error> {
     // Removals per group, in display order for the events.
     let mut removed: Vec<Vec<ConversationId>> = vec![Vec::new(); state.group_names().len()];
     for item in items {

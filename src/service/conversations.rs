@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, Calls};
-use crate::domain::{BatchResult, UserId};
+use crate::domain::{ItemResults, UserId};
 use crate::error::Error;
 use crate::pb;
 use crate::pb::service::conversation_service_server::ConversationService;
@@ -36,7 +36,7 @@ impl ConversationServiceImpl {
                 (id, convert::patch(index, update, limits))
             })
             .collect();
-        let (items, result) = BatchResult::classify(raw);
+        let (items, result) = ItemResults::classify(raw);
         let outcome = self.store.upsert_conversations(&user, items, result).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
         Ok(pb::UpsertConversationsResponse { success_conversation_ids, failed, revision })
@@ -48,7 +48,7 @@ impl ConversationServiceImpl {
         req: pb::DeleteConversationsRequest,
     ) -> Result<pb::DeleteConversationsResponse, Error> {
         convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
-        let (items, result) = BatchResult::classify_ids(&req.conversation_ids);
+        let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
         let outcome = self.store.delete_conversations(&user, items, result).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
         Ok(pb::DeleteConversationsResponse { success_conversation_ids, failed, revision })

@@ -6,9 +6,9 @@ use prost_types::Timestamp;
 
 use crate::config::Limits;
 use crate::domain::{
-    check_group_name, BatchOutcome, ConversationFilter, ConversationId, ConversationKind, ConversationPatch,
-    ConversationView, EventBatch, EventKind, GroupView, ItemCode, ItemError, ItemFailure, LastMessage, ListPosition,
-    RecvOpt, RemovalReason, TimeMs,
+    check_group_name, ConversationFilter, ConversationId, ConversationKind, ConversationPatch, ConversationView,
+    EventBatch, EventKind, EventType, GroupView, ItemCode, ItemError, ItemFailure, ItemOutcomes, LastMessage,
+    ListPosition, RecvOpt, RemovalReason, TimeMs,
 };
 use crate::error::Error;
 use crate::pb;
@@ -46,6 +46,30 @@ pub fn check_list_size(field: &'static str, len: usize, limits: &Limits) -> Resu
         });
     }
     Ok(())
+}
+
+/// The domain's event types and their protobuf enum values: the one table
+/// both directions are read from.
+const EVENT_TYPES: [(EventType, pb::GroupEventType); 8] = [
+    (EventType::GroupCreated, pb::GroupEventType::GroupCreated),
+    (EventType::GroupDeleted, pb::GroupEventType::GroupDeleted),
+    (EventType::GroupRenamed, pb::GroupEventType::GroupRenamed),
+    (EventType::GroupsReordered, pb::GroupEventType::GroupsReordered),
+    (EventType::ConversationsAddedToGroup, pb::GroupEventType::ConversationsAddedToGroup),
+    (EventType::ConversationsDeletedFromGroup, pb::GroupEventType::ConversationsDeletedFromGroup),
+    (EventType::ConversationsChanged, pb::GroupEventType::ConversationsChanged),
+    (EventType::ConversationsDeleted, pb::GroupEventType::ConversationsDeleted),
+];
+
+/// The domain's event type of a `GroupEventType` value (None for
+/// UNSPECIFIED and unknown values).
+pub fn event_type(value: i32) -> Option<EventType> {
+    EVENT_TYPES.iter().find(|(_, pb)| *pb as i32 == value).map(|(domain, _)| *domain)
+}
+
+/// The `GroupEventType` of a domain event type.
+pub fn pb_event_type(event_type: EventType) -> pb::GroupEventType {
+    EVENT_TYPES.iter().find(|(domain, _)| *domain == event_type).map(|(_, pb)| *pb).expect("every type is listed")
 }
 
 fn recv_opt(value: i32) -> Option<RecvOpt> {
@@ -300,8 +324,8 @@ fn failure(f: ItemFailure) -> pb::ConversationResult {
     }
 }
 
-/// (success ids, failures, revision) of a batch outcome.
-pub fn outcome(o: BatchOutcome) -> (Vec<String>, Vec<pb::ConversationResult>, u64) {
+/// (success ids, failures, revision) of an item outcome.
+pub fn outcome(o: ItemOutcomes) -> (Vec<String>, Vec<pb::ConversationResult>, u64) {
     (
         o.succeeded.into_iter().map(|id| id.as_str().to_string()).collect(),
         o.failed.into_iter().map(failure).collect(),
@@ -373,6 +397,17 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every protobuf event type but UNSPECIFIED has its domain type, and
+    /// back.
+    #[test]
+    fn event_types_convert_both_ways() {
+        for t in EventType::ALL {
+            assert_eq!(event_type(pb_event_type(t) as i32), Some(t));
+        }
+        assert_eq!(event_type(pb::GroupEventType::Unspecified as i32), None);
+        assert_eq!(event_type(99), None);
+    }
 
     #[test]
     fn page_tokens_round_trip_and_are_bound_to_their_filter() {

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::read_cache::GroupListCache;
 use super::{convert, finish, watch, Calls};
 use crate::auth::Caller;
-use crate::domain::{BatchResult, UserId};
+use crate::domain::{ItemResults, UserId};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::pb;
@@ -51,7 +51,7 @@ impl ConversationGroupServiceImpl {
         let limits = self.store.limits();
         let name = convert::new_group_name("group_name", req.group_name, limits)?;
         convert::check_list_size("conversation_ids", req.conversation_ids.len(), limits)?;
-        let (items, result) = BatchResult::classify_ids(&req.conversation_ids);
+        let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
         let created = self.store.create_group(&user, name, items, result, req.expected_revision).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(created.outcome);
         Ok(pb::CreateConversationGroupResponse {
@@ -134,7 +134,7 @@ impl ConversationGroupServiceImpl {
         req: pb::AddConversationsToGroupRequest,
     ) -> Result<pb::AddConversationsToGroupResponse, Error> {
         convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
-        let (items, result) = BatchResult::classify_ids(&req.conversation_ids);
+        let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
         let outcome = self.store.add_to_group(&user, req.group_name, items, result, req.expected_revision).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
         Ok(pb::AddConversationsToGroupResponse { success_conversation_ids, failed, revision })
@@ -146,7 +146,7 @@ impl ConversationGroupServiceImpl {
         req: pb::DeleteConversationsFromGroupRequest,
     ) -> Result<pb::DeleteConversationsFromGroupResponse, Error> {
         convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
-        let (items, result) = BatchResult::classify_ids(&req.conversation_ids);
+        let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
         let outcome = self.store.remove_from_group(&user, req.group_name, items, result, req.expected_revision).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
         Ok(pb::DeleteConversationsFromGroupResponse { success_conversation_ids, failed, revision })

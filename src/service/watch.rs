@@ -56,21 +56,6 @@ pub struct WatchSpec {
     pub group_names: HashSet<String>,
 }
 
-fn event_type(value: i32) -> Option<EventType> {
-    use pb::GroupEventType as T;
-    Some(match T::try_from(value).ok()? {
-        T::Unspecified => return None,
-        T::GroupCreated => EventType::GroupCreated,
-        T::GroupDeleted => EventType::GroupDeleted,
-        T::GroupRenamed => EventType::GroupRenamed,
-        T::GroupsReordered => EventType::GroupsReordered,
-        T::ConversationsAddedToGroup => EventType::ConversationsAddedToGroup,
-        T::ConversationsDeletedFromGroup => EventType::ConversationsDeletedFromGroup,
-        T::ConversationsChanged => EventType::ConversationsChanged,
-        T::ConversationsDeleted => EventType::ConversationsDeleted,
-    })
-}
-
 impl WatchSpec {
     pub fn parse(req: pb::WatchGroupEventsRequest, caller: &Caller, limits: &Limits) -> Result<Self, Error> {
         if req.all_users && !caller.admin {
@@ -86,7 +71,7 @@ impl WatchSpec {
         }
         let mut event_types = HashSet::new();
         for (i, value) in req.event_types.iter().enumerate() {
-            let kind = event_type(*value).ok_or_else(|| Error::InvalidArgument {
+            let kind = convert::event_type(*value).ok_or_else(|| Error::InvalidArgument {
                 field: "event_types",
                 message: format!("[{i}] {value} is not a GroupEventType other than UNSPECIFIED"),
             })?;

@@ -1,6 +1,8 @@
 //! Backup and restore of a stopped server's database: every table, key and
 //! value (so revisions, the event log and compaction floors come back
-//! exactly), plus the generated auth secret so issued tokens stay valid.
+//! exactly), plus the generated auth secret so issued tokens stay valid
+//! (the caller reads and writes the secret's file: this module only carries
+//! its bytes).
 //! A backup holds one tree per table (the per-table form of
 //! [`super::migrate`]), whatever the layout on disk, so backups of earlier
 //! versions restore too.
@@ -21,7 +23,8 @@ use std::fs;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use crate::auth::SECRET_FILE_NAME;
+use crate::config::Setting;
+use crate::domain::{fnv1a, FNV1A_START};
 use crate::error::Error;
 
 const MAGIC: &[u8] = b"CONVGROUPS-BACKUP-1\n";
@@ -48,7 +51,7 @@ pub struct BackupSummary {
     pub entries: usize,
 }
 
-fn setting(setting: &'static str, message: String) -> Error {
+fn setting(setting: Setting, message: String) -> Error {
     Error::InvalidSetting { setting, message }
 }
 
@@ -61,39 +64,32 @@ impl<W: Write> Hashing<W> {
     fn record(&mut self, kind: u8, bytes: &[u8]) -> std::io::Result<()> {
         let len = u32::try_from(bytes.len()).map_err(|_| std::io::Error::other("record over 4 GiB"))?;
         for chunk in [&[kind][..], &len.to_be_bytes(), bytes] {
-            self.hash = fnv(self.hash, chunk);
+            self.hash = fnv1a(self.hash, chunk);
             self.inner.write_all(chunk)?;
         }
         Ok(())
     }
 }
 
-fn fnv(mut hash: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        hash = (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
-
 fn open_db(dir: &Path) -> Result<sled::Db, Error> {
-    sled::Config::new().path(dir.join("db")).open().map_err(|e| {
+    super::embedded::open_db(dir).map_err(|e| {
         setting(
-            "--data-dir",
+            Setting::DataDir,
             format!("cannot open the database in {} (is a server still running on it?): {e}", dir.display()),
         )
     })
 }
 
 /// Writes a backup of the database in `data_dir` (which no server may be
-/// using) to `out` (created with mode 0600: it holds the auth secret).
-pub fn backup(data_dir: &Path, out: &Path) -> Result<BackupSummary, Error> {
+/// using), with the server's generated auth `secret` if it has one, to
+/// `out` (created with mode 0600: it holds the secret).
+pub fn backup(data_dir: &Path, secret: Option<Vec<u8>>, out: &Path) -> Result<BackupSummary, Error> {
     if !data_dir.join("db").exists() {
-        return Err(setting("--data-dir", format!("{} holds no convgroups database", data_dir.display())));
+        return Err(setting(Setting::DataDir, format!("{} holds no convgroups database", data_dir.display())));
     }
     let db = open_db(data_dir)?;
     let trees = super::migrate::export(&db)?;
-    let contents = Contents { secret: fs::read(data_dir.join(SECRET_FILE_NAME)).ok(), trees };
+    let contents = Contents { secret, trees };
     write(out, &contents)
 }
 
@@ -106,10 +102,11 @@ pub(super) fn write(out: &Path, contents: &Contents) -> Result<BackupSummary, Er
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let file = options.open(out).map_err(|e| setting("--out", format!("cannot create {}: {e}", out.display())))?;
-    let io = |e: std::io::Error| setting("--out", format!("writing {}: {e}", out.display()));
-    let mut w = Hashing { inner: BufWriter::new(file), hash: FNV_START };
-    w.hash = fnv(w.hash, MAGIC);
+    let file =
+        options.open(out).map_err(|e| setting(Setting::BackupOut, format!("cannot create {}: {e}", out.display())))?;
+    let io = |e: std::io::Error| setting(Setting::BackupOut, format!("writing {}: {e}", out.display()));
+    let mut w = Hashing { inner: BufWriter::new(file), hash: FNV1A_START };
+    w.hash = fnv1a(w.hash, MAGIC);
     w.inner.write_all(MAGIC).map_err(io)?;
     let mut summary = BackupSummary::default();
     for (name, entries) in &contents.trees {
@@ -144,7 +141,7 @@ fn read_record(r: &mut impl Read, hash: &mut u64, left: &mut u64) -> std::io::Re
     let mut bytes = vec![0u8; len as usize];
     r.read_exact(&mut bytes)?;
     if head[0] != END {
-        *hash = fnv(fnv(*hash, &head), &bytes);
+        *hash = fnv1a(fnv1a(*hash, &head), &bytes);
     }
     Ok((head[0], bytes))
 }
@@ -152,7 +149,7 @@ fn read_record(r: &mut impl Read, hash: &mut u64, left: &mut u64) -> std::io::Re
 /// Reads and checks a whole backup file; nothing is returned from a file
 /// that is truncated or altered.
 pub(super) fn read(input: &Path) -> Result<Contents, Error> {
-    let bad = |message: String| setting("--in", format!("{}: {message}", input.display()));
+    let bad = |message: String| setting(Setting::RestoreIn, format!("{}: {message}", input.display()));
     let file = fs::File::open(input).map_err(|e| bad(format!("cannot open: {e}")))?;
     let mut left = file.metadata().map_err(|e| bad(format!("cannot read: {e}")))?.len();
     let mut r = BufReader::new(file);
@@ -163,7 +160,7 @@ pub(super) fn read(input: &Path) -> Result<Contents, Error> {
     }
     left = left.saturating_sub(MAGIC.len() as u64);
     // Parse everything first: a damaged file must not leave half a database.
-    let mut hash = fnv(FNV_START, MAGIC);
+    let mut hash = fnv1a(FNV1A_START, MAGIC);
     let mut trees: Vec<(Vec<u8>, Vec<Entry>)> = Vec::new();
     let mut secret = None;
     loop {
@@ -190,18 +187,26 @@ pub(super) fn read(input: &Path) -> Result<Contents, Error> {
     Ok(Contents { trees, secret })
 }
 
+/// What a restore put back, and the auth secret the backup holds (which
+/// the caller writes where the server will look for it).
+#[derive(Debug)]
+pub struct Restored {
+    pub summary: BackupSummary,
+    pub secret: Option<Vec<u8>>,
+}
+
 /// Restores a backup into `data_dir`, which must not hold a database yet.
 /// The whole file is checked before anything is written.
-pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
+pub fn restore(input: &Path, data_dir: &Path) -> Result<Restored, Error> {
     if data_dir.join("db").exists() {
         return Err(setting(
-            "--data-dir",
+            Setting::DataDir,
             format!("{} already holds a database; restore into an empty directory", data_dir.display()),
         ));
     }
     let Contents { trees, secret } = read(input)?;
     fs::create_dir_all(data_dir)
-        .map_err(|e| setting("--data-dir", format!("cannot create {}: {e}", data_dir.display())))?;
+        .map_err(|e| setting(Setting::DataDir, format!("cannot create {}: {e}", data_dir.display())))?;
     let db = open_db(data_dir)?;
     let kv = db.open_tree(super::keys::SLED_TREE)?;
     let mut import = super::migrate::Import::new(&kv);
@@ -214,9 +219,12 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
             continue;
         }
         let table = super::migrate::table_of(&name).map_err(|_| {
-            setting("--in", format!("{}: unknown tree {:?}", input.display(), String::from_utf8_lossy(&name)))
+            setting(
+                Setting::RestoreIn,
+                format!("{}: unknown tree {:?}", input.display(), String::from_utf8_lossy(&name)),
+            )
         })?;
-        if table == super::state::T::Events {
+        if table == super::state::Table::Events {
             // A user's links are made in revision order.
             entries.sort();
         }
@@ -226,31 +234,9 @@ pub fn restore(input: &Path, data_dir: &Path) -> Result<BackupSummary, Error> {
     }
     import.finish()?;
     kv.insert(
-        super::keys::sled_key(super::state::T::Meta, super::keys::META_FORMAT),
+        super::keys::sled_key(super::state::Table::Meta, super::keys::META_FORMAT),
         &super::keys::FORMAT.to_be_bytes(),
     )?;
     db.flush()?;
-    if let Some(secret) = secret {
-        write_secret(data_dir, &secret)?;
-    }
-    Ok(summary)
-}
-
-/// Writes a restored auth secret into `<dir>/auth-secret` (mode 0600; never
-/// over an existing one).
-pub(super) fn write_secret(dir: &Path, secret: &[u8]) -> Result<(), Error> {
-    fs::create_dir_all(dir).map_err(|e| setting("--data-dir", format!("cannot create {}: {e}", dir.display())))?;
-    let path = dir.join(SECRET_FILE_NAME);
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file =
-        options.open(&path).map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))?;
-    file.write_all(secret)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| setting("--data-dir", format!("cannot write {}: {e}", path.display())))
+    Ok(Restored { summary, secret })
 }

@@ -9,17 +9,18 @@
 //! therefore never retries the flush: it waits until the data directory
 //! takes a probe write again, then closes the database and opens it anew,
 //! which rebuilds the state from exactly what is on disk (sled's recovery
-//! keeps whole transactions only) — the same state a restart would give.
+//! keeps each `apply_batch`, so each commit group, whole or not at all) —
+//! the same state a restart would give.
 //!
 //! While storage is failing ([`super::Durable::failing`]), mutations are
 //! refused before they are planned, reads that would need an unflushed
 //! revision fail at once, and other reads keep working from the old
 //! database — unless a lookup meets a node that earlier writes overfilled:
 //! sled completes the split during the read, a log write that fails too, so
-//! that read is refused as well until the reopen. Committed batches that were never made durable were answered
-//! with an error and never published; after the reopen those that reached
-//! the disk are published (in order), the rest are dropped and their
-//! revisions reused.
+//! that read is refused as well until the reopen. Committed event batches
+//! that were never made durable were answered with an error and never
+//! published; after the reopen those that reached the disk are published
+//! (in order), the rest are dropped and their revisions reused.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -30,7 +31,7 @@ use tokio::sync::Notify;
 
 use super::embedded::{Inner, Trees};
 use super::keys;
-use super::state::T;
+use super::state::Table;
 use super::writer::Job;
 use crate::error::Error;
 
@@ -189,7 +190,7 @@ fn probe(dir: &Path) -> Result<(), Error> {
     written.and(removed).map_err(|e| Error::Storage(format!("probe write in {}: {e}", dir.display())))
 }
 
-/// On the writer thread, between batches: closes the database and opens it
+/// On the writer thread, between commit groups: closes the database and opens it
 /// again from disk, then checks that a write reaches the disk. Sets the
 /// committed revision to continue from (also when the check fails: the
 /// reopened database serves reads either way) and drops the unpublished
@@ -220,7 +221,7 @@ pub fn reopen(inner: &Inner) -> Result<u64, Error> {
     // lost the newest events (the revision is otherwise derived from them).
     let checked = trees
         .kv
-        .insert(keys::sled_key(T::Meta, keys::META_REVISION), &revision.to_be_bytes())
+        .insert(keys::sled_key(Table::Meta, keys::META_REVISION), &revision.to_be_bytes())
         .map_err(Error::from)
         .and_then(|_| trees.make_durable());
     *slot = Some(trees);
@@ -257,7 +258,7 @@ mod tests {
 
     use super::*;
     use crate::config::Limits;
-    use crate::domain::{BatchResult, GroupList, UserId};
+    use crate::domain::{GroupList, ItemResults, UserId};
     use crate::hub::Hub;
     use crate::store::Store;
 
@@ -273,7 +274,7 @@ mod tests {
     }
 
     async fn create(store: &Store, user: &UserId, name: &str) -> Result<u64, Error> {
-        let (items, result) = BatchResult::classify::<()>(vec![(format!("C2C{name}"), Ok(()))]);
+        let (items, result) = ItemResults::classify::<()>(vec![(format!("C2C{name}"), Ok(()))]);
         Ok(store.create_group(user, name.into(), items, result, None).await?.outcome.revision)
     }
 

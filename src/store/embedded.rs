@@ -2,12 +2,14 @@
 //!
 //! * Writes: one writer thread ([`super::writer`]) plans every mutation
 //!   ([`Plan`]) and applies the mutations waiting in its queue, each with
-//!   its event batch, in one sled batch on the one tree of the key layout
-//!   ([`super::keys`]); revisions follow commit order without a lock.
-//! * Durability (group commit): after its transaction a mutation waits until
-//!   a flush covers its revision. One background flusher runs one flush at a
-//!   time for everything committed so far, so concurrent mutations share a
-//!   flush. Only then are batches handed to the [`Hub`] (in revision order),
+//!   its event batch, as one commit group: one `apply_batch` on the one
+//!   tree of the key layout ([`super::keys`]); revisions follow commit order
+//!   without a lock.
+//! * Durability (group commit): once its commit group is applied, a
+//!   mutation waits until a flush covers its revision. One background
+//!   flusher runs one flush at a time for everything committed so far, so
+//!   concurrent mutations share a flush. Only then are its event batches
+//!   handed to the [`Hub`] (in revision order),
 //!   so a watcher never sees a change that a crash could take back.
 //! * Storage faults: a failed flush puts the store in a failing state
 //!   (mutations refused at once, health NOT_SERVING) until
@@ -22,10 +24,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use tokio::sync::{watch, Notify};
 
-use super::codec::{decode, UserRecord};
+use super::encoding::{decode, UserRecord};
 use super::keys;
 use super::rules::Rule;
-use super::state::{StateRead, Visit, WriteSet, T};
+use super::state::{StateRead, Table, Visit, WriteSet};
 use super::writer::{self, Job};
 use super::{durability, Durable, RevisionWatch};
 use crate::config::Limits;
@@ -54,12 +56,12 @@ impl Trees {
     /// the per-table layout first (see [`super::migrate`]); returns it with
     /// its last committed revision.
     pub(super) fn open(dir: &Path) -> Result<(Self, u64), Error> {
-        let db = open_when_unlocked(dir).map_err(|e| Error::InvalidSetting {
-            setting: "--data-dir",
+        let db = open_db(dir).map_err(|e| Error::InvalidSetting {
+            setting: crate::config::Setting::DataDir,
             message: if is_lock_held(&e) {
                 format!(
                     "cannot open the database in {}: it is locked, so another convgroups server (or backup) \
-                     is using it; stop that one or pick another --data-dir",
+                     is using it; stop that one or pick another data directory",
                     dir.display()
                 )
             } else {
@@ -76,13 +78,13 @@ impl Trees {
     /// mutation: the newest event's, unless trimming or a reopen left a
     /// higher one in meta (the global floor, `meta/revision`).
     fn last_revision(&self) -> Result<u64, Error> {
-        let newest_event = match self.kv.scan_prefix([keys::sled_tag(T::Events)]).next_back().transpose()? {
-            Some((key, _)) => keys::decode_u64(&key[1..]).ok_or_else(|| super::codec::corrupt("event key"))?,
+        let newest_event = match self.kv.scan_prefix([keys::sled_tag(Table::Events)]).next_back().transpose()? {
+            Some((key, _)) => keys::decode_u64(&key[1..]).ok_or_else(|| super::encoding::corrupt("event key"))?,
             None => 0,
         };
         let meta = |key: &[u8]| -> Result<u64, Error> {
-            match self.kv.get(keys::sled_key(T::Meta, key))? {
-                Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("meta value")),
+            match self.kv.get(keys::sled_key(Table::Meta, key))? {
+                Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::encoding::corrupt("meta value")),
                 None => Ok(0),
             }
         };
@@ -111,7 +113,10 @@ fn is_lock_held(error: &sled::Error) -> bool {
     error.to_string().contains("could not acquire lock")
 }
 
-fn open_when_unlocked(dir: &Path) -> Result<sled::Db, sled::Error> {
+/// Opens the sled database in `dir` (the one place that does: the server,
+/// backup and restore), waiting [`LOCK_WAIT`] for a lock of this process to
+/// be released.
+pub(super) fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
     let started = std::time::Instant::now();
     loop {
         // Durability comes from our own flush before every answer, not from
@@ -287,15 +292,16 @@ impl SledStore {
         }
         let user = user.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: writer::MutationJob = Box::new(move |batch: &mut writer::Batch<'_>| match batch.plan(&user, build) {
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                None
-            }
-            Ok((answer, revision)) => Some(Box::new(move |applied: Result<(), Error>| {
-                let _ = tx.send(applied.map(|()| (answer, revision)));
-            }) as writer::Reply),
-        });
+        let job: writer::MutationJob =
+            Box::new(move |group: &mut writer::CommitGroup<'_>| match group.plan(&user, build) {
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    None
+                }
+                Ok((answer, revision)) => Some(Box::new(move |applied: Result<(), Error>| {
+                    let _ = tx.send(applied.map(|()| (answer, revision)));
+                }) as writer::Reply),
+            });
         self.send_job(Job::Mutation(job))?;
         let (answer, revision) =
             rx.await.map_err(|_| Error::Storage("the writer stopped before answering".into()))??;
@@ -312,7 +318,7 @@ impl SledStore {
         Ok((answer, revision))
     }
 
-    /// Runs `read` on the writer thread between write batches, where no
+    /// Runs `read` on the writer thread between commit groups, where no
     /// mutation is half-applied; it gets the last committed revision.
     pub(super) async fn exclusive<R: Send + 'static>(
         &self,
@@ -358,20 +364,20 @@ fn durable_files(dir: &Path) -> Result<std::fs::File, Error> {
     std::fs::File::open(dir.join("db").join("db")).map_err(storage)
 }
 
-/// Applies a write set as one sled batch on the one tree: atomic (sled
-/// recovers all of a batch or none of it), and cheaper than a transaction
-/// across trees. sled applies a batch in key order, so a reader that sees a
+/// Applies a write set as one `sled::Batch` on the one tree: atomic (sled
+/// recovers all of it or none of it), and cheaper than a transaction
+/// across trees. sled applies it in key order, so a reader that sees a
 /// user's new record (tag `u`) also sees its event batch (tag `e`).
 pub(super) fn apply(trees: &Trees, writes: &WriteSet) -> Result<(), Error> {
-    let mut batch = sled::Batch::default();
+    let mut ops = sled::Batch::default();
     for (table, key, value) in writes.iter() {
         let key = keys::sled_key(table, key);
         match value {
-            Some(value) => batch.insert(key, value.as_slice()),
-            None => batch.remove(key),
+            Some(value) => ops.insert(key, value.as_slice()),
+            None => ops.remove(key),
         }
     }
-    Ok(trees.kv.apply_batch(batch)?)
+    Ok(trees.kv.apply_batch(ops)?)
 }
 
 /// The largest page of an unfiltered GetConversationList read on the async
@@ -383,11 +389,11 @@ const INLINE_PAGE_SIZE: usize = 100;
 pub(super) struct SledRead<'a>(pub &'a Trees);
 
 impl StateRead for SledRead<'_> {
-    fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.0.kv.get(keys::sled_key(table, key))?.map(|v| v.to_vec()))
     }
 
-    fn with_value(&self, table: T, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
+    fn with_value(&self, table: Table, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
         // sled hands out its cached value: read it there, without a copy.
         match self.0.kv.get(keys::sled_key(table, key))? {
             Some(value) => read(key, &value),
@@ -395,7 +401,7 @@ impl StateRead for SledRead<'_> {
         }
     }
 
-    fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
+    fn scan(&self, table: Table, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
         let prefix = keys::sled_key(table, prefix);
         let start = match after {
             Some(after) => std::ops::Bound::Excluded(keys::sled_key(table, after)),
@@ -412,8 +418,8 @@ impl StateRead for SledRead<'_> {
     }
 }
 
-/// What a plan on the writer thread reads: the stored trees as changed by
-/// the mutations already planned in the same write batch (not yet applied
+/// What a plan on the writer thread reads: the stored tree as changed by
+/// the mutations already planned in the same commit group (not yet applied
 /// to sled).
 pub(super) struct View<'a> {
     pub trees: &'a Trees,
@@ -421,14 +427,14 @@ pub(super) struct View<'a> {
 }
 
 impl StateRead for View<'_> {
-    fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         if let Some(pending) = self.pending.ops[table as usize].get(key) {
             return Ok(pending.clone());
         }
         SledRead(self.trees).get(table, key)
     }
 
-    fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
+    fn scan(&self, table: Table, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
         // Merges the stored entries with the pending writes; plans scan only
         // small ranges (one group's members), so collecting them is cheap.
         let mut entries = std::collections::BTreeMap::new();
@@ -460,7 +466,7 @@ impl StateRead for View<'_> {
 /// The user's record as `state` holds it (the default for a new user).
 pub(super) fn load_user(state: &dyn StateRead, user: &UserId) -> Result<UserRecord, Error> {
     let mut record = UserRecord::default();
-    state.with_value(T::Users, &keys::user_prefix(user), &mut |_, bytes| {
+    state.with_value(Table::Users, &keys::user_prefix(user), &mut |_, bytes| {
         record = decode(bytes, "user record")?;
         Ok(true)
     })?;
@@ -501,7 +507,7 @@ impl SledStore {
     /// Hook for `Store::group_list_stamp`: the user's record as stored,
     /// read inline from sled's cache; None while a reopen is under way.
     pub(super) fn user_record_raw(&self, user: &UserId) -> Option<Result<Option<sled::IVec>, Error>> {
-        self.inner.try_trees().map(|trees| Ok(trees.kv.get(keys::sled_key(T::Users, &keys::user_prefix(user)))?))
+        self.inner.try_trees().map(|trees| Ok(trees.kv.get(keys::sled_key(Table::Users, &keys::user_prefix(user)))?))
     }
 
     pub async fn list_conversations(

@@ -3,7 +3,7 @@
 //! request of another user ever touches, and prefix scans stay within it.
 //! Integers are big-endian so byte order is numeric order.
 //!
-//! The logical layout: the tables ([`super::state::T`]) that the shared code
+//! The logical layout: the tables ([`super::state::Table`]) that the shared code
 //! reads and writes, and the form of a backup (one tree per table):
 //!
 //! | table         | key                                        | value             |
@@ -24,7 +24,7 @@
 //! revision is the newest event's key (or the floors, or `meta/revision`,
 //! written only when a reopen or a migration sets it), and a user's events
 //! are found by walking back from the user record's revision along each
-//! batch's `previous` revision of the same user ([`super::codec::BatchRecord`]).
+//! batch's `previous` revision of the same user ([`super::encoding::BatchRecord`]).
 
 use crate::domain::{ConversationId, ListPosition, UserId};
 
@@ -40,21 +40,21 @@ pub const FORMAT: u64 = 2;
 
 /// The one-byte tag of a table in the sled tree. `user_events` has none: it
 /// is derived, never stored.
-pub fn sled_tag(table: super::state::T) -> u8 {
-    use super::state::T;
+pub fn sled_tag(table: super::state::Table) -> u8 {
+    use super::state::Table;
     match table {
-        T::Meta => b'f',
-        T::Users => b'u',
-        T::Convs => b'c',
-        T::Members => b'm',
-        T::Order => b'o',
-        T::Events => b'e',
-        T::UserEvents => b'x',
+        Table::Meta => b'f',
+        Table::Users => b'u',
+        Table::Convs => b'c',
+        Table::Members => b'm',
+        Table::Order => b'o',
+        Table::Events => b'e',
+        Table::UserEvents => b'x',
     }
 }
 
 /// The sled key of a table's key: its tag, then the key.
-pub fn sled_key(table: super::state::T, key: &[u8]) -> Vec<u8> {
+pub fn sled_key(table: super::state::Table, key: &[u8]) -> Vec<u8> {
     let mut tagged = Vec::with_capacity(1 + key.len());
     tagged.push(sled_tag(table));
     tagged.extend_from_slice(key);

@@ -10,10 +10,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::codec::{decode, BatchRecord};
 use super::embedded::{load_user, SledRead, SledStore, Trees};
+use super::encoding::{decode, BatchRecord};
 use super::keys;
-use super::state::T;
+use super::state::Table;
 use super::{Compaction, Scope, Snapshot};
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
@@ -28,8 +28,8 @@ fn user_floor_key(user: &UserId) -> Vec<u8> {
 }
 
 fn read_u64(trees: &Trees, key: &[u8]) -> Result<u64, Error> {
-    match trees.kv.get(keys::sled_key(T::Meta, key))? {
-        Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("floor")),
+    match trees.kv.get(keys::sled_key(Table::Meta, key))? {
+        Some(bytes) => keys::decode_u64(&bytes).ok_or_else(|| super::encoding::corrupt("floor")),
         None => Ok(0),
     }
 }
@@ -42,7 +42,7 @@ fn floor(trees: &Trees, scope: &Scope) -> Result<u64, Error> {
 }
 
 fn event_key(revision: u64) -> Vec<u8> {
-    keys::sled_key(T::Events, &keys::event_key(revision))
+    keys::sled_key(Table::Events, &keys::event_key(revision))
 }
 
 fn read_record(trees: &Trees, revision: u64) -> Result<Option<BatchRecord>, Error> {
@@ -58,7 +58,7 @@ fn previous(revision: u64, record: &BatchRecord) -> Result<Option<u64>, Error> {
     match record.previous {
         0 => Ok(None),
         p if p < revision => Ok(Some(p)),
-        _ => Err(super::codec::corrupt(&format!("event {revision}: previous revision {}", record.previous))),
+        _ => Err(super::encoding::corrupt(&format!("event {revision}: previous revision {}", record.previous))),
     }
 }
 
@@ -110,7 +110,8 @@ impl SledStore {
                 Scope::AllUsers => {
                     for entry in trees.kv.range(event_key(from)..=event_key(through)) {
                         let (key, value) = entry?;
-                        let revision = keys::decode_u64(&key[1..]).ok_or_else(|| super::codec::corrupt("event key"))?;
+                        let revision =
+                            keys::decode_u64(&key[1..]).ok_or_else(|| super::encoding::corrupt("event key"))?;
                         batches.push(decode::<BatchRecord>(&value, "event batch")?.into_batch(revision)?);
                         if batches.len() == limit {
                             break;
@@ -121,21 +122,14 @@ impl SledStore {
                     batches = user_log(&trees, user, from, through, limit)?;
                 }
             }
-            let floor = floor(&trees, &scope)?;
-            if floor >= from {
-                return Err(Error::RevisionCompacted {
-                    start: from,
-                    oldest: floor + 1,
-                    current: inner.durable.borrow().revision,
-                });
-            }
+            super::check_floor(floor(&trees, &scope)?, from, inner.durable.borrow().revision)?;
             Ok(batches)
         })
         .await
     }
 
     /// The user's groups and members at one revision. Read on the writer
-    /// thread between batches, so no mutation is half-visible, then made
+    /// thread between commit groups, so no mutation is half-visible, then made
     /// durable before it is returned, so a snapshot never shows what a crash
     /// could take back.
     pub async fn snapshot(&self, user: &UserId) -> Result<Snapshot, Error> {
@@ -162,16 +156,16 @@ impl SledStore {
             // Per user: the `seq` of its newest event (its record's count).
             let mut newest_seq: HashMap<String, u64> = HashMap::new();
             let mut doomed: Vec<(u64, UserId)> = Vec::new();
-            for entry in trees.kv.scan_prefix([keys::sled_tag(T::Events)]) {
+            for entry in trees.kv.scan_prefix([keys::sled_tag(Table::Events)]) {
                 let (key, value) = entry?;
-                let revision = keys::decode_u64(&key[1..]).ok_or_else(|| super::codec::corrupt("event key"))?;
+                let revision = keys::decode_u64(&key[1..]).ok_or_else(|| super::encoding::corrupt("event key"))?;
                 let record: BatchRecord = decode(&value, "event batch")?;
                 if record.time_ms >= cutoff || revision > durable {
                     // The log is in commit order, so later events are younger.
                     break;
                 }
                 let user =
-                    UserId::parse(&record.user).map_err(|e| super::codec::corrupt(&format!("event user {e}")))?;
+                    UserId::parse(&record.user).map_err(|e| super::encoding::corrupt(&format!("event user {e}")))?;
                 let newest = match newest_seq.get(&record.user) {
                     Some(newest) => *newest,
                     None => {
@@ -189,17 +183,17 @@ impl SledStore {
                 return Ok(Compaction::default());
             }
             // Floors first (see the module docs), then the deletions: two
-            // batches, in this order.
+            // writes, in this order.
             let mut floors = sled::Batch::default();
             let mut user_floors: HashMap<Vec<u8>, u64> = HashMap::new();
             for (revision, user) in &doomed {
                 user_floors.insert(user_floor_key(user), *revision);
             }
             for (key, revision) in &user_floors {
-                floors.insert(keys::sled_key(T::Meta, key), &revision.to_be_bytes());
+                floors.insert(keys::sled_key(Table::Meta, key), &revision.to_be_bytes());
             }
             let global = doomed.iter().map(|(r, _)| *r).max().unwrap_or(0);
-            floors.insert(keys::sled_key(T::Meta, GLOBAL_FLOOR), &global.to_be_bytes());
+            floors.insert(keys::sled_key(Table::Meta, GLOBAL_FLOOR), &global.to_be_bytes());
             let mut events = sled::Batch::default();
             for (revision, _) in &doomed {
                 events.remove(event_key(*revision));

@@ -6,7 +6,7 @@
 //! one transaction. Now one tree (`store`) holds every table behind a
 //! one-byte tag, and the last revision and the per-user event index are
 //! derived (see [`super::keys`]), so a mutation writes only the keys its
-//! meaning needs, in one batch.
+//! meaning needs, in one write.
 //!
 //! * **Upgrade on start**: a database of the per-table layout is converted
 //!   when it is opened. The per-table trees stay until the converted tree,
@@ -26,37 +26,37 @@ use super::backup::Entry;
 
 /// A tree of the per-table form: its name and entries.
 type Tree = (Vec<u8>, Vec<Entry>);
-use super::codec::{decode, BatchRecord, UserRecord};
 use super::embedded::Trees;
+use super::encoding::{decode, BatchRecord, UserRecord};
 use super::keys;
-use super::state::T;
+use super::state::Table;
 use crate::domain::UserId;
 use crate::error::Error;
 
 /// The tables in the per-table form (backups, the old layout), with their
 /// tree names.
-pub(super) const TABLE_TREES: [(T, &[u8]); 7] = [
-    (T::Meta, b"meta"),
-    (T::Users, b"users"),
-    (T::Convs, b"convs"),
-    (T::Members, b"members"),
-    (T::Order, b"order"),
-    (T::Events, b"events"),
-    (T::UserEvents, b"user_events"),
+pub(super) const TABLE_TREES: [(Table, &[u8]); 7] = [
+    (Table::Meta, b"meta"),
+    (Table::Users, b"users"),
+    (Table::Convs, b"convs"),
+    (Table::Members, b"members"),
+    (Table::Order, b"order"),
+    (Table::Events, b"events"),
+    (Table::UserEvents, b"user_events"),
 ];
 
 /// sled's own default tree: in every database, never used by convgroups.
 pub(super) const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 
-/// Entries per sled batch while converting: bounds the memory of one batch.
-const CONVERT_BATCH: usize = 10_000;
+/// Entries per sled write while converting: bounds the memory of one write.
+const CONVERT_CHUNK: usize = 10_000;
 
-pub(super) fn table_of(tree: &[u8]) -> Result<T, Error> {
+pub(super) fn table_of(tree: &[u8]) -> Result<Table, Error> {
     TABLE_TREES
         .iter()
         .find(|(_, name)| *name == tree)
         .map(|(table, _)| *table)
-        .ok_or_else(|| super::codec::corrupt(&format!("unknown tree {:?}", String::from_utf8_lossy(tree))))
+        .ok_or_else(|| super::encoding::corrupt(&format!("unknown tree {:?}", String::from_utf8_lossy(tree))))
 }
 
 /// Whether `db` holds a tree of the per-table layout.
@@ -67,8 +67,8 @@ pub(super) fn per_table_trees(db: &sled::Db) -> Vec<&'static [u8]> {
 
 /// The layout version recorded in the one tree (None: not marked yet).
 fn format_of(kv: &sled::Tree) -> Result<Option<u64>, Error> {
-    match kv.get(keys::sled_key(T::Meta, keys::META_FORMAT))? {
-        Some(bytes) => Ok(Some(keys::decode_u64(&bytes).ok_or_else(|| super::codec::corrupt("format"))?)),
+    match kv.get(keys::sled_key(Table::Meta, keys::META_FORMAT))? {
+        Some(bytes) => Ok(Some(keys::decode_u64(&bytes).ok_or_else(|| super::encoding::corrupt("format"))?)),
         None => Ok(None),
     }
 }
@@ -81,7 +81,7 @@ pub(super) fn upgrade(trees: &Trees, dir: &Path) -> Result<(), Error> {
         Some(keys::FORMAT) => {}
         Some(other) => {
             return Err(Error::InvalidSetting {
-                setting: "--data-dir",
+                setting: crate::config::Setting::DataDir,
                 message: format!(
                     "the database in {} has storage layout {other}, written by a newer convgroups; this one \
                      reads layout {} (run the newer version, or restore a backup made with it)",
@@ -105,7 +105,7 @@ pub(super) fn upgrade(trees: &Trees, dir: &Path) -> Result<(), Error> {
                 }
                 import.finish()?;
             }
-            trees.kv.insert(keys::sled_key(T::Meta, keys::META_FORMAT), &keys::FORMAT.to_be_bytes())?;
+            trees.kv.insert(keys::sled_key(Table::Meta, keys::META_FORMAT), &keys::FORMAT.to_be_bytes())?;
             trees.make_durable()?;
         }
     }
@@ -124,7 +124,7 @@ pub(super) fn upgrade(trees: &Trees, dir: &Path) -> Result<(), Error> {
 /// gets the `previous` link of its user from the batches before it.
 pub(super) struct Import<'a> {
     kv: &'a sled::Tree,
-    batch: sled::Batch,
+    pending_writes: sled::Batch,
     pending: usize,
     /// Per user (by name): the revision and `seq` of its newest batch so
     /// far.
@@ -134,17 +134,17 @@ pub(super) struct Import<'a> {
 
 impl<'a> Import<'a> {
     pub(super) fn new(kv: &'a sled::Tree) -> Self {
-        Self { kv, batch: sled::Batch::default(), pending: 0, last_of_user: HashMap::new(), last_event: 0 }
+        Self { kv, pending_writes: sled::Batch::default(), pending: 0, last_of_user: HashMap::new(), last_event: 0 }
     }
 
-    pub(super) fn entry(&mut self, table: T, key: &[u8], value: &[u8]) -> Result<(), Error> {
+    pub(super) fn entry(&mut self, table: Table, key: &[u8], value: &[u8]) -> Result<(), Error> {
         match table {
             // Derived: walked along the batches' `previous` links instead.
-            T::UserEvents => return Ok(()),
-            T::Events => {
-                let revision = keys::decode_u64(key).ok_or_else(|| super::codec::corrupt("event key"))?;
+            Table::UserEvents => return Ok(()),
+            Table::Events => {
+                let revision = keys::decode_u64(key).ok_or_else(|| super::encoding::corrupt("event key"))?;
                 if revision <= self.last_event {
-                    return Err(super::codec::corrupt(&format!("event {revision} out of order")));
+                    return Err(super::encoding::corrupt(&format!("event {revision} out of order")));
                 }
                 self.last_event = revision;
                 let mut record: BatchRecord = decode(value, "event batch")?;
@@ -152,13 +152,13 @@ impl<'a> Import<'a> {
                 record.previous = previous;
                 record.seq = seq + 1;
                 self.last_of_user.insert(record.user.clone(), (revision, record.seq));
-                self.batch.insert(keys::sled_key(table, key), record.encode_to_vec());
+                self.pending_writes.insert(keys::sled_key(table, key), record.encode_to_vec());
             }
-            _ => self.batch.insert(keys::sled_key(table, key), value),
+            _ => self.pending_writes.insert(keys::sled_key(table, key), value),
         }
         self.pending += 1;
-        if self.pending == CONVERT_BATCH {
-            self.kv.apply_batch(std::mem::take(&mut self.batch))?;
+        if self.pending == CONVERT_CHUNK {
+            self.kv.apply_batch(std::mem::take(&mut self.pending_writes))?;
             self.pending = 0;
         }
         Ok(())
@@ -167,11 +167,11 @@ impl<'a> Import<'a> {
     /// Writes what is left, then gives each user record the `seq` of its
     /// user's newest batch.
     pub(super) fn finish(self) -> Result<(), Error> {
-        self.kv.apply_batch(self.batch)?;
+        self.kv.apply_batch(self.pending_writes)?;
         let mut records = sled::Batch::default();
         for (user, (_, seq)) in &self.last_of_user {
-            let user = UserId::parse(user).map_err(|e| super::codec::corrupt(&format!("event user {e}")))?;
-            let key = keys::sled_key(T::Users, &keys::user_prefix(&user));
+            let user = UserId::parse(user).map_err(|e| super::encoding::corrupt(&format!("event user {e}")))?;
+            let key = keys::sled_key(Table::Users, &keys::user_prefix(&user));
             if let Some(bytes) = self.kv.get(&key)? {
                 let mut record: UserRecord = decode(&bytes, "user record")?;
                 record.events = *seq;
@@ -209,25 +209,25 @@ pub(super) fn export(db: &sled::Db) -> Result<Vec<Tree>, Error> {
     let mut newest = 0;
     for entry in kv.iter() {
         let (key, value) = entry?;
-        let (&tag, rest) = key.split_first().ok_or_else(|| super::codec::corrupt("empty key"))?;
+        let (&tag, rest) = key.split_first().ok_or_else(|| super::encoding::corrupt("empty key"))?;
         let index = TABLE_TREES
             .iter()
             .position(|(table, _)| keys::sled_tag(*table) == tag)
-            .ok_or_else(|| super::codec::corrupt(&format!("key tag {tag}")))?;
+            .ok_or_else(|| super::encoding::corrupt(&format!("key tag {tag}")))?;
         match TABLE_TREES[index].0 {
-            T::Meta if rest == keys::META_FORMAT => continue,
-            T::Meta if rest == keys::META_REVISION => {
-                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::codec::corrupt("revision"))?);
+            Table::Meta if rest == keys::META_FORMAT => continue,
+            Table::Meta if rest == keys::META_REVISION => {
+                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::encoding::corrupt("revision"))?);
                 continue;
             }
-            T::Meta if rest == super::log::GLOBAL_FLOOR => {
-                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::codec::corrupt("floor"))?);
+            Table::Meta if rest == super::log::GLOBAL_FLOOR => {
+                newest = newest.max(keys::decode_u64(&value).ok_or_else(|| super::encoding::corrupt("floor"))?);
             }
-            T::Events => {
-                let revision = keys::decode_u64(rest).ok_or_else(|| super::codec::corrupt("event key"))?;
+            Table::Events => {
+                let revision = keys::decode_u64(rest).ok_or_else(|| super::encoding::corrupt("event key"))?;
                 let mut record: BatchRecord = decode(&value, "event batch")?;
                 let user = UserId::parse(&record.user)
-                    .map_err(|e| super::codec::corrupt(&format!("event {revision}: user {e}")))?;
+                    .map_err(|e| super::encoding::corrupt(&format!("event {revision}: user {e}")))?;
                 user_events.push((keys::user_event_key(&user, revision), Vec::new()));
                 newest = newest.max(revision);
                 // The links are this layout's; a backup carries none.
@@ -241,7 +241,7 @@ pub(super) fn export(db: &sled::Db) -> Result<Vec<Tree>, Error> {
         tables[index].push((rest.to_vec(), value.to_vec()));
     }
     user_events.sort();
-    let user_events_index = TABLE_TREES.iter().position(|(t, _)| *t == T::UserEvents).expect("listed");
+    let user_events_index = TABLE_TREES.iter().position(|(t, _)| *t == Table::UserEvents).expect("listed");
     tables[user_events_index] = user_events;
     // The revision as the per-table layout kept it.
     let meta = &mut tables[0];
@@ -259,7 +259,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::config::Limits;
-    use crate::domain::{BatchResult, UserId};
+    use crate::domain::{ItemResults, UserId};
     use crate::hub::Hub;
     use crate::store::{Scope, Store};
 
@@ -269,8 +269,8 @@ mod tests {
         trees.kv.iter().map(|e| e.expect("entry")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
     }
 
-    fn items(ids: &[&str]) -> (Vec<crate::domain::Item<()>>, BatchResult) {
-        BatchResult::classify::<()>(ids.iter().map(|id| (id.to_string(), Ok(()))).collect())
+    fn items(ids: &[&str]) -> (Vec<crate::domain::Item<()>>, ItemResults) {
+        ItemResults::classify::<()>(ids.iter().map(|id| (id.to_string(), Ok(()))).collect())
     }
 
     /// Keys written (added or changed) between two contents, by tag.

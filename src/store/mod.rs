@@ -2,7 +2,7 @@
 //!
 //! The service layer, the hub and the watch streams talk to [`Store`] and do
 //! not know which backend runs. What the backends share is written once:
-//! the key layout ([`keys`]), the stored values ([`codec`]), planning a
+//! the key layout ([`keys`]), the stored values ([`encoding`]), planning a
 //! mutation ([`plan`]) by the rules of groups ([`rules`]), and answering
 //! reads ([`query`]), all against the [`state::StateRead`] boundary. What
 //! differs is where the revision comes from, how a planned mutation is
@@ -10,7 +10,8 @@
 //! reach the [`Hub`]:
 //!
 //! * [`embedded`] (the default): sled in a local directory. One writer
-//!   thread numbers and applies mutations in shared transactions; a group
+//!   thread numbers mutations and applies those waiting together as one
+//!   commit group (one atomic sled write on one tree); a group
 //!   commit flush makes them durable before anyone is answered.
 //! * [`etcd`]: stateless replicas over an etcd cluster. The revision is
 //!   etcd's transaction revision; a mutation is one etcd transaction guarded
@@ -18,9 +19,9 @@
 //!   feed) that hands every committed batch to its hub.
 
 mod backup;
-mod codec;
 mod durability;
 mod embedded;
+mod encoding;
 pub mod etcd;
 mod keys;
 mod log;
@@ -40,7 +41,7 @@ use tokio::sync::watch;
 
 use crate::config::{Backend, Config, Limits};
 use crate::domain::{
-    BatchOutcome, BatchResult, ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupView, Item,
+    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupView, Item, ItemOutcomes, ItemResults,
     ListPosition, UserId,
 };
 use crate::error::Error;
@@ -49,35 +50,27 @@ use embedded::SledStore;
 use etcd::EtcdStore;
 use rules::Rule;
 
-pub use backup::{backup, restore, BackupSummary};
+pub use backup::{backup, restore, BackupSummary, Restored};
 
 /// Writes a backup of the etcd deployment under `settings.etcd_prefix` to
-/// `out`, in the format of [`backup`] (with the secret from `secret_dir`'s
-/// generated secret file, if there is one).
+/// `out`, in the format of [`backup`] (with the replicas' generated auth
+/// `secret`, if there is one).
 pub async fn backup_etcd(
     settings: &crate::config::StorageSettings,
-    secret_dir: &Path,
+    secret: Option<Vec<u8>>,
     out: &Path,
 ) -> Result<BackupSummary, Error> {
-    let secret = std::fs::read(secret_dir.join(crate::auth::SECRET_FILE_NAME)).ok();
     let contents = etcd::export(settings, secret).await?;
     backup::write(out, &contents)
 }
 
 /// Restores a backup of either backend into an empty etcd prefix (see
-/// `store::etcd::transfer`: the event log starts afresh). A secret in the
-/// backup is written to `secret_dir`, for `--auth-secret-file`.
-pub async fn restore_etcd(
-    input: &Path,
-    settings: &crate::config::StorageSettings,
-    secret_dir: &Path,
-) -> Result<BackupSummary, Error> {
+/// `store::etcd::transfer`: the event log starts afresh); returns the
+/// backup's auth secret with the summary, for the caller to write.
+pub async fn restore_etcd(input: &Path, settings: &crate::config::StorageSettings) -> Result<Restored, Error> {
     let contents = backup::read(input)?;
     let entries = etcd::import(settings, &contents).await?;
-    if let Some(secret) = &contents.secret {
-        backup::write_secret(secret_dir, secret)?;
-    }
-    Ok(BackupSummary { trees: 4, entries })
+    Ok(Restored { summary: BackupSummary { trees: 4, entries }, secret: contents.secret })
 }
 pub use rules::CreatedGroup;
 
@@ -111,6 +104,17 @@ pub struct Snapshot {
     pub revision: u64,
     /// (group name, member ids) in display order.
     pub groups: Vec<(String, Vec<String>)>,
+}
+
+/// The rule of every log read, on both backends: a read from `from` fails
+/// with REVISION_COMPACTED when trimming has reached it (`floor >= from`),
+/// so a reader never silently skips an event. `current` is the latest
+/// durable revision, for the error's details.
+fn check_floor(floor: u64, from: u64, current: u64) -> Result<(), Error> {
+    if floor >= from {
+        return Err(Error::RevisionCompacted { start: from, oldest: floor + 1, current });
+    }
+    Ok(())
 }
 
 /// What one compaction pass did.
@@ -273,7 +277,7 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
-        result: BatchResult,
+        result: ItemResults,
         expected_revision: Option<u64>,
     ) -> Result<CreatedGroup, Error> {
         let ((group, result), revision) =
@@ -315,9 +319,9 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
-        result: BatchResult,
+        result: ItemResults,
         expected_revision: Option<u64>,
-    ) -> Result<BatchOutcome, Error> {
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::add_to_group(name, items, result, expected_revision)).await?;
         Ok(result.finish(revision))
     }
@@ -327,9 +331,9 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
-        result: BatchResult,
+        result: ItemResults,
         expected_revision: Option<u64>,
-    ) -> Result<BatchOutcome, Error> {
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) =
             self.mutate(user, rules::remove_from_group(name, items, result, expected_revision)).await?;
         Ok(result.finish(revision))
@@ -339,8 +343,8 @@ impl Store {
         &self,
         user: &UserId,
         items: Vec<Item<ConversationPatch>>,
-        result: BatchResult,
-    ) -> Result<BatchOutcome, Error> {
+        result: ItemResults,
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::upsert_conversations(items, result)).await?;
         Ok(result.finish(revision))
     }
@@ -349,8 +353,8 @@ impl Store {
         &self,
         user: &UserId,
         items: Vec<Item<()>>,
-        result: BatchResult,
-    ) -> Result<BatchOutcome, Error> {
+        result: ItemResults,
+    ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::delete_conversations(items, result)).await?;
         Ok(result.finish(revision))
     }

@@ -1,8 +1,8 @@
 //! A mutation in the making, on either backend. A mutation reads the
 //! current state through a [`StateRead`], changes copies of it here, and
 //! the plan becomes a [`Planned`]: the writes and events that the backend
-//! then commits atomically at its next revision (sled: one batch;
-//! etcd: one transaction guarded by the user's record).
+//! then commits atomically at its next revision (sled: in the one write of
+//! its commit group; etcd: one transaction guarded by the user's record).
 //!
 //! Every change of a conversation goes through [`Plan::modify_conv`], which
 //! keeps the derived data in step with it: member keys, the listing index,
@@ -11,11 +11,11 @@
 
 use std::collections::HashMap;
 
-use super::codec::{ConversationRecord, UserRecord};
+use super::encoding::{ConversationRecord, UserRecord};
 use super::keys;
-use super::state::{StateRead, WriteSet, T};
+use super::state::{StateRead, Table, WriteSet};
 
-use crate::domain::{ConversationId, EventBatch, EventKind, ListPosition, UserId};
+use crate::domain::{ConversationId, EventBatch, EventKind, UserId};
 use crate::error::Error;
 
 struct CachedConv {
@@ -37,16 +37,6 @@ pub struct Plan<'a> {
 /// A conversation record exists while it is registered or grouped.
 fn exists(record: &ConversationRecord) -> bool {
     record.registered || !record.group_ids.is_empty()
-}
-
-/// Where a stored conversation sits in the listing (without decoding its
-/// data into the domain type).
-pub(super) fn position(id: &ConversationId, record: &ConversationRecord) -> ListPosition {
-    ListPosition {
-        unpinned: u8::from(!record.is_pinned),
-        inverted_order_key: u64::MAX - record.order_key,
-        id: id.as_str().to_string(),
-    }
 }
 
 impl<'a> Plan<'a> {
@@ -72,8 +62,8 @@ impl<'a> Plan<'a> {
 
     fn load(&mut self, id: &ConversationId) -> Result<(), Error> {
         if !self.convs.contains_key(id) {
-            let original = match self.view.get(T::Convs, &keys::conv_key(&self.user_id, id))? {
-                Some(bytes) => Some(super::codec::decode::<ConversationRecord>(&bytes, "conversation record")?),
+            let original = match self.view.get(Table::Convs, &keys::conv_key(&self.user_id, id))? {
+                Some(bytes) => Some(super::encoding::decode::<ConversationRecord>(&bytes, "conversation record")?),
                 None => None,
             };
             let current = original.clone().unwrap_or_default();
@@ -109,11 +99,11 @@ impl<'a> Plan<'a> {
             match (in_before, in_after) {
                 (false, true) => {
                     group.conversation_count += 1;
-                    self.writes.put(T::Members, keys::member_key(&self.user_id, group.id, id), Vec::new());
+                    self.writes.put(Table::Members, keys::member_key(&self.user_id, group.id, id), Vec::new());
                 }
                 (true, false) => {
                     group.conversation_count -= 1;
-                    self.writes.remove(T::Members, keys::member_key(&self.user_id, group.id, id));
+                    self.writes.remove(Table::Members, keys::member_key(&self.user_id, group.id, id));
                 }
                 _ => {}
             }
@@ -139,19 +129,19 @@ impl<'a> Plan<'a> {
             if original == current {
                 continue;
             }
-            let old_pos = original.as_ref().map(|r| position(&id, r));
-            let new_pos = current.as_ref().map(|r| position(&id, r));
+            let old_pos = original.as_ref().map(|r| r.position(&id));
+            let new_pos = current.as_ref().map(|r| r.position(&id));
             if old_pos != new_pos {
                 if let Some(pos) = &old_pos {
-                    self.writes.remove(T::Order, keys::order_key(&self.user_id, pos));
+                    self.writes.remove(Table::Order, keys::order_key(&self.user_id, pos));
                 }
                 if let Some(pos) = &new_pos {
-                    self.writes.put(T::Order, keys::order_key(&self.user_id, pos), Vec::new());
+                    self.writes.put(Table::Order, keys::order_key(&self.user_id, pos), Vec::new());
                 }
             }
             match current {
-                Some(record) => self.writes.put(T::Convs, key, prost::Message::encode_to_vec(&record)),
-                None => self.writes.remove(T::Convs, key),
+                Some(record) => self.writes.put(Table::Convs, key, prost::Message::encode_to_vec(&record)),
+                None => self.writes.remove(Table::Convs, key),
             }
         }
         Some(Planned { user_id: self.user_id, user: self.user, events: self.events, writes: self.writes })
@@ -189,14 +179,6 @@ impl Plan<'_> {
     /// Ids of the members of a group as of the start of this mutation (a
     /// mutation that reads them touches the group's members once, after).
     pub fn stored_members(&self, group_id: u32) -> Result<Vec<ConversationId>, Error> {
-        let prefix = keys::group_members_prefix(&self.user_id, group_id);
-        self.view
-            .keys_with_prefix(T::Members, &prefix)?
-            .into_iter()
-            .map(|key| {
-                let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::codec::corrupt("member key"))?;
-                Ok(ConversationId::from_canonical(id.to_string()))
-            })
-            .collect()
+        super::query::members(self.view, &self.user_id, group_id)
     }
 }

@@ -1,11 +1,14 @@
-//! Reads, written once against [`StateRead`]: each answer is built from
-//! one consistent view of committed state, which the backend provides (a
-//! single get for the group list, the hottest call).
+//! Reads, written once against [`StateRead`]. The group list is a single
+//! get (the hottest call), so it is always of one state. Listings read
+//! several keys: on etcd all at one revision; on sled each read sees whole
+//! commit groups but a commit may fall between two of them, which the walk
+//! below tolerates (an index entry whose record has moved since is skipped,
+//! so no conversation is shown at a position it no longer has).
 
-use super::codec::{decode, ConversationRecord, UserRecord};
+use super::encoding::{decode, ConversationRecord, UserRecord};
 use super::keys;
 use super::rules::group_view;
-use super::state::{StateRead, T};
+use super::state::{StateRead, Table};
 use super::Snapshot;
 use crate::domain::{
     ConversationData, ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupList, ListPosition,
@@ -17,8 +20,8 @@ use crate::error::Error;
 pub(super) fn members(state: &dyn StateRead, user: &UserId, group_id: u32) -> Result<Vec<ConversationId>, Error> {
     let prefix = keys::group_members_prefix(user, group_id);
     let mut ids = Vec::new();
-    for key in state.keys_with_prefix(T::Members, &prefix)? {
-        let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::codec::corrupt("member key"))?;
+    for key in state.keys_with_prefix(Table::Members, &prefix)? {
+        let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::encoding::corrupt("member key"))?;
         ids.push(ConversationId::from_canonical(id.to_string()));
     }
     Ok(ids)
@@ -28,7 +31,7 @@ pub(super) fn members(state: &dyn StateRead, user: &UserId, group_id: u32) -> Re
 /// stored bytes first).
 fn load_conv(state: &dyn StateRead, user: &UserId, id: &ConversationId) -> Result<Option<ConversationRecord>, Error> {
     let mut record = None;
-    state.with_value(T::Convs, &keys::conv_key(user, id), &mut |_, bytes| {
+    state.with_value(Table::Convs, &keys::conv_key(user, id), &mut |_, bytes| {
         record = Some(decode(bytes, "conversation record")?);
         Ok(true)
     })?;
@@ -109,17 +112,18 @@ fn walk(
 
     let prefix = keys::user_prefix(user_id);
     let after_key = after.map(|after| keys::order_key(user_id, after));
-    state.scan(T::Order, &prefix, after_key.as_deref(), &mut |key, _| {
+    state.scan(Table::Order, &prefix, after_key.as_deref(), &mut |key, _| {
         let Some(indexed) = keys::order_position(prefix.len(), key) else {
-            return Err(super::codec::corrupt("order key"));
+            return Err(super::encoding::corrupt("order key"));
         };
         let (unpinned, inverted_order_key) = (indexed.unpinned, indexed.inverted_order_key);
         let id = ConversationId::from_canonical(indexed.id);
         let Some(record) = load_conv(state, user_id, &id)? else { return Ok(true) };
-        // The index and the records are written in one batch, but a sled
-        // read is not one: a record changed since the index entry was read
-        // is skipped here and appears at its new position.
-        if u8::from(!record.is_pinned) != unpinned || u64::MAX - record.order_key != inverted_order_key {
+        // The index and the records are written in one atomic write, but on
+        // sled two reads may straddle a commit: a record changed since its
+        // index entry was read is skipped here (it appears at its new
+        // position if that is still ahead of the scan).
+        if ListPosition::rank(record.is_pinned, record.order_key) != (unpinned, inverted_order_key) {
             return Ok(true);
         }
         let (data, group_ids) = record.into_data();
@@ -176,9 +180,7 @@ pub(super) fn unread_count(
     }
     let mut total = 0u64;
     walk(state, user_id, user, filter, None, |_, data, _| {
-        if data.recv_opt == crate::domain::RecvOpt::Receive {
-            total += u64::from(data.unread_count);
-        }
+        total += data.counted_unread();
         true
     })?;
     Ok((total, user.revision))

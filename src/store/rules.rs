@@ -3,12 +3,12 @@
 //! records, and each mutation is a [`Rule`] closure over its inputs that a
 //! backend can run (and run again on a fresh state).
 
-use super::codec::{ConversationRecord, GroupRecord};
+use super::encoding::{ConversationRecord, GroupRecord};
 use super::plan::Plan;
 use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
-    BatchOutcome, BatchResult, ConversationData, ConversationId, ConversationPatch, EventKind, GroupView, Item,
+    ConversationData, ConversationId, ConversationPatch, EventKind, GroupView, Item, ItemOutcomes, ItemResults,
 };
 use crate::error::Error;
 
@@ -16,7 +16,7 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct CreatedGroup {
     pub group: GroupView,
-    pub outcome: BatchOutcome,
+    pub outcome: ItemOutcomes,
 }
 
 pub(super) fn group_view(group: &GroupRecord) -> GroupView {
@@ -120,9 +120,9 @@ impl UserState for Plan<'_> {
 pub fn create_group(
     name: String,
     items: Vec<Item<()>>,
-    result: BatchResult,
+    result: ItemResults,
     expected_revision: Option<u64>,
-) -> impl Rule<(GroupView, BatchResult)> {
+) -> impl Rule<(GroupView, ItemResults)> {
     move |plan, limits| domain::create_group(plan, limits, &name, &items, result.clone(), expected_revision)
 }
 
@@ -141,25 +141,25 @@ pub fn reorder_groups(names: Vec<String>, expected_revision: Option<u64>) -> imp
 pub fn add_to_group(
     name: String,
     items: Vec<Item<()>>,
-    result: BatchResult,
+    result: ItemResults,
     expected_revision: Option<u64>,
-) -> impl Rule<BatchResult> {
+) -> impl Rule<ItemResults> {
     move |plan, limits| domain::add_to_group(plan, limits, &name, &items, result.clone(), expected_revision)
 }
 
 pub fn remove_from_group(
     name: String,
     items: Vec<Item<()>>,
-    result: BatchResult,
+    result: ItemResults,
     expected_revision: Option<u64>,
-) -> impl Rule<BatchResult> {
+) -> impl Rule<ItemResults> {
     move |plan, limits| domain::remove_from_group(plan, limits, &name, &items, result.clone(), expected_revision)
 }
 
-pub fn upsert_conversations(items: Vec<Item<ConversationPatch>>, result: BatchResult) -> impl Rule<BatchResult> {
+pub fn upsert_conversations(items: Vec<Item<ConversationPatch>>, result: ItemResults) -> impl Rule<ItemResults> {
     move |plan, limits| domain::upsert_conversations(plan, limits, &items, result.clone())
 }
 
-pub fn delete_conversations(items: Vec<Item<()>>, result: BatchResult) -> impl Rule<BatchResult> {
+pub fn delete_conversations(items: Vec<Item<()>>, result: ItemResults) -> impl Rule<ItemResults> {
     move |plan, _| domain::delete_conversations(plan, &items, result.clone())
 }

@@ -1,9 +1,9 @@
 //! The storage boundary as the shared code sees it: a key-value state in a
-//! few named tables ([`T`]), read through [`StateRead`] and changed through a
+//! few named tables ([`Table`]), read through [`StateRead`] and changed through a
 //! [`WriteSet`]. Planning a mutation ([`super::plan`], [`super::rules`]) and
 //! answering reads ([`super::query`]) are written once against it; each
-//! backend supplies the reads (sled trees, or an etcd snapshot at one
-//! revision) and applies a write set atomically in its own way.
+//! backend supplies the reads (its one sled tree, or an etcd snapshot at
+//! one revision) and applies a write set atomically in its own way.
 //!
 //! What a backend adds on top is only what differs between them: where the
 //! revision comes from, how the write set and its event batch are committed
@@ -15,7 +15,7 @@ use crate::error::Error;
 
 /// The tables of the key layout (see [`super::keys`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum T {
+pub enum Table {
     Meta = 0,
     Users = 1,
     Convs = 2,
@@ -26,12 +26,13 @@ pub enum T {
 }
 pub const TABLE_COUNT: usize = 7;
 
-impl T {
+impl Table {
     /// Every table, in index order.
-    pub const ALL: [T; TABLE_COUNT] = [T::Meta, T::Users, T::Convs, T::Members, T::Order, T::Events, T::UserEvents];
+    pub const ALL: [Table; TABLE_COUNT] =
+        [Table::Meta, Table::Users, Table::Convs, Table::Members, Table::Order, Table::Events, Table::UserEvents];
 }
 
-/// Writes of one mutation (or of a batch of them), per table; a later write
+/// Writes of one mutation (or of a commit group of them), per table; a later write
 /// to a key replaces an earlier one. `None` removes the key.
 #[derive(Default, Debug)]
 pub struct WriteSet {
@@ -39,11 +40,11 @@ pub struct WriteSet {
 }
 
 impl WriteSet {
-    pub fn put(&mut self, table: T, key: Vec<u8>, value: Vec<u8>) {
+    pub fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
         self.ops[table as usize].insert(key, Some(value));
     }
 
-    pub fn remove(&mut self, table: T, key: Vec<u8>) {
+    pub fn remove(&mut self, table: Table, key: Vec<u8>) {
         self.ops[table as usize].insert(key, None);
     }
 
@@ -59,8 +60,8 @@ impl WriteSet {
     }
 
     /// Every write, table by table, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (T, &Vec<u8>, &Option<Vec<u8>>)> {
-        T::ALL.into_iter().flat_map(move |t| self.ops[t as usize].iter().map(move |(k, v)| (t, k, v)))
+    pub fn iter(&self) -> impl Iterator<Item = (Table, &Vec<u8>, &Option<Vec<u8>>)> {
+        Table::ALL.into_iter().flat_map(move |t| self.ops[t as usize].iter().map(move |(k, v)| (t, k, v)))
     }
 
     /// Number of keys written or removed.
@@ -73,16 +74,19 @@ impl WriteSet {
 /// to go on.
 pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool, Error> + 'v;
 
-/// Consistent reads of the state: every read of one `StateRead` sees the
-/// same committed state (sled: what is committed; etcd: one revision).
+/// Reads of committed state. etcd: every read of one `StateRead` sees the
+/// same revision. sled: every read sees whole commit groups (sled applies
+/// one `apply_batch` atomically to readers), but two reads may fall on
+/// either side of a commit; what needs one state reads on the writer thread
+/// (plans, snapshots), and a listing re-checks its index (`query::walk`).
 /// Blocking: callers run on a blocking thread, never on an async worker.
 pub trait StateRead {
-    fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
 
     /// Hands `key` and its value to `read`, if there is one, without copying
     /// the value where the backend can (a listing decodes each record where
     /// it lies). Returns what `read` returned, or false when absent.
-    fn with_value(&self, table: T, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
+    fn with_value(&self, table: Table, key: &[u8], read: &mut Visit<'_>) -> Result<bool, Error> {
         match self.get(table, key)? {
             Some(value) => read(key, &value),
             None => Ok(false),
@@ -91,10 +95,10 @@ pub trait StateRead {
 
     /// Entries whose key starts with `prefix` and is greater than `after`
     /// (when given), in key order, until `visit` returns false.
-    fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error>;
+    fn scan(&self, table: Table, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error>;
 
     /// Keys under `prefix`, in order.
-    fn keys_with_prefix(&self, table: T, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+    fn keys_with_prefix(&self, table: Table, prefix: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
         let mut keys = Vec::new();
         self.scan(table, prefix, None, &mut |key, _| {
             keys.push(key.to_vec());

@@ -1,13 +1,14 @@
 //! The writer thread: the one place mutations are planned and applied.
 //!
-//! It takes every job waiting in its queue (up to [`MAX_BATCH`]), plans each
-//! mutation in turn against the stored state plus the writes of the
-//! mutations planned before it in the batch, and applies the whole batch as
-//! one sled batch. Each mutation keeps its own revision and event
-//! batch; they are only stored together, so under load one transaction (and
-//! later one flush) serves many mutations. A batch is all or nothing, and no
-//! caller is answered before it is applied — and, in `Store::mutate`, before
-//! a flush covers it — so an acknowledged mutation is never half there.
+//! It takes every job waiting in its queue (up to [`MAX_COMMIT_GROUP`]),
+//! plans each mutation in turn against the stored state plus the writes of
+//! the mutations planned before it in the same commit group, and applies the
+//! whole group's write set as one sled `apply_batch`. Each mutation keeps
+//! its own revision and event batch; they are only stored together, so
+//! under load one write (and later one flush) serves many mutations. A
+//! commit group is all or nothing, and no caller is answered before it is
+//! applied — and, in `Store::mutate`, before a flush covers it — so an
+//! acknowledged mutation is never half there.
 //!
 //! One thread also orders revisions by construction: no lock is needed, and
 //! an async worker never blocks on one.
@@ -16,25 +17,25 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 
-use super::codec::BatchRecord;
 use super::embedded::{apply, load_user, Inner, Open, View};
+use super::encoding::BatchRecord;
 use super::keys;
 use super::plan::Plan;
-use super::state::{WriteSet, T};
+use super::state::{Table, WriteSet};
 use crate::config::Limits;
 use crate::domain::{now_ms, EventBatch, UserId};
 use crate::error::Error;
 
-/// Mutations taken into one sled batch at most. Bounds the latency a large
-/// batch adds to its first member, and the memory of the pending writes.
-pub const MAX_BATCH: usize = 256;
+/// Mutations taken into one commit group at most. Bounds the latency a large
+/// group adds to its first member, and the memory of the pending writes.
+pub const MAX_COMMIT_GROUP: usize = 256;
 
-/// Called once the batch holding the mutation is applied (or failed).
+/// Called once the commit group holding the mutation is applied (or failed).
 pub type Reply = Box<dyn FnOnce(Result<(), Error>) + Send>;
-/// Plans one mutation into the batch; `None` when it failed (and has
+/// Plans one mutation into the commit group; `None` when it failed (and has
 /// already answered) or needs no answer after the apply.
-pub type MutationJob = Box<dyn FnOnce(&mut Batch<'_>) -> Option<Reply> + Send>;
-/// Runs with no batch in progress, given the last committed revision.
+pub type MutationJob = Box<dyn FnOnce(&mut CommitGroup<'_>) -> Option<Reply> + Send>;
+/// Runs with no commit group in progress, given the last committed revision.
 pub type ExclusiveJob = Box<dyn FnOnce(&Inner, u64) + Send>;
 /// Told the revision to continue from once the database has been reopened.
 pub type ReopenReply = Box<dyn FnOnce(Result<u64, Error>) + Send>;
@@ -43,23 +44,24 @@ pub enum Job {
     Mutation(MutationJob),
     Exclusive(ExclusiveJob),
     /// Close the database and open it again (see `durability`): between
-    /// batches, so no plan holds it.
+    /// commit groups, so no plan holds it.
     Reopen(ReopenReply),
 }
 
-/// A write batch being built.
-pub struct Batch<'a> {
-    /// The database, held for the whole batch (None: closed after a failed
+/// Mutations planned together, committed as one write (group commit).
+pub struct CommitGroup<'a> {
+    /// The database, held for the whole group (None: closed after a failed
     /// reopen; every mutation then fails).
     trees: Option<Open<'a>>,
     limits: &'a Limits,
-    /// Revision of the last mutation planned (committed or in this batch).
+    /// Revision of the last mutation planned (committed or in this group).
     last: u64,
     pending: WriteSet,
+    /// The event batch of each mutation planned, in revision order.
     batches: Vec<EventBatch>,
 }
 
-impl Batch<'_> {
+impl CommitGroup<'_> {
     /// Plans one mutation of `user`. Returns the answer and the user's
     /// revision after it (unchanged if the mutation changed nothing).
     pub fn plan<R>(
@@ -85,11 +87,11 @@ impl Batch<'_> {
                 // What only this backend stores: the user record with its
                 // revision, and the event batch keyed by revision. The last
                 // revision and the per-user index are derived from these.
-                writes.put(T::Users, keys::user_prefix(user), user_record);
+                writes.put(Table::Users, keys::user_prefix(user), user_record);
                 let mut stored = BatchRecord::from_batch(&batch);
                 stored.previous = previous;
                 stored.seq = seq;
-                writes.put(T::Events, keys::event_key(revision).to_vec(), prost::Message::encode_to_vec(&stored));
+                writes.put(Table::Events, keys::event_key(revision).to_vec(), prost::Message::encode_to_vec(&stored));
                 self.last = revision;
                 self.pending.merge(writes);
                 self.batches.push(batch);
@@ -104,48 +106,49 @@ pub fn run(inner: Weak<Inner>, queue: Receiver<Job>, mut last: u64) {
     while let Ok(first) = queue.recv() {
         let Some(inner) = inner.upgrade() else { return };
         let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
+        while jobs.len() < MAX_COMMIT_GROUP {
             match queue.try_recv() {
                 Ok(job) => jobs.push(job),
                 Err(_) => break,
             }
         }
         let mut replies = Vec::with_capacity(jobs.len());
-        let mut batch = new_batch(&inner, last);
+        let mut group = new_group(&inner, last);
         for job in jobs {
             match job {
-                Job::Mutation(job) => replies.extend(job(&mut batch)),
+                Job::Mutation(job) => replies.extend(job(&mut group)),
                 Job::Exclusive(job) => {
-                    last = commit(&inner, batch, std::mem::take(&mut replies));
+                    last = commit(&inner, group, std::mem::take(&mut replies));
                     job(&inner, last);
-                    batch = new_batch(&inner, last);
+                    group = new_group(&inner, last);
                 }
                 Job::Reopen(reply) => {
-                    commit(&inner, batch, std::mem::take(&mut replies));
+                    commit(&inner, group, std::mem::take(&mut replies));
                     let reopened = super::durability::reopen(&inner);
-                    // Revisions of batches lost with the old database are
+                    // Revisions of event batches lost with the old database are
                     // reused: none was ever acknowledged or published.
                     last = inner.committed.load(Ordering::Acquire);
                     reply(reopened);
-                    batch = new_batch(&inner, last);
+                    group = new_group(&inner, last);
                 }
             }
         }
-        last = commit(&inner, batch, replies);
+        last = commit(&inner, group, replies);
         drop(inner);
     }
 }
 
-fn new_batch(inner: &Inner, last: u64) -> Batch<'_> {
+fn new_group(inner: &Inner, last: u64) -> CommitGroup<'_> {
     let trees = inner.trees().ok();
-    Batch { trees, limits: &inner.limits, last, pending: WriteSet::default(), batches: Vec::new() }
+    CommitGroup { trees, limits: &inner.limits, last, pending: WriteSet::default(), batches: Vec::new() }
 }
 
-/// Applies a batch and answers its callers; returns the last committed
-/// revision (unchanged if the batch failed: its revisions are reused).
-fn commit(inner: &Inner, batch: Batch<'_>, replies: Vec<Reply>) -> u64 {
+/// Applies a commit group and answers its callers; returns the last
+/// committed revision (unchanged if the group failed: its revisions are
+/// reused).
+fn commit(inner: &Inner, group: CommitGroup<'_>, replies: Vec<Reply>) -> u64 {
     let committed = inner.committed.load(Ordering::Acquire);
-    let Batch { last, pending, batches, trees, .. } = batch;
+    let CommitGroup { last, pending, batches, trees, .. } = group;
     let outcome = match trees {
         _ if pending.is_empty() => Ok(()),
         Some(trees) => apply(&trees, &pending),
@@ -163,8 +166,8 @@ fn commit(inner: &Inner, batch: Batch<'_>, replies: Vec<Reply>) -> u64 {
             last
         }
         Err(e) => {
-            tracing::error!(error = %e, "applying a write batch failed; nothing of it was stored");
-            inner.storage_failed("applying a write batch", e);
+            tracing::error!(error = %e, "applying a commit group failed; nothing of it was stored");
+            inner.storage_failed("applying a commit group", e);
             committed
         }
     };

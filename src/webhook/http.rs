@@ -262,7 +262,10 @@ pub fn tls_connector(ca_file: Option<&Path>) -> Result<tokio_rustls::TlsConnecto
         let _ = roots.add(cert);
     }
     if let Some(path) = ca_file {
-        let refuse = |message: String| Error::InvalidSetting { setting: "--webhook-ca-file", message };
+        let refuse = |message: String| Error::InvalidSetting {
+            setting: crate::config::Setting::Flag("--webhook-ca-file"),
+            message,
+        };
         let pem = std::fs::read(path).map_err(|e| refuse(format!("cannot read {}: {e}", path.display())))?;
         let mut added = 0;
         for cert in CertificateDer::pem_slice_iter(&pem) {

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::signing::Secret;
 use crate::domain::{EventBatch, EventKind, EventType};
 use crate::error::Error;
-use crate::pb;
 use crate::store::Store;
 
 pub fn config_key(id: &str) -> String {
@@ -141,22 +140,9 @@ impl Endpoint {
     }
 }
 
-/// The domain's kind of a `GroupEventType` number (None for UNSPECIFIED
-/// or unknown numbers).
-pub fn event_type(value: i32) -> Option<EventType> {
-    use pb::GroupEventType as T;
-    Some(match T::try_from(value).ok()? {
-        T::Unspecified => return None,
-        T::GroupCreated => EventType::GroupCreated,
-        T::GroupDeleted => EventType::GroupDeleted,
-        T::GroupRenamed => EventType::GroupRenamed,
-        T::GroupsReordered => EventType::GroupsReordered,
-        T::ConversationsAddedToGroup => EventType::ConversationsAddedToGroup,
-        T::ConversationsDeletedFromGroup => EventType::ConversationsDeletedFromGroup,
-        T::ConversationsChanged => EventType::ConversationsChanged,
-        T::ConversationsDeleted => EventType::ConversationsDeleted,
-    })
-}
+/// The domain's kind of a `GroupEventType` number: the one mapping, the
+/// service layer's.
+pub use crate::service::convert::event_type;
 
 #[cfg(test)]
 mod tests {

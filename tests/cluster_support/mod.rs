@@ -1,5 +1,5 @@
 //! A deployment for the cluster tests: a real 3-member etcd cluster (see
-//! `etcd_support`) and three `convgroups serve --backend etcd` replicas as
+//! `support::etcd`) and three `convgroups serve --backend etcd` replicas as
 //! child processes sharing one token secret; and a workload of writers and
 //! watchers on every replica whose recorded history the tests check.
 //!
@@ -8,10 +8,10 @@
 //! checker in `tests/linearizability` (stateright's `LinearizabilityTester`
 //! over a sequential model of one user's group).
 //!
-//! Include with `mod support; mod etcd_support; mod linearizability; mod cluster_support;`.
+//! Include with `mod support; mod linearizability; mod cluster_support;`.
 #![allow(dead_code)]
 
-pub use crate::etcd_support::EtcdCluster;
+pub use crate::support::etcd::EtcdCluster;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;

@@ -83,26 +83,19 @@ fn serve_logs_the_version_line_and_exports_build_info() {
     let metrics_port = free_port();
     let metrics = format!("127.0.0.1:{metrics_port}");
     let server = Server::start_with(&tmp.path().join("data"), &["--metrics-listen", &metrics]);
-    // The endpoint answers once the server has opened the database.
+    // The metrics endpoint answers from before the version line is logged
+    // (it is one of the steps that can refuse the start): wait for both it
+    // and the `serving` line.
     let deadline = Instant::now() + PROMPT;
     let text = loop {
         match http_get(metrics_port, "/metrics") {
-            Some(text) if text.contains("convgroups_build_info") => break text,
+            Some(text) if text.contains("convgroups_build_info") && server.log().contains(" serving ") => break text,
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             other => panic!("no build info at /metrics: {other:?}\n{}", server.log()),
         }
     };
     let version = execute(command(&["--version"])).ok().out().to_string();
-    // The metrics endpoint opens before the gRPC listener, so the log may
-    // not have reached `serving` yet: wait for it.
-    let log = loop {
-        let log = server.log();
-        match log.contains(" serving ") {
-            true => break log,
-            false if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            false => panic!("no serving line:\n{log}"),
-        }
-    };
+    let log = server.log();
     assert!(log.lines().any(|l| l.ends_with(&version)), "the start-up log should have {version:?}:\n{log}");
     // Right before `serving`: after every check that can refuse the start
     // (a refusal stays one line), before anything is served.

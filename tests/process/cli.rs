@@ -537,9 +537,9 @@ fn state_without_revisions(cli: &Cli) -> (serde_json::Value, serde_json::Value) 
 #[test]
 fn a_sled_backup_restores_into_etcd_and_an_etcd_backup_back_into_sled() {
     let own_cluster =
-        crate::etcd_support::shared_endpoints().is_none().then(|| crate::etcd_support::EtcdCluster::start(1));
+        crate::support::etcd::shared_endpoints().is_none().then(|| crate::support::etcd::EtcdCluster::start(1));
     let endpoints =
-        own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(crate::etcd_support::shared_endpoints).unwrap();
+        own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(crate::support::etcd::shared_endpoints).unwrap();
     let prefix = format!("/cli-move-{:08x}/", rand::random::<u32>());
     let etcd = ["--backend", "etcd", "--etcd-endpoints", &endpoints, "--etcd-prefix", &prefix];
 

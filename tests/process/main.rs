@@ -7,9 +7,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-#[path = "../etcd_support/mod.rs"]
-mod etcd_support;
-
 mod auth_keys;
 mod binary;
 mod cli;

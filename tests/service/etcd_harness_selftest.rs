@@ -1,10 +1,10 @@
-//! Self-test of the etcd test harness in `tests/etcd_support/`: the faults
+//! Self-test of the etcd test harness in `tests/support/etcd.rs`: the faults
 //! the etcd backend's tests inject must do what they say on a real
 //! 3-member cluster, or those tests prove nothing.
 
 use std::time::{Duration, Instant};
 
-use crate::etcd_support::EtcdCluster;
+use crate::support::etcd::EtcdCluster;
 
 /// Whether a process with this pid still exists (a zombie counts).
 fn process_exists(pid: u32) -> bool {
@@ -14,7 +14,7 @@ fn process_exists(pid: u32) -> bool {
 /// Waits until member `i` has applied `key` = `value` itself (a
 /// serializable read on that member alone).
 fn wait_member_has(cluster: &EtcdCluster, i: usize, key: &str, value: &str) {
-    let deadline = Instant::now() + crate::etcd_support::DEADLINE;
+    let deadline = Instant::now() + crate::support::etcd::DEADLINE;
     loop {
         let out = cluster.etcdctl_at(i, &["get", "--consistency=s", "--print-value-only", "--", key]);
         if matches!(&out, Ok(text) if text.trim_end() == value) {
@@ -121,10 +121,10 @@ fn drop_kills_and_reaps_every_member_even_a_stopped_one() {
 #[test]
 fn shared_endpoints_reads_the_variable() {
     // Only reads: setting variables would race with other tests.
-    match std::env::var(crate::etcd_support::SHARED_ENDPOINTS_VAR) {
+    match std::env::var(crate::support::etcd::SHARED_ENDPOINTS_VAR) {
         Ok(v) if !v.trim().is_empty() => {
-            assert_eq!(crate::etcd_support::shared_endpoints(), Some(v.trim().to_string()))
+            assert_eq!(crate::support::etcd::shared_endpoints(), Some(v.trim().to_string()))
         }
-        _ => assert_eq!(crate::etcd_support::shared_endpoints(), None),
+        _ => assert_eq!(crate::support::etcd::shared_endpoints(), None),
     }
 }

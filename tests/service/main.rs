@@ -7,8 +7,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-#[path = "../etcd_support/mod.rs"]
-mod etcd_support;
 #[path = "../linearizability/mod.rs"]
 mod linearizability;
 

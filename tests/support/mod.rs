@@ -21,10 +21,13 @@
 //! * [`python`]: Python packages written by others (PyJWT,
 //!   standardwebhooks), installed into .tools/ on first use.
 //! * [`seeded`]: the seeded generator of the randomised tests.
+//! * [`etcd`]: a real etcd cluster of child processes (kill -9, SIGSTOP,
+//!   restart), or the endpoints of one already running.
 #![allow(dead_code, unused_imports)]
 
 pub mod cli;
 pub mod client;
+pub mod etcd;
 pub mod http;
 pub mod inproc;
 pub mod process;

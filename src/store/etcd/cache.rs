@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::UserId;
-use crate::store::codec::UserRecord;
+use crate::store::encoding::UserRecord;
 
 pub struct RecordCache {
     /// Most users kept; 0 turns the cache off.

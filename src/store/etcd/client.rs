@@ -57,9 +57,9 @@ pub enum TxnFailed {
 /// refused when there are none or one is not host:port. Connects nothing
 /// (`convgroups check-config` calls it too).
 pub(crate) fn endpoints(settings: &StorageSettings) -> Result<Vec<(String, Endpoint)>, Error> {
-    let invalid = |message: String| Error::InvalidSetting { setting: "--etcd-endpoints", message };
+    let invalid = |message: String| Error::InvalidSetting { setting: crate::config::Setting::EtcdEndpoints, message };
     if settings.etcd_endpoints.is_empty() {
-        return Err(invalid("--backend etcd needs at least one endpoint (host:port, comma-separated)".into()));
+        return Err(invalid("the etcd backend needs at least one endpoint (host:port, comma-separated)".into()));
     }
     settings
         .etcd_endpoints
@@ -122,13 +122,28 @@ impl Client {
         F: Fn(KvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.retrying_on(op, |member| member.kv.clone(), call).await
+    }
+
+    /// [`retrying`](Self::retrying) on the service `client` picks of a
+    /// member (KV or Lease): the one retry loop of the client.
+    async fn retrying_on<C, T, F, Fut>(
+        &self,
+        op: &'static str,
+        client: impl Fn(&Member) -> C,
+        call: F,
+    ) -> Result<T, Error>
+    where
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let deadline = Instant::now() + self.retry_for;
         let mut failures_in_a_row = 0;
         loop {
             let i = self.current.load(Ordering::Acquire) % self.members.len();
             let member = &self.members[i];
             let started = Instant::now();
-            let outcome = tokio::time::timeout(self.request_timeout, call(member.kv.clone())).await;
+            let outcome = tokio::time::timeout(self.request_timeout, call(client(member))).await;
             crate::metrics::etcd_request(op, matches!(outcome, Ok(Ok(_))), started.elapsed());
             let error = match outcome {
                 Ok(Ok(response)) => return Ok(response.into_inner()),
@@ -142,7 +157,7 @@ impl Client {
             failures_in_a_row += 1;
             if Instant::now() >= deadline {
                 return Err(Error::Storage(format!(
-                    "etcd {op}: no member answered within {:?} (--etcd-retry-for); last: {error}",
+                    "etcd {op}: no member answered within the retry time of {:?}; last: {error}",
                     self.retry_for
                 )));
             }
@@ -155,63 +170,42 @@ impl Client {
     /// A lease of `ttl` seconds (the webhook senders' claims). A lease
     /// granted twice after a lost answer only expires unused.
     pub async fn lease_grant(&self, ttl: i64) -> Result<i64, Error> {
-        self.retrying_lease("lease_grant", |mut lease| async move {
-            lease.lease_grant(crate::pb::etcd::LeaseGrantRequest { ttl, id: 0 }).await
-        })
+        self.retrying_on(
+            "lease_grant",
+            |member| member.lease.clone(),
+            |mut lease| async move { lease.lease_grant(crate::pb::etcd::LeaseGrantRequest { ttl, id: 0 }).await },
+        )
         .await
         .map(|r| r.id)
     }
 
     /// Renews lease `id` once: its remaining TTL, 0 when it has expired.
     pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, Error> {
-        self.retrying_lease("lease_keep_alive", |mut lease| async move {
-            let request = crate::pb::etcd::LeaseKeepAliveRequest { id };
-            let mut answers = lease.lease_keep_alive(tokio_stream::once(request)).await?.into_inner();
-            match answers.message().await? {
-                Some(answer) => Ok(tonic::Response::new(answer)),
-                None => Err(tonic::Status::unavailable("lease keep-alive stream ended without an answer")),
-            }
-        })
+        self.retrying_on(
+            "lease_keep_alive",
+            |member| member.lease.clone(),
+            |mut lease| async move {
+                let request = crate::pb::etcd::LeaseKeepAliveRequest { id };
+                let mut answers = lease.lease_keep_alive(tokio_stream::once(request)).await?.into_inner();
+                match answers.message().await? {
+                    Some(answer) => Ok(tonic::Response::new(answer)),
+                    None => Err(tonic::Status::unavailable("lease keep-alive stream ended without an answer")),
+                }
+            },
+        )
         .await
         .map(|r| r.ttl)
     }
 
     /// Ends lease `id` now (its keys go with it).
     pub async fn lease_revoke(&self, id: i64) -> Result<(), Error> {
-        self.retrying_lease("lease_revoke", |mut lease| async move {
-            lease.lease_revoke(crate::pb::etcd::LeaseRevokeRequest { id }).await
-        })
+        self.retrying_on(
+            "lease_revoke",
+            |member| member.lease.clone(),
+            |mut lease| async move { lease.lease_revoke(crate::pb::etcd::LeaseRevokeRequest { id }).await },
+        )
         .await
         .map(|_| ())
-    }
-
-    /// [`retrying`](Self::retrying) for the Lease service.
-    async fn retrying_lease<T, F, Fut>(&self, op: &'static str, call: F) -> Result<T, Error>
-    where
-        F: Fn(LeaseClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        let deadline = Instant::now() + self.retry_for;
-        loop {
-            let i = self.current.load(Ordering::Acquire) % self.members.len();
-            let member = &self.members[i];
-            let started = Instant::now();
-            let outcome = tokio::time::timeout(self.request_timeout, call(member.lease.clone())).await;
-            crate::metrics::etcd_request(op, matches!(outcome, Ok(Ok(_))), started.elapsed());
-            let error = match outcome {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) if !retryable(&status) => {
-                    return Err(Error::Internal(format!("etcd {op} at {}: {status}", member.endpoint)))
-                }
-                Ok(Err(status)) => format!("{}: {}", member.endpoint, status.message()),
-                Err(_) => format!("{}: no answer within {:?}", member.endpoint, self.request_timeout),
-            };
-            self.next_member(i);
-            if Instant::now() >= deadline {
-                return Err(Error::Storage(format!("etcd {op}: no member answered; last: {error}")));
-            }
-            tokio::time::sleep(ROUND_PAUSE).await;
-        }
     }
 
     /// A read (linearizable unless the request says otherwise).

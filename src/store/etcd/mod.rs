@@ -51,11 +51,11 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use self::client::{Client, TxnFailed};
-use super::codec::{decode, BatchRecord, UserRecord};
+use super::encoding::{decode, BatchRecord, UserRecord};
 use super::keys;
 use super::plan::{Plan, Planned};
 use super::rules::Rule;
-use super::state::{StateRead, Visit, T};
+use super::state::{StateRead, Table, Visit};
 use super::{Compaction, Durable, RevisionWatch, Scope, Snapshot};
 use crate::config::{Limits, StorageSettings};
 use crate::domain::{now_ms, ConversationFilter, ConversationPage, EventBatch, GroupList, ListPosition, UserId};
@@ -84,18 +84,18 @@ impl Keys {
         key
     }
 
-    fn table_prefix(&self, table: T) -> Vec<u8> {
+    fn table_prefix(&self, table: Table) -> Vec<u8> {
         self.with(&[b"t", &[b'0' + table as u8], b"/"])
     }
 
-    fn table(&self, table: T, key: &[u8]) -> Vec<u8> {
+    fn table(&self, table: Table, key: &[u8]) -> Vec<u8> {
         let mut full = self.table_prefix(table);
         full.extend_from_slice(key);
         full
     }
 
     fn user(&self, user: &UserId) -> Vec<u8> {
-        self.table(T::Users, &keys::user_prefix(user))
+        self.table(Table::Users, &keys::user_prefix(user))
     }
 
     /// Everything the change feed follows: the log and the heartbeats.
@@ -172,7 +172,7 @@ fn unchanged_since(key: Vec<u8>, revision: u64) -> Compare {
 fn decode_u64(kv: Option<&KeyValue>) -> Result<u64, Error> {
     match kv {
         None => Ok(0),
-        Some(kv) => keys::decode_u64(&kv.value).ok_or_else(|| super::codec::corrupt("etcd u64 value")),
+        Some(kv) => keys::decode_u64(&kv.value).ok_or_else(|| super::encoding::corrupt("etcd u64 value")),
     }
 }
 
@@ -191,7 +191,7 @@ fn batch_of(kv: &KeyValue) -> Result<EventBatch, Error> {
 
 pub(super) struct Inner {
     client: Arc<Client>,
-    /// Batches concurrent reads of users' records (see [`reads`]).
+    /// Coalesces concurrent reads of users' records (see [`reads`]).
     reads: reads::Reads,
     /// Users' records for reads with `min_revision` (see [`cache`]).
     cache: cache::RecordCache,
@@ -237,7 +237,7 @@ struct EtcdRead<'a> {
 }
 
 impl StateRead for EtcdRead<'_> {
-    fn get(&self, table: T, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         let request = RangeRequest {
             key: self.inner.keys.table(table, key),
             revision: self.revision as i64,
@@ -247,7 +247,7 @@ impl StateRead for EtcdRead<'_> {
         Ok(response.kvs.into_iter().next().map(|kv| kv.value))
     }
 
-    fn scan(&self, table: T, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
+    fn scan(&self, table: Table, prefix: &[u8], after: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<(), Error> {
         let table_prefix = self.inner.keys.table_prefix(table);
         let full_prefix = self.inner.keys.table(table, prefix);
         let mut start = match after {
@@ -311,7 +311,7 @@ impl EtcdStore {
             .range(RangeRequest { count_only: true, ..range_of(&keys.feed()) })
             .await
             .map_err(|e| Error::InvalidSetting {
-                setting: "--etcd-endpoints",
+                setting: crate::config::Setting::EtcdEndpoints,
                 message: format!("cannot reach the etcd cluster at {}: {e}", settings.etcd_endpoints.join(",")),
             })?
             .header
@@ -588,7 +588,7 @@ fn mutate_blocking<R>(inner: &Inner, user: &UserId, rule: &impl Rule<R>) -> Resu
             return Err(lost(
                 &unsettled,
                 format!(
-                    "etcd: the mutation did not commit within {:?} (--etcd-retry-for): {conflicts} times another \
+                    "etcd: the mutation did not commit within the retry time of {:?}: {conflicts} times another \
                      replica changed the user first",
                     inner.client.retry_for
                 ),
@@ -651,14 +651,7 @@ async fn read_log(
     }
     let floor_response =
         inner.client.range(RangeRequest { key: inner.keys.floor(&scope), ..Default::default() }).await?;
-    let floor = decode_u64(floor_response.kvs.first())?;
-    if floor >= from {
-        return Err(Error::RevisionCompacted {
-            start: from,
-            oldest: floor + 1,
-            current: inner.durable.borrow().revision,
-        });
-    }
+    super::check_floor(decode_u64(floor_response.kvs.first())?, from, inner.durable.borrow().revision)?;
     Ok(batches)
 }
 
@@ -699,7 +692,7 @@ async fn compact(inner: &Inner, retain_for_ms: i64, retain_events_per_user: u64)
     let mut i = 0;
     while i < entries.len() {
         let record: BatchRecord = decode(&entries[i].value, "event batch")?;
-        let user = UserId::parse(&record.user).map_err(|e| super::codec::corrupt(&format!("event user {e}")))?;
+        let user = UserId::parse(&record.user).map_err(|e| super::encoding::corrupt(&format!("event user {e}")))?;
         let user_prefix = inner.keys.user_log(&user);
         let mut j = i;
         while j < entries.len() && entries[j].key.starts_with(&user_prefix) {

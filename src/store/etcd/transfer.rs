@@ -24,30 +24,26 @@ use crate::config::StorageSettings;
 use crate::error::Error;
 use crate::pb::etcd::{KeyValue, RangeRequest, TxnRequest};
 use crate::store::backup::{Contents, Entry};
-use crate::store::codec::{decode, BatchRecord, UserRecord};
+use crate::store::encoding::{decode, BatchRecord, UserRecord};
 use crate::store::etcd::client::Client;
 use crate::store::keys;
-use crate::store::state::T;
+use crate::store::state::Table;
 
 /// Puts per restore transaction: below etcd's default `--max-txn-ops`
 /// (128), so a restore works on any cluster.
 const PUTS_PER_TXN: usize = 100;
 
 /// The sled tree of each table.
-fn tree_name(table: T) -> &'static [u8] {
+fn tree_name(table: Table) -> &'static [u8] {
     match table {
-        T::Meta => b"meta",
-        T::Users => b"users",
-        T::Convs => b"convs",
-        T::Members => b"members",
-        T::Order => b"order",
-        T::Events => b"events",
-        T::UserEvents => b"user_events",
+        Table::Meta => b"meta",
+        Table::Users => b"users",
+        Table::Convs => b"convs",
+        Table::Members => b"members",
+        Table::Order => b"order",
+        Table::Events => b"events",
+        Table::UserEvents => b"user_events",
     }
-}
-
-fn setting(message: String) -> Error {
-    Error::InvalidSetting { setting: "--etcd-endpoints", message }
 }
 
 /// Every key under the prefix, read at one revision; returns them with it.
@@ -88,9 +84,9 @@ pub(in crate::store) async fn export(settings: &StorageSettings, secret: Option<
     let log = keys.log();
     let floors = keys.with(&[b"m/floor"]);
     for kv in all {
-        if let Some(table) = T::ALL.into_iter().find(|t| kv.key.starts_with(&keys.table_prefix(*t))) {
+        if let Some(table) = Table::ALL.into_iter().find(|t| kv.key.starts_with(&keys.table_prefix(*t))) {
             let key = kv.key[keys.table_prefix(table).len()..].to_vec();
-            let value = if table == T::Users {
+            let value = if table == Table::Users {
                 let mut record: UserRecord = decode(&kv.value, "user record")?;
                 record.revision = kv.mod_revision as u64;
                 record.encode_to_vec()
@@ -101,17 +97,20 @@ pub(in crate::store) async fn export(settings: &StorageSettings, secret: Option<
         } else if kv.key.starts_with(&log) {
             let batch = batch_of(&kv)?;
             let stored = BatchRecord::from_batch(&batch).encode_to_vec();
-            trees.entry(tree_name(T::Events)).or_default().push((keys::event_key(batch.revision).to_vec(), stored));
+            trees.entry(tree_name(Table::Events)).or_default().push((keys::event_key(batch.revision).to_vec(), stored));
             trees
-                .entry(tree_name(T::UserEvents))
+                .entry(tree_name(Table::UserEvents))
                 .or_default()
                 .push((keys::user_event_key(&batch.user, batch.revision), Vec::new()));
         } else if let Some(rest) = kv.key.strip_prefix(floors.as_slice()) {
             // `m/floor` → meta `floor`; `m/floor/<user>` → meta `floor/<user>`.
-            trees.entry(tree_name(T::Meta)).or_default().push(([b"floor", rest].concat(), kv.value));
+            trees.entry(tree_name(Table::Meta)).or_default().push(([b"floor", rest].concat(), kv.value));
         }
     }
-    trees.entry(tree_name(T::Meta)).or_default().push((keys::META_REVISION.to_vec(), revision.to_be_bytes().to_vec()));
+    trees
+        .entry(tree_name(Table::Meta))
+        .or_default()
+        .push((keys::META_REVISION.to_vec(), revision.to_be_bytes().to_vec()));
     let mut contents = Contents { trees: Vec::new(), secret };
     for (name, mut entries) in trees {
         entries.sort();
@@ -137,14 +136,17 @@ pub(in crate::store) async fn import(settings: &StorageSettings, contents: &Cont
     let keys = Keys { prefix: settings.etcd_prefix.as_bytes().to_vec() };
     let existing = client.range(RangeRequest { count_only: true, ..range_of(&keys.prefix) }).await?;
     if existing.count > 0 {
-        return Err(setting(format!(
-            "the prefix {:?} already holds {} keys; restore into an empty prefix (--etcd-prefix)",
-            settings.etcd_prefix, existing.count
-        )));
+        return Err(Error::InvalidSetting {
+            setting: crate::config::Setting::EtcdPrefix,
+            message: format!(
+                "the prefix {:?} already holds {} keys; restore into an empty prefix",
+                settings.etcd_prefix, existing.count
+            ),
+        });
     }
-    let tree = |table: T| contents.trees.iter().find(|(name, _)| name == tree_name(table)).map(|(_, e)| e);
+    let tree = |table: Table| contents.trees.iter().find(|(name, _)| name == tree_name(table)).map(|(_, e)| e);
     let mut state = Vec::new();
-    for table in [T::Convs, T::Members, T::Order] {
+    for table in [Table::Convs, Table::Members, Table::Order] {
         for (key, value) in tree(table).into_iter().flatten() {
             state.push((keys.table(table, key), value.clone()));
         }
@@ -152,7 +154,7 @@ pub(in crate::store) async fn import(settings: &StorageSettings, contents: &Cont
     let mut written = state.len();
     let before_users = put_all(&client, state).await?;
     // The floors, then the users' records (whose revisions are above them).
-    let users = tree(T::Users).cloned().unwrap_or_default();
+    let users = tree(Table::Users).cloned().unwrap_or_default();
     let floor = before_users.to_be_bytes().to_vec();
     let mut floors = vec![(keys.with(&[b"m/floor"]), floor.clone())];
     for (user_key, _) in &users {
@@ -164,7 +166,7 @@ pub(in crate::store) async fn import(settings: &StorageSettings, contents: &Cont
         let mut record: UserRecord = decode(&value, "user record")?;
         // etcd keeps the revision as the key's mod_revision.
         record.revision = 0;
-        records.push((keys.table(T::Users, &user_key), record.encode_to_vec()));
+        records.push((keys.table(Table::Users, &user_key), record.encode_to_vec()));
     }
     written += records.len();
     put_all(&client, records).await?;

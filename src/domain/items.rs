@@ -1,16 +1,16 @@
-//! Per-item bookkeeping of batch requests: ids are parsed and de-duplicated
+//! Per-item bookkeeping of multi-item requests: ids are parsed and de-duplicated
 //! once, and failures come back in request order whatever step found them.
 
 use std::collections::HashSet;
 
 use super::ids::ConversationId;
-use super::model::{BatchOutcome, ItemCode, ItemFailure};
+use super::model::{ItemCode, ItemFailure, ItemOutcomes};
 
 /// Why an item's value did not validate: its code and a message naming the
 /// field and the limit.
 pub type ItemError = (ItemCode, String);
 
-/// One valid, first-seen item of a batch request.
+/// One valid, first-seen item of a multi-item request.
 #[derive(Debug, Clone)]
 pub struct Item<T> {
     /// Position in the request, for ordering the failures.
@@ -21,14 +21,14 @@ pub struct Item<T> {
     pub value: T,
 }
 
-/// Accumulates the outcome of a batch request.
+/// Accumulates the outcome of a multi-item request.
 #[derive(Debug, Default, Clone)]
-pub struct BatchResult {
+pub struct ItemResults {
     succeeded: Vec<ConversationId>,
     failures: Vec<(usize, ItemFailure)>,
 }
 
-impl BatchResult {
+impl ItemResults {
     /// Parses every raw id, rejecting malformed ones, duplicates (after
     /// normalisation: `c2c_x` duplicates `C2Cx`) and items whose value did not
     /// validate. Returns the items left to apply and the result so far.
@@ -79,9 +79,9 @@ impl BatchResult {
         &self.succeeded
     }
 
-    pub fn finish(mut self, revision: u64) -> BatchOutcome {
+    pub fn finish(mut self, revision: u64) -> ItemOutcomes {
         self.failures.sort_by_key(|(index, _)| *index);
-        BatchOutcome {
+        ItemOutcomes {
             succeeded: self.succeeded,
             failed: self.failures.into_iter().map(|(_, f)| f).collect(),
             revision,
@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn duplicates_are_found_after_normalisation_and_failures_keep_request_order() {
         let raw: Vec<String> = ["C2Ca", "bad", "c2c_a", "GROUPg"].iter().map(|s| s.to_string()).collect();
-        let (items, mut result) = BatchResult::classify_ids(&raw);
+        let (items, mut result) = ItemResults::classify_ids(&raw);
         assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["C2Ca", "GROUPg"]);
         result.fail_item(&items[0], ItemCode::AlreadyInGroup, "x".into());
         let outcome = result.finish(0);

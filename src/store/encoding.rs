@@ -5,7 +5,8 @@
 use prost::Message;
 
 use crate::domain::{
-    ConversationData, ConversationId, EventBatch, EventKind, LastMessage, RecvOpt, RemovalReason, UserId,
+    ConversationData, ConversationId, EventBatch, EventKind, EventType, LastMessage, ListPosition, RecvOpt,
+    RemovalReason, UserId,
 };
 use crate::error::Error;
 
@@ -189,20 +190,21 @@ impl ConversationRecord {
         self.update_time_ms = data.update_time_ms;
     }
 
+    /// What this conversation adds to unread totals (the domain's rule).
     pub fn counted_unread(&self) -> u64 {
-        if self.recv_opt == 0 {
-            u64::from(self.unread_count)
-        } else {
-            0
-        }
+        recv_opt_from_code(self.recv_opt).counted_unread(self.unread_count)
+    }
+
+    /// Where this conversation sits in the listing.
+    pub fn position(&self, id: &ConversationId) -> ListPosition {
+        ListPosition::new(id, self.is_pinned, self.order_key)
     }
 }
 
 /// One stored event.
 #[derive(Clone, PartialEq, Message)]
 pub struct EventRecord {
-    /// 1 created, 2 deleted, 3 renamed, 4 reordered, 5 added, 6 removed,
-    /// 7 conversations changed, 8 conversations deleted.
+    /// The event type's code in [`EVENT_CODES`].
     #[prost(uint32, tag = "1")]
     pub kind: u32,
     /// The group name (old name for a rename).
@@ -246,6 +248,27 @@ pub struct BatchRecord {
     pub seq: u64,
 }
 
+/// The stored code of each event type (`EventRecord::kind`): part of the
+/// on-disk format, so a code never changes meaning.
+const EVENT_CODES: [(EventType, u32); 8] = [
+    (EventType::GroupCreated, 1),
+    (EventType::GroupDeleted, 2),
+    (EventType::GroupRenamed, 3),
+    (EventType::GroupsReordered, 4),
+    (EventType::ConversationsAddedToGroup, 5),
+    (EventType::ConversationsDeletedFromGroup, 6),
+    (EventType::ConversationsChanged, 7),
+    (EventType::ConversationsDeleted, 8),
+];
+
+fn event_code(event_type: EventType) -> u32 {
+    EVENT_CODES.iter().find(|(t, _)| *t == event_type).map(|(_, code)| *code).expect("every type has a code")
+}
+
+fn event_type_of_code(code: u32) -> Option<EventType> {
+    EVENT_CODES.iter().find(|(_, c)| *c == code).map(|(t, _)| *t)
+}
+
 fn ids_to_strings(ids: &[ConversationId]) -> Vec<String> {
     ids.iter().map(|id| id.as_str().to_string()).collect()
 }
@@ -260,33 +283,27 @@ impl BatchRecord {
             .events
             .iter()
             .map(|event| {
-                let mut r = EventRecord::default();
+                let mut r = EventRecord { kind: event_code(event.event_type()), ..Default::default() };
                 match event {
                     EventKind::GroupCreated { group_name, conversation_ids } => {
-                        r.kind = 1;
                         r.group_name = group_name.clone();
                         r.items = ids_to_strings(conversation_ids);
                     }
                     EventKind::GroupDeleted { group_name } => {
-                        r.kind = 2;
                         r.group_name = group_name.clone();
                     }
                     EventKind::GroupRenamed { old_name, new_name } => {
-                        r.kind = 3;
                         r.group_name = old_name.clone();
                         r.new_name = new_name.clone();
                     }
                     EventKind::GroupsReordered { group_names } => {
-                        r.kind = 4;
                         r.items = group_names.clone();
                     }
                     EventKind::ConversationsAddedToGroup { group_name, conversation_ids } => {
-                        r.kind = 5;
                         r.group_name = group_name.clone();
                         r.items = ids_to_strings(conversation_ids);
                     }
                     EventKind::ConversationsDeletedFromGroup { group_name, conversation_ids, reason } => {
-                        r.kind = 6;
                         r.group_name = group_name.clone();
                         r.items = ids_to_strings(conversation_ids);
                         r.reason = match reason {
@@ -295,11 +312,9 @@ impl BatchRecord {
                         };
                     }
                     EventKind::ConversationsChanged { conversation_ids } => {
-                        r.kind = 7;
                         r.items = ids_to_strings(conversation_ids);
                     }
                     EventKind::ConversationsDeleted { conversation_ids } => {
-                        r.kind = 8;
                         r.items = ids_to_strings(conversation_ids);
                     }
                 }
@@ -323,18 +338,21 @@ impl BatchRecord {
             .events
             .into_iter()
             .map(|r| {
-                Ok(match r.kind {
-                    1 => {
+                let Some(event_type) = event_type_of_code(r.kind) else {
+                    return Err(corrupt(&format!("event {revision}: unknown kind {}", r.kind)));
+                };
+                Ok(match event_type {
+                    EventType::GroupCreated => {
                         EventKind::GroupCreated { group_name: r.group_name, conversation_ids: strings_to_ids(&r.items) }
                     }
-                    2 => EventKind::GroupDeleted { group_name: r.group_name },
-                    3 => EventKind::GroupRenamed { old_name: r.group_name, new_name: r.new_name },
-                    4 => EventKind::GroupsReordered { group_names: r.items },
-                    5 => EventKind::ConversationsAddedToGroup {
+                    EventType::GroupDeleted => EventKind::GroupDeleted { group_name: r.group_name },
+                    EventType::GroupRenamed => EventKind::GroupRenamed { old_name: r.group_name, new_name: r.new_name },
+                    EventType::GroupsReordered => EventKind::GroupsReordered { group_names: r.items },
+                    EventType::ConversationsAddedToGroup => EventKind::ConversationsAddedToGroup {
                         group_name: r.group_name,
                         conversation_ids: strings_to_ids(&r.items),
                     },
-                    6 => EventKind::ConversationsDeletedFromGroup {
+                    EventType::ConversationsDeletedFromGroup => EventKind::ConversationsDeletedFromGroup {
                         group_name: r.group_name,
                         conversation_ids: strings_to_ids(&r.items),
                         reason: if r.reason == 2 {
@@ -343,9 +361,12 @@ impl BatchRecord {
                             RemovalReason::UserRequest
                         },
                     },
-                    7 => EventKind::ConversationsChanged { conversation_ids: strings_to_ids(&r.items) },
-                    8 => EventKind::ConversationsDeleted { conversation_ids: strings_to_ids(&r.items) },
-                    other => return Err(corrupt(&format!("event {revision}: unknown kind {other}"))),
+                    EventType::ConversationsChanged => {
+                        EventKind::ConversationsChanged { conversation_ids: strings_to_ids(&r.items) }
+                    }
+                    EventType::ConversationsDeleted => {
+                        EventKind::ConversationsDeleted { conversation_ids: strings_to_ids(&r.items) }
+                    }
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -360,4 +381,20 @@ pub fn corrupt(what: &str) -> Error {
 /// Decodes a stored value, reporting which record was unreadable.
 pub fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, Error> {
     M::decode(bytes).map_err(|e| corrupt(&format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stored codes are the format of every event log on disk: pinned.
+    #[test]
+    fn every_event_type_has_its_own_pinned_code() {
+        let codes: Vec<u32> = EventType::ALL.iter().map(|t| event_code(*t)).collect();
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8]);
+        for t in EventType::ALL {
+            assert_eq!(event_type_of_code(event_code(t)), Some(t));
+        }
+        assert_eq!(event_type_of_code(0), None);
+    }
 }

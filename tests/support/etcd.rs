@@ -3,7 +3,7 @@
 //! faults the etcd backend must survive as plain signals: kill -9, SIGSTOP /
 //! SIGCONT, and a restart on the same data directory.
 //!
-//! Include with `mod etcd_support;`. Every member is a child of the test
+//! Part of the one harness (`support::etcd`). Every member is a child of the test
 //! process and is SIGKILLed and reaped by its pid when the [`EtcdCluster`] is
 //! dropped (also when the test panics); nothing is ever killed by name, so
 //! tests running side by side, the cluster of `scripts/test.sh` and a
@@ -15,8 +15,6 @@
 //! Limitation: a test process that is itself SIGKILLed (not a panic) cannot
 //! run `Drop`, so its members outlive it; they are ordinary processes
 //! that `kill` by pid ends, and their data is in a `convgroups-etcd-*` dir.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};

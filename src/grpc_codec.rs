@@ -13,17 +13,25 @@ use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use crate::error::Error;
 
-/// prost with our decode errors.
+/// prost with our decode errors. `FIRST_BUFFER` is the first encode buffer
+/// of each response stream (0: tonic's default); the generated code names
+/// it through [`Codec`] (clients) and [`ServedCodec`] (the services served).
 #[derive(Debug, Clone)]
-pub struct Codec<T, U>(ProstCodec<T, U>);
+pub struct SizedCodec<T, U, const FIRST_BUFFER: usize>(ProstCodec<T, U>);
 
-impl<T, U> Default for Codec<T, U> {
+/// prost with our decode errors, tonic's buffers.
+pub type Codec<T, U> = SizedCodec<T, U, 0>;
+
+/// [`Codec`] with a [`FIRST_ENCODE_BUFFER`] per response stream.
+pub type ServedCodec<T, U> = SizedCodec<T, U, FIRST_ENCODE_BUFFER>;
+
+impl<T, U, const FIRST_BUFFER: usize> Default for SizedCodec<T, U, FIRST_BUFFER> {
     fn default() -> Self {
         Self(ProstCodec::default())
     }
 }
 
-impl<T, U> tonic::codec::Codec for Codec<T, U>
+impl<T, U, const FIRST_BUFFER: usize> tonic::codec::Codec for SizedCodec<T, U, FIRST_BUFFER>
 where
     T: prost::Message + Send + 'static,
     U: prost::Message + Default + Send + 'static,
@@ -34,7 +42,10 @@ where
     type Decoder = MalformedIsInvalid<U>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        self.0.encoder()
+        match FIRST_BUFFER {
+            0 => self.0.encoder(),
+            first => ProstEncoder::new(BufferSettings::new(first, YIELD_THRESHOLD)),
+        }
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -69,31 +80,24 @@ pub const FIRST_ENCODE_BUFFER: usize = 1024;
 /// once this much is buffered.
 const YIELD_THRESHOLD: usize = 32 * 1024;
 
-/// [`Codec`] with a [`FIRST_ENCODE_BUFFER`] per response stream.
-#[derive(Debug, Clone)]
-pub struct ServedCodec<T, U>(Codec<T, U>);
+#[cfg(test)]
+mod tests {
+    use tonic::codec::{Codec as _, Encoder as _};
 
-impl<T, U> Default for ServedCodec<T, U> {
-    fn default() -> Self {
-        Self(Codec::default())
-    }
-}
+    use super::*;
 
-impl<T, U> tonic::codec::Codec for ServedCodec<T, U>
-where
-    T: prost::Message + Send + 'static,
-    U: prost::Message + Default + Send + 'static,
-{
-    type Encode = T;
-    type Decode = U;
-    type Encoder = ProstEncoder<T>;
-    type Decoder = MalformedIsInvalid<U>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ProstEncoder::new(BufferSettings::new(FIRST_ENCODE_BUFFER, YIELD_THRESHOLD))
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        self.0.decoder()
+    /// Served response streams start with the small buffer; clients keep
+    /// tonic's default (BufferSettings shows its sizes only through Debug).
+    #[test]
+    fn served_streams_start_with_the_small_buffer() {
+        let settings = |s: BufferSettings| format!("{s:?}");
+        let served = ServedCodec::<prost_types::Timestamp, prost_types::Timestamp>::default().encoder();
+        assert_eq!(
+            settings(served.buffer_settings()),
+            settings(BufferSettings::new(FIRST_ENCODE_BUFFER, YIELD_THRESHOLD))
+        );
+        let plain = Codec::<prost_types::Timestamp, prost_types::Timestamp>::default().encoder();
+        assert_eq!(settings(plain.buffer_settings()), settings(BufferSettings::default()));
+        assert_ne!(settings(BufferSettings::default()), settings(served.buffer_settings()));
     }
 }
