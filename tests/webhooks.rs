@@ -281,6 +281,16 @@ fn backend() -> Vec<String> {
     }
 }
 
+/// The etcd backend's flags for the tests that need etcd whatever the run:
+/// the shared cluster when the run has one, else a one-member cluster of
+/// their own (kept alive by the returned guard).
+fn etcd_backend() -> (Option<support::etcd::EtcdCluster>, Vec<String>) {
+    let own = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
+    let endpoints = own.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
+    let flags = etcd_flags(&endpoints);
+    (own, flags)
+}
+
 fn etcd_flags(endpoints: &str) -> Vec<String> {
     let prefix = format!("/test-webhooks-{:016x}/", rand::random::<u64>());
     ["--backend", "etcd", "--etcd-endpoints", endpoints, "--etcd-prefix", &prefix].map(str::to_string).to_vec()
@@ -590,9 +600,7 @@ fn a_cursor_overtaken_by_trimming_records_the_gap() {
 /// the stored cursor on, in order.
 #[test]
 fn on_etcd_one_replica_delivers_and_another_takes_over_when_it_dies() {
-    let own_cluster = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
-    let storage = etcd_flags(&endpoints);
+    let (_own_cluster, storage) = etcd_backend();
     let receiver = Receiver::start();
     let tmp = tempfile::tempdir().unwrap();
     // One data directory for both: on etcd it holds only the auth secret,
@@ -769,9 +777,7 @@ fn concurrent_edits_of_one_endpoint_all_take_effect() {
 /// other's.
 #[test]
 fn on_etcd_concurrent_edits_through_two_replicas_all_take_effect() {
-    let own_cluster = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
-    let storage = etcd_flags(&endpoints);
+    let (_own_cluster, storage) = etcd_backend();
     let receiver = Receiver::start();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -1103,9 +1109,7 @@ fn on_etcd_the_endpoint_limit_holds_across_replicas() {
 
     const LIMIT: usize = 1;
     const ROUNDS: usize = 15;
-    let own_cluster = support::etcd::shared_endpoints().is_none().then(|| support::etcd::EtcdCluster::start(1));
-    let endpoints = own_cluster.as_ref().map(|c| c.endpoints_csv()).or_else(support::etcd::shared_endpoints).unwrap();
-    let storage = etcd_flags(&endpoints);
+    let (_own_cluster, storage) = etcd_backend();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let admin_token = token(&data, "ops", true);
