@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The services the server runs, generated a second time (servers only)
     // over the same messages, except that two responses are `crate::wire`
     // types: a message or its encoding made once and shared (a batch sent to
-    // many watchers, a cached group list), and whose codec starts each
+    // many watchers, a cached group list or first page), and whose codec starts each
     // response stream with a smaller buffer. The bytes on the wire are the
     // proto's; only the server's side of the trait changes. The services
     // above stay as plain as tonic makes them (the benchmark's empty server
@@ -46,6 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&served)
         .extern_path(".convgroups.v1.WatchGroupEventsResponse", "crate::wire::WatchFrame")
         .extern_path(".convgroups.v1.GetConversationGroupListResponse", "crate::wire::GroupListReply")
+        .extern_path(".convgroups.v1.GetConversationListResponse", "crate::wire::ConversationPageReply")
         .extern_path(".convgroups.v1", "crate::pb")
         .codec_path("crate::grpc_codec::ServedCodec")
         .compile_fds(fds)?;

@@ -197,6 +197,9 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// Users whose encoded GetConversationGroupList answer the server keeps.
 pub const DEFAULT_GROUP_LIST_CACHE_USERS: usize = 10_000;
+/// Users whose encoded first page of GetConversationList the server keeps
+/// (a page of 100 is ~10 KB).
+pub const DEFAULT_FIRST_PAGE_CACHE_USERS: usize = 1_000;
 /// Deadline for one unary call on the server side.
 pub const DEFAULT_UNARY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -213,6 +216,11 @@ pub struct ServerSettings {
     /// and reused until their groups change (a few KB each); 0 turns it off.
     #[arg(long, env = "CONVGROUPS_GROUP_LIST_CACHE_USERS", default_value_t = DEFAULT_GROUP_LIST_CACHE_USERS)]
     pub group_list_cache_users: usize,
+    /// Users whose encoded first page of GetConversationList (the last
+    /// filter and page size each asked for) is kept in memory and reused
+    /// until their data changes; sled backend only; 0 turns it off.
+    #[arg(long, env = "CONVGROUPS_FIRST_PAGE_CACHE_USERS", default_value_t = DEFAULT_FIRST_PAGE_CACHE_USERS)]
+    pub first_page_cache_users: usize,
     /// Server-side deadline of a unary call (e.g. 30s).
     #[arg(long, env = "CONVGROUPS_UNARY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
     pub unary_timeout: Duration,
@@ -253,6 +261,7 @@ impl Default for ServerSettings {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             group_list_cache_users: DEFAULT_GROUP_LIST_CACHE_USERS,
+            first_page_cache_users: DEFAULT_FIRST_PAGE_CACHE_USERS,
             unary_timeout: DEFAULT_UNARY_TIMEOUT,
             tls_cert: None,
             tls_key: None,

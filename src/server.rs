@@ -29,7 +29,7 @@ use crate::pb;
 use crate::pb::service::conversation_group_service_server::ConversationGroupServiceServer;
 use crate::pb::service::conversation_service_server::ConversationServiceServer;
 use crate::pb::webhook_service_server::WebhookServiceServer;
-use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl, Gate, RpcMethod};
+use crate::service::{Calls, ConversationGroupServiceImpl, ConversationServiceImpl, Gate, ReadCaches, RpcMethod};
 use crate::store::{RevisionWatch, Store};
 
 /// Service names as health reports them ("" is the server as a whole).
@@ -206,7 +206,7 @@ fn services(
             hub.clone(),
             calls.clone(),
             config.watch.bookmark_interval,
-            server.group_list_cache_users,
+            ReadCaches::new(server.group_list_cache_users, server.first_page_cache_users),
         ))
         .max_decoding_message_size(server.max_request_bytes),
         gate.clone(),

@@ -6,7 +6,8 @@
 //! response that is either a message or that message's encoding, already
 //! made; the server's generated service (see `build.rs` and
 //! [`crate::pb::service`]) takes it where the proto says
-//! `WatchGroupEventsResponse` or `GetConversationGroupListResponse`, and our
+//! `WatchGroupEventsResponse`, `GetConversationGroupListResponse` or
+//! `GetConversationListResponse`, and our
 //! prost codec writes the shared bytes as they are. On the wire nothing
 //! changes: the bytes are exactly the proto message's encoding (prost's own
 //! `encode_to_vec`), so every client decodes them as before.
@@ -31,6 +32,8 @@ pub enum Wire<M> {
 pub type WatchFrame = Wire<pb::WatchGroupEventsResponse>;
 /// The answer of GetConversationGroupList.
 pub type GroupListReply = Wire<pb::GetConversationGroupListResponse>;
+/// The answer of GetConversationList.
+pub type ConversationPageReply = Wire<pb::GetConversationListResponse>;
 
 impl<M: Message> Wire<M> {
     /// Encodes `message` once; the result may be sent any number of times.

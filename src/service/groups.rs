@@ -9,7 +9,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use super::read_cache::GroupListCache;
+use super::read_cache::ReadCaches;
 use super::{convert, finish, watch, Calls};
 use crate::auth::Caller;
 use crate::domain::{ItemResults, UserId};
@@ -18,7 +18,7 @@ use crate::hub::Hub;
 use crate::pb;
 use crate::pb::service::conversation_group_service_server::ConversationGroupService;
 use crate::store::Store;
-use crate::wire::{GroupListReply, WatchFrame};
+use crate::wire::{ConversationPageReply, GroupListReply, WatchFrame};
 
 #[derive(Clone, Debug)]
 pub struct ConversationGroupServiceImpl {
@@ -26,21 +26,14 @@ pub struct ConversationGroupServiceImpl {
     hub: Hub,
     calls: Calls,
     bookmark_interval: Duration,
-    group_lists: Arc<GroupListCache>,
+    caches: Arc<ReadCaches>,
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchFrame, Status>> + Send + 'static>>;
 
 impl ConversationGroupServiceImpl {
-    pub fn new(
-        store: Store,
-        hub: Hub,
-        calls: Calls,
-        bookmark_interval: Duration,
-        group_list_cache_users: usize,
-    ) -> Self {
-        let group_lists = Arc::new(GroupListCache::new(group_list_cache_users));
-        Self { store, hub, calls, bookmark_interval, group_lists }
+    pub fn new(store: Store, hub: Hub, calls: Calls, bookmark_interval: Duration, caches: ReadCaches) -> Self {
+        Self { store, hub, calls, bookmark_interval, caches: Arc::new(caches) }
     }
 
     async fn create(
@@ -91,16 +84,16 @@ impl ConversationGroupServiceImpl {
         // from. On sled that is seen from the stored bytes, with nothing
         // decoded; a read with a `min_revision` beyond the server's revision
         // still takes the full path (which refuses it).
-        let stamp = self.store.group_list_stamp(&user).transpose()?;
+        let stamp = self.store.user_record_stamp(&user).transpose()?;
         if let Some(stamp) = &stamp {
             if req.min_revision.is_none_or(|min| min <= self.store.current_revision()) {
-                if let Some(answer) = self.group_lists.by_stamp(&user, stamp) {
+                if let Some(answer) = self.caches.group_lists.by_stamp(&user, stamp) {
                     return Ok(GroupListReply::encoded(answer));
                 }
             }
         }
         let list = self.store.group_list(&user, req.min_revision).await?;
-        if let Some(answer) = self.group_lists.by_revision(&user, list.revision) {
+        if let Some(answer) = self.caches.group_lists.by_revision(&user, list.revision) {
             return Ok(GroupListReply::encoded(answer));
         }
         let revision = list.revision;
@@ -114,8 +107,8 @@ impl ConversationGroupServiceImpl {
         // did not change in between: records only move forward, so the same
         // bytes after the read mean the list was made from them.
         let stamp =
-            stamp.filter(|before| matches!(self.store.group_list_stamp(&user), Some(Ok(after)) if after == *before));
-        self.group_lists.keep(&user, revision, stamp, answer.clone());
+            stamp.filter(|before| matches!(self.store.user_record_stamp(&user), Some(Ok(after)) if after == *before));
+        self.caches.group_lists.keep(&user, revision, stamp, answer.clone());
         Ok(GroupListReply::encoded(answer))
     }
 
@@ -156,7 +149,7 @@ impl ConversationGroupServiceImpl {
         &self,
         user: UserId,
         req: pb::GetConversationListRequest,
-    ) -> Result<pb::GetConversationListResponse, Error> {
+    ) -> Result<ConversationPageReply, Error> {
         let limits = self.store.limits();
         let filter = convert::filter(req.filter, limits)?;
         let after = convert::decode_page_token(&req.page_token, &filter)?;
@@ -164,15 +157,36 @@ impl ConversationGroupServiceImpl {
             0 => limits.default_page_size,
             n => n.min(limits.max_page_size),
         };
+        // A first page is answered from `read_cache` while the user's record
+        // is the one it was made from (sled: seen from the stored bytes), as
+        // the group list is; a `min_revision` beyond the server's revision
+        // takes the full path, which refuses it.
+        let first_page = after.is_none();
+        let stamp = if first_page { self.store.user_record_stamp(&user).transpose()? } else { None };
+        if let Some(stamp) = &stamp {
+            if req.min_revision.is_none_or(|min| min <= self.store.current_revision()) {
+                if let Some(answer) = self.caches.first_pages.get(&user, stamp, &filter, page_size) {
+                    return Ok(ConversationPageReply::encoded(answer));
+                }
+            }
+        }
         let page = self.store.list_conversations(&user, filter.clone(), page_size, after, req.min_revision).await?;
         let next_page_token =
             page.next_after.as_ref().map(|p| convert::encode_page_token(&filter, p)).unwrap_or_default();
-        Ok(pb::GetConversationListResponse {
+        let answer = ConversationPageReply::encode_once(&pb::GetConversationListResponse {
             conversations: page.conversations.into_iter().map(convert::conversation).collect(),
             is_finished: next_page_token.is_empty(),
             next_page_token,
             revision: page.revision,
-        })
+        });
+        // As for the group list: the page belongs to the stamp read before
+        // it only if the record is the same after.
+        if let Some(before) = stamp {
+            if matches!(self.store.user_record_stamp(&user), Some(Ok(after)) if after == before) {
+                self.caches.first_pages.keep(&user, before, filter, page_size, answer.clone());
+            }
+        }
+        Ok(ConversationPageReply::encoded(answer))
     }
 
     async fn unread(&self, user: UserId, req: pb::GetUnreadCountRequest) -> Result<pb::GetUnreadCountResponse, Error> {
@@ -248,7 +262,7 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
     async fn get_conversation_list(
         &self,
         request: Request<pb::GetConversationListRequest>,
-    ) -> Result<Response<pb::GetConversationListResponse>, Status> {
+    ) -> Result<Response<ConversationPageReply>, Status> {
         self.calls.unary("GetConversationList", request, |user, req| self.list_conversations(user, req)).await
     }
 

@@ -25,6 +25,7 @@ use crate::error::Error;
 
 pub use conversations::ConversationServiceImpl;
 pub use groups::ConversationGroupServiceImpl;
+pub use read_cache::ReadCaches;
 
 /// The method a request is for (the last segment of its path), put into
 /// the request's extensions by the server for the [`Gate`]'s log line.

@@ -504,7 +504,7 @@ impl SledStore {
         self.settled(list, revision).await
     }
 
-    /// Hook for `Store::group_list_stamp`: the user's record as stored,
+    /// Hook for `Store::user_record_stamp`: the user's record as stored,
     /// read inline from sled's cache; None while a reopen is under way.
     pub(super) fn user_record_raw(&self, user: &UserId) -> Option<Result<Option<sled::IVec>, Error>> {
         self.inner.try_trees().map(|trees| Ok(trees.kv.get(keys::sled_key(Table::Users, &keys::user_prefix(user)))?))

@@ -364,7 +364,7 @@ impl Store {
     /// The stamp of the user's stored record, when reading it is one local
     /// get (sled, not reopening); None otherwise (etcd: a read is a round
     /// trip). For `service::read_cache`.
-    pub fn group_list_stamp(&self, user: &UserId) -> Option<Result<RecordStamp, Error>> {
+    pub fn user_record_stamp(&self, user: &UserId) -> Option<Result<RecordStamp, Error>> {
         match self {
             Store::Sled(s) => s
                 .user_record_raw(user)

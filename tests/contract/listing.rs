@@ -513,3 +513,120 @@ async fn group_unread_count_excludes_muted_members() {
     assert_eq!(group(&mut gc, "G").await.unwrap().unread_count, 1010);
     assert_eq!(unread(&mut gc, None).await.unwrap(), 1013);
 }
+
+/// One step of [`first_pages_agree_cached_or_not`], applied to a server.
+#[derive(Clone, Copy)]
+enum Step {
+    Upsert(&'static str, Option<&'static str>, Option<u32>, Option<bool>, Option<u64>),
+    Create(&'static str, &'static [&'static str]),
+    Add(&'static str, &'static [&'static str]),
+    Remove(&'static str, &'static [&'static str]),
+    Rename(&'static str, &'static str),
+    DeleteGroup(&'static str),
+    DeleteConversation(&'static str),
+    /// An admin acting for the user.
+    AdminCreate(&'static str, &'static [&'static str]),
+}
+
+async fn apply(s: &TestServer, step: Step) {
+    let mut gc = s.group_client("alice");
+    let mut cc = s.conv_client("alice");
+    match step {
+        Step::Upsert(id, name, unread, pinned, key) => {
+            let u = ConversationUpdate {
+                show_name: name.map(str::to_string),
+                unread_count: unread,
+                is_pinned: pinned,
+                order_key: key,
+                ..update(id)
+            };
+            upsert_ok(&mut cc, vec![u]).await;
+        }
+        Step::Create(name, ids) => drop(create(&mut gc, name, ids).await.unwrap()),
+        Step::Add(name, ids) => drop(add(&mut gc, name, ids).await.unwrap()),
+        Step::Remove(name, ids) => drop(remove(&mut gc, name, ids).await.unwrap()),
+        Step::Rename(old, new) => drop(rename(&mut gc, old, new).await.unwrap()),
+        Step::DeleteGroup(name) => drop(delete_group(&mut gc, name).await.unwrap()),
+        Step::DeleteConversation(id) => drop(delete_convs(&mut cc, &[id]).await.unwrap()),
+        Step::AdminCreate(name, ids) => {
+            drop(create(&mut s.admin_group_client(Some("alice")), name, ids).await.unwrap())
+        }
+    }
+}
+
+/// A first page without the times the two servers stamp independently, or
+/// the refusal's code.
+async fn first_page(
+    gc: &mut GroupClient,
+    filter: &ConversationFilter,
+    size: u32,
+) -> Result<GetConversationListResponse, Code> {
+    let mut page = list_page(gc, Some(filter.clone()), size, "").await.map_err(|status| status.code())?;
+    for c in &mut page.conversations {
+        c.update_time = None;
+    }
+    Ok(page)
+}
+
+/// First pages of GetConversationList are answered from a cache of encoded
+/// pages per user (`--first-page-cache-users`, sled): after every kind of
+/// change, every first page — each filter and page size read twice, so the
+/// second is answered from the cache where there is one — is the page a
+/// server without the cache gives after the same steps; with the cache
+/// holding one user, and off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_pages_agree_cached_or_not() {
+    let steps = [
+        Step::Upsert("C2Cann", Some("Ann"), Some(2), None, Some(5)),
+        Step::Upsert("C2Cbob", Some("Bob"), None, None, Some(9)),
+        Step::Create("A", &["C2Cann", "C2Ccid"]),
+        Step::Upsert("C2Cann", Some("Annie"), None, None, None),
+        Step::Upsert("C2Ccid", None, Some(4), Some(true), None),
+        Step::Add("A", &["C2Cbob"]),
+        Step::AdminCreate("B", &["C2Cbob", "C2Cdan"]),
+        Step::Rename("A", "A2"),
+        Step::Upsert("C2Cbob", None, Some(0), None, Some(1)),
+        Step::Remove("A2", &["C2Cann"]),
+        Step::DeleteConversation("C2Ccid"),
+        Step::DeleteGroup("B"),
+        Step::Upsert("C2Cdan", Some("Dan"), None, Some(true), Some(7)),
+    ];
+    let filters =
+        [filter(), in_group("A"), in_group("A2"), ConversationFilter { has_unread_count: Some(true), ..filter() }];
+    let reference = TestServer::start_with(|c| c.server.first_page_cache_users = 0).await;
+    let mut cached = Vec::new();
+    for users in [1000, 1] {
+        cached.push((users, TestServer::start_with(|c| c.server.first_page_cache_users = users).await));
+    }
+    let mut expected_gc = reference.group_client("alice");
+    for (i, step) in steps.into_iter().enumerate() {
+        apply(&reference, step).await;
+        for (_, s) in &cached {
+            apply(s, step).await;
+        }
+        // Every other step reads the combinations backwards, so the first
+        // read after a step asks for the page the cache kept before it: a
+        // page served from a stale entry would show.
+        let mut combinations: Vec<(&ConversationFilter, u32)> =
+            filters.iter().flat_map(|f| [(f, 2), (f, 100)]).collect();
+        if i % 2 == 1 {
+            combinations.reverse();
+        }
+        for (f, size) in combinations {
+            // A group filter naming a missing group is an error on both.
+            let expected = first_page(&mut expected_gc, f, size).await;
+            for (users, s) in &cached {
+                let mut gc = s.group_client("alice");
+                for read in ["first", "second"] {
+                    let got = first_page(&mut gc, f, size).await;
+                    assert_eq!(got, expected, "step {i}, cache {users}, {f:?} size {size}, {read} read");
+                }
+            }
+        }
+    }
+    // Another user never gets alice's page.
+    for (users, s) in &cached {
+        let page = first_page(&mut s.group_client("bob"), &filter(), 100).await.unwrap();
+        assert!(page.conversations.is_empty(), "cache {users}: bob's page is his own");
+    }
+}
