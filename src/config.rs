@@ -1,6 +1,8 @@
 //! Settings of `convgroups serve`: every one is a flag with a `CONVGROUPS_*`
 //! environment variable, a key of the settings file (`--config`, see
-//! [`crate::settings_file`]) and a documented default (`DEFAULT_*` below).
+//! [`crate::settings_file`]) and a documented default (`DEFAULT_*` below),
+//! written once: durations as the text `--help` shows, which clap and the
+//! `Default` impls both parse.
 //! The README's settings table lists the same names.
 
 use std::net::SocketAddr;
@@ -38,17 +40,26 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const DEFAULT_MAX_PAGE_SIZE: usize = 1000;
 
 /// Idle-stream bookmark period.
-pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_BOOKMARK_INTERVAL: &str = "10s";
 /// Events younger than this are never trimmed.
-pub const DEFAULT_RETAIN_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const DEFAULT_RETAIN_FOR: &str = "7d";
 /// The newest events of each user that are never trimmed.
 pub const DEFAULT_RETAIN_EVENTS_PER_USER: u64 = 10_000;
 /// How often background trimming of the event log runs.
-pub const DEFAULT_COMPACT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_COMPACT_INTERVAL: &str = "1m";
 /// Open watch streams on the whole server.
 pub const DEFAULT_MAX_WATCHERS: usize = 100_000;
 /// Open watch streams per user.
 pub const DEFAULT_MAX_WATCHERS_PER_USER: usize = 100;
+
+/// The value of a duration default. Each default is written once, as the
+/// text `--help` shows (`DEFAULT_RETAIN_FOR = "7d"`), and clap parses that
+/// same text when the flag is not given; `Default` impls read it here. A
+/// default that does not parse fails every test that builds a `Config`
+/// (see `tests::defaults_are_what_clap_parses`).
+fn default_duration(text: &str) -> Duration {
+    humantime::parse_duration(text).unwrap_or_else(|e| panic!("the default duration {text:?}: {e}"))
+}
 
 /// A duration that must be more than zero: a zero interval would make a
 /// timer spin (or, in tokio, panic) and a zero timeout would fail every call.
@@ -143,16 +154,16 @@ impl Default for Limits {
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
 pub struct WatchSettings {
     /// Bookmark period on an idle watch stream (e.g. 10s).
-    #[arg(long, env = "CONVGROUPS_BOOKMARK_INTERVAL", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_BOOKMARK_INTERVAL", default_value = DEFAULT_BOOKMARK_INTERVAL, value_parser = positive_duration)]
     pub bookmark_interval: Duration,
     /// Keep every event at least this long (e.g. 7d).
-    #[arg(long, env = "CONVGROUPS_RETAIN_FOR", default_value = "7d", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_RETAIN_FOR", default_value = DEFAULT_RETAIN_FOR, value_parser = humantime::parse_duration)]
     pub retain_for: Duration,
     /// Keep at least this many of each user's newest events.
     #[arg(long, env = "CONVGROUPS_RETAIN_EVENTS_PER_USER", default_value_t = DEFAULT_RETAIN_EVENTS_PER_USER)]
     pub retain_events_per_user: u64,
     /// How often the event log is trimmed in the background (e.g. 1m).
-    #[arg(long, env = "CONVGROUPS_COMPACT_INTERVAL", default_value = "1m", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_COMPACT_INTERVAL", default_value = DEFAULT_COMPACT_INTERVAL, value_parser = positive_duration)]
     pub compact_interval: Duration,
     /// Open watch streams on the whole server.
     #[arg(long, env = "CONVGROUPS_MAX_WATCHERS", default_value_t = DEFAULT_MAX_WATCHERS)]
@@ -165,10 +176,10 @@ pub struct WatchSettings {
 impl Default for WatchSettings {
     fn default() -> Self {
         Self {
-            bookmark_interval: DEFAULT_BOOKMARK_INTERVAL,
-            retain_for: DEFAULT_RETAIN_FOR,
+            bookmark_interval: default_duration(DEFAULT_BOOKMARK_INTERVAL),
+            retain_for: default_duration(DEFAULT_RETAIN_FOR),
             retain_events_per_user: DEFAULT_RETAIN_EVENTS_PER_USER,
-            compact_interval: DEFAULT_COMPACT_INTERVAL,
+            compact_interval: default_duration(DEFAULT_COMPACT_INTERVAL),
             max_watchers: DEFAULT_MAX_WATCHERS,
             max_watchers_per_user: DEFAULT_MAX_WATCHERS_PER_USER,
         }
@@ -176,19 +187,19 @@ impl Default for WatchSettings {
 }
 
 /// How long shutdown waits for in-flight calls before it stops anyway.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const DEFAULT_SHUTDOWN_GRACE: &str = "10s";
 /// HTTP/2 streams one connection may have open at once: one client
 /// connection may carry thousands of watch streams.
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 16_384;
 /// HTTP/2 PING period on idle connections, so dead peers of long-lived watch
 /// streams are noticed and their resources freed.
-pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_HTTP2_KEEPALIVE_INTERVAL: &str = "30s";
 /// How long a keepalive PING may go unanswered before the connection closes.
-pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HTTP2_KEEPALIVE_TIMEOUT: &str = "10s";
 /// While storage is failing, how often the server probes the data directory
 /// (a 1 MiB write, fsync and delete) and, once that works, reopens the
 /// database.
-pub const DEFAULT_STORAGE_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+pub const DEFAULT_STORAGE_RETRY_INTERVAL: &str = "500ms";
 
 /// Largest request message accepted, in bytes (tonic's default too).
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -201,7 +212,7 @@ pub const DEFAULT_GROUP_LIST_CACHE_USERS: usize = 10_000;
 /// (a page of 100 is ~10 KB).
 pub const DEFAULT_FIRST_PAGE_CACHE_USERS: usize = 1_000;
 /// Deadline for one unary call on the server side.
-pub const DEFAULT_UNARY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_UNARY_TIMEOUT: &str = "30s";
 
 /// Transport and lifecycle settings.
 #[derive(Args, Debug, Clone, PartialEq, Eq)]
@@ -222,7 +233,7 @@ pub struct ServerSettings {
     #[arg(long, env = "CONVGROUPS_FIRST_PAGE_CACHE_USERS", default_value_t = DEFAULT_FIRST_PAGE_CACHE_USERS)]
     pub first_page_cache_users: usize,
     /// Server-side deadline of a unary call (e.g. 30s).
-    #[arg(long, env = "CONVGROUPS_UNARY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_UNARY_TIMEOUT", default_value = DEFAULT_UNARY_TIMEOUT, value_parser = positive_duration)]
     pub unary_timeout: Duration,
     /// PEM certificate chain; with --tls-key, serve TLS only.
     #[arg(long, env = "CONVGROUPS_TLS_CERT", requires = "tls_key")]
@@ -238,20 +249,20 @@ pub struct ServerSettings {
     #[arg(long, env = "CONVGROUPS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// How long shutdown waits for in-flight calls (e.g. 10s).
-    #[arg(long, env = "CONVGROUPS_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// HTTP/2 streams per connection.
     #[arg(long, env = "CONVGROUPS_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, value_parser = clap::value_parser!(u32).range(1..))]
     pub http2_max_concurrent_streams: u32,
     /// HTTP/2 keepalive PING period (e.g. 30s).
-    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_INTERVAL", default_value = DEFAULT_HTTP2_KEEPALIVE_INTERVAL, value_parser = positive_duration)]
     pub http2_keepalive_interval: Duration,
     /// How long a keepalive PING may go unanswered (e.g. 10s).
-    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_HTTP2_KEEPALIVE_TIMEOUT", default_value = DEFAULT_HTTP2_KEEPALIVE_TIMEOUT, value_parser = positive_duration)]
     pub http2_keepalive_timeout: Duration,
     /// While storage is failing, how often to probe the data directory and
     /// try to reopen the database (e.g. 500ms).
-    #[arg(long, env = "CONVGROUPS_STORAGE_RETRY_INTERVAL", default_value = "500ms", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_STORAGE_RETRY_INTERVAL", default_value = DEFAULT_STORAGE_RETRY_INTERVAL, value_parser = positive_duration)]
     pub storage_retry_interval: Duration,
 }
 
@@ -262,16 +273,16 @@ impl Default for ServerSettings {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             group_list_cache_users: DEFAULT_GROUP_LIST_CACHE_USERS,
             first_page_cache_users: DEFAULT_FIRST_PAGE_CACHE_USERS,
-            unary_timeout: DEFAULT_UNARY_TIMEOUT,
+            unary_timeout: default_duration(DEFAULT_UNARY_TIMEOUT),
             tls_cert: None,
             tls_key: None,
             cors_allow_origin: Vec::new(),
             metrics_listen: None,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            shutdown_grace: default_duration(DEFAULT_SHUTDOWN_GRACE),
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
-            http2_keepalive_interval: DEFAULT_HTTP2_KEEPALIVE_INTERVAL,
-            http2_keepalive_timeout: DEFAULT_HTTP2_KEEPALIVE_TIMEOUT,
-            storage_retry_interval: DEFAULT_STORAGE_RETRY_INTERVAL,
+            http2_keepalive_interval: default_duration(DEFAULT_HTTP2_KEEPALIVE_INTERVAL),
+            http2_keepalive_timeout: default_duration(DEFAULT_HTTP2_KEEPALIVE_TIMEOUT),
+            storage_retry_interval: default_duration(DEFAULT_STORAGE_RETRY_INTERVAL),
         }
     }
 }
@@ -357,14 +368,14 @@ pub enum Backend {
 pub const DEFAULT_ETCD_PREFIX: &str = "/convgroups/";
 /// How long one etcd request may take before the replica tries another
 /// member (a stopped member accepts connections but never answers).
-pub const DEFAULT_ETCD_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_ETCD_REQUEST_TIMEOUT: &str = "2s";
 /// How long a mutation or read keeps trying other members before it fails
 /// with STORAGE_UNAVAILABLE.
-pub const DEFAULT_ETCD_RETRY_FOR: Duration = Duration::from_secs(5);
+pub const DEFAULT_ETCD_RETRY_FOR: &str = "5s";
 /// How often each replica writes its heartbeat key, which its change feed
 /// must see come back: it bounds how stale an idle stream's bookmark is and
 /// how soon a dead feed is noticed.
-pub const DEFAULT_ETCD_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_ETCD_HEARTBEAT_INTERVAL: &str = "1s";
 /// Users' records an etcd replica keeps for reads with `min_revision`.
 pub const DEFAULT_ETCD_READ_CACHE_USERS: usize = 10_000;
 
@@ -381,13 +392,13 @@ pub struct StorageSettings {
     #[arg(long, env = "CONVGROUPS_ETCD_PREFIX", default_value = DEFAULT_ETCD_PREFIX)]
     pub etcd_prefix: String,
     /// Time one etcd request may take before another member is tried.
-    #[arg(long, env = "CONVGROUPS_ETCD_REQUEST_TIMEOUT", default_value = "2s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_ETCD_REQUEST_TIMEOUT", default_value = DEFAULT_ETCD_REQUEST_TIMEOUT, value_parser = positive_duration)]
     pub etcd_request_timeout: Duration,
     /// How long an etcd call keeps trying members before failing.
-    #[arg(long, env = "CONVGROUPS_ETCD_RETRY_FOR", default_value = "5s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_ETCD_RETRY_FOR", default_value = DEFAULT_ETCD_RETRY_FOR, value_parser = positive_duration)]
     pub etcd_retry_for: Duration,
     /// How often the replica writes its heartbeat through its change feed.
-    #[arg(long, env = "CONVGROUPS_ETCD_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_ETCD_HEARTBEAT_INTERVAL", default_value = DEFAULT_ETCD_HEARTBEAT_INTERVAL, value_parser = positive_duration)]
     pub etcd_heartbeat_interval: Duration,
     /// Users' records a replica keeps in memory to answer
     /// GetConversationGroupList with `min_revision` without asking etcd
@@ -402,26 +413,24 @@ impl Default for StorageSettings {
             backend: Backend::Sled,
             etcd_endpoints: Vec::new(),
             etcd_prefix: DEFAULT_ETCD_PREFIX.into(),
-            etcd_request_timeout: DEFAULT_ETCD_REQUEST_TIMEOUT,
-            etcd_retry_for: DEFAULT_ETCD_RETRY_FOR,
-            etcd_heartbeat_interval: DEFAULT_ETCD_HEARTBEAT_INTERVAL,
+            etcd_request_timeout: default_duration(DEFAULT_ETCD_REQUEST_TIMEOUT),
+            etcd_retry_for: default_duration(DEFAULT_ETCD_RETRY_FOR),
+            etcd_heartbeat_interval: default_duration(DEFAULT_ETCD_HEARTBEAT_INTERVAL),
             etcd_read_cache_users: DEFAULT_ETCD_READ_CACHE_USERS,
         }
     }
 }
 
-/// How often the `--auth-jwks-file` is re-read; a changed file's keys are
-/// used from then on (SIGHUP re-reads it at once).
-pub const DEFAULT_WEBHOOK_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_WEBHOOK_REQUEST_TIMEOUT: &str = "10s";
 pub const DEFAULT_WEBHOOK_MAX_RESPONSE_BYTES: usize = 64 * 1024;
-pub const DEFAULT_WEBHOOK_RETRY_INITIAL: Duration = Duration::from_secs(1);
-pub const DEFAULT_WEBHOOK_RETRY_MAX: Duration = Duration::from_secs(10 * 60);
+pub const DEFAULT_WEBHOOK_RETRY_INITIAL: &str = "1s";
+pub const DEFAULT_WEBHOOK_RETRY_MAX: &str = "10m";
 pub const DEFAULT_WEBHOOK_FAILING_AFTER: u32 = 5;
-pub const DEFAULT_WEBHOOK_ROTATION_GRACE: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_WEBHOOK_ROTATION_GRACE: &str = "24h";
 pub const DEFAULT_WEBHOOK_MAX_ENDPOINTS: usize = 100;
-pub const DEFAULT_WEBHOOK_SCAN_INTERVAL: Duration = Duration::from_secs(2);
-pub const DEFAULT_WEBHOOK_LEASE_TTL: Duration = Duration::from_secs(10);
-pub const DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_WEBHOOK_SCAN_INTERVAL: &str = "2s";
+pub const DEFAULT_WEBHOOK_LEASE_TTL: &str = "10s";
+pub const DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL: &str = "10s";
 /// Longest `--webhook-cursor-save-interval`: a cursor stored this late is
 /// read again after a restart, and one that trimming (`--retain-for`)
 /// overtook meanwhile records a gap of revisions that held nothing for the
@@ -444,17 +453,17 @@ pub struct WebhookSettings {
     pub webhook_allow_private: bool,
     /// Time for one delivery attempt: lookup, connect, TLS, request and
     /// answer. Past it the attempt failed and is retried.
-    #[arg(long, env = "CONVGROUPS_WEBHOOK_REQUEST_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_REQUEST_TIMEOUT", default_value = DEFAULT_WEBHOOK_REQUEST_TIMEOUT, value_parser = positive_duration)]
     pub webhook_request_timeout: Duration,
     /// Bytes of a receiver's answer that are read (and dropped); the rest is
     /// not read at all.
     #[arg(long, env = "CONVGROUPS_WEBHOOK_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_WEBHOOK_MAX_RESPONSE_BYTES)]
     pub webhook_max_response_bytes: usize,
     /// Wait before the first retry; doubled per failure (with jitter).
-    #[arg(long, env = "CONVGROUPS_WEBHOOK_RETRY_INITIAL", default_value = "1s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_RETRY_INITIAL", default_value = DEFAULT_WEBHOOK_RETRY_INITIAL, value_parser = positive_duration)]
     pub webhook_retry_initial: Duration,
     /// Longest wait between retries.
-    #[arg(long, env = "CONVGROUPS_WEBHOOK_RETRY_MAX", default_value = "10m", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_RETRY_MAX", default_value = DEFAULT_WEBHOOK_RETRY_MAX, value_parser = positive_duration)]
     pub webhook_retry_max: Duration,
     /// Failed attempts in a row after which an endpoint is FAILING (it keeps
     /// retrying and keeps its cursor).
@@ -462,25 +471,25 @@ pub struct WebhookSettings {
     pub webhook_failing_after: u32,
     /// How long the previous secrets keep signing after RotateWebhookSecret
     /// (unless the call says otherwise).
-    #[arg(long, env = "CONVGROUPS_WEBHOOK_ROTATION_GRACE", default_value = "24h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_ROTATION_GRACE", default_value = DEFAULT_WEBHOOK_ROTATION_GRACE, value_parser = humantime::parse_duration)]
     pub webhook_rotation_grace: Duration,
     /// Endpoints that may be registered.
     #[arg(long, env = "CONVGROUPS_WEBHOOK_MAX_ENDPOINTS", default_value_t = DEFAULT_WEBHOOK_MAX_ENDPOINTS, value_parser = positive_count)]
     pub webhook_max_endpoints: usize,
     /// How often a server looks for endpoints it should deliver (created,
     /// changed or left without a sender on another replica).
-    #[arg(long, env = "CONVGROUPS_WEBHOOK_SCAN_INTERVAL", default_value = "2s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_SCAN_INTERVAL", default_value = DEFAULT_WEBHOOK_SCAN_INTERVAL, value_parser = positive_duration)]
     pub webhook_scan_interval: Duration,
     /// etcd backend: time-to-live of a replica's claim on an endpoint; a
     /// replica that dies is replaced after at most this long.
-    #[arg(long, env = "CONVGROUPS_WEBHOOK_LEASE_TTL", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_LEASE_TTL", default_value = DEFAULT_WEBHOOK_LEASE_TTL, value_parser = positive_duration)]
     pub webhook_lease_ttl: Duration,
     /// How often a cursor that only moved past revisions with nothing for
     /// the endpoint (other users' batches, filtered-out kinds, etcd
     /// heartbeats) is stored; a cursor that moved past a delivery is stored
     /// at once. Later is safe: after a restart those revisions are read and
     /// filtered again. At most 1h.
-    #[arg(long, env = "CONVGROUPS_WEBHOOK_CURSOR_SAVE_INTERVAL", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_WEBHOOK_CURSOR_SAVE_INTERVAL", default_value = DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL, value_parser = positive_duration)]
     pub webhook_cursor_save_interval: Duration,
     /// Gaps (revision ranges trimmed before they were delivered) kept per
     /// endpoint and shown by GetWebhook; the oldest go first. The gap metric
@@ -497,16 +506,16 @@ impl Default for WebhookSettings {
     fn default() -> Self {
         Self {
             webhook_allow_private: false,
-            webhook_request_timeout: DEFAULT_WEBHOOK_REQUEST_TIMEOUT,
+            webhook_request_timeout: default_duration(DEFAULT_WEBHOOK_REQUEST_TIMEOUT),
             webhook_max_response_bytes: DEFAULT_WEBHOOK_MAX_RESPONSE_BYTES,
-            webhook_retry_initial: DEFAULT_WEBHOOK_RETRY_INITIAL,
-            webhook_retry_max: DEFAULT_WEBHOOK_RETRY_MAX,
+            webhook_retry_initial: default_duration(DEFAULT_WEBHOOK_RETRY_INITIAL),
+            webhook_retry_max: default_duration(DEFAULT_WEBHOOK_RETRY_MAX),
             webhook_failing_after: DEFAULT_WEBHOOK_FAILING_AFTER,
-            webhook_rotation_grace: DEFAULT_WEBHOOK_ROTATION_GRACE,
+            webhook_rotation_grace: default_duration(DEFAULT_WEBHOOK_ROTATION_GRACE),
             webhook_max_endpoints: DEFAULT_WEBHOOK_MAX_ENDPOINTS,
-            webhook_scan_interval: DEFAULT_WEBHOOK_SCAN_INTERVAL,
-            webhook_lease_ttl: DEFAULT_WEBHOOK_LEASE_TTL,
-            webhook_cursor_save_interval: DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL,
+            webhook_scan_interval: default_duration(DEFAULT_WEBHOOK_SCAN_INTERVAL),
+            webhook_lease_ttl: default_duration(DEFAULT_WEBHOOK_LEASE_TTL),
+            webhook_cursor_save_interval: default_duration(DEFAULT_WEBHOOK_CURSOR_SAVE_INTERVAL),
             webhook_max_gaps: DEFAULT_WEBHOOK_MAX_GAPS,
             webhook_ca_file: None,
         }
@@ -550,7 +559,9 @@ impl WebhookSettings {
     }
 }
 
-pub const DEFAULT_AUTH_JWKS_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the `--auth-jwks-file` is re-read; a changed file's keys are
+/// used from then on (SIGHUP re-reads it at once).
+pub const DEFAULT_AUTH_JWKS_RELOAD_INTERVAL: &str = "5s";
 /// The claim that names the user of a public-key token.
 pub const DEFAULT_AUTH_USER_CLAIM: &str = "sub";
 /// The claim that makes a public-key token an admin token (`true`), as the
@@ -591,7 +602,7 @@ pub struct AuthKeySettings {
     #[arg(long, env = "CONVGROUPS_AUTH_ADMIN_CLAIM", default_value = DEFAULT_AUTH_ADMIN_CLAIM)]
     pub auth_admin_claim: String,
     /// How often --auth-jwks-file is checked for changes (e.g. 5s).
-    #[arg(long, env = "CONVGROUPS_AUTH_JWKS_RELOAD_INTERVAL", default_value = "5s", value_parser = positive_duration)]
+    #[arg(long, env = "CONVGROUPS_AUTH_JWKS_RELOAD_INTERVAL", default_value = DEFAULT_AUTH_JWKS_RELOAD_INTERVAL, value_parser = positive_duration)]
     pub auth_jwks_reload_interval: Duration,
 }
 
@@ -611,7 +622,7 @@ impl Default for AuthKeySettings {
             auth_audience: None,
             auth_user_claim: DEFAULT_AUTH_USER_CLAIM.into(),
             auth_admin_claim: DEFAULT_AUTH_ADMIN_CLAIM.into(),
-            auth_jwks_reload_interval: DEFAULT_AUTH_JWKS_RELOAD_INTERVAL,
+            auth_jwks_reload_interval: default_duration(DEFAULT_AUTH_JWKS_RELOAD_INTERVAL),
         }
     }
 }
@@ -672,5 +683,38 @@ impl Config {
             webhooks: WebhookSettings::default(),
             log: LogSettings::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches, Parser};
+
+    use super::*;
+
+    #[derive(Parser, Debug)]
+    struct Serve {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    /// What clap gives with no flag (and no environment) is what the
+    /// `Default` impls give: each default is written once and read the same
+    /// way by both.
+    #[test]
+    fn defaults_are_what_clap_parses() {
+        let command = Serve::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(["serve"]).expect("the defaults parse");
+        let parsed = Serve::from_arg_matches(&matches).expect("the defaults parse").config;
+        let defaults = Config::new(DEFAULT_DATA_DIR);
+        assert_eq!(parsed.listen, defaults.listen);
+        assert_eq!(parsed.data_dir, defaults.data_dir);
+        assert_eq!(parsed.auth_keys, defaults.auth_keys);
+        assert_eq!(parsed.storage, defaults.storage);
+        assert_eq!(parsed.limits, defaults.limits);
+        assert_eq!(parsed.watch, defaults.watch);
+        assert_eq!(parsed.server, defaults.server);
+        assert_eq!(parsed.webhooks, defaults.webhooks);
+        assert_eq!(parsed.log, defaults.log);
     }
 }
