@@ -51,6 +51,17 @@ pub const DEFAULT_COMPACT_INTERVAL: &str = "1m";
 pub const DEFAULT_MAX_WATCHERS: usize = 100_000;
 /// Open watch streams per user.
 pub const DEFAULT_MAX_WATCHERS_PER_USER: usize = 100;
+/// Batches each user's live ring holds before a watcher that fell behind
+/// is told it lagged (and reads the rest from the log). A user's mutations
+/// are rarely bursty; the log covers the rest.
+pub const DEFAULT_WATCH_USER_RING: usize = 256;
+/// Batches the ring of `all_users` watchers holds (every user's changes
+/// pass through it).
+pub const DEFAULT_WATCH_ALL_USERS_RING: usize = 4096;
+/// Largest ring (either kind). A ring's slots are allocated when it is
+/// made, each user's with its first watcher, so a typo such as 1e9 would
+/// take gigabytes per user.
+pub const MAX_WATCH_RING: usize = 1 << 20;
 
 /// The value of a duration default. Each default is written once, as the
 /// text `--help` shows (`DEFAULT_RETAIN_FOR = "7d"`), and clap parses that
@@ -78,6 +89,16 @@ fn positive_count(value: &str) -> Result<usize, String> {
         return Err("must be at least 1".into());
     }
     Ok(count)
+}
+
+/// A live-ring size: at least 1 (a ring of none holds nothing) and at most
+/// [`MAX_WATCH_RING`].
+fn ring_size(value: &str) -> Result<usize, String> {
+    let size = positive_count(value)?;
+    if size > MAX_WATCH_RING {
+        return Err(format!("{size} is more than the most allowed, {MAX_WATCH_RING}"));
+    }
+    Ok(size)
 }
 
 /// The rules of groups and conversations that a request is checked against.
@@ -171,6 +192,15 @@ pub struct WatchSettings {
     /// Open watch streams per user.
     #[arg(long, env = "CONVGROUPS_MAX_WATCHERS_PER_USER", default_value_t = DEFAULT_MAX_WATCHERS_PER_USER)]
     pub max_watchers_per_user: usize,
+    /// Batches each user's live ring holds; a watcher further behind reads
+    /// the rest from the event log (and counts in
+    /// convgroups_watch_lagged_total). At most 1048576.
+    #[arg(long, env = "CONVGROUPS_WATCH_USER_RING", default_value_t = DEFAULT_WATCH_USER_RING, value_parser = ring_size)]
+    pub watch_user_ring: usize,
+    /// Batches the live ring of all_users watchers holds (every user's
+    /// changes pass through it). At most 1048576.
+    #[arg(long, env = "CONVGROUPS_WATCH_ALL_USERS_RING", default_value_t = DEFAULT_WATCH_ALL_USERS_RING, value_parser = ring_size)]
+    pub watch_all_users_ring: usize,
 }
 
 impl Default for WatchSettings {
@@ -182,6 +212,8 @@ impl Default for WatchSettings {
             compact_interval: default_duration(DEFAULT_COMPACT_INTERVAL),
             max_watchers: DEFAULT_MAX_WATCHERS,
             max_watchers_per_user: DEFAULT_MAX_WATCHERS_PER_USER,
+            watch_user_ring: DEFAULT_WATCH_USER_RING,
+            watch_all_users_ring: DEFAULT_WATCH_ALL_USERS_RING,
         }
     }
 }
@@ -716,5 +748,13 @@ mod tests {
         assert_eq!(parsed.server, defaults.server);
         assert_eq!(parsed.webhooks, defaults.webhooks);
         assert_eq!(parsed.log, defaults.log);
+    }
+
+    #[test]
+    fn ring_sizes_are_bounded() {
+        assert_eq!(ring_size("1"), Ok(1));
+        assert_eq!(ring_size(&MAX_WATCH_RING.to_string()), Ok(MAX_WATCH_RING));
+        assert!(ring_size("0").unwrap_err().contains("at least 1"));
+        assert!(ring_size(&(MAX_WATCH_RING + 1).to_string()).unwrap_err().contains("most allowed, 1048576"));
     }
 }

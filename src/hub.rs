@@ -2,9 +2,10 @@
 //!
 //! The store publishes each batch once it is durable, in revision order.
 //! Publishing never waits for a watcher: each user has a bounded broadcast
-//! ring (and `all_users` watchers share one), and a watcher that falls
-//! behind its ring learns so (`Lagged`) and catches up from the stored log
-//! instead of slowing anyone down.
+//! ring (`--watch-user-ring`; `all_users` watchers share one,
+//! `--watch-all-users-ring`), and a watcher that falls behind its ring
+//! learns so (`Lagged`) and catches up from the stored log instead of
+//! slowing anyone down; the hub counts those ([`Hub::lagged`]).
 //!
 //! Each batch travels as a [`Delivery`]: the batch and its encodings, made
 //! once by the first watcher that needs each and shared by every other
@@ -17,18 +18,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use prost::bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 
+use crate::config::WatchSettings;
 use crate::domain::{EventBatch, Scope, UserId};
 use crate::error::Error;
 
-/// Batches a per-user ring holds before a slow watcher is told it lagged.
-/// A user's mutations are rarely bursty; the log covers the rest.
-pub const DEFAULT_USER_RING: usize = 256;
-/// Batches the all-users ring holds (every user's changes pass through it).
-pub const DEFAULT_ALL_USERS_RING: usize = 4096;
+/// A lagging watcher is logged at most once per this long, with how many
+/// lagged since the last line: a burst of writes can make thousands lag at
+/// once, and one line each would bury the log (the metric counts them all).
+pub const LAG_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A published batch with the encodings watchers made of it.
 pub struct Delivery {
@@ -81,6 +83,10 @@ struct Inner {
     watchers: AtomicUsize,
     max_watchers: usize,
     max_watchers_per_user: usize,
+    /// Capacity of each user's ring (`--watch-user-ring`).
+    user_ring: usize,
+    /// Watchers that lagged, for the rate-limited warning.
+    lagged: Mutex<LagWarnings>,
     closing: watch::Sender<bool>,
     /// Bumped when the server lost its storage (the etcd backend's change
     /// feed): every open stream ends with its resume revision.
@@ -100,8 +106,9 @@ impl std::fmt::Debug for Hub {
 }
 
 impl Hub {
-    pub fn new(max_watchers: usize, max_watchers_per_user: usize) -> Self {
-        let (all, _) = broadcast::channel(DEFAULT_ALL_USERS_RING);
+    /// A hub with the watcher limits and ring sizes of `settings`.
+    pub fn new(settings: &WatchSettings) -> Self {
+        let (all, _) = broadcast::channel(settings.watch_all_users_ring);
         let (closing, _) = watch::channel(false);
         let (interruptions, _) = watch::channel(0);
         Self {
@@ -111,8 +118,10 @@ impl Hub {
                 bookmark: Mutex::new(None),
                 published: AtomicU64::new(0),
                 watchers: AtomicUsize::new(0),
-                max_watchers,
-                max_watchers_per_user,
+                max_watchers: settings.max_watchers,
+                max_watchers_per_user: settings.max_watchers_per_user,
+                user_ring: settings.watch_user_ring,
+                lagged: Mutex::new(LagWarnings::default()),
                 closing,
                 interruptions,
             }),
@@ -179,7 +188,7 @@ impl Hub {
                 }
                 let channel = users
                     .entry(user.clone())
-                    .or_insert_with(|| UserChannel { tx: broadcast::channel(DEFAULT_USER_RING).0, watchers: 0 });
+                    .or_insert_with(|| UserChannel { tx: broadcast::channel(self.inner.user_ring).0, watchers: 0 });
                 channel.watchers += 1;
                 channel.tx.subscribe()
             }
@@ -200,6 +209,22 @@ impl Hub {
                 *last = Some((revision, bytes.clone()));
                 bytes
             }
+        }
+    }
+
+    /// A watcher fell behind its ring by `missed` batches (and reads them
+    /// from the log): counted in `convgroups_watch_lagged_total`, and logged
+    /// at most once per [`LAG_WARNING_INTERVAL`].
+    pub fn lagged(&self, missed: u64) {
+        crate::metrics::watch_lagged();
+        let mut warnings = self.inner.lagged.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(lagged) = warnings.record(Instant::now()) {
+            tracing::warn!(
+                lagged,
+                missed,
+                "watchers fell behind their live ring (--watch-user-ring, --watch-all-users-ring) and read from \
+                 the event log instead; counted since the last such line"
+            );
         }
     }
 
@@ -224,6 +249,29 @@ impl Hub {
         async move {
             let _ = rx.wait_for(|closing| *closing).await;
         }
+    }
+}
+
+/// Counts lagging watchers between warnings.
+#[derive(Debug, Default)]
+struct LagWarnings {
+    /// When the last warning was logged.
+    last: Option<Instant>,
+    /// Lagged watchers since then (not yet logged).
+    since: u64,
+}
+
+impl LagWarnings {
+    /// Records one lagging watcher at `now`; gives the count to log when a
+    /// warning is due (the first ever, or [`LAG_WARNING_INTERVAL`] after the
+    /// last).
+    fn record(&mut self, now: Instant) -> Option<u64> {
+        self.since += 1;
+        if self.last.is_some_and(|last| now.duration_since(last) < LAG_WARNING_INTERVAL) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since))
     }
 }
 
@@ -267,7 +315,7 @@ mod tests {
 
     #[test]
     fn watchers_see_their_user_only_and_rings_go_with_the_last_watcher() {
-        let hub = Hub::new(10, 10);
+        let hub = Hub::new(&WatchSettings::default());
         let mut alice = hub.subscribe(Scope::User(UserId::parse("alice").unwrap())).unwrap();
         let mut all = hub.subscribe(Scope::AllUsers).unwrap();
         hub.publish(batch(1, "bob"));
@@ -283,7 +331,7 @@ mod tests {
 
     #[test]
     fn limits_refuse_extra_watchers() {
-        let hub = Hub::new(3, 2);
+        let hub = Hub::new(&WatchSettings { max_watchers: 3, max_watchers_per_user: 2, ..WatchSettings::default() });
         let user = || Scope::User(UserId::parse("u").unwrap());
         let _a = hub.subscribe(user()).unwrap();
         let _b = hub.subscribe(user()).unwrap();
@@ -296,7 +344,7 @@ mod tests {
     /// selection of events is encoded once per selection.
     #[test]
     fn a_delivery_is_encoded_once_per_shape() {
-        let hub = Hub::new(10, 10);
+        let hub = Hub::new(&WatchSettings::default());
         let mut a = hub.subscribe(Scope::AllUsers).unwrap();
         let mut b = hub.subscribe(Scope::AllUsers).unwrap();
         hub.publish(batch(1, "u"));
@@ -326,11 +374,40 @@ mod tests {
 
     #[test]
     fn publishing_never_waits_for_a_slow_watcher() {
-        let hub = Hub::new(10, 10);
+        let hub = Hub::new(&WatchSettings::default());
         let mut slow = hub.subscribe(Scope::AllUsers).unwrap();
-        for revision in 1..=(DEFAULT_ALL_USERS_RING as u64 + 10) {
+        for revision in 1..=(crate::config::DEFAULT_WATCH_ALL_USERS_RING as u64 + 10) {
             hub.publish(batch(revision, "u"));
         }
         assert!(matches!(slow.rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(10))));
+    }
+
+    /// The rings are the sizes the settings say.
+    #[test]
+    fn rings_are_the_configured_sizes() {
+        let settings = WatchSettings { watch_user_ring: 2, watch_all_users_ring: 4, ..WatchSettings::default() };
+        let hub = Hub::new(&settings);
+        let mut alice = hub.subscribe(Scope::User(UserId::parse("alice").unwrap())).unwrap();
+        let mut all = hub.subscribe(Scope::AllUsers).unwrap();
+        for revision in 1..=5 {
+            hub.publish(batch(revision, "alice"));
+        }
+        assert!(matches!(alice.rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(3))));
+        assert!(matches!(all.rx.try_recv(), Err(broadcast::error::TryRecvError::Lagged(1))));
+    }
+
+    /// The first lagging watcher is logged at once; the next ones only once
+    /// the interval has passed, all counted in that one line.
+    #[test]
+    fn lag_warnings_are_rate_limited() {
+        let mut warnings = LagWarnings::default();
+        let start = Instant::now();
+        assert_eq!(warnings.record(start), Some(1));
+        for i in 1..=4 {
+            assert_eq!(warnings.record(start + Duration::from_secs(i)), None);
+        }
+        assert_eq!(warnings.record(start + LAG_WARNING_INTERVAL), Some(5));
+        assert_eq!(warnings.record(start + LAG_WARNING_INTERVAL + Duration::from_secs(1)), None);
+        assert_eq!(warnings.record(start + 3 * LAG_WARNING_INTERVAL), Some(2));
     }
 }

@@ -8,6 +8,7 @@
 //! | `convgroups_rpc_duration_seconds` | histogram | method |
 //! | `convgroups_watchers` | gauge | |
 //! | `convgroups_watchers_catching_up` | gauge | |
+//! | `convgroups_watch_lagged_total` | counter | |
 //! | `convgroups_events_published_total` | counter | |
 //! | `convgroups_flush_duration_seconds` | histogram | |
 //! | `convgroups_storage_size_bytes` | gauge | |
@@ -55,6 +56,7 @@ pub fn install(addr: SocketAddr, revision: u64) -> Result<(), Error> {
     metrics::gauge!("convgroups_revision").set(revision as f64);
     metrics::gauge!("convgroups_storage_failing").set(0.0);
     metrics::counter!("convgroups_events_published_total").absolute(0);
+    metrics::counter!("convgroups_watch_lagged_total").absolute(0);
     metrics::counter!("convgroups_storage_reopens_total").absolute(0);
     metrics::gauge!(
         "convgroups_build_info",
@@ -77,6 +79,10 @@ fn describe() {
         "Watch streams reading history from the event log instead of following live events."
     );
     describe_counter!("convgroups_events_published_total", "Event batches published to watchers.");
+    describe_counter!(
+        "convgroups_watch_lagged_total",
+        "Times a watch stream fell behind its live ring (--watch-user-ring, --watch-all-users-ring) and read from the event log."
+    );
     describe_histogram!("convgroups_flush_duration_seconds", Unit::Seconds, "Time of one storage flush (fsync).");
     describe_gauge!("convgroups_storage_size_bytes", Unit::Bytes, "Size of the database on disk.");
     describe_gauge!("convgroups_revision", "The last published revision.");
@@ -135,6 +141,10 @@ pub fn watchers(open: usize) {
 
 pub fn catching_up(delta: f64) {
     metrics::gauge!("convgroups_watchers_catching_up").increment(delta);
+}
+
+pub fn watch_lagged() {
+    metrics::counter!("convgroups_watch_lagged_total").increment(1);
 }
 
 pub fn published(revision: u64) {

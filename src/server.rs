@@ -74,7 +74,7 @@ impl App {
     pub async fn open(config: Config) -> Result<Self, Error> {
         check_settings(&config)?;
         let auth = Authenticator::from_config(&config)?;
-        let hub = Hub::new(config.watch.max_watchers, config.watch.max_watchers_per_user);
+        let hub = Hub::new(&config.watch);
         let store = Store::open_configured(&config, hub.clone()).await?;
         Ok(Self { config, store, hub, auth })
     }

@@ -338,7 +338,10 @@ impl Watcher {
             tokio::select! {
                 received = self.subscription.rx.recv() => match received {
                     Ok(delivery) => self.deliver(&delivery).await?,
-                    Err(RecvError::Lagged(_)) => self.catch_up().await?,
+                    Err(RecvError::Lagged(missed)) => {
+                        self.hub.lagged(missed);
+                        self.catch_up().await?
+                    }
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 _ = &mut idle => {
@@ -406,7 +409,10 @@ impl Watcher {
         loop {
             match self.subscription.rx.try_recv() {
                 Ok(delivery) => self.deliver(&delivery).await?,
-                Err(TryRecvError::Lagged(_)) => self.catch_up().await?,
+                Err(TryRecvError::Lagged(missed)) => {
+                    self.hub.lagged(missed);
+                    self.catch_up().await?
+                }
                 Err(TryRecvError::Empty) | Err(TryRecvError::Closed) => break,
             }
         }

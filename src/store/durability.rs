@@ -270,7 +270,8 @@ mod tests {
     }
 
     fn open(dir: &Path, retry: Duration) -> Store {
-        Store::open(dir, Limits::default(), Hub::new(100, 100), retry).expect("open the store")
+        Store::open(dir, Limits::default(), Hub::new(&crate::config::WatchSettings::default()), retry)
+            .expect("open the store")
     }
 
     async fn create(store: &Store, user: &UserId, name: &str) -> Result<u64, Error> {

@@ -281,8 +281,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn adding_a_new_conversation_to_a_group_writes_five_keys() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), Limits::default(), Hub::new(100, 100), Duration::from_secs(1))
-            .expect("open the store");
+        let store = Store::open(
+            dir.path(),
+            Limits::default(),
+            Hub::new(&crate::config::WatchSettings::default()),
+            Duration::from_secs(1),
+        )
+        .expect("open the store");
         let alice = UserId::parse("alice").expect("user");
         let (list, result) = items(&["C2Cbob"]);
         store.create_group(&alice, "g".into(), list, result, None).await.expect("create");

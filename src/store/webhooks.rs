@@ -324,8 +324,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_write_over_a_stale_read_is_refused_on_sled() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path(), Limits::default(), Hub::new(100, 100), Duration::from_secs(1))
-            .expect("open the store");
+        let store = Store::open(
+            dir.path(),
+            Limits::default(),
+            Hub::new(&crate::config::WatchSettings::default()),
+            Duration::from_secs(1),
+        )
+        .expect("open the store");
         let put = |v: &str| vec![("e/x".to_string(), v.as_bytes().to_vec())];
 
         let absent = store.webhook_read("e/x").await.unwrap();

@@ -499,7 +499,7 @@ async fn a_watcher_that_never_reads_blocks_nobody_and_later_catches_up_without_g
     const PER_WRITER: usize = 100;
     // Far more batches than the user's live ring, the stream's buffer and a
     // 16 KiB flow-control window can hold: the slow watcher must lag.
-    const _: () = assert!(WRITERS * PER_WRITER > 4 * convgroups::hub::DEFAULT_USER_RING);
+    const _: () = assert!(WRITERS * PER_WRITER > 4 * convgroups::config::DEFAULT_WATCH_USER_RING);
     const MUTATIONS: usize = WRITERS * PER_WRITER;
     let s = TestServer::start().await;
     let mut gc = s.group_client("alice");

@@ -290,6 +290,19 @@ fn an_admin_token_without_the_user_header_is_refused() {
     assert!(server.stop_status().success());
 }
 
+/// A live-ring size of 0 (or over the most allowed) is refused at start,
+/// naming the flag and the limit.
+#[test]
+fn ring_sizes_out_of_range_are_refused() {
+    for (flag, value, limit) in
+        [("--watch-user-ring", "0", "at least 1"), ("--watch-all-users-ring", "1048577", "1048576")]
+    {
+        let run = crate::support::process::run_to_end(&["check-config", flag, value], &[]);
+        assert_eq!(run.status.code(), Some(2), "{flag} {value}: {run:?}");
+        assert!(run.stderr.contains(flag) && run.stderr.contains(limit), "{flag} {value}: {}", run.stderr);
+    }
+}
+
 /// `token --ttl 0` (or anything under a second) would print a token that
 /// has already expired: refused as a usage error.
 #[test]

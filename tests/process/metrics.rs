@@ -74,3 +74,58 @@ async fn metrics_scrape_shows_rpcs_watchers_events_and_storage() {
     scrape_until(metrics, "watchers back to 0", |t| sample(t, "convgroups_watchers", &[]) == Some(0.0)).await;
     server.stop().await;
 }
+
+/// A watcher that falls behind its live ring (`--watch-user-ring 1`, on a
+/// connection whose 1 KiB flow-control window holds little of its backlog)
+/// counts in convgroups_watch_lagged_total, the server warns about it once
+/// (not once per event), and the watcher still gets every batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_behind_its_ring_is_counted_and_warned_about_once() {
+    use convgroups::pb::conversation_group_service_client::ConversationGroupServiceClient;
+
+    use crate::support::watch::{read_through_from, revisions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_addr();
+    let server = Launch::new(dir.path(), "lagged.log")
+        .args(["--metrics-listen", &metrics.to_string(), "--watch-user-ring", "1"])
+        .start();
+    let mut gc = server.group_client("alice").await;
+    let setup = create(&mut gc, "g", &["C2Cseed"]).await.unwrap().revision;
+    scrape_until(metrics, "the lag counter, at 0", |t| sample(t, "convgroups_watch_lagged_total", &[]) == Some(0.0))
+        .await;
+
+    let channel = endpoint(&server.uri()).initial_stream_window_size(Some(1024)).connect().await.unwrap();
+    let bearer = server.bearer("alice");
+    let mut slow =
+        ConversationGroupServiceClient::with_interceptor(channel, Headers::new(&[("authorization", &bearer)]));
+    let mut stream = slow.watch_group_events(watch_from(0)).await.unwrap().into_inner();
+    let start = read_to_bookmark(&mut stream).await;
+    assert!(start >= setup);
+    // Batches of 100 events (a few KB each) while the watcher does not
+    // read: far more than its ring, its stream's buffer and the window hold.
+    let ids: Vec<String> = (0..100).map(|i| format!("C2Cconversation-number-{i:03}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut written = Vec::new();
+    for round in 0..60 {
+        let revision = if round % 2 == 0 {
+            add(&mut gc, "g", &ids).await.unwrap().revision
+        } else {
+            remove(&mut gc, "g", &ids).await.unwrap().revision
+        };
+        written.push(revision);
+    }
+    // Reading now, the stream's task finds it lagged and reads the log.
+    let batches = read_through_from(&mut stream, *written.last().unwrap(), start).await;
+    assert_eq!(revisions(&batches), written, "every batch, in order, after the lag");
+    let text = scrape_until(metrics, "a lagged watcher", |t| {
+        sample(t, "convgroups_watch_lagged_total", &[]).is_some_and(|v| v >= 1.0)
+    })
+    .await;
+    let lagged = sample(&text, "convgroups_watch_lagged_total", &[]).unwrap();
+    server.wait_for_log("fell behind their live ring").await;
+    let warnings = server.log().matches("fell behind their live ring").count();
+    assert_eq!(warnings, 1, "one warning per 10 s however many lagged ({lagged}):\n{}", server.log());
+    drop(stream);
+    server.stop().await;
+}

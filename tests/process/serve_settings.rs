@@ -18,6 +18,8 @@ const FLAGS: &[(&str, bool)] = &[
     ("data-dir", true),
     ("auth-secret-file", false),
     ("max-groups", true),
+    ("watch-user-ring", true),
+    ("watch-all-users-ring", true),
     ("max-group-name-bytes", true),
     ("max-conversations-per-group", true),
     ("max-ids-per-request", true),
