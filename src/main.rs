@@ -7,6 +7,7 @@
 //! lives in the library.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -66,7 +67,7 @@ enum Command {
         #[arg(long)]
         create_secret: bool,
         #[command(flatten)]
-        config: Config,
+        secret: TokenSecret,
     },
     /// The command-line client: groups, conversations, watch, backup, restore.
     #[command(flatten)]
@@ -81,10 +82,50 @@ enum Command {
     },
 }
 
+/// The settings of `serve` that say where its HS256 secret is (and whether
+/// it accepts HS256 tokens at all): all that `token` needs of them. The
+/// flags, variables and settings-file keys are those of `serve`.
+#[derive(clap::Args, Debug)]
+struct TokenSecret {
+    /// Settings file of the server (TOML, as `serve --config`): its keys
+    /// below are used, the others are checked and skipped.
+    #[arg(long, env = convgroups::settings_file::CONFIG_ENV, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The server's data directory, where it generated its secret.
+    #[arg(long, env = "CONVGROUPS_DATA_DIR", default_value = convgroups::config::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+    /// File holding the server's HS256 token secret (CONVGROUPS_AUTH_SECRET,
+    /// when set, holds the secret itself).
+    #[arg(long, env = "CONVGROUPS_AUTH_SECRET_FILE")]
+    auth_secret_file: Option<PathBuf>,
+    #[arg(skip = std::env::var("CONVGROUPS_AUTH_SECRET").ok())]
+    auth_secret: Option<String>,
+    /// The server's JWKS file, if it has one: then it accepts HS256 tokens
+    /// only with the secret configured explicitly.
+    #[arg(long, env = "CONVGROUPS_AUTH_JWKS_FILE")]
+    auth_jwks_file: Option<PathBuf>,
+    /// The server's PEM public keys, if it has any (as --auth-jwks-file).
+    #[arg(long, env = "CONVGROUPS_AUTH_PUBLIC_KEY", value_delimiter = ',')]
+    auth_public_key: Vec<PathBuf>,
+}
+
+impl TokenSecret {
+    /// The server's settings with these (the rest are defaults, unused).
+    fn into_config(self) -> Config {
+        let mut config = Config::new(self.data_dir);
+        config.config = self.config;
+        config.auth_secret_file = self.auth_secret_file;
+        config.auth_secret = self.auth_secret;
+        config.auth_keys.auth_jwks_file = self.auth_jwks_file;
+        config.auth_keys.auth_public_key = self.auth_public_key;
+        config
+    }
+}
+
 fn main() -> ExitCode {
     let command = Cli::command();
     let serve = command.find_subcommand("serve").expect("the serve subcommand").clone();
-    let expanded = match settings_file::expand(std::env::args_os().collect(), &serve) {
+    let expanded = match settings_file::expand(std::env::args_os().collect(), &serve, &command) {
         Ok(expanded) => expanded,
         Err(e) => {
             eprintln!("convgroups: {e}");
@@ -195,7 +236,8 @@ fn run(command: Command) -> Result<(), String> {
         Command::Client(_) | Command::Completions { .. } | Command::CheckConfig(_) => {
             unreachable!("dispatched in main")
         }
-        Command::Token { user, ttl, admin, create_secret, config } => {
+        Command::Token { user, ttl, admin, create_secret, secret } => {
+            let config = secret.into_config();
             let user = UserId::parse(&user).map_err(|e| format!("--user: {e}"))?;
             if config.auth_keys.any() && config.auth_secret_file.is_none() && config.auth_secret.is_none() {
                 return Err("a server with --auth-jwks-file or --auth-public-key and no --auth-secret-file or \

@@ -79,9 +79,12 @@ pub fn keys(settings: &Command) -> impl Iterator<Item = &Arg> {
 
 /// Reads the settings file named by `--config` or [`CONFIG_ENV`] into
 /// `args` (the whole command line, program name first). `settings` is the
-/// `serve` subcommand, whose arguments are the keys. Command lines of other
-/// subcommands, and those with no settings file, come back as they are.
-pub fn expand(args: Vec<OsString>, settings: &Command) -> Result<Expanded, Error> {
+/// `serve` subcommand, whose arguments are the keys; `cli` is the whole
+/// command, whose subcommand named in `args` gets the keys it takes (`token`
+/// only those that say where the secret is; the rest are checked and
+/// skipped). Command lines of other subcommands, and those with no settings
+/// file, come back as they are.
+pub fn expand(args: Vec<OsString>, settings: &Command, cli: &Command) -> Result<Expanded, Error> {
     let mut expanded = Expanded { args, ..Expanded::default() };
     // The binary itself has no options before the subcommand but --help and
     // --version, which name no subcommand.
@@ -89,6 +92,7 @@ pub fn expand(args: Vec<OsString>, settings: &Command) -> Result<Expanded, Error
     if !SUBCOMMANDS.contains(&subcommand) {
         return Ok(expanded);
     }
+    let taking = cli.find_subcommand(subcommand).unwrap_or(settings);
     let given = CommandLine::scan(&expanded.args[2..]);
     let file = match given.config.clone() {
         Some(file) => file,
@@ -110,6 +114,9 @@ pub fn expand(args: Vec<OsString>, settings: &Command) -> Result<Expanded, Error
         let values = values_of(arg, value).map_err(|message| fail(format!("{key} = {value}: {message}")))?;
         for flag in &values {
             check_value(&validator, flag).map_err(|message| fail(format!("{key} = {value}: {message}")))?;
+        }
+        if !taking.get_arguments().any(|taken| taken.get_long() == Some(key.as_str())) {
+            continue;
         }
         // A flag on the command line or an environment variable wins.
         let in_env = arg.get_env().is_some_and(|name| std::env::var_os(name).is_some());

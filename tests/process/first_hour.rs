@@ -290,6 +290,45 @@ fn an_admin_token_without_the_user_header_is_refused() {
     assert!(server.stop_status().success());
 }
 
+/// `token --help` shows what minting a token needs (who, how long, admin,
+/// and where the server's secret is), not the server's other settings.
+#[test]
+fn token_help_shows_only_what_minting_needs() {
+    let run = crate::support::process::run_to_end(&["token", "--help"], &[]);
+    assert!(run.status.success(), "token --help failed: {run:?}");
+    let help = run.stdout;
+    for flag in [
+        "--user",
+        "--ttl",
+        "--admin",
+        "--create-secret",
+        "--data-dir",
+        "--auth-secret-file",
+        "--config",
+        "--auth-jwks-file",
+    ] {
+        assert!(help.contains(flag), "`token --help` lacks {flag}:\n{help}");
+    }
+    for flag in ["--listen", "--max-groups", "--backend", "--metrics-listen", "--webhook-", "--watch-user-ring"] {
+        assert!(!help.contains(flag), "`token --help` shows the server setting {flag}:\n{help}");
+    }
+}
+
+/// A settings file with server settings besides the secret's place serves
+/// `token` too: it takes `data-dir` from it and skips the rest.
+#[test]
+fn token_reads_where_the_secret_is_from_the_settings_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let file = tmp.path().join("convgroups.toml");
+    std::fs::write(&file, format!("listen = \"127.0.0.1:1\"\nmax-groups = 3\ndata-dir = {:?}\n", data)).unwrap();
+    let file = file.to_str().unwrap();
+    let run = execute(command(&["token", "--user", "alice", "--create-secret", "--config", file]));
+    run.ok();
+    assert!(data.join("auth-secret").is_file(), "the token command did not use data-dir of {file}");
+    assert_eq!(run.stdout.trim().split('.').count(), 3, "a JWT: {}", run.stdout);
+}
+
 /// A live-ring size of 0 (or over the most allowed) is refused at start,
 /// naming the flag and the limit.
 #[test]
