@@ -461,10 +461,17 @@ async fn full_disk_refuses_mutations_then_continues_when_space_returns() {
     let filler = fill(&mount_point);
     let mut v = Violations::default();
     let (acked, refused, refusal) = check_during_fault(&s, "full", &bob_before, &mut v).await;
-    // The first refused add was already committed when its flush failed:
-    // the client is told its outcome is unknown (it may have reached the
-    // disk). Every later one is refused before it is planned.
-    assert_eq!(outcome(&refusal), "unknown", "the add whose flush failed: {refusal:?}");
+    // The first refused add either was committed in memory when its flush
+    // failed — the client is told its outcome is unknown (it may have
+    // reached the disk) — or failed while sled applied it (sled writes a
+    // full log buffer out during the apply), and then nothing of it was
+    // stored: no outcome, not applied. Which of the two depends on where
+    // sled's buffer fills; the check after the recovery holds the server to
+    // what it said. Every later mutation is refused before it is planned.
+    assert!(
+        matches!(outcome(&refusal).as_str(), "unknown" | ""),
+        "the first refused add says it is not applied or its outcome is unknown: {refusal:?}"
+    );
 
     // Space returns: the server notices by itself.
     std::fs::remove_file(&filler).expect("remove filler");

@@ -528,7 +528,8 @@ enum Step {
     AdminCreate(&'static str, &'static [&'static str]),
 }
 
-async fn apply(s: &TestServer, step: Step) {
+/// Applies `step`; returns the revision its answer reported.
+async fn apply(s: &TestServer, step: Step) -> u64 {
     let mut gc = s.group_client("alice");
     let mut cc = s.conv_client("alice");
     match step {
@@ -540,28 +541,33 @@ async fn apply(s: &TestServer, step: Step) {
                 order_key: key,
                 ..update(id)
             };
-            upsert_ok(&mut cc, vec![u]).await;
+            upsert_ok(&mut cc, vec![u]).await.revision
         }
-        Step::Create(name, ids) => drop(create(&mut gc, name, ids).await.unwrap()),
-        Step::Add(name, ids) => drop(add(&mut gc, name, ids).await.unwrap()),
-        Step::Remove(name, ids) => drop(remove(&mut gc, name, ids).await.unwrap()),
-        Step::Rename(old, new) => drop(rename(&mut gc, old, new).await.unwrap()),
-        Step::DeleteGroup(name) => drop(delete_group(&mut gc, name).await.unwrap()),
-        Step::DeleteConversation(id) => drop(delete_convs(&mut cc, &[id]).await.unwrap()),
+        Step::Create(name, ids) => create(&mut gc, name, ids).await.unwrap().revision,
+        Step::Add(name, ids) => add(&mut gc, name, ids).await.unwrap().revision,
+        Step::Remove(name, ids) => remove(&mut gc, name, ids).await.unwrap().revision,
+        Step::Rename(old, new) => rename(&mut gc, old, new).await.unwrap().revision,
+        Step::DeleteGroup(name) => delete_group(&mut gc, name).await.unwrap().revision,
+        Step::DeleteConversation(id) => delete_convs(&mut cc, &[id]).await.unwrap().revision,
         Step::AdminCreate(name, ids) => {
-            drop(create(&mut s.admin_group_client(Some("alice")), name, ids).await.unwrap())
+            create(&mut s.admin_group_client(Some("alice")), name, ids).await.unwrap().revision
         }
     }
 }
 
-/// A first page without the times the two servers stamp independently, or
-/// the refusal's code.
+/// A first page without what two servers number or stamp independently
+/// (times; revisions, which on etcd count every server sharing the
+/// cluster), or the refusal's code. The page's revision must be at least
+/// `seen`, the revision of the server's last step.
 async fn first_page(
     gc: &mut GroupClient,
     filter: &ConversationFilter,
     size: u32,
+    seen: u64,
 ) -> Result<GetConversationListResponse, Code> {
     let mut page = list_page(gc, Some(filter.clone()), size, "").await.map_err(|status| status.code())?;
+    assert!(page.revision >= seen, "a page at revision {} after a step at {seen}", page.revision);
+    page.revision = 0;
     for c in &mut page.conversations {
         c.update_time = None;
     }
@@ -572,7 +578,8 @@ async fn first_page(
 /// pages per user (`--first-page-cache-users`, sled): after every kind of
 /// change, every first page — each filter and page size read twice, so the
 /// second is answered from the cache where there is one — is the page a
-/// server without the cache gives after the same steps; with the cache
+/// server without the cache gives after the same steps (but for its
+/// revision, which must be at least the last step's); with the cache
 /// holding one user, and off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_pages_agree_cached_or_not() {
@@ -599,10 +606,11 @@ async fn first_pages_agree_cached_or_not() {
         cached.push((users, TestServer::start_with(|c| c.server.first_page_cache_users = users).await));
     }
     let mut expected_gc = reference.group_client("alice");
+    let mut seen = vec![0; cached.len()];
     for (i, step) in steps.into_iter().enumerate() {
-        apply(&reference, step).await;
-        for (_, s) in &cached {
-            apply(s, step).await;
+        let reference_seen = apply(&reference, step).await;
+        for ((_, s), seen) in cached.iter().zip(&mut seen) {
+            *seen = apply(s, step).await;
         }
         // Every other step reads the combinations backwards, so the first
         // read after a step asks for the page the cache kept before it: a
@@ -614,11 +622,11 @@ async fn first_pages_agree_cached_or_not() {
         }
         for (f, size) in combinations {
             // A group filter naming a missing group is an error on both.
-            let expected = first_page(&mut expected_gc, f, size).await;
-            for (users, s) in &cached {
+            let expected = first_page(&mut expected_gc, f, size, reference_seen).await;
+            for ((users, s), seen) in cached.iter().zip(&seen) {
                 let mut gc = s.group_client("alice");
                 for read in ["first", "second"] {
-                    let got = first_page(&mut gc, f, size).await;
+                    let got = first_page(&mut gc, f, size, *seen).await;
                     assert_eq!(got, expected, "step {i}, cache {users}, {f:?} size {size}, {read} read");
                 }
             }
@@ -626,7 +634,7 @@ async fn first_pages_agree_cached_or_not() {
     }
     // Another user never gets alice's page.
     for (users, s) in &cached {
-        let page = first_page(&mut s.group_client("bob"), &filter(), 100).await.unwrap();
+        let page = first_page(&mut s.group_client("bob"), &filter(), 100, 0).await.unwrap();
         assert!(page.conversations.is_empty(), "cache {users}: bob's page is his own");
     }
 }
