@@ -314,6 +314,7 @@ mod tests {
         let store = open(dir.path(), Duration::from_secs(1));
         let alice = UserId::parse("alice").expect("user");
         let first = create(&store, &alice, "A").await.expect("create");
+        let stamp = store.user_record_stamp(&alice).expect("sled").expect("stamp");
         let mut health = store.revision_watch();
 
         sled(&store).inner.storage_failed("a test", &Error::Storage("injected".into()));
@@ -329,6 +330,9 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), health.storage_failing(false)).await.expect("recovered");
         let list = store.group_list(&alice, None).await.expect("read");
         assert_eq!((names(&list), list.revision), (vec!["A"], first), "the refused create left nothing");
+        // Alice's record is as it was, but answers cached before the failure
+        // must not be reused after the reopen (see RecordStamp).
+        assert!(store.user_record_stamp(&alice).expect("sled").expect("stamp") != stamp, "a reopen changes stamps");
         assert_eq!(create(&store, &alice, "B").await.expect("create after recovery"), first + 1);
         assert!(!dir.path().join(PROBE_FILE).exists(), "the probe file is removed");
     }

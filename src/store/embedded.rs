@@ -506,6 +506,12 @@ impl SledStore {
 
     /// Hook for `Store::user_record_stamp`: the user's record as stored,
     /// read inline from sled's cache; None while a reopen is under way.
+    /// Changes at every storage failure and every reopen (see
+    /// [`super::RecordStamp`]).
+    pub(super) fn generation(&self) -> u64 {
+        self.inner.durable.borrow().failures
+    }
+
     pub(super) fn user_record_raw(&self, user: &UserId) -> Option<Result<Option<sled::IVec>, Error>> {
         self.inner.try_trees().map(|trees| Ok(trees.kv.get(keys::sled_key(Table::Users, &keys::user_prefix(user)))?))
     }

@@ -85,16 +85,22 @@ fn check_min_revision(store: &SledStore, min_revision: Option<u64>) -> Result<()
 
 pub use crate::domain::Scope;
 
-/// A user's record exactly as stored (hook for the service's cache of
-/// encoded group lists, `service::read_cache`): equal stamps, equal group
-/// lists. Holding one holds sled's own copy of the value, not a new one.
+/// A user's record exactly as stored, in one generation of the open
+/// database (hook for the service's caches of encoded answers,
+/// `service::read_cache`): equal stamps, equal group lists and pages.
+/// Holding one holds sled's own copy of the value, not a new one.
+///
+/// The generation changes at every storage failure and reopen: a reopen
+/// rebuilds the state from disk and may bring back a record's earlier bytes
+/// while conversation records read before it (which a page holds, and the
+/// record does not) were lost with the failed write.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RecordStamp(sled::IVec);
+pub struct RecordStamp(sled::IVec, u64);
 
 impl RecordStamp {
     #[cfg(test)]
     pub fn of(bytes: &[u8]) -> Self {
-        Self(sled::IVec::from(bytes))
+        Self(sled::IVec::from(bytes), 0)
     }
 }
 
@@ -359,20 +365,26 @@ impl Store {
         Ok(result.finish(revision))
     }
 
-    /// The user's groups. With `min_revision`, at a revision at least that
-    /// one (an etcd replica may answer from memory); without, linearizable.
     /// The stamp of the user's stored record, when reading it is one local
     /// get (sled, not reopening); None otherwise (etcd: a read is a round
     /// trip). For `service::read_cache`.
     pub fn user_record_stamp(&self, user: &UserId) -> Option<Result<RecordStamp, Error>> {
         match self {
-            Store::Sled(s) => s
-                .user_record_raw(user)
-                .map(|raw| raw.map(|raw| RecordStamp(raw.unwrap_or_else(|| sled::IVec::from(&[] as &[u8]))))),
+            Store::Sled(s) => {
+                // Read before the record: a failure or reopen after this
+                // read changes the next stamp, so no answer made across one
+                // is kept or reused.
+                let generation = s.generation();
+                s.user_record_raw(user).map(|raw| {
+                    raw.map(|raw| RecordStamp(raw.unwrap_or_else(|| sled::IVec::from(&[] as &[u8])), generation))
+                })
+            }
             Store::Etcd(_) => None,
         }
     }
 
+    /// The user's groups. With `min_revision`, at a revision at least that
+    /// one (an etcd replica may answer from memory); without, linearizable.
     pub async fn group_list(&self, user: &UserId, min_revision: Option<u64>) -> Result<GroupList, Error> {
         match self {
             Store::Sled(s) => {
