@@ -27,7 +27,7 @@
 # Needs the Rust toolchain, python3 with pip and venv, node with npm, root
 # (the storage-fault tests mount filesystems; apt-get installs Chromium and
 # etcd when they are missing), a free 127.0.0.1:50051 (the README
-# walkthrough) and about 7.5 GB of disk. It checks root and the port first
+# walkthrough) and about 3 GB of disk. It checks root and the port first
 # and stops at once, with one line each, when they are missing.
 # Exports GRPCURL and BUF (absolute paths) for the tests (tests/service/grpcurl.rs),
 # PYJWT_DIR (tests/process/auth_keys.rs), STANDARDWEBHOOKS_DIR and
@@ -84,12 +84,12 @@ except OSError:
         printf 'scripts/test.sh: error: %s\n' "$problem" >&2
     done
     [[ ${#problems[@]} -eq 0 ]] || exit 1
-    # The build directory grows to ~7.5 GB (debug and release builds, every
-    # test binary, the benchmark): warn rather than fail late.
+    # The build directory grows to ~2.5 GB (every test binary, with line
+    # tables only, and the clients): warn rather than fail late.
     local free_kb
     free_kb="$(df -Pk "$ROOT" 2>/dev/null | awk 'NR == 2 { print $4 }')"
-    if [[ -n "$free_kb" && "$free_kb" -lt 8000000 ]]; then
-        printf 'scripts/test.sh: warning: %s GB free under %s; a full run needs about 7.5 GB\n' \
+    if [[ -n "$free_kb" && "$free_kb" -lt 3000000 ]]; then
+        printf 'scripts/test.sh: warning: %s GB free under %s; a full run needs about 3 GB\n' \
             "$((free_kb / 1000000))" "$ROOT" >&2
     fi
 }
