@@ -277,6 +277,19 @@ async fn check_user_if_readable(gc: &mut GroupClient, user: &str) -> Result<User
     Ok(view)
 }
 
+/// Bob, who changed nothing, read while storage fails: his state exactly as
+/// before, or a STORAGE_UNAVAILABLE refusal (sled finishing a node split on
+/// the read's way, see check_during_fault) — never anything else.
+async fn check_bob_during_fault(bob: &mut GroupClient, bob_before: &UserView, tag: &str) {
+    match check_user_if_readable(bob, "bob").await {
+        Ok(bob_during) => assert_eq!(&bob_during, bob_before, "{tag}: bob's state while storage fails"),
+        Err(status) => {
+            eprintln!("{tag}: bob's read was refused while storage fails: {status:?}");
+            assert_storage_unavailable(&format!("{tag}: a read of bob while storage fails"), &status);
+        }
+    }
+}
+
 fn names(view: &UserView) -> Vec<String> {
     view.groups.iter().map(|g| g.name.clone()).collect()
 }
@@ -350,13 +363,7 @@ async fn check_during_fault(
     // new watcher replays his log from revision 1) or is refused with
     // STORAGE_UNAVAILABLE — never anything else (about one run in ten
     // takes the second branch).
-    match check_user_if_readable(&mut bob, "bob").await {
-        Ok(bob_during) => assert_eq!(&bob_during, bob_before, "bob's state while the data directory is unwritable"),
-        Err(status) => {
-            eprintln!("{tag}: bob's read was refused while unwritable: {status:?}");
-            assert_storage_unavailable(&format!("{tag}: a read of bob while unwritable"), &status);
-        }
-    }
+    check_bob_during_fault(&mut bob, bob_before, tag).await;
 
     // Alice's change whose flush failed sits applied in the failed
     // database's memory (sled has no rollback) until the reopen, so her
@@ -544,10 +551,7 @@ async fn full_disk_then_restart_keeps_every_acknowledged_mutation() {
     // Bob's read works and shows his state unchanged, or is refused as
     // storage-unavailable (sled may have to finish a node split on the way:
     // see check_during_fault).
-    match check_user_if_readable(&mut s.client(&s.bob).await, "bob").await {
-        Ok(bob_during) => assert_eq!(bob_during, bob_before, "bob while the disk is full"),
-        Err(status) => assert_storage_unavailable("a read of bob while the disk is full", &status),
-    }
+    check_bob_during_fault(&mut s.client(&s.bob).await, &bob_before, "restart").await;
     let bob_revision = bob_before.revision;
 
     std::fs::remove_file(&filler).expect("remove filler");
