@@ -31,14 +31,21 @@ pub enum Error {
     InvalidPageToken,
     #[error("{field}: no group named {name:?}")]
     GroupNotFound { field: &'static str, name: String },
+    #[error("{field}: the user has no group with id {id}")]
+    GroupIdNotFound { field: &'static str, id: crate::domain::GroupId },
+    #[error("{field}: {message}")]
+    InvalidGroupId { field: &'static str, message: String },
+    /// A request named a group both by name and by id.
+    #[error("{name_field} and {id_field}: give one of the two, not both")]
+    GroupNameAndId { name_field: &'static str, id_field: &'static str },
     #[error("{field}: a group named {name:?} already exists")]
     GroupAlreadyExists { field: &'static str, name: String },
     #[error("group_name: the user already has {limit} groups, the most allowed (max_groups)")]
     GroupLimitExceeded { limit: usize },
     #[error("expected_revision: is {expected}, but the caller's current revision is {current}")]
     RevisionMismatch { expected: u64, current: u64 },
-    #[error("group_names: {message}")]
-    GroupOrderMismatch { message: String },
+    #[error("{field}: {message}")]
+    GroupOrderMismatch { field: &'static str, message: String },
     #[error("start_revision: {start} is older than the oldest retained revision {oldest}")]
     RevisionCompacted { start: u64, oldest: u64, current: u64 },
     #[error("start_revision: {start} is newer than the current revision {current}")]
@@ -117,6 +124,17 @@ impl Error {
                 "GROUP_NOT_FOUND",
                 vec![("field", field.to_string()), ("group_name", name.clone()), ("tencent_code", "51009".into())],
             ),
+            GroupIdNotFound { field, id } => (
+                Code::NotFound,
+                "GROUP_NOT_FOUND",
+                vec![("field", field.to_string()), ("group_id", id.to_string()), ("tencent_code", "51009".into())],
+            ),
+            InvalidGroupId { field, .. } => {
+                (Code::InvalidArgument, "INVALID_GROUP_ID", vec![("field", field.to_string())])
+            }
+            GroupNameAndId { name_field, id_field } => {
+                (Code::InvalidArgument, "GROUP_NAME_AND_ID", vec![("field", format!("{name_field},{id_field}"))])
+            }
             GroupAlreadyExists { field, name } => (
                 Code::AlreadyExists,
                 "GROUP_ALREADY_EXISTS",
@@ -132,8 +150,8 @@ impl Error {
                 "REVISION_MISMATCH",
                 vec![("expected_revision", expected.to_string()), ("current_revision", current.to_string())],
             ),
-            GroupOrderMismatch { .. } => {
-                (Code::FailedPrecondition, "GROUP_ORDER_MISMATCH", vec![("field", "group_names".into())])
+            GroupOrderMismatch { field, .. } => {
+                (Code::FailedPrecondition, "GROUP_ORDER_MISMATCH", vec![("field", field.to_string())])
             }
             RevisionCompacted { oldest, current, .. } => (
                 Code::OutOfRange,

@@ -309,6 +309,7 @@ mod tests {
             user: UserId::parse(user).unwrap(),
             time_ms: 0,
             group_names: vec![],
+            group_ids: vec![],
             events: vec![],
         })
     }

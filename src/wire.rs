@@ -126,7 +126,10 @@ mod tests {
 
     fn response() -> pb::WatchGroupEventsResponse {
         let event = pb::GroupEvent {
-            kind: Some(pb::group_event::Kind::GroupDeleted(pb::GroupDeleted { group_name: "R&D".into() })),
+            kind: Some(pb::group_event::Kind::GroupDeleted(pb::GroupDeleted {
+                group_name: "R&D".into(),
+                group_id: "g0".into(),
+            })),
             ..Default::default()
         };
         pb::WatchGroupEventsResponse { kind: Some(Kind::Events(pb::EventBatch { revision: 7, events: vec![event] })) }

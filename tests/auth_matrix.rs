@@ -246,12 +246,16 @@ async fn call(
             format!("{:?}", gc.create_conversation_group(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::Delete => {
-            let m = DeleteConversationGroupRequest { group_name: work, expected_revision: None };
+            let m = DeleteConversationGroupRequest { group_name: work, expected_revision: None, ..Default::default() };
             format!("{:?}", gc.delete_conversation_group(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::Rename => {
-            let m =
-                RenameConversationGroupRequest { old_name: work, new_name: "Pwned".into(), expected_revision: None };
+            let m = RenameConversationGroupRequest {
+                old_name: work,
+                new_name: "Pwned".into(),
+                expected_revision: None,
+                ..Default::default()
+            };
             format!("{:?}", gc.rename_conversation_group(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::List => {
@@ -266,6 +270,7 @@ async fn call(
             let m = ReorderConversationGroupsRequest {
                 group_names: vec![format!("Home-{MARK}"), work],
                 expected_revision: None,
+                ..Default::default()
             };
             format!("{:?}", gc.reorder_conversation_groups(with_headers(m, headers)).await?.into_inner())
         }
@@ -274,6 +279,7 @@ async fn call(
                 group_name: work,
                 conversation_ids: vec!["C2Cpwned".into()],
                 expected_revision: None,
+                ..Default::default()
             };
             format!("{:?}", gc.add_conversations_to_group(with_headers(m, headers)).await?.into_inner())
         }
@@ -282,6 +288,7 @@ async fn call(
                 group_name: work,
                 conversation_ids: vec![secret_id],
                 expected_revision: None,
+                ..Default::default()
             };
             format!("{:?}", gc.delete_conversations_from_group(with_headers(m, headers)).await?.into_inner())
         }

@@ -33,6 +33,7 @@ async fn add(client: &mut support::client::GroupClient, id: &str, expected: Opti
             group_name: "G".into(),
             conversation_ids: vec![id.into()],
             expected_revision: expected,
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner().revision)

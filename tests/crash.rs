@@ -414,8 +414,12 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
             (set(r.success_conversation_ids), r.revision)
         }
         Op::Add { group, ids } => {
-            let request =
-                AddConversationsToGroupRequest { group_name: group, conversation_ids: ids, expected_revision: None };
+            let request = AddConversationsToGroupRequest {
+                group_name: group,
+                conversation_ids: ids,
+                expected_revision: None,
+                ..Default::default()
+            };
             let r = gc.add_conversations_to_group(request).await?.into_inner();
             (set(r.success_conversation_ids), r.revision)
         }
@@ -424,16 +428,23 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
                 group_name: group,
                 conversation_ids: ids,
                 expected_revision: None,
+                ..Default::default()
             };
             let r = gc.delete_conversations_from_group(request).await?.into_inner();
             (set(r.success_conversation_ids), r.revision)
         }
         Op::Rename { old, new } => {
-            let request = RenameConversationGroupRequest { old_name: old, new_name: new, expected_revision: None };
+            let request = RenameConversationGroupRequest {
+                old_name: old,
+                new_name: new,
+                expected_revision: None,
+                ..Default::default()
+            };
             (BTreeSet::new(), gc.rename_conversation_group(request).await?.into_inner().revision)
         }
         Op::DeleteGroup { name } => {
-            let request = DeleteConversationGroupRequest { group_name: name, expected_revision: None };
+            let request =
+                DeleteConversationGroupRequest { group_name: name, expected_revision: None, ..Default::default() };
             (BTreeSet::new(), gc.delete_conversation_group(request).await?.into_inner().revision)
         }
         Op::Upsert { items } => {
@@ -756,6 +767,7 @@ async fn answers_report_only_durable_revisions() {
                     group_name: "G".into(),
                     conversation_ids: ids.clone(),
                     expected_revision: None,
+                    ..Default::default()
                 })
                 .await
                 .expect("add");
@@ -763,6 +775,7 @@ async fn answers_report_only_durable_revisions() {
                     group_name: "G".into(),
                     conversation_ids: ids,
                     expected_revision: None,
+                    ..Default::default()
                 })
                 .await
                 .expect("remove");
@@ -787,6 +800,7 @@ async fn answers_report_only_durable_revisions() {
             group_name: "G".into(),
             conversation_ids: vec!["C2Cfixed".into()],
             expected_revision: None,
+            ..Default::default()
         };
         let answer = gc.add_conversations_to_group(noop).await.expect("no-op add").into_inner();
         assert!(answer.success_conversation_ids.is_empty(), "C2Cfixed was already in G: {answer:?}");

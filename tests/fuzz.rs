@@ -437,6 +437,7 @@ pub fn target_conversion(data: &[u8]) {
                 has_unread_count: c.maybe(Choices::flag),
                 has_group_at_info: c.maybe(Choices::flag),
                 conversation_ids: c.ids(limits.max_ids_per_request),
+                ..Default::default()
             };
             let request = pb::GetConversationListRequest {
                 filter: Some(filter),
@@ -976,6 +977,7 @@ fn request_corpus() -> Vec<Vec<u8>> {
         has_unread_count: Some(true),
         has_group_at_info: Some(false),
         conversation_ids: vec!["C2Ca".into(), "c2c_a".into()],
+        ..Default::default()
     };
     let bodies: Vec<(usize, Vec<u8>)> = vec![
         (
@@ -987,21 +989,34 @@ fn request_corpus() -> Vec<Vec<u8>> {
             }
             .encode_to_vec(),
         ),
-        (1, pb::DeleteConversationGroupRequest { group_name: "Work".into(), expected_revision: None }.encode_to_vec()),
+        (
+            1,
+            pb::DeleteConversationGroupRequest {
+                group_name: "Work".into(),
+                expected_revision: None,
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
         (
             2,
             pb::RenameConversationGroupRequest {
                 old_name: "Work".into(),
                 new_name: "\u{e9}t\u{e9}".into(),
                 expected_revision: Some(0),
+                ..Default::default()
             }
             .encode_to_vec(),
         ),
         (3, pb::GetConversationGroupListRequest::default().encode_to_vec()),
         (
             4,
-            pb::ReorderConversationGroupsRequest { group_names: vec!["a".into(), "b".into()], expected_revision: None }
-                .encode_to_vec(),
+            pb::ReorderConversationGroupsRequest {
+                group_names: vec!["a".into(), "b".into()],
+                expected_revision: None,
+                ..Default::default()
+            }
+            .encode_to_vec(),
         ),
         (
             5,
@@ -1009,6 +1024,7 @@ fn request_corpus() -> Vec<Vec<u8>> {
                 group_name: "Work".into(),
                 conversation_ids: ids.clone(),
                 expected_revision: None,
+                ..Default::default()
             }
             .encode_to_vec(),
         ),
@@ -1018,6 +1034,7 @@ fn request_corpus() -> Vec<Vec<u8>> {
                 group_name: "Work".into(),
                 conversation_ids: ids.clone(),
                 expected_revision: Some(9),
+                ..Default::default()
             }
             .encode_to_vec(),
         ),
@@ -1053,6 +1070,7 @@ fn request_corpus() -> Vec<Vec<u8>> {
                 event_types: vec![1, 2, 8],
                 group_names: vec!["Work".into()],
                 all_users: false,
+                ..Default::default()
             }
             .encode_to_vec(),
         ),

@@ -184,8 +184,12 @@ async fn create(gc: &mut GroupClient, name: &str, ids: Vec<String>) -> Result<u6
 }
 
 async fn rename(gc: &mut GroupClient, old: &str, new: &str) -> Result<u64, Status> {
-    let request =
-        RenameConversationGroupRequest { old_name: old.into(), new_name: new.into(), expected_revision: None };
+    let request = RenameConversationGroupRequest {
+        old_name: old.into(),
+        new_name: new.into(),
+        expected_revision: None,
+        ..Default::default()
+    };
     Ok(gc.rename_conversation_group(request).await?.into_inner().revision)
 }
 
@@ -194,6 +198,7 @@ async fn add(gc: &mut GroupClient, name: &str, id: &str) -> Result<u64, Status> 
         group_name: name.into(),
         conversation_ids: vec![id.to_string()],
         expected_revision: None,
+        ..Default::default()
     };
     let response = gc.add_conversations_to_group(request).await?.into_inner();
     assert_eq!(response.success_conversation_ids, vec![id.to_string()], "add {id} to {name}: {response:?}");

@@ -182,6 +182,7 @@ pub async fn grpc(pid: u32, pool: &Pool, user: Option<&str>, group: &str, shape:
                     group_name: group.clone(),
                     conversation_ids: vec![id],
                     expected_revision: None,
+                    ..Default::default()
                 };
                 if let Ok(r) = client.add_conversations_to_group(request).await {
                     acked += r.into_inner().success_conversation_ids.len() as u64;

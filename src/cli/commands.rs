@@ -120,9 +120,11 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(item_failures(&r.failed))
         }
-        GroupsCommand::Rename { old, new, expect } => {
+        GroupsCommand::Rename { old, new, by, expect } => {
+            let (old_name, group_id) = by.fields(&old);
             let request = RenameConversationGroupRequest {
-                old_name: old.clone(),
+                old_name,
+                group_id,
                 new_name: new.clone(),
                 expected_revision: expect.expected_revision,
             };
@@ -134,11 +136,10 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(Outcome::Done)
         }
-        GroupsCommand::Delete { name, expect } => {
-            let request = DeleteConversationGroupRequest {
-                group_name: name.clone(),
-                expected_revision: expect.expected_revision,
-            };
+        GroupsCommand::Delete { name, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
+            let request =
+                DeleteConversationGroupRequest { group_name, group_id, expected_revision: expect.expected_revision };
             let r = client.call(api.delete_conversation_group(client.request(request))).await?;
             show(
                 json,
@@ -147,9 +148,11 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(Outcome::Done)
         }
-        GroupsCommand::Add { name, ids, expect } => {
+        GroupsCommand::Add { name, ids, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
             let request = AddConversationsToGroupRequest {
-                group_name: name.clone(),
+                group_name,
+                group_id,
                 conversation_ids: ids,
                 expected_revision: expect.expected_revision,
             };
@@ -168,9 +171,11 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(item_failures(&r.failed))
         }
-        GroupsCommand::Remove { name, ids, expect } => {
+        GroupsCommand::Remove { name, ids, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
             let request = DeleteConversationsFromGroupRequest {
-                group_name: name.clone(),
+                group_name,
+                group_id,
                 conversation_ids: ids,
                 expected_revision: expect.expected_revision,
             };
@@ -189,9 +194,13 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(item_failures(&r.failed))
         }
-        GroupsCommand::Reorder { names, expect } => {
-            let request =
-                ReorderConversationGroupsRequest { group_names: names, expected_revision: expect.expected_revision };
+        GroupsCommand::Reorder { names, by, expect } => {
+            let (group_names, group_ids) = if by.by_id { (Vec::new(), names) } else { (names, Vec::new()) };
+            let request = ReorderConversationGroupsRequest {
+                group_names,
+                group_ids,
+                expected_revision: expect.expected_revision,
+            };
             let r = client.call(api.reorder_conversation_groups(client.request(request))).await?;
             show(
                 json,
@@ -218,6 +227,7 @@ fn filter(f: Filter) -> ConversationFilter {
         has_unread_count: f.unread.then_some(true),
         has_group_at_info: None,
         conversation_ids: f.ids,
+        group_id: f.group_id,
     }
 }
 
@@ -343,6 +353,7 @@ async fn watch(client: &Client, args: WatchArgs) -> Result<Outcome, Failure> {
         send_snapshot: args.snapshot,
         event_types: event_types(&args.kinds),
         group_names: args.group,
+        group_ids: args.group_id,
         all_users: args.all_users,
     };
     let ctrl_c = tokio::signal::ctrl_c();

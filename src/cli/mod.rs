@@ -91,54 +91,84 @@ pub enum GroupsCommand {
         #[command(flatten)]
         expect: Expect,
     },
-    /// Rename a group, keeping its members and position.
+    /// Rename a group, keeping its members, position and id.
     Rename {
-        /// The group's current name.
+        /// The group's current name (its id with --by-id).
         old: String,
         /// Its new name.
         new: String,
+        #[command(flatten)]
+        by: ById,
         #[command(flatten)]
         expect: Expect,
     },
     /// Delete a group (its conversations stay).
     Delete {
-        /// The group.
+        /// The group (its id with --by-id).
         name: String,
+        #[command(flatten)]
+        by: ById,
         #[command(flatten)]
         expect: Expect,
     },
     /// Add conversations to a group.
     #[command(after_help = EXIT_CODES)]
     Add {
-        /// The group.
+        /// The group (its id with --by-id).
         name: String,
         /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
         /// group_<group> are accepted too).
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
+        #[command(flatten)]
+        by: ById,
         #[command(flatten)]
         expect: Expect,
     },
     /// Remove conversations from a group (the conversations stay).
     #[command(after_help = EXIT_CODES)]
     Remove {
-        /// The group.
+        /// The group (its id with --by-id).
         name: String,
         /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
         /// group_<group> are accepted too).
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
         #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
         expect: Expect,
     },
     /// Set the display order: name every group exactly once.
     Reorder {
-        /// Every group, in the new order.
+        /// Every group, in the new order (ids with --by-id).
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
         #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
         expect: Expect,
     },
+}
+
+/// Naming a group by its id instead of its name.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct ById {
+    /// The group argument is a group id (as `groups list` shows, e.g. g3),
+    /// not a name: ids stay the same across renames.
+    #[arg(long)]
+    pub by_id: bool,
+}
+
+impl ById {
+    /// The request's (name, id) fields for `group`.
+    pub fn fields(self, group: &str) -> (String, String) {
+        if self.by_id {
+            (String::new(), group.to_string())
+        } else {
+            (group.to_string(), String::new())
+        }
+    }
 }
 
 /// Optimistic concurrency for scripts.
@@ -207,6 +237,9 @@ pub struct Filter {
     /// Only the members of this group.
     #[arg(long, value_name = "NAME", conflicts_with = "ungrouped")]
     pub group: Option<String>,
+    /// Only the members of the group with this id (e.g. g3).
+    #[arg(long, value_name = "ID", conflicts_with_all = ["ungrouped", "group"])]
+    pub group_id: Option<String>,
     /// Only conversations in no group.
     #[arg(long)]
     pub ungrouped: bool,
@@ -305,6 +338,9 @@ pub struct WatchArgs {
     /// reorder events are always sent).
     #[arg(long, value_name = "NAME")]
     pub group: Vec<String>,
+    /// Only events about the group with this id (repeat for more).
+    #[arg(long, value_name = "ID")]
+    pub group_id: Vec<String>,
     /// Only events of this kind (repeat for more).
     #[arg(long = "type", value_enum, value_name = "KIND")]
     pub kinds: Vec<EventType>,

@@ -27,6 +27,7 @@ fn timestamp(fields: &mut Vec<(&'static str, Json)>, key: &'static str, ts: &Opt
 
 pub fn group(g: &ConversationGroup) -> Json {
     let mut f = vec![
+        ("groupId", Json::str(&g.group_id)),
         ("name", Json::str(&g.name)),
         ("conversationCount", Json::Int(i64::from(g.conversation_count))),
         ("unreadCount", Json::u64(g.unread_count)),
@@ -61,6 +62,7 @@ pub fn conversation(c: &Conversation) -> Json {
         f.push(("lastMessage", last_message(m)));
     }
     f.push(("conversationGroupList", Json::strings(&c.conversation_group_list)));
+    f.push(("conversationGroupIds", Json::strings(&c.conversation_group_ids)));
     timestamp(&mut f, "updateTime", &c.update_time);
     f.push(("registered", Json::Bool(c.registered)));
     Json::Obj(f)
@@ -127,7 +129,11 @@ pub fn revision_only(revision: u64) -> Json {
 }
 
 pub fn reordered(r: &ReorderConversationGroupsResponse) -> Json {
-    Json::Obj(vec![("groupNames", Json::strings(&r.group_names)), ("revision", Json::u64(r.revision))])
+    Json::Obj(vec![
+        ("groupNames", Json::strings(&r.group_names)),
+        ("groupIds", Json::strings(&r.group_ids)),
+        ("revision", Json::u64(r.revision)),
+    ])
 }
 
 /// A listing, possibly the concatenation of several pages.
@@ -152,28 +158,43 @@ fn event(e: &GroupEvent) -> Json {
     let mut f = vec![("revision", Json::u64(e.revision)), ("userId", Json::str(&e.user_id))];
     timestamp(&mut f, "time", &e.time);
     f.push(("groupNames", Json::strings(&e.group_names)));
+    f.push(("groupIds", Json::strings(&e.group_ids)));
     let kind = match &e.kind {
         Some(EventKind::GroupCreated(k)) => Some((
             "groupCreated",
-            Json::Obj(vec![("groupName", Json::str(&k.group_name)), ("conversationIds", ids(&k.conversation_ids))]),
+            Json::Obj(vec![
+                ("groupId", Json::str(&k.group_id)),
+                ("groupName", Json::str(&k.group_name)),
+                ("conversationIds", ids(&k.conversation_ids)),
+            ]),
         )),
-        Some(EventKind::GroupDeleted(k)) => {
-            Some(("groupDeleted", Json::Obj(vec![("groupName", Json::str(&k.group_name))])))
-        }
+        Some(EventKind::GroupDeleted(k)) => Some((
+            "groupDeleted",
+            Json::Obj(vec![("groupId", Json::str(&k.group_id)), ("groupName", Json::str(&k.group_name))]),
+        )),
         Some(EventKind::GroupRenamed(k)) => Some((
             "groupRenamed",
-            Json::Obj(vec![("oldName", Json::str(&k.old_name)), ("newName", Json::str(&k.new_name))]),
+            Json::Obj(vec![
+                ("groupId", Json::str(&k.group_id)),
+                ("oldName", Json::str(&k.old_name)),
+                ("newName", Json::str(&k.new_name)),
+            ]),
         )),
         Some(EventKind::GroupsReordered(k)) => {
             Some(("groupsReordered", Json::Obj(vec![("groupNames", Json::strings(&k.group_names))])))
         }
         Some(EventKind::ConversationsAddedToGroup(k)) => Some((
             "conversationsAddedToGroup",
-            Json::Obj(vec![("groupName", Json::str(&k.group_name)), ("conversationIds", ids(&k.conversation_ids))]),
+            Json::Obj(vec![
+                ("groupId", Json::str(&k.group_id)),
+                ("groupName", Json::str(&k.group_name)),
+                ("conversationIds", ids(&k.conversation_ids)),
+            ]),
         )),
         Some(EventKind::ConversationsDeletedFromGroup(k)) => Some((
             "conversationsDeletedFromGroup",
             Json::Obj(vec![
+                ("groupId", Json::str(&k.group_id)),
                 ("groupName", Json::str(&k.group_name)),
                 ("conversationIds", ids(&k.conversation_ids)),
                 ("reason", enum_json(k.reason, RemovalReason::try_from(k.reason).ok().map(|r| r.as_str_name()))),
@@ -213,6 +234,7 @@ pub fn watch_response(r: &WatchGroupEventsResponse) -> Json {
                             .iter()
                             .map(|g| {
                                 Json::Obj(vec![
+                                    ("groupId", Json::str(&g.group_id)),
                                     ("name", Json::str(&g.name)),
                                     ("conversationIds", ids(&g.conversation_ids)),
                                 ])
@@ -248,10 +270,11 @@ pub fn quoted(name: &str) -> String {
 }
 
 pub fn group_table(r: &GetConversationGroupListResponse) -> String {
-    let mut table = Table::new(&["NAME", "CONVERSATIONS", "UNREAD", "CREATED"]);
+    let mut table = Table::new(&["NAME", "ID", "CONVERSATIONS", "UNREAD", "CREATED"]);
     for g in &r.groups {
         table.row(vec![
             g.name.clone(),
+            g.group_id.clone(),
             g.conversation_count.to_string(),
             g.unread_count.to_string(),
             g.create_time.as_ref().map(rfc3339).unwrap_or_default(),

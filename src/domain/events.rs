@@ -1,7 +1,7 @@
 //! Events: what one committed mutation changed, as stored in the event log
 //! and streamed to watchers.
 
-use super::ids::{ConversationId, UserId};
+use super::ids::{ConversationId, GroupId, UserId};
 use super::model::TimeMs;
 
 /// Why conversations left a group.
@@ -12,15 +12,42 @@ pub enum RemovalReason {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// `group_id` is None only in events stored before groups had ids shown.
 pub enum EventKind {
-    GroupCreated { group_name: String, conversation_ids: Vec<ConversationId> },
-    GroupDeleted { group_name: String },
-    GroupRenamed { old_name: String, new_name: String },
-    GroupsReordered { group_names: Vec<String> },
-    ConversationsAddedToGroup { group_name: String, conversation_ids: Vec<ConversationId> },
-    ConversationsDeletedFromGroup { group_name: String, conversation_ids: Vec<ConversationId>, reason: RemovalReason },
-    ConversationsChanged { conversation_ids: Vec<ConversationId> },
-    ConversationsDeleted { conversation_ids: Vec<ConversationId> },
+    GroupCreated {
+        group_id: Option<GroupId>,
+        group_name: String,
+        conversation_ids: Vec<ConversationId>,
+    },
+    GroupDeleted {
+        group_id: Option<GroupId>,
+        group_name: String,
+    },
+    GroupRenamed {
+        group_id: Option<GroupId>,
+        old_name: String,
+        new_name: String,
+    },
+    GroupsReordered {
+        group_names: Vec<String>,
+    },
+    ConversationsAddedToGroup {
+        group_id: Option<GroupId>,
+        group_name: String,
+        conversation_ids: Vec<ConversationId>,
+    },
+    ConversationsDeletedFromGroup {
+        group_id: Option<GroupId>,
+        group_name: String,
+        conversation_ids: Vec<ConversationId>,
+        reason: RemovalReason,
+    },
+    ConversationsChanged {
+        conversation_ids: Vec<ConversationId>,
+    },
+    ConversationsDeleted {
+        conversation_ids: Vec<ConversationId>,
+    },
 }
 
 /// The kind tag of an event, for filtering.
@@ -64,15 +91,30 @@ impl EventKind {
         }
     }
 
+    /// The id of the group this event is about, where it names one and
+    /// was stored with it.
+    pub fn group_id(&self) -> Option<GroupId> {
+        match self {
+            EventKind::GroupCreated { group_id, .. }
+            | EventKind::GroupDeleted { group_id, .. }
+            | EventKind::GroupRenamed { group_id, .. }
+            | EventKind::ConversationsAddedToGroup { group_id, .. }
+            | EventKind::ConversationsDeletedFromGroup { group_id, .. } => *group_id,
+            EventKind::GroupsReordered { .. }
+            | EventKind::ConversationsChanged { .. }
+            | EventKind::ConversationsDeleted { .. } => None,
+        }
+    }
+
     /// The group names this event is about; empty for events that concern
     /// the whole group list or no group.
     pub fn group_names(&self) -> Vec<&str> {
         match self {
             EventKind::GroupCreated { group_name, .. }
-            | EventKind::GroupDeleted { group_name }
+            | EventKind::GroupDeleted { group_name, .. }
             | EventKind::ConversationsAddedToGroup { group_name, .. }
             | EventKind::ConversationsDeletedFromGroup { group_name, .. } => vec![group_name],
-            EventKind::GroupRenamed { old_name, new_name } => vec![old_name, new_name],
+            EventKind::GroupRenamed { old_name, new_name, .. } => vec![old_name, new_name],
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }
             | EventKind::ConversationsDeleted { .. } => vec![],
@@ -97,5 +139,8 @@ pub struct EventBatch {
     pub user: UserId,
     pub time_ms: TimeMs,
     pub group_names: Vec<String>,
+    /// The ids of `group_names`, in the same order (empty in batches stored
+    /// before groups had ids shown).
+    pub group_ids: Vec<GroupId>,
     pub events: Vec<EventKind>,
 }

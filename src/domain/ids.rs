@@ -114,6 +114,52 @@ impl fmt::Display for ConversationId {
     }
 }
 
+/// A group's server-assigned id: stable for the group's life (a rename
+/// keeps it) and never reused for the same user (a deleted name created
+/// again gets a new one). Clients see it as an opaque string, `g<n>`
+/// ([`GroupId::parse`] accepts exactly what [`fmt::Display`] writes, so
+/// every id has one spelling).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(pub u32);
+
+impl GroupId {
+    /// The id a client sent, or an error saying what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let digits = text.strip_prefix('g').ok_or_else(|| format!("{text:?} is not a group id (ids look like g12)"))?;
+        let canonical = !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'));
+        match digits.parse::<u32>() {
+            Ok(n) if canonical => Ok(Self(n)),
+            _ => Err(format!("{text:?} is not a group id (ids look like g12)")),
+        }
+    }
+}
+
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "g{}", self.0)
+    }
+}
+
+/// How a request names one group: by name or by id (exactly one of the
+/// two; the service layer checks that). `name_field` and `id_field` are the
+/// request's field names, for errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupRef {
+    Name(String),
+    Id(GroupId),
+}
+
+impl fmt::Display for GroupRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GroupRef::Name(name) => write!(f, "{name:?}"),
+            GroupRef::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
 /// Checks a group name against the contract: 1..=`max_bytes` bytes of UTF-8
 /// (the wire already guarantees UTF-8), no control characters. Names are
 /// compared byte for byte, so nothing is normalised.
@@ -159,6 +205,16 @@ mod tests {
         assert!(check_group_name(&format!("{}a", "é".repeat(16)), 32).is_err());
         assert!(check_group_name("a\u{7}b", 32).is_err());
         assert!(check_group_name("", 32).is_err());
+    }
+
+    #[test]
+    fn group_ids_have_one_spelling() {
+        assert_eq!(GroupId::parse("g0"), Ok(GroupId(0)));
+        assert_eq!(GroupId::parse("g4294967295"), Ok(GroupId(u32::MAX)));
+        assert_eq!(GroupId(17).to_string(), "g17");
+        for bad in ["", "g", "17", "g017", "g+1", "g-1", "G1", "g4294967296", "g1 ", "g1a"] {
+            assert!(GroupId::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod model;
 pub mod rules;
 
 pub use events::{EventBatch, EventKind, EventType, RemovalReason, Scope};
-pub use ids::{check_group_name, ConversationId, ConversationKind, UserId, MAX_ID_BYTES};
+pub use ids::{check_group_name, ConversationId, ConversationKind, GroupId, GroupRef, UserId, MAX_ID_BYTES};
 pub use items::{Item, ItemError, ItemResults};
 pub use model::{
     ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupList, GroupView,

@@ -1,6 +1,6 @@
 //! The data of groups and conversations, free of protobuf and of storage.
 
-use super::ids::{ConversationId, ConversationKind};
+use super::ids::{ConversationId, ConversationKind, GroupId};
 
 /// Milliseconds since the Unix epoch: the one clock unit of the domain.
 pub type TimeMs = i64;
@@ -128,11 +128,14 @@ pub struct ConversationView {
     pub id: ConversationId,
     pub data: ConversationData,
     pub group_names: Vec<String>,
+    /// The ids of `group_names`, in the same order.
+    pub group_ids: Vec<GroupId>,
 }
 
 /// One group as shown to its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupView {
+    pub id: GroupId,
     pub name: String,
     pub conversation_count: u32,
     pub unread_count: u64,
@@ -152,6 +155,8 @@ pub struct ConversationFilter {
     pub kind: Option<ConversationKind>,
     /// `Some("")`: conversations in no group.
     pub group_name: Option<String>,
+    /// Only the members of this group (not together with `group_name`).
+    pub group_id: Option<GroupId>,
     /// `Some(0)`: conversations with no mark.
     pub mark_type: Option<u64>,
     pub has_unread_count: Option<bool>,
@@ -211,6 +216,12 @@ impl ConversationFilter {
         out.extend_from_slice(&(self.conversation_ids.len() as u32).to_be_bytes());
         for id in &self.conversation_ids {
             field(&mut out, Some(id.as_str().as_bytes()));
+        }
+        // Appended only when set, so every filter without it keeps the
+        // fingerprint (and the page tokens) it had before ids existed.
+        if let Some(id) = self.group_id {
+            out.push(b'g');
+            out.extend_from_slice(&id.0.to_be_bytes());
         }
         super::fnv1a(super::FNV1A_START, &out)
     }
@@ -336,7 +347,12 @@ mod fingerprint_tests {
             has_unread_count: Some(true),
             has_group_at_info: None,
             conversation_ids: vec![ConversationId::parse("C2Calice").unwrap()],
+            group_id: None,
         };
         assert_eq!(full.fingerprint(), 0xaae5_5b5c_bae4_5624, "{:#x}", full.fingerprint());
+        // A group id is bound in too, and two ids differ.
+        let by_id = |id| ConversationFilter { group_id: Some(GroupId(id)), ..Default::default() };
+        assert_ne!(by_id(1).fingerprint(), none.fingerprint());
+        assert_ne!(by_id(1).fingerprint(), by_id(2).fingerprint());
     }
 }

@@ -18,8 +18,8 @@
 
 use crate::config::Limits;
 use crate::domain::{
-    check_group_name, now_ms, ConversationData, ConversationId, ConversationPatch, EventKind, GroupView, Item,
-    ItemCode, ItemResults, RemovalReason,
+    check_group_name, now_ms, ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef,
+    GroupView, Item, ItemCode, ItemResults, RemovalReason,
 };
 use crate::error::Error;
 
@@ -34,6 +34,8 @@ pub trait UserState {
     fn group_names(&self) -> Vec<String>;
     /// The position of the group called `name`.
     fn group_index(&self, name: &str) -> Option<usize>;
+    /// The position of the group with this id.
+    fn group_index_by_id(&self, id: GroupId) -> Option<usize>;
     fn group(&self, index: usize) -> GroupView;
     /// Appends a new, empty group; returns its position.
     fn create_group(&mut self, name: &str, create_time_ms: i64) -> usize;
@@ -65,24 +67,49 @@ fn check_revision(state: &impl UserState, expected: Option<u64>) -> Result<(), E
     }
 }
 
-/// Finds a group by name after checking `expected_revision` (see the module
-/// docs for the order). A name over today's length limit that names an
-/// existing group (the limit was lowered) is still found.
-fn find_group(
+/// Where a request names a group: the request's field for a name and the
+/// one for an id, for errors.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupFields {
+    pub name: &'static str,
+    pub id: &'static str,
+}
+
+impl GroupFields {
+    /// `group_name` / `group_id`, the fields of most requests.
+    pub const GROUP: GroupFields = GroupFields { name: "group_name", id: "group_id" };
+}
+
+/// Finds a group by name or id after checking `expected_revision` (see the
+/// module docs for the order). A name over today's length limit that names
+/// an existing group (the limit was lowered) is still found.
+pub fn find_group(
     state: &impl UserState,
     limits: &Limits,
-    field: &'static str,
-    name: &str,
+    fields: GroupFields,
+    group: &GroupRef,
     expected_revision: Option<u64>,
 ) -> Result<usize, Error> {
-    let index = state.group_index(name);
-    if index.is_none() {
-        if let Err(message) = check_group_name(name, limits.max_group_name_bytes) {
-            return Err(Error::InvalidGroupName { field, message, limit: limits.max_group_name_bytes });
+    match group {
+        GroupRef::Name(name) => {
+            let index = state.group_index(name);
+            if index.is_none() {
+                if let Err(message) = check_group_name(name, limits.max_group_name_bytes) {
+                    return Err(Error::InvalidGroupName {
+                        field: fields.name,
+                        message,
+                        limit: limits.max_group_name_bytes,
+                    });
+                }
+            }
+            check_revision(state, expected_revision)?;
+            index.ok_or_else(|| Error::GroupNotFound { field: fields.name, name: name.to_string() })
+        }
+        GroupRef::Id(id) => {
+            check_revision(state, expected_revision)?;
+            state.group_index_by_id(*id).ok_or(Error::GroupIdNotFound { field: fields.id, id: *id })
         }
     }
-    check_revision(state, expected_revision)?;
-    index.ok_or_else(|| Error::GroupNotFound { field, name: name.to_string() })
 }
 
 /// Adds items to the group at `index`, failing items one by one.
@@ -134,6 +161,7 @@ pub fn create_group(
     let index = state.create_group(name, now_ms());
     add_members(state, limits, index, items, &mut result)?;
     state.record(EventKind::GroupCreated {
+        group_id: Some(state.group(index).id),
         group_name: name.to_string(),
         conversation_ids: result.succeeded().to_vec(),
     });
@@ -143,79 +171,91 @@ pub fn create_group(
 pub fn delete_group(
     state: &mut impl UserState,
     limits: &Limits,
-    name: &str,
+    group: &GroupRef,
     expected_revision: Option<u64>,
 ) -> Result<(), Error> {
-    let index = find_group(state, limits, "group_name", name, expected_revision)?;
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let GroupView { id, name, .. } = state.group(index);
     state.remove_group(index)?;
-    state.record(EventKind::GroupDeleted { group_name: name.to_string() });
+    state.record(EventKind::GroupDeleted { group_id: Some(id), group_name: name });
     Ok(())
 }
 
 pub fn rename_group(
     state: &mut impl UserState,
     limits: &Limits,
-    old_name: &str,
+    group: &GroupRef,
     new_name: &str,
     expected_revision: Option<u64>,
 ) -> Result<GroupView, Error> {
-    let index = find_group(state, limits, "old_name", old_name, expected_revision)?;
+    let fields = GroupFields { name: "old_name", id: "group_id" };
+    let index = find_group(state, limits, fields, group, expected_revision)?;
+    let GroupView { id, name: old_name, .. } = state.group(index);
     if old_name != new_name {
         if state.group_index(new_name).is_some() {
             return Err(Error::GroupAlreadyExists { field: "new_name", name: new_name.to_string() });
         }
         state.rename_group(index, new_name);
-        state.record(EventKind::GroupRenamed { old_name: old_name.to_string(), new_name: new_name.to_string() });
+        state.record(EventKind::GroupRenamed { group_id: Some(id), old_name, new_name: new_name.to_string() });
     }
     Ok(state.group(index))
 }
 
+/// Sets the display order from `groups` (all names, or all ids: `field`
+/// is the request's field, for errors); returns the groups in it.
 pub fn reorder_groups(
     state: &mut impl UserState,
-    names: &[String],
+    field: &'static str,
+    groups: &[GroupRef],
     expected_revision: Option<u64>,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<GroupView>, Error> {
     check_revision(state, expected_revision)?;
     let current = state.group_names();
-    if names.len() != current.len() {
-        return Err(Error::GroupOrderMismatch {
-            message: format!(
-                "names {} groups, but the user has {}; list every group exactly once",
-                names.len(),
-                current.len()
-            ),
-        });
+    let mismatch = |message: String| Error::GroupOrderMismatch { field, message };
+    if groups.len() != current.len() {
+        return Err(mismatch(format!(
+            "names {} groups, but the user has {}; list every group exactly once",
+            groups.len(),
+            current.len()
+        )));
     }
-    let mut order = Vec::with_capacity(names.len());
-    for name in names {
-        let Some(index) = state.group_index(name) else {
-            return Err(Error::GroupOrderMismatch { message: format!("{name:?} is not one of the user's groups") });
+    let mut order = Vec::with_capacity(groups.len());
+    for group in groups {
+        let index = match group {
+            GroupRef::Name(name) => state.group_index(name),
+            GroupRef::Id(id) => state.group_index_by_id(*id),
+        };
+        let Some(index) = index else {
+            return Err(mismatch(format!("{group} is not one of the user's groups")));
         };
         if order.contains(&index) {
-            return Err(Error::GroupOrderMismatch { message: format!("{name:?} appears more than once") });
+            return Err(mismatch(format!("{group} appears more than once")));
         }
         order.push(index);
     }
+    let names: Vec<String> = order.iter().map(|&index| current[index].clone()).collect();
     if names != current {
         state.reorder_groups(&order);
-        state.record(EventKind::GroupsReordered { group_names: names.to_vec() });
+        state.record(EventKind::GroupsReordered { group_names: names });
     }
-    Ok(names.to_vec())
+    Ok((0..current.len()).map(|index| state.group(index)).collect())
 }
 
 pub fn add_to_group(
     state: &mut impl UserState,
     limits: &Limits,
-    name: &str,
+    group: &GroupRef,
     items: &[Item<()>],
     mut result: ItemResults,
     expected_revision: Option<u64>,
 ) -> Result<ItemResults, Error> {
-    let index = find_group(state, limits, "group_name", name, expected_revision)?;
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
     add_members(state, limits, index, items, &mut result)?;
     if !result.succeeded().is_empty() {
+        let GroupView { id, name, .. } = state.group(index);
         state.record(EventKind::ConversationsAddedToGroup {
-            group_name: name.to_string(),
+            group_id: Some(id),
+            group_name: name,
             conversation_ids: result.succeeded().to_vec(),
         });
     }
@@ -225,12 +265,13 @@ pub fn add_to_group(
 pub fn remove_from_group(
     state: &mut impl UserState,
     limits: &Limits,
-    name: &str,
+    group: &GroupRef,
     items: &[Item<()>],
     mut result: ItemResults,
     expected_revision: Option<u64>,
 ) -> Result<ItemResults, Error> {
-    let index = find_group(state, limits, "group_name", name, expected_revision)?;
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let GroupView { id, name, .. } = state.group(index);
     for item in items {
         if state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
             state.leave(&item.id, index)?;
@@ -241,7 +282,8 @@ pub fn remove_from_group(
     }
     if !result.succeeded().is_empty() {
         state.record(EventKind::ConversationsDeletedFromGroup {
-            group_name: name.to_string(),
+            group_id: Some(id),
+            group_name: name,
             conversation_ids: result.succeeded().to_vec(),
             reason: RemovalReason::UserRequest,
         });
@@ -311,11 +353,12 @@ pub fn delete_conversations(
         state.forget(&item.id)?;
         result.succeed(item.id.clone());
     }
-    let names = state.group_names();
     for (index, ids) in removed.into_iter().enumerate() {
         if !ids.is_empty() {
+            let GroupView { id, name, .. } = state.group(index);
             state.record(EventKind::ConversationsDeletedFromGroup {
-                group_name: names[index].clone(),
+                group_id: Some(id),
+                group_name: name,
                 conversation_ids: ids,
                 reason: RemovalReason::ConversationDeleted,
             });

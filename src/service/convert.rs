@@ -5,10 +5,11 @@ use base64::Engine;
 use prost_types::Timestamp;
 
 use crate::config::Limits;
+use crate::domain::rules::GroupFields;
 use crate::domain::{
     check_group_name, ConversationFilter, ConversationId, ConversationKind, ConversationPatch, ConversationView,
-    EventBatch, EventKind, EventType, GroupView, ItemCode, ItemError, ItemFailure, ItemOutcomes, LastMessage,
-    ListPosition, RecvOpt, RemovalReason, TimeMs,
+    EventBatch, EventKind, EventType, GroupId, GroupRef, GroupView, ItemCode, ItemError, ItemFailure, ItemOutcomes,
+    LastMessage, ListPosition, RecvOpt, RemovalReason, TimeMs,
 };
 use crate::error::Error;
 use crate::pb;
@@ -19,6 +20,23 @@ pub fn timestamp(ms: TimeMs) -> Timestamp {
 
 fn time_ms(ts: &Timestamp) -> TimeMs {
     ts.seconds.saturating_mul(1000).saturating_add(i64::from(ts.nanos) / 1_000_000)
+}
+
+/// The group a request names: by name or by id, exactly one (see the
+/// proto's "Group ids"). Neither is an empty name, INVALID_GROUP_NAME as it
+/// always was; a name is checked later, by the rules, only if it names no
+/// group (a name over a since-lowered limit still finds its group).
+pub fn group_ref(fields: GroupFields, name: String, id: String) -> Result<GroupRef, Error> {
+    match (name.is_empty(), id.is_empty()) {
+        (false, false) => Err(Error::GroupNameAndId { name_field: fields.name, id_field: fields.id }),
+        (_, true) => Ok(GroupRef::Name(name)),
+        (true, false) => Ok(GroupRef::Id(group_id(fields.id, &id)?)),
+    }
+}
+
+/// A group id as a client sent it.
+pub fn group_id(field: &'static str, id: &str) -> Result<GroupId, Error> {
+    GroupId::parse(id).map_err(|message| Error::InvalidGroupId { field, message })
 }
 
 /// A group name that is being created (group_name of Create, new_name of
@@ -217,9 +235,17 @@ pub fn filter(filter: Option<pb::ConversationFilter>, limits: &Limits) -> Result
             conversation_ids.push(id);
         }
     }
+    let group_id = match (&f.group_name, f.group_id) {
+        (Some(_), Some(_)) => {
+            return Err(Error::GroupNameAndId { name_field: "filter.group_name", id_field: "filter.group_id" })
+        }
+        (_, Some(id)) => Some(group_id("filter.group_id", &id)?),
+        (_, None) => None,
+    };
     Ok(ConversationFilter {
         kind,
         group_name: f.group_name,
+        group_id,
         mark_type: f.mark_type,
         has_unread_count: f.has_unread_count,
         has_group_at_info: f.has_group_at_info,
@@ -262,6 +288,7 @@ pub fn decode_page_token(token: &str, filter: &ConversationFilter) -> Result<Opt
 
 pub fn group(view: GroupView) -> pb::ConversationGroup {
     pb::ConversationGroup {
+        group_id: view.id.to_string(),
         name: view.name,
         conversation_count: view.conversation_count,
         unread_count: view.unread_count,
@@ -270,7 +297,7 @@ pub fn group(view: GroupView) -> pb::ConversationGroup {
 }
 
 pub fn conversation(view: ConversationView) -> pb::Conversation {
-    let ConversationView { id, data, group_names } = view;
+    let ConversationView { id, data, group_names, group_ids } = view;
     let (kind, user_id, group_id) = match id.kind() {
         ConversationKind::C2c => (pb::ConversationType::C2c, id.peer().to_string(), String::new()),
         ConversationKind::Group => (pb::ConversationType::Group, String::new(), id.peer().to_string()),
@@ -295,6 +322,7 @@ pub fn conversation(view: ConversationView) -> pb::Conversation {
             time: m.time_ms.map(timestamp),
         }),
         conversation_group_list: group_names,
+        conversation_group_ids: group_ids.iter().map(GroupId::to_string).collect(),
         update_time: data.update_time_ms.map(timestamp),
         registered: data.registered,
     }
@@ -337,6 +365,11 @@ fn ids(ids: &[ConversationId]) -> Vec<String> {
     ids.iter().map(|id| id.as_str().to_string()).collect()
 }
 
+/// A group id in an event: empty where the event was stored without one.
+fn event_group_id(id: &Option<GroupId>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
+
 /// One stored batch as the wire shape; every event carries the batch's
 /// revision, user, time and group list.
 pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
@@ -346,27 +379,35 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
         .iter()
         .map(|event| {
             let kind = match event {
-                EventKind::GroupCreated { group_name, conversation_ids } => Kind::GroupCreated(pb::GroupCreated {
+                EventKind::GroupCreated { group_id, group_name, conversation_ids } => {
+                    Kind::GroupCreated(pb::GroupCreated {
+                        group_name: group_name.clone(),
+                        conversation_ids: ids(conversation_ids),
+                        group_id: event_group_id(group_id),
+                    })
+                }
+                EventKind::GroupDeleted { group_id, group_name } => Kind::GroupDeleted(pb::GroupDeleted {
                     group_name: group_name.clone(),
-                    conversation_ids: ids(conversation_ids),
+                    group_id: event_group_id(group_id),
                 }),
-                EventKind::GroupDeleted { group_name } => {
-                    Kind::GroupDeleted(pb::GroupDeleted { group_name: group_name.clone() })
-                }
-                EventKind::GroupRenamed { old_name, new_name } => {
-                    Kind::GroupRenamed(pb::GroupRenamed { old_name: old_name.clone(), new_name: new_name.clone() })
-                }
+                EventKind::GroupRenamed { group_id, old_name, new_name } => Kind::GroupRenamed(pb::GroupRenamed {
+                    old_name: old_name.clone(),
+                    new_name: new_name.clone(),
+                    group_id: event_group_id(group_id),
+                }),
                 EventKind::GroupsReordered { group_names } => {
                     Kind::GroupsReordered(pb::GroupsReordered { group_names: group_names.clone() })
                 }
-                EventKind::ConversationsAddedToGroup { group_name, conversation_ids } => {
+                EventKind::ConversationsAddedToGroup { group_id, group_name, conversation_ids } => {
                     Kind::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
                         group_name: group_name.clone(),
                         conversation_ids: ids(conversation_ids),
+                        group_id: event_group_id(group_id),
                     })
                 }
-                EventKind::ConversationsDeletedFromGroup { group_name, conversation_ids, reason } => {
+                EventKind::ConversationsDeletedFromGroup { group_id, group_name, conversation_ids, reason } => {
                     Kind::ConversationsDeletedFromGroup(pb::ConversationsDeletedFromGroup {
+                        group_id: event_group_id(group_id),
                         group_name: group_name.clone(),
                         conversation_ids: ids(conversation_ids),
                         reason: match reason {
@@ -387,6 +428,7 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                 user_id: batch.user.as_str().to_string(),
                 time: Some(timestamp(batch.time_ms)),
                 group_names: batch.group_names.clone(),
+                group_ids: batch.group_ids.iter().map(GroupId::to_string).collect(),
                 kind: Some(kind),
             }
         })

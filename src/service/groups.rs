@@ -12,7 +12,8 @@ use tonic::{Request, Response, Status};
 use super::read_cache::ReadCaches;
 use super::{convert, finish, watch, Calls};
 use crate::auth::Caller;
-use crate::domain::{ItemResults, UserId};
+use crate::domain::rules::GroupFields;
+use crate::domain::{GroupRef, ItemResults, UserId};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::pb;
@@ -60,7 +61,8 @@ impl ConversationGroupServiceImpl {
         user: UserId,
         req: pb::DeleteConversationGroupRequest,
     ) -> Result<pb::DeleteConversationGroupResponse, Error> {
-        let revision = self.store.delete_group(&user, req.group_name, req.expected_revision).await?;
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let revision = self.store.delete_group(&user, group, req.expected_revision).await?;
         Ok(pb::DeleteConversationGroupResponse { revision })
     }
 
@@ -69,8 +71,9 @@ impl ConversationGroupServiceImpl {
         user: UserId,
         req: pb::RenameConversationGroupRequest,
     ) -> Result<pb::RenameConversationGroupResponse, Error> {
+        let group = convert::group_ref(GroupFields { name: "old_name", id: "group_id" }, req.old_name, req.group_id)?;
         let new_name = convert::new_group_name("new_name", req.new_name, self.store.limits())?;
-        let (group, revision) = self.store.rename_group(&user, req.old_name, new_name, req.expected_revision).await?;
+        let (group, revision) = self.store.rename_group(&user, group, new_name, req.expected_revision).await?;
         Ok(pb::RenameConversationGroupResponse { group: Some(convert::group(group)), revision })
     }
 
@@ -117,8 +120,22 @@ impl ConversationGroupServiceImpl {
         user: UserId,
         req: pb::ReorderConversationGroupsRequest,
     ) -> Result<pb::ReorderConversationGroupsResponse, Error> {
-        let (group_names, revision) = self.store.reorder_groups(&user, req.group_names, req.expected_revision).await?;
-        Ok(pb::ReorderConversationGroupsResponse { group_names, revision })
+        let (field, groups) = match (req.group_names.is_empty(), req.group_ids.is_empty()) {
+            (false, false) => {
+                return Err(Error::GroupNameAndId { name_field: "group_names", id_field: "group_ids" });
+            }
+            (_, true) => ("group_names", req.group_names.into_iter().map(GroupRef::Name).collect()),
+            (true, false) => (
+                "group_ids",
+                req.group_ids
+                    .iter()
+                    .map(|id| convert::group_id("group_ids", id).map(GroupRef::Id))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let (groups, revision) = self.store.reorder_groups(&user, field, groups, req.expected_revision).await?;
+        let (group_names, group_ids) = groups.into_iter().map(|g| (g.name, g.id.to_string())).unzip();
+        Ok(pb::ReorderConversationGroupsResponse { group_names, group_ids, revision })
     }
 
     async fn add(
@@ -128,7 +145,8 @@ impl ConversationGroupServiceImpl {
     ) -> Result<pb::AddConversationsToGroupResponse, Error> {
         convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
         let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
-        let outcome = self.store.add_to_group(&user, req.group_name, items, result, req.expected_revision).await?;
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let outcome = self.store.add_to_group(&user, group, items, result, req.expected_revision).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
         Ok(pb::AddConversationsToGroupResponse { success_conversation_ids, failed, revision })
     }
@@ -140,7 +158,8 @@ impl ConversationGroupServiceImpl {
     ) -> Result<pb::DeleteConversationsFromGroupResponse, Error> {
         convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
         let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
-        let outcome = self.store.remove_from_group(&user, req.group_name, items, result, req.expected_revision).await?;
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let outcome = self.store.remove_from_group(&user, group, items, result, req.expected_revision).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
         Ok(pb::DeleteConversationsFromGroupResponse { success_conversation_ids, failed, revision })
     }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::convert;
 use crate::auth::Caller;
 use crate::config::Limits;
-use crate::domain::{EventBatch, EventKind, EventType};
+use crate::domain::{EventBatch, EventKind, EventType, GroupId};
 use crate::error::Error;
 use crate::hub::{Delivery, Hub, Subscription};
 use crate::pb;
@@ -54,6 +54,7 @@ pub struct WatchSpec {
     pub send_snapshot: bool,
     pub event_types: HashSet<EventType>,
     pub group_names: HashSet<String>,
+    pub group_ids: HashSet<GroupId>,
 }
 
 impl WatchSpec {
@@ -89,12 +90,24 @@ impl WatchSpec {
                 ),
             });
         }
+        if req.group_ids.len() > limits.max_groups {
+            return Err(Error::InvalidArgument {
+                field: "group_ids",
+                message: format!(
+                    "{} ids, more than the {} allowed (max_groups: no user has more groups)",
+                    req.group_ids.len(),
+                    limits.max_groups
+                ),
+            });
+        }
+        let group_ids = req.group_ids.iter().map(|id| convert::group_id("group_ids", id)).collect::<Result<_, _>>()?;
         Ok(Self {
             scope: if req.all_users { Scope::AllUsers } else { Scope::User(caller.user()?.clone()) },
             start_revision: req.start_revision,
             send_snapshot: req.send_snapshot,
             event_types,
             group_names: req.group_names.into_iter().collect(),
+            group_ids,
         })
     }
 
@@ -104,14 +117,19 @@ impl WatchSpec {
         }
         // Events about no particular group (reorder, conversation changes)
         // always pass the group filter.
+        if self.group_names.is_empty() && self.group_ids.is_empty() {
+            return true;
+        }
         let groups = event.group_names();
-        self.group_names.is_empty() || groups.is_empty() || groups.iter().any(|g| self.group_names.contains(*g))
+        groups.is_empty()
+            || groups.iter().any(|g| self.group_names.contains(*g))
+            || event.group_id().is_some_and(|id| self.group_ids.contains(&id))
     }
 
     /// Indexes of the events of `batch` this watcher asked for; None when
     /// it takes them all.
     fn kept(&self, batch: &EventBatch) -> Option<Vec<u32>> {
-        if self.event_types.is_empty() && self.group_names.is_empty() {
+        if self.event_types.is_empty() && self.group_names.is_empty() && self.group_ids.is_empty() {
             return None;
         }
         let kept: Vec<u32> =
@@ -153,6 +171,7 @@ fn events_message(batch: &EventBatch, kept: Option<&[u32]>) -> Bytes {
                 user: batch.user.clone(),
                 time_ms: batch.time_ms,
                 group_names: batch.group_names.clone(),
+                group_ids: batch.group_ids.clone(),
                 events,
             })
         }
@@ -308,7 +327,11 @@ impl Watcher {
                 let groups = snapshot
                     .groups
                     .into_iter()
-                    .map(|(name, conversation_ids)| pb::SnapshotGroup { name, conversation_ids })
+                    .map(|group| pb::SnapshotGroup {
+                        name: group.name,
+                        group_id: group.id.to_string(),
+                        conversation_ids: group.conversation_ids,
+                    })
                     .collect();
                 self.send(encode(Kind::Snapshot(pb::Snapshot { revision: snapshot.revision, groups }))).await?;
                 self.progress = snapshot.revision;

@@ -5,7 +5,7 @@
 use prost::Message;
 
 use crate::domain::{
-    ConversationData, ConversationId, EventBatch, EventKind, EventType, LastMessage, ListPosition, RecvOpt,
+    ConversationData, ConversationId, EventBatch, EventKind, EventType, GroupId, LastMessage, ListPosition, RecvOpt,
     RemovalReason, UserId,
 };
 use crate::error::Error;
@@ -58,11 +58,6 @@ impl UserRecord {
 
     pub fn group_names(&self) -> Vec<String> {
         self.groups.iter().map(|g| g.name.clone()).collect()
-    }
-
-    /// Names of the given group ids, in display order.
-    pub fn names_of(&self, ids: &[u32]) -> Vec<String> {
-        self.groups.iter().filter(|g| ids.contains(&g.id)).map(|g| g.name.clone()).collect()
     }
 }
 
@@ -219,6 +214,10 @@ pub struct EventRecord {
     /// Removal reason: 1 user request, 2 conversation deleted.
     #[prost(uint32, tag = "5")]
     pub reason: u32,
+    /// The group's id, for events about one group (absent in events
+    /// stored before ids were recorded).
+    #[prost(uint32, optional, tag = "6")]
+    pub group_id: Option<u32>,
 }
 
 /// One revision of the event log.
@@ -246,6 +245,9 @@ pub struct BatchRecord {
     /// [`UserRecord::events`]).
     #[prost(uint64, tag = "7")]
     pub seq: u64,
+    /// The ids of `group_names`, in the same order.
+    #[prost(uint32, repeated, tag = "8")]
+    pub group_ids: Vec<u32>,
 }
 
 /// The stored code of each event type (`EventRecord::kind`): part of the
@@ -283,27 +285,31 @@ impl BatchRecord {
             .events
             .iter()
             .map(|event| {
-                let mut r = EventRecord { kind: event_code(event.event_type()), ..Default::default() };
+                let mut r = EventRecord {
+                    kind: event_code(event.event_type()),
+                    group_id: event.group_id().map(|id| id.0),
+                    ..Default::default()
+                };
                 match event {
-                    EventKind::GroupCreated { group_name, conversation_ids } => {
+                    EventKind::GroupCreated { group_name, conversation_ids, .. } => {
                         r.group_name = group_name.clone();
                         r.items = ids_to_strings(conversation_ids);
                     }
-                    EventKind::GroupDeleted { group_name } => {
+                    EventKind::GroupDeleted { group_name, .. } => {
                         r.group_name = group_name.clone();
                     }
-                    EventKind::GroupRenamed { old_name, new_name } => {
+                    EventKind::GroupRenamed { old_name, new_name, .. } => {
                         r.group_name = old_name.clone();
                         r.new_name = new_name.clone();
                     }
                     EventKind::GroupsReordered { group_names } => {
                         r.items = group_names.clone();
                     }
-                    EventKind::ConversationsAddedToGroup { group_name, conversation_ids } => {
+                    EventKind::ConversationsAddedToGroup { group_name, conversation_ids, .. } => {
                         r.group_name = group_name.clone();
                         r.items = ids_to_strings(conversation_ids);
                     }
-                    EventKind::ConversationsDeletedFromGroup { group_name, conversation_ids, reason } => {
+                    EventKind::ConversationsDeletedFromGroup { group_name, conversation_ids, reason, .. } => {
                         r.group_name = group_name.clone();
                         r.items = ids_to_strings(conversation_ids);
                         r.reason = match reason {
@@ -325,6 +331,7 @@ impl BatchRecord {
             user: batch.user.as_str().to_string(),
             time_ms: batch.time_ms,
             group_names: batch.group_names.clone(),
+            group_ids: batch.group_ids.iter().map(|id| id.0).collect(),
             events,
             nonce: 0,
             previous: 0,
@@ -341,18 +348,25 @@ impl BatchRecord {
                 let Some(event_type) = event_type_of_code(r.kind) else {
                     return Err(corrupt(&format!("event {revision}: unknown kind {}", r.kind)));
                 };
+                let group_id = r.group_id.map(GroupId);
                 Ok(match event_type {
-                    EventType::GroupCreated => {
-                        EventKind::GroupCreated { group_name: r.group_name, conversation_ids: strings_to_ids(&r.items) }
+                    EventType::GroupCreated => EventKind::GroupCreated {
+                        group_id,
+                        group_name: r.group_name,
+                        conversation_ids: strings_to_ids(&r.items),
+                    },
+                    EventType::GroupDeleted => EventKind::GroupDeleted { group_id, group_name: r.group_name },
+                    EventType::GroupRenamed => {
+                        EventKind::GroupRenamed { group_id, old_name: r.group_name, new_name: r.new_name }
                     }
-                    EventType::GroupDeleted => EventKind::GroupDeleted { group_name: r.group_name },
-                    EventType::GroupRenamed => EventKind::GroupRenamed { old_name: r.group_name, new_name: r.new_name },
                     EventType::GroupsReordered => EventKind::GroupsReordered { group_names: r.items },
                     EventType::ConversationsAddedToGroup => EventKind::ConversationsAddedToGroup {
+                        group_id,
                         group_name: r.group_name,
                         conversation_ids: strings_to_ids(&r.items),
                     },
                     EventType::ConversationsDeletedFromGroup => EventKind::ConversationsDeletedFromGroup {
+                        group_id,
                         group_name: r.group_name,
                         conversation_ids: strings_to_ids(&r.items),
                         reason: if r.reason == 2 {
@@ -370,7 +384,15 @@ impl BatchRecord {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        Ok(EventBatch { revision, user, time_ms: self.time_ms, group_names: self.group_names, events })
+        // Batches stored before ids were recorded have none; a list of
+        // another length would be corrupt, and is dropped rather than shown
+        // against the wrong names.
+        let group_ids = if self.group_ids.len() == self.group_names.len() {
+            self.group_ids.into_iter().map(GroupId).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(EventBatch { revision, user, time_ms: self.time_ms, group_names: self.group_names, group_ids, events })
     }
 }
 

@@ -255,6 +255,7 @@ mod tests {
     //! What a mutation writes in the one-tree layout, on a real sled
     //! database in a temporary directory.
 
+    use crate::domain::GroupRef;
     use std::collections::BTreeMap;
     use std::time::Duration;
 
@@ -294,7 +295,7 @@ mod tests {
         let before = contents(&store);
 
         let (list, result) = items(&["C2Ccarol"]);
-        let outcome = store.add_to_group(&alice, "g".into(), list, result, None).await.expect("add");
+        let outcome = store.add_to_group(&alice, GroupRef::Name("g".into()), list, result, None).await.expect("add");
         assert_eq!(outcome.revision, 2);
         let after = contents(&store);
         // The conversation, its event batch, its member and listing keys,

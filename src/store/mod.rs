@@ -41,8 +41,8 @@ use tokio::sync::watch;
 
 use crate::config::{Backend, Config, Limits};
 use crate::domain::{
-    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupView, Item, ItemOutcomes, ItemResults,
-    ListPosition, UserId,
+    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupView, Item, ItemOutcomes,
+    ItemResults, ListPosition, UserId,
 };
 use crate::error::Error;
 use crate::hub::Hub;
@@ -108,8 +108,16 @@ impl RecordStamp {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub revision: u64,
-    /// (group name, member ids) in display order.
-    pub groups: Vec<(String, Vec<String>)>,
+    /// In display order.
+    pub groups: Vec<SnapshotGroup>,
+}
+
+/// One group of a [`Snapshot`].
+#[derive(Debug, Clone)]
+pub struct SnapshotGroup {
+    pub id: crate::domain::GroupId,
+    pub name: String,
+    pub conversation_ids: Vec<String>,
 }
 
 /// The rule of every log read, on both backends: a read from `from` fails
@@ -294,54 +302,56 @@ impl Store {
     pub async fn delete_group(
         &self,
         user: &UserId,
-        name: String,
+        group: GroupRef,
         expected_revision: Option<u64>,
     ) -> Result<u64, Error> {
-        let ((), revision) = self.mutate(user, rules::delete_group(name, expected_revision)).await?;
+        let ((), revision) = self.mutate(user, rules::delete_group(group, expected_revision)).await?;
         Ok(revision)
     }
 
     pub async fn rename_group(
         &self,
         user: &UserId,
-        old_name: String,
+        group: GroupRef,
         new_name: String,
         expected_revision: Option<u64>,
     ) -> Result<(GroupView, u64), Error> {
-        self.mutate(user, rules::rename_group(old_name, new_name, expected_revision)).await
+        self.mutate(user, rules::rename_group(group, new_name, expected_revision)).await
     }
 
     pub async fn reorder_groups(
         &self,
         user: &UserId,
-        names: Vec<String>,
+        field: &'static str,
+        groups: Vec<GroupRef>,
         expected_revision: Option<u64>,
-    ) -> Result<(Vec<String>, u64), Error> {
-        self.mutate(user, rules::reorder_groups(names, expected_revision)).await
+    ) -> Result<(Vec<GroupView>, u64), Error> {
+        self.mutate(user, rules::reorder_groups(field, groups, expected_revision)).await
     }
 
     pub async fn add_to_group(
         &self,
         user: &UserId,
-        name: String,
+        group: GroupRef,
         items: Vec<Item<()>>,
         result: ItemResults,
         expected_revision: Option<u64>,
     ) -> Result<ItemOutcomes, Error> {
-        let (result, revision) = self.mutate(user, rules::add_to_group(name, items, result, expected_revision)).await?;
+        let (result, revision) =
+            self.mutate(user, rules::add_to_group(group, items, result, expected_revision)).await?;
         Ok(result.finish(revision))
     }
 
     pub async fn remove_from_group(
         &self,
         user: &UserId,
-        name: String,
+        group: GroupRef,
         items: Vec<Item<()>>,
         result: ItemResults,
         expected_revision: Option<u64>,
     ) -> Result<ItemOutcomes, Error> {
         let (result, revision) =
-            self.mutate(user, rules::remove_from_group(name, items, result, expected_revision)).await?;
+            self.mutate(user, rules::remove_from_group(group, items, result, expected_revision)).await?;
         Ok(result.finish(revision))
     }
 

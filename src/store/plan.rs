@@ -15,7 +15,7 @@ use super::encoding::{ConversationRecord, UserRecord};
 use super::keys;
 use super::state::{StateRead, Table, WriteSet};
 
-use crate::domain::{ConversationId, EventBatch, EventKind, UserId};
+use crate::domain::{ConversationId, EventBatch, EventKind, GroupId, UserId};
 use crate::error::Error;
 
 struct CachedConv {
@@ -169,6 +169,7 @@ impl Planned {
             user: self.user_id,
             time_ms,
             group_names: self.user.group_names(),
+            group_ids: self.user.groups.iter().map(|g| GroupId(g.id)).collect(),
             events: self.events,
         };
         (self.writes, prost::Message::encode_to_vec(&self.user), batch)

@@ -11,8 +11,8 @@ use super::rules::group_view;
 use super::state::{StateRead, Table};
 use super::Snapshot;
 use crate::domain::{
-    ConversationData, ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupList, ListPosition,
-    UserId,
+    ConversationData, ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupId, GroupList,
+    ListPosition, UserId,
 };
 use crate::error::Error;
 
@@ -41,12 +41,20 @@ fn load_conv(state: &dyn StateRead, user: &UserId, id: &ConversationId) -> Resul
 /// A listed conversation: its data (moved out of the decoded record, no
 /// second copy) with the names of its groups.
 fn view(user: &UserRecord, id: ConversationId, data: ConversationData, group_ids: &[u32]) -> ConversationView {
-    ConversationView { group_names: user.names_of(group_ids), data, id }
+    let groups = user.groups.iter().filter(|g| group_ids.contains(&g.id));
+    let (group_names, group_ids) = groups.map(|g| (g.name.clone(), GroupId(g.id))).unzip();
+    ConversationView { group_names, group_ids, data, id }
 }
 
 /// The group a filter names, as (id), or None for "no group filter" and
 /// Some(None) for "conversations in no group".
 fn filter_group(user: &UserRecord, filter: &ConversationFilter) -> Result<Option<Option<u32>>, Error> {
+    if let Some(id) = filter.group_id {
+        return match user.groups.iter().find(|g| g.id == id.0) {
+            Some(group) => Ok(Some(Some(group.id))),
+            None => Err(Error::GroupIdNotFound { field: "filter.group_id", id }),
+        };
+    }
     match filter.group_name.as_deref() {
         None => Ok(None),
         Some("") => Ok(Some(None)),
@@ -168,7 +176,8 @@ pub(super) fn unread_count(
     user: &UserRecord,
     filter: &ConversationFilter,
 ) -> Result<(u64, u64), Error> {
-    let only_group = ConversationFilter { group_name: filter.group_name.clone(), ..Default::default() };
+    let only_group =
+        ConversationFilter { group_name: filter.group_name.clone(), group_id: filter.group_id, ..Default::default() };
     if *filter == ConversationFilter::default() {
         return Ok((user.total_unread, user.revision));
     }
@@ -196,7 +205,11 @@ pub(super) fn snapshot(
     let mut groups = Vec::with_capacity(record.groups.len());
     for group in &record.groups {
         let members = members(state, user, group.id)?;
-        groups.push((group.name.clone(), members.into_iter().map(|id| id.as_str().to_string()).collect()));
+        groups.push(super::SnapshotGroup {
+            id: GroupId(group.id),
+            name: group.name.clone(),
+            conversation_ids: members.into_iter().map(|id| id.as_str().to_string()).collect(),
+        });
     }
     Ok(Snapshot { revision, groups })
 }

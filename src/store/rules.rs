@@ -8,7 +8,8 @@ use super::plan::Plan;
 use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
-    ConversationData, ConversationId, ConversationPatch, EventKind, GroupView, Item, ItemOutcomes, ItemResults,
+    ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef, GroupView, Item, ItemOutcomes,
+    ItemResults,
 };
 use crate::error::Error;
 
@@ -21,6 +22,7 @@ pub struct CreatedGroup {
 
 pub(super) fn group_view(group: &GroupRecord) -> GroupView {
     GroupView {
+        id: GroupId(group.id),
         name: group.name.clone(),
         conversation_count: group.conversation_count,
         unread_count: group.unread_count,
@@ -50,6 +52,10 @@ impl UserState for Plan<'_> {
 
     fn group_index(&self, name: &str) -> Option<usize> {
         self.user.group_index(name)
+    }
+
+    fn group_index_by_id(&self, id: GroupId) -> Option<usize> {
+        self.user.groups.iter().position(|g| g.id == id.0)
     }
 
     fn group(&self, index: usize) -> GroupView {
@@ -126,34 +132,38 @@ pub fn create_group(
     move |plan, limits| domain::create_group(plan, limits, &name, &items, result.clone(), expected_revision)
 }
 
-pub fn delete_group(name: String, expected_revision: Option<u64>) -> impl Rule<()> {
-    move |plan, limits| domain::delete_group(plan, limits, &name, expected_revision)
+pub fn delete_group(group: GroupRef, expected_revision: Option<u64>) -> impl Rule<()> {
+    move |plan, limits| domain::delete_group(plan, limits, &group, expected_revision)
 }
 
-pub fn rename_group(old_name: String, new_name: String, expected_revision: Option<u64>) -> impl Rule<GroupView> {
-    move |plan, limits| domain::rename_group(plan, limits, &old_name, &new_name, expected_revision)
+pub fn rename_group(group: GroupRef, new_name: String, expected_revision: Option<u64>) -> impl Rule<GroupView> {
+    move |plan, limits| domain::rename_group(plan, limits, &group, &new_name, expected_revision)
 }
 
-pub fn reorder_groups(names: Vec<String>, expected_revision: Option<u64>) -> impl Rule<Vec<String>> {
-    move |plan, _| domain::reorder_groups(plan, &names, expected_revision)
+pub fn reorder_groups(
+    field: &'static str,
+    groups: Vec<GroupRef>,
+    expected_revision: Option<u64>,
+) -> impl Rule<Vec<GroupView>> {
+    move |plan, _| domain::reorder_groups(plan, field, &groups, expected_revision)
 }
 
 pub fn add_to_group(
-    name: String,
+    group: GroupRef,
     items: Vec<Item<()>>,
     result: ItemResults,
     expected_revision: Option<u64>,
 ) -> impl Rule<ItemResults> {
-    move |plan, limits| domain::add_to_group(plan, limits, &name, &items, result.clone(), expected_revision)
+    move |plan, limits| domain::add_to_group(plan, limits, &group, &items, result.clone(), expected_revision)
 }
 
 pub fn remove_from_group(
-    name: String,
+    group: GroupRef,
     items: Vec<Item<()>>,
     result: ItemResults,
     expected_revision: Option<u64>,
 ) -> impl Rule<ItemResults> {
-    move |plan, limits| domain::remove_from_group(plan, limits, &name, &items, result.clone(), expected_revision)
+    move |plan, limits| domain::remove_from_group(plan, limits, &group, &items, result.clone(), expected_revision)
 }
 
 pub fn upsert_conversations(items: Vec<Item<ConversationPatch>>, result: ItemResults) -> impl Rule<ItemResults> {

@@ -338,6 +338,7 @@ impl Workload {
                             group_name: "G".into(),
                             conversation_ids: vec![conversation.clone()],
                             expected_revision: None,
+                            ..Default::default()
                         });
                         let reply = match tokio::time::timeout(CALL_TIMEOUT, request).await {
                             Ok(result) => result.map(|r| r.into_inner()),

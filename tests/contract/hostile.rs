@@ -535,6 +535,7 @@ async fn ten_thousand_ids_in_one_call_are_refused() {
             group_name: "Work".into(),
             conversation_ids: many.clone(),
             expected_revision: None,
+            ..Default::default()
         })
         .await,
     );
@@ -557,6 +558,7 @@ async fn ten_thousand_ids_in_one_call_are_refused() {
         gc.reorder_conversation_groups(ReorderConversationGroupsRequest {
             group_names: names,
             expected_revision: None,
+            ..Default::default()
         })
         .await,
     );

@@ -254,7 +254,7 @@ async fn grouped_but_unregistered_conversations_are_listed_with_defaults() {
     let mut gc = s.group_client("alice");
     let mut cc = s.conv_client("alice");
     upsert_ok(&mut cc, vec![update("C2Cregistered")]).await;
-    create(&mut gc, "G", &["c2c_peer", "group_chat"]).await.unwrap();
+    let group_id = create(&mut gc, "G", &["c2c_peer", "group_chat"]).await.unwrap().group.unwrap().group_id;
 
     let all = list_all(&mut gc, None).await;
     assert_eq!(ids_of(&all), ["C2Cpeer", "C2Cregistered", "GROUPchat"]);
@@ -266,6 +266,7 @@ async fn grouped_but_unregistered_conversations_are_listed_with_defaults() {
             r#type: ConversationType::C2c as i32,
             user_id: "peer".into(),
             conversation_group_list: strings(&["G"]),
+            conversation_group_ids: vec![group_id.clone()],
             ..defaults.clone()
         }
     );
@@ -276,6 +277,7 @@ async fn grouped_but_unregistered_conversations_are_listed_with_defaults() {
             r#type: ConversationType::Group as i32,
             group_id: "chat".into(),
             conversation_group_list: strings(&["G"]),
+            conversation_group_ids: vec![group_id],
             ..defaults
         }
     );

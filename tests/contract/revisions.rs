@@ -84,6 +84,7 @@ async fn matching_expected_revision_is_accepted_by_every_mutation() {
             group_name: "A".into(),
             conversation_ids: strings(&["C2Cb"]),
             expected_revision: Some(r.revision),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -93,6 +94,7 @@ async fn matching_expected_revision_is_accepted_by_every_mutation() {
             group_name: "A".into(),
             conversation_ids: strings(&["C2Cb"]),
             expected_revision: Some(r.revision),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -103,6 +105,7 @@ async fn matching_expected_revision_is_accepted_by_every_mutation() {
             old_name: "A".into(),
             new_name: "Alpha".into(),
             expected_revision: Some(r.revision),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -111,6 +114,7 @@ async fn matching_expected_revision_is_accepted_by_every_mutation() {
         .reorder_conversation_groups(ReorderConversationGroupsRequest {
             group_names: strings(&["B", "Alpha"]),
             expected_revision: Some(r.revision),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -119,6 +123,7 @@ async fn matching_expected_revision_is_accepted_by_every_mutation() {
         .delete_conversation_group(DeleteConversationGroupRequest {
             group_name: "B".into(),
             expected_revision: Some(r.revision),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -147,6 +152,7 @@ async fn expected_revision_mismatch_is_aborted_and_changes_nothing() {
                     gc.delete_conversation_group(DeleteConversationGroupRequest {
                         group_name: "A".into(),
                         expected_revision: Some(wrong),
+                        ..Default::default()
                     })
                     .await,
                 ),
@@ -158,6 +164,7 @@ async fn expected_revision_mismatch_is_aborted_and_changes_nothing() {
                         old_name: "A".into(),
                         new_name: "Z".into(),
                         expected_revision: Some(wrong),
+                        ..Default::default()
                     })
                     .await,
                 ),
@@ -168,6 +175,7 @@ async fn expected_revision_mismatch_is_aborted_and_changes_nothing() {
                     gc.reorder_conversation_groups(ReorderConversationGroupsRequest {
                         group_names: strings(&["B", "A"]),
                         expected_revision: Some(wrong),
+                        ..Default::default()
                     })
                     .await,
                 ),
@@ -179,6 +187,7 @@ async fn expected_revision_mismatch_is_aborted_and_changes_nothing() {
                         group_name: "A".into(),
                         conversation_ids: strings(&["C2Cnew"]),
                         expected_revision: Some(wrong),
+                        ..Default::default()
                     })
                     .await,
                 ),
@@ -190,6 +199,7 @@ async fn expected_revision_mismatch_is_aborted_and_changes_nothing() {
                         group_name: "A".into(),
                         conversation_ids: strings(&["C2Ca"]),
                         expected_revision: Some(wrong),
+                        ..Default::default()
                     })
                     .await,
                 ),
@@ -227,6 +237,7 @@ async fn validation_then_expected_revision_then_group_state() {
         gc.delete_conversation_group(DeleteConversationGroupRequest {
             group_name: "Nope".into(),
             expected_revision: Some(stale),
+            ..Default::default()
         })
         .await,
     );
@@ -237,6 +248,7 @@ async fn validation_then_expected_revision_then_group_state() {
         gc.delete_conversation_group(DeleteConversationGroupRequest {
             group_name: String::new(),
             expected_revision: Some(stale),
+            ..Default::default()
         })
         .await,
     );
@@ -246,6 +258,7 @@ async fn validation_then_expected_revision_then_group_state() {
             old_name: "\u{7}bell".into(),
             new_name: "B".into(),
             expected_revision: Some(stale),
+            ..Default::default()
         })
         .await,
     );
@@ -255,6 +268,7 @@ async fn validation_then_expected_revision_then_group_state() {
             group_name: "x".repeat(33),
             conversation_ids: strings(&["C2Cx"]),
             expected_revision: Some(stale),
+            ..Default::default()
         })
         .await,
     );
@@ -264,6 +278,7 @@ async fn validation_then_expected_revision_then_group_state() {
         gc.reorder_conversation_groups(ReorderConversationGroupsRequest {
             group_names: strings(&["X"]),
             expected_revision: Some(stale),
+            ..Default::default()
         })
         .await,
     );
@@ -308,6 +323,7 @@ async fn concurrent_writers_with_the_same_expected_revision_exactly_one_wins() {
                     group_name: "A".into(),
                     conversation_ids: vec![format!("C2Cw{i}")],
                     expected_revision: Some(rev),
+                    ..Default::default()
                 })
                 .await
                 .map(|r| r.into_inner())

@@ -538,6 +538,9 @@ fn value_codes(u: &ConversationUpdate) -> Vec<R> {
 
 #[derive(Clone, Debug)]
 struct GroupM {
+    /// The server's id scheme: `g<n>`, numbered per user from 0 and never
+    /// reused (predicted here so that every answer and event is checked).
+    id: String,
     name: String,
     members: BTreeSet<String>,
     /// As the Create response reported it; must never change afterwards.
@@ -548,6 +551,7 @@ struct GroupM {
 struct UserM {
     id: String,
     rev: u64,
+    next_group_id: u32,
     groups: Vec<GroupM>,
     registry: BTreeMap<String, Data>,
     /// update_time last seen per conversation; forgotten when the data
@@ -619,6 +623,12 @@ impl UserM {
                 .filter(|g| g.members.contains(id))
                 .map(|g| g.name.clone())
                 .collect(),
+            conversation_group_ids: self
+                .groups
+                .iter()
+                .filter(|g| g.members.contains(id))
+                .map(|g| g.id.clone())
+                .collect(),
             update_time: None,
             registered: self.registry.contains_key(id),
         }
@@ -643,6 +653,7 @@ struct BatchExp {
 
 #[derive(Debug)]
 struct GroupExp {
+    id: String,
     name: String,
     count: u32,
     unread: u64,
@@ -711,7 +722,10 @@ impl Model {
         if !errs.is_empty() {
             return Err(errs);
         }
-        let mut group = GroupM { name: name.to_string(), members: BTreeSet::new(), create_time: None };
+        let id = format!("g{}", self.users[u].next_group_id);
+        self.users[u].next_group_id += 1;
+        let user = &self.users[u];
+        let mut group = GroupM { id, name: name.to_string(), members: BTreeSet::new(), create_time: None };
         let (mut success, mut failed) = (Vec::new(), Vec::new());
         for (raw, c) in ids.iter().zip(classify(ids)) {
             match c {
@@ -724,13 +738,18 @@ impl Model {
             }
         }
         let g = GroupExp {
+            id: group.id.clone(),
             name: name.to_string(),
             count: group.members.len() as u32,
             unread: user.group_unread(&group),
             create_time: None,
         };
+        let ev = Ev::GroupCreated(pb::GroupCreated {
+            group_name: name.to_string(),
+            conversation_ids: success.clone(),
+            group_id: group.id.clone(),
+        });
         self.users[u].groups.push(group);
-        let ev = Ev::GroupCreated(pb::GroupCreated { group_name: name.to_string(), conversation_ids: success.clone() });
         let m = self.commit(u, vec![ev]);
         Ok((g, BatchExp { success, failed, m }))
     }
@@ -751,8 +770,9 @@ impl Model {
         let Some(index) = index else {
             return Err(vec![if invalid { bad_name("group_name") } else { not_found("group_name") }]);
         };
-        self.users[u].groups.remove(index);
-        Ok(self.commit(u, vec![Ev::GroupDeleted(pb::GroupDeleted { group_name: name.to_string() })]))
+        let group = self.users[u].groups.remove(index);
+        Ok(self
+            .commit(u, vec![Ev::GroupDeleted(pb::GroupDeleted { group_name: name.to_string(), group_id: group.id })]))
     }
 
     fn rename(&mut self, u: usize, old: &str, new: &str, exp: Option<u64>) -> ModelResult<(GroupExp, Mutation)> {
@@ -784,6 +804,7 @@ impl Model {
         user.groups[index].name = new.to_string();
         let g = &user.groups[index];
         let view = GroupExp {
+            id: g.id.clone(),
             name: new.to_string(),
             count: g.members.len() as u32,
             unread: user.group_unread(g),
@@ -792,7 +813,11 @@ impl Model {
         let events = if old == new {
             vec![]
         } else {
-            vec![Ev::GroupRenamed(pb::GroupRenamed { old_name: old.to_string(), new_name: new.to_string() })]
+            vec![Ev::GroupRenamed(pb::GroupRenamed {
+                old_name: old.to_string(),
+                new_name: new.to_string(),
+                group_id: view.id.clone(),
+            })]
         };
         Ok((view, self.commit(u, events)))
     }
@@ -871,6 +896,7 @@ impl Model {
             vec![Ev::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
                 group_name: name.to_string(),
                 conversation_ids: success.clone(),
+                group_id: group.id.clone(),
             })]
         };
         let m = self.commit(u, events);
@@ -895,6 +921,7 @@ impl Model {
                 group_name: name.to_string(),
                 conversation_ids: success.clone(),
                 reason: pb::RemovalReason::UserRequest as i32,
+                group_id: group.id.clone(),
             })]
         };
         let m = self.commit(u, events);
@@ -990,6 +1017,7 @@ impl Model {
                     group_name: g.name.clone(),
                     conversation_ids: ids,
                     reason: pb::RemovalReason::ConversationDeleted as i32,
+                    group_id: g.id.clone(),
                 })
             })
             .collect();
@@ -1025,9 +1053,16 @@ impl Model {
         if !errs.is_empty() {
             return Err(errs);
         }
-        let group = match f.group_name.as_deref() {
-            None | Some("") => None,
-            Some(name) => match user.group(name) {
+        let group = match (f.group_name.as_deref(), f.group_id.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(vec![err(Code::InvalidArgument, "GROUP_NAME_AND_ID", "filter.group_name,filter.group_id")])
+            }
+            (_, Some(id)) => match user.groups.iter().find(|g| g.id == id) {
+                Some(g) => Some(g),
+                None => return Err(vec![not_found("filter.group_id")]),
+            },
+            (None | Some(""), None) => None,
+            (Some(name), None) => match user.group(name) {
                 Some(i) => Some(&user.groups[i]),
                 None => return Err(vec![not_found("filter.group_name")]),
             },
@@ -1167,7 +1202,7 @@ fn check_batch(success: &[String], failed: &[pb::ConversationResult], revision: 
 fn check_group_view(actual: Option<&pb::ConversationGroup>, exp: &GroupExp) -> Check {
     let g = actual.ok_or("no group in the response")?;
     ensure!(
-        g.name == exp.name && g.conversation_count == exp.count && g.unread_count == exp.unread,
+        g.group_id == exp.id && g.name == exp.name && g.conversation_count == exp.count && g.unread_count == exp.unread,
         "group {g:?}; the model expects {exp:?}"
     );
     ensure!(g.create_time.is_some(), "group without create_time: {g:?}");
@@ -1233,6 +1268,8 @@ async fn check_event(clients: &mut Clients, user: &UserM, m: &Mutation) -> Check
             e.group_names,
             user.names()
         );
+        let ids: Vec<String> = user.groups.iter().map(|g| g.id.clone()).collect();
+        ensure!(e.group_ids == ids, "event group_ids {:?}; the model has {ids:?}", e.group_ids);
     }
     Ok(())
 }
@@ -1243,7 +1280,7 @@ async fn check_event(clients: &mut Clients, user: &UserM, m: &Mutation) -> Check
 /// against every state the sequence reaches.
 fn probe_filter(step: usize, user: &UserM) -> ConversationFilter {
     let f = ConversationFilter::default();
-    match step % 8 {
+    match step % 9 {
         0 => ConversationFilter { mark_type: Some(0), ..f },
         1 => ConversationFilter { mark_type: Some(1), ..f },
         2 => ConversationFilter { group_name: Some(String::new()), ..f },
@@ -1251,9 +1288,14 @@ fn probe_filter(step: usize, user: &UserM) -> ConversationFilter {
         4 => ConversationFilter { r#type: Some(pb::ConversationType::Group as i32), ..f },
         5 => ConversationFilter { has_group_at_info: Some(true), has_unread_count: Some(false), ..f },
         6 => ConversationFilter { conversation_ids: vec!["c2c_a".into(), "GROUPg".into(), "C2Cb".into()], ..f },
-        _ => match user.groups.last() {
+        7 => match user.groups.last() {
             Some(g) => ConversationFilter { group_name: Some(g.name.clone()), ..f },
             None => ConversationFilter { mark_type: Some(2), ..f },
+        },
+        // The first group, by id (its name may have changed since).
+        _ => match user.groups.first() {
+            Some(g) => ConversationFilter { group_id: Some(g.id.clone()), ..f },
+            None => ConversationFilter { mark_type: Some(3), ..f },
         },
     }
 }
@@ -1282,6 +1324,7 @@ async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Ch
     );
     for (g, m) in list.groups.iter().zip(&user.groups) {
         let exp = GroupExp {
+            id: m.id.clone(),
             name: m.name.clone(),
             count: m.members.len() as u32,
             unread: user.group_unread(m),
@@ -1452,6 +1495,7 @@ impl Case {
             has_unread_count: f.unread,
             has_group_at_info: f.at,
             conversation_ids: self.ids(&f.ids),
+            ..Default::default()
         }
     }
 
@@ -1487,6 +1531,7 @@ impl Case {
                 let req = pb::DeleteConversationGroupRequest {
                     group_name: self.name(who.user, *name),
                     expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).delete_conversation_group(req.clone()).await;
@@ -1507,6 +1552,7 @@ impl Case {
                     old_name: self.name(who.user, *old),
                     new_name: self.name(who.user, *new),
                     expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).rename_conversation_group(req.clone()).await;
@@ -1527,6 +1573,7 @@ impl Case {
                 let req = pb::ReorderConversationGroupsRequest {
                     group_names: self.perm(who.user, perm),
                     expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).reorder_conversation_groups(req.clone()).await;
@@ -1548,6 +1595,7 @@ impl Case {
                     group_name: self.name(who.user, *name),
                     conversation_ids: self.ids(ids),
                     expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).add_conversations_to_group(req.clone()).await;
@@ -1569,6 +1617,7 @@ impl Case {
                     group_name: self.name(who.user, *name),
                     conversation_ids: self.ids(ids),
                     expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).delete_conversations_from_group(req.clone()).await;

@@ -317,6 +317,7 @@ pub async fn delete_group(gc: &mut GroupClient, name: &str) -> Result<DeleteConv
     gc.delete_conversation_group(DeleteConversationGroupRequest {
         group_name: name.to_string(),
         expected_revision: None,
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner())
@@ -327,6 +328,7 @@ pub async fn rename(gc: &mut GroupClient, old: &str, new: &str) -> Result<Rename
         old_name: old.to_string(),
         new_name: new.to_string(),
         expected_revision: None,
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner())
@@ -336,6 +338,7 @@ pub async fn reorder(gc: &mut GroupClient, names: &[&str]) -> Result<ReorderConv
     gc.reorder_conversation_groups(ReorderConversationGroupsRequest {
         group_names: strings(names),
         expected_revision: None,
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner())
@@ -354,6 +357,7 @@ pub async fn add_owned(
         group_name: name.to_string(),
         conversation_ids: ids,
         expected_revision: None,
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner())
@@ -368,6 +372,7 @@ pub async fn remove(
         group_name: name.to_string(),
         conversation_ids: strings(ids),
         expected_revision: None,
+        ..Default::default()
     })
     .await
     .map(|r| r.into_inner())
