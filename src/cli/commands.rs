@@ -132,7 +132,7 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             show(
                 json,
                 || render::renamed(&r),
-                || format!("Renamed group {} to {} at revision {}.", quoted(&old), quoted(&new), r.revision),
+                || format!("Renamed group {} to {} at revision {}.", by.label(&old), quoted(&new), r.revision),
             )?;
             Ok(Outcome::Done)
         }
@@ -144,7 +144,7 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             show(
                 json,
                 || render::revision_only(r.revision),
-                || format!("Deleted group {} at revision {}.", quoted(&name), r.revision),
+                || format!("Deleted group {} at revision {}.", by.label(&name), r.revision),
             )?;
             Ok(Outcome::Done)
         }
@@ -164,7 +164,7 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
                     format!(
                         "Added {} to group {} at revision {}.",
                         conversations_count(r.success_conversation_ids.len()),
-                        quoted(&name),
+                        by.label(&name),
                         r.revision
                     )
                 },
@@ -187,7 +187,7 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
                     format!(
                         "Removed {} from group {} at revision {}.",
                         conversations_count(r.success_conversation_ids.len()),
-                        quoted(&name),
+                        by.label(&name),
                         r.revision
                     )
                 },

@@ -169,6 +169,15 @@ impl ById {
             (group.to_string(), String::new())
         }
     }
+
+    /// The group as a sentence names it: `"Work"`, or `g3`.
+    pub fn label(self, group: &str) -> String {
+        if self.by_id {
+            group.to_string()
+        } else {
+            render::quoted(group)
+        }
+    }
 }
 
 /// Optimistic concurrency for scripts.

@@ -40,7 +40,7 @@ fn groups_commands_print_tables_json_and_errors() {
     // A bad id fails alone: the group is created, the exit code says 3.
     let run = cli.run(&["groups", "create", "R&D", "c2c_carol", "bad-id", "--json"]);
     run.expect_code(3)
-        .stdout_has(r#""group":{"name":"R&D","conversationCount":1,"unreadCount":"0","createTime":""#)
+        .stdout_has(r#""group":{"groupId":"g1","name":"R&D","conversationCount":1,"unreadCount":"0","createTime":""#)
         .stdout_has(r#""successConversationIds":["C2Ccarol"],"failed":[{"conversationId":"bad-id","code":"CONVERSATION_RESULT_CODE_INVALID_CONVERSATION_ID","message":""#)
         .stdout_has(r#""tencentCode":0}],"revision":"2"}"#)
         .stderr_has("error: bad-id: INVALID_CONVERSATION_ID: ");
@@ -49,17 +49,17 @@ fn groups_commands_print_tables_json_and_errors() {
     let run = cli.run(&["groups", "list"]);
     let lines: Vec<&str> = run.ok().out().lines().collect();
     assert_eq!(lines.len(), 4, "{run}");
-    assert_eq!(cells(lines[0]), ["NAME", "CONVERSATIONS", "UNREAD", "CREATED"]);
-    assert_eq!(cells(lines[1])[..3], ["Suppliers", "2", "0"]);
-    assert!(cells(lines[1])[3].ends_with('Z'), "RFC 3339 creation time: {run}");
-    assert_eq!(cells(lines[2])[..3], ["R&D", "1", "0"]);
+    assert_eq!(cells(lines[0]), ["NAME", "ID", "CONVERSATIONS", "UNREAD", "CREATED"]);
+    assert_eq!(cells(lines[1])[..4], ["Suppliers", "g0", "2", "0"]);
+    assert!(cells(lines[1])[4].ends_with('Z'), "RFC 3339 creation time: {run}");
+    assert_eq!(cells(lines[2])[..4], ["R&D", "g1", "1", "0"]);
     assert_eq!(lines[3], "2 groups at revision 2");
     // Columns line up.
     assert_eq!(lines[0].find("CONVERSATIONS"), lines[1].find('2'));
 
     let run = cli.run(&["groups", "list", "--json"]);
     let out = run.ok().out();
-    assert!(out.starts_with(r#"{"groupNames":["Suppliers","R&D"],"groups":[{"name":"Suppliers","conversationCount":2,"unreadCount":"0","createTime":""#), "{run}");
+    assert!(out.starts_with(r#"{"groupNames":["Suppliers","R&D"],"groups":[{"groupId":"g0","name":"Suppliers","conversationCount":2,"unreadCount":"0","createTime":""#), "{run}");
     assert!(out.ends_with(r#""revision":"2"}"#), "{run}");
 
     let run = cli.run(&["groups", "add", "Suppliers", "C2Cdave", "C2Cbob"]);
@@ -72,11 +72,12 @@ fn groups_commands_print_tables_json_and_errors() {
     run.expect_code(3).stderr_has("error: GROUPg1: NOT_IN_GROUP: ");
     assert!(run.out().starts_with(r#"{"successConversationIds":[],"failed":[{"conversationId":"GROUPg1","code":"CONVERSATION_RESULT_CODE_NOT_IN_GROUP""#), "{run}");
 
-    let run = cli.run(&["groups", "rename", "Suppliers", "Vendors"]);
-    assert_eq!(run.ok().out(), r#"Renamed group "Suppliers" to "Vendors" at revision 5."#);
+    // A group by its id (ids stay the same across renames).
+    let run = cli.run(&["groups", "rename", "--by-id", "g0", "Vendors"]);
+    assert_eq!(run.ok().out(), r#"Renamed group g0 to "Vendors" at revision 5."#);
 
     let run = cli.run(&["groups", "reorder", "R&D", "Vendors", "--json"]);
-    assert_eq!(run.ok().out(), r#"{"groupNames":["R&D","Vendors"],"revision":"6"}"#);
+    assert_eq!(run.ok().out(), r#"{"groupNames":["R&D","Vendors"],"groupIds":["g1","g0"],"revision":"6"}"#);
     let run = cli.run(&["groups", "reorder", "Vendors", "R&D"]);
     assert_eq!(run.ok().out(), r#"Group order: "Vendors", "R&D" at revision 7."#);
 
@@ -102,12 +103,25 @@ fn groups_commands_print_tables_json_and_errors() {
     assert_eq!(run.ok().out(), r#"Deleted group "R&D" at revision 8."#);
     let run = cli.run(&["groups", "delete", "R&D", "--json"]);
     run.expect_code(1).stderr_has("error: NOT_FOUND GROUP_NOT_FOUND: ");
+    cli.run(&["groups", "delete", "--by-id", "g1"])
+        .expect_code(1)
+        .stderr_has("error: NOT_FOUND GROUP_NOT_FOUND: group_id: the user has no group with id g1");
+    cli.run(&["groups", "add", "--by-id", "Vendors", "C2Cx"])
+        .expect_code(1)
+        .stderr_has("error: INVALID_ARGUMENT INVALID_GROUP_ID: group_id: ");
 
     let run = cli.run(&["groups", "list", "--json"]);
     assert!(
-        run.ok().out().starts_with(r#"{"groupNames":["Vendors"],"groups":[{"name":"Vendors","conversationCount":2,"#),
+        run.ok().out().starts_with(
+            r#"{"groupNames":["Vendors"],"groups":[{"groupId":"g0","name":"Vendors","conversationCount":2,"#
+        ),
         "{run}"
     );
+    let run = cli.run(&["groups", "add", "--by-id", "g0", "C2Ceve"]);
+    assert_eq!(run.ok().out(), r#"Added 1 conversation to group g0 at revision 9."#);
+    let run = cli.run(&["conversations", "list", "--group-id", "g0", "--json"]);
+    let out = run.ok().out();
+    assert!(out.contains(r#""conversationId":"C2Ceve""#) && out.contains(r#""conversationGroupIds":["g0"]"#), "{run}");
 
     // Usage errors are clap's: exit 2.
     cli.run(&["groups", "create", "OnlyAName"]).expect_code(2);
@@ -208,7 +222,8 @@ fn conversations_commands_filter_page_and_update() {
     let prefix = concat!(
         r#"{"conversations":[{"conversationId":"C2Ccarol","type":"CONVERSATION_TYPE_C2C","userId":"carol","groupId":"","#,
         r#""showName":"Carol \"C\"","faceUrl":"","unreadCount":0,"isPinned":false,"orderKey":"20","recvOpt":"RECV_OPT_RECEIVE","#,
-        r#""markList":["7","8"],"customData":"aGk=","hasGroupAtInfo":false,"conversationGroupList":[],"updateTime":""#
+        r#""markList":["7","8"],"customData":"aGk=","hasGroupAtInfo":false,"conversationGroupList":[],"conversationGroupIds":[],"#,
+        r#""updateTime":""#
     );
     assert!(run.ok().out().starts_with(prefix), "{run}");
     assert!(
@@ -282,27 +297,36 @@ fn watch_prints_snapshot_bookmark_and_live_events() {
     let mut watch = cli.watch(&["--snapshot"]);
     assert_eq!(
         watch.next_line(),
-        r#"{"snapshot":{"revision":"1","groups":[{"name":"G","conversationIds":["C2Cbob"]}]}}"#
+        r#"{"snapshot":{"revision":"1","groups":[{"groupId":"g0","name":"G","conversationIds":["C2Cbob"]}]}}"#
     );
     assert_eq!(watch.next_line(), r#"{"bookmark":{"revision":"1"}}"#);
     let mut renames = cli.watch(&["--type", "group-renamed"]);
     assert_eq!(renames.next_line(), r#"{"bookmark":{"revision":"1"}}"#);
+    let mut by_id = cli.watch(&["--group-id", "g0", "--type", "group-renamed"]);
+    assert_eq!(by_id.next_line(), r#"{"bookmark":{"revision":"1"}}"#);
 
     cli.run(&["groups", "add", "G", "C2Ccarol"]).ok();
     let line = watch.next_line();
     assert!(line.starts_with(&batch_prefix(2)), "{line}");
     assert!(
         line.ends_with(
-            r#"Z","groupNames":["G"],"conversationsAddedToGroup":{"groupName":"G","conversationIds":["C2Ccarol"]}}]}}"#
+            r#"Z","groupNames":["G"],"groupIds":["g0"],"conversationsAddedToGroup":{"groupId":"g0","groupName":"G","conversationIds":["C2Ccarol"]}}]}}"#
         ),
         "{line}"
     );
     cli.run(&["groups", "rename", "G", "H"]).ok();
     let line = watch.next_line();
     assert!(line.starts_with(&batch_prefix(3)), "{line}");
-    assert!(line.ends_with(r#""groupNames":["H"],"groupRenamed":{"oldName":"G","newName":"H"}}]}}"#), "{line}");
-    // The filtered watcher skipped the add.
+    assert!(
+        line.ends_with(
+            r#""groupNames":["H"],"groupIds":["g0"],"groupRenamed":{"groupId":"g0","oldName":"G","newName":"H"}}]}}"#
+        ),
+        "{line}"
+    );
+    // The filtered watchers skipped the add.
     assert_eq!(renames.next_line(), line);
+    assert_eq!(by_id.next_line(), line);
+    drop(by_id);
     drop(watch);
     drop(renames);
 
