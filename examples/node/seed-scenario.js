@@ -72,16 +72,20 @@ run(async () => {
   check.equal('remove: removed', removed.success_conversation_ids, ['C2Cexample']);
   check.equal('remove: failed items', removed.failed.length, 0);
 
-  // 5. Rename, guarded by the revision we last saw (optimistic concurrency):
-  //    had anything else changed this user's groups since, it would fail
-  //    with ABORTED / REVISION_MISMATCH and change nothing.
+  // 5. Rename, naming the group by its id (a group's id never changes, so
+  //    an app that keeps groups by id survives renames made elsewhere),
+  //    guarded by the revision we last saw (optimistic concurrency): had
+  //    anything else changed this user's groups since, it would fail with
+  //    ABORTED / REVISION_MISMATCH and change nothing.
+  const groupId = created.group.group_id;
   const renamed = await call(groups, 'RenameConversationGroup', {
-    old_name: GROUP,
+    group_id: groupId,
     new_name: RENAMED,
     expected_revision: removed.revision,
   });
-  console.log(`5. renamed '${GROUP}' to '${renamed.group.name}' (revision ${renamed.revision})`);
+  console.log(`5. renamed group ${groupId} from '${GROUP}' to '${renamed.group.name}' (revision ${renamed.revision})`);
   check.equal('rename: new name', renamed.group.name, RENAMED);
+  check.equal('rename: id kept', renamed.group.group_id, groupId);
   check.equal('rename: members kept', renamed.group.conversation_count, 2);
 
   // 6. The conversations of the group (GetConversationList with filter.group_name).

@@ -83,15 +83,19 @@ def main() -> None:
     check.equal("remove: removed", list(removed.success_conversation_ids), ["C2Cexample"])
     check.equal("remove: failed items", len(removed.failed), 0)
 
-    # 5. Rename, guarded by the revision we last saw (optimistic concurrency):
-    #    had anything else changed this user's groups since, it would fail
-    #    with ABORTED / REVISION_MISMATCH and change nothing.
+    # 5. Rename, naming the group by its id (a group's id never changes, so
+    #    an app that keeps groups by id survives renames made elsewhere),
+    #    guarded by the revision we last saw (optimistic concurrency): had
+    #    anything else changed this user's groups since, it would fail with
+    #    ABORTED / REVISION_MISMATCH and change nothing.
+    group_id = created.group.group_id
     renamed = groups.RenameConversationGroup(
-        groups_pb2.RenameConversationGroupRequest(old_name=GROUP, new_name=RENAMED, expected_revision=removed.revision),
+        groups_pb2.RenameConversationGroupRequest(group_id=group_id, new_name=RENAMED, expected_revision=removed.revision),
         timeout=10,
     )
-    print(f"5. renamed {GROUP!r} to {renamed.group.name!r} (revision {renamed.revision})")
+    print(f"5. renamed group {group_id} from {GROUP!r} to {renamed.group.name!r} (revision {renamed.revision})")
     check.equal("rename: new name", renamed.group.name, RENAMED)
+    check.equal("rename: id kept", renamed.group.group_id, group_id)
     check.equal("rename: members kept", renamed.group.conversation_count, 2)
 
     # 6. The conversations of the group (GetConversationList with filter.group_name).
