@@ -34,6 +34,7 @@ pub const DEFAULT_MAX_CUSTOM_DATA_BYTES: usize = 256;
 pub const DEFAULT_MAX_TEXT_FIELD_BYTES: usize = 1024;
 /// Values in a conversation's mark_list.
 pub const DEFAULT_MAX_MARKS: usize = 64;
+pub const DEFAULT_MAX_RULE_IDS: usize = 100;
 /// GetConversationList page size when the request says 0.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Largest GetConversationList page; larger requests are capped to it.
@@ -128,6 +129,10 @@ pub struct Limits {
     /// Values in a conversation's mark_list.
     #[arg(long, env = "CONVGROUPS_MAX_MARKS", default_value_t = DEFAULT_MAX_MARKS)]
     pub max_marks: usize,
+    /// Conversation ids in a smart group's rule (include_ids and
+    /// exclude_ids together).
+    #[arg(long, env = "CONVGROUPS_MAX_RULE_IDS", default_value_t = DEFAULT_MAX_RULE_IDS)]
+    pub max_rule_ids: usize,
     /// GetConversationList page size when the request asks for 0.
     #[arg(long, env = "CONVGROUPS_DEFAULT_PAGE_SIZE", default_value_t = DEFAULT_PAGE_SIZE, value_parser = positive_count)]
     pub default_page_size: usize,
@@ -165,6 +170,7 @@ impl Default for Limits {
             max_custom_data_bytes: DEFAULT_MAX_CUSTOM_DATA_BYTES,
             max_text_field_bytes: DEFAULT_MAX_TEXT_FIELD_BYTES,
             max_marks: DEFAULT_MAX_MARKS,
+            max_rule_ids: DEFAULT_MAX_RULE_IDS,
             default_page_size: DEFAULT_PAGE_SIZE,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
         }

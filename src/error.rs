@@ -35,6 +35,8 @@ pub enum Error {
     GroupIdNotFound { field: &'static str, id: crate::domain::GroupId },
     #[error("{field}: {message}")]
     InvalidGroupId { field: &'static str, message: String },
+    #[error("{field}: {message}")]
+    InvalidRule { field: &'static str, message: String, limit: usize },
     /// A request named a group both by name and by id.
     #[error("{name_field} and {id_field}: give one of the two, not both")]
     GroupNameAndId { name_field: &'static str, id_field: &'static str },
@@ -128,6 +130,11 @@ impl Error {
                 Code::NotFound,
                 "GROUP_NOT_FOUND",
                 vec![("field", field.to_string()), ("group_id", id.to_string()), ("tencent_code", "51009".into())],
+            ),
+            InvalidRule { field, limit, .. } => (
+                Code::InvalidArgument,
+                "INVALID_RULE",
+                vec![("field", field.to_string()), ("max_rule_ids", limit.to_string())],
             ),
             InvalidGroupId { field, .. } => {
                 (Code::InvalidArgument, "INVALID_GROUP_ID", vec![("field", field.to_string())])

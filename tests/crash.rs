@@ -408,8 +408,12 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
     let set = |ids: Vec<String>| ids.into_iter().collect::<BTreeSet<String>>();
     Ok(match op.clone() {
         Op::Create { name, ids } => {
-            let request =
-                CreateConversationGroupRequest { group_name: name, conversation_ids: ids, expected_revision: None };
+            let request = CreateConversationGroupRequest {
+                group_name: name,
+                conversation_ids: ids,
+                expected_revision: None,
+                ..Default::default()
+            };
             let r = gc.create_conversation_group(request).await?.into_inner();
             (set(r.success_conversation_ids), r.revision)
         }
@@ -750,6 +754,7 @@ async fn answers_report_only_durable_revisions() {
         group_name: "G".into(),
         conversation_ids: vec!["C2Cfixed".into()],
         expected_revision: None,
+        ..Default::default()
     };
     gc.create_conversation_group(create).await.expect("create G");
 

@@ -69,6 +69,7 @@ fn small_limits() -> Limits {
         max_custom_data_bytes: 3,
         max_text_field_bytes: 8,
         max_marks: 2,
+        max_rule_ids: 2,
         default_page_size: 3,
         max_page_size: 4,
     }
@@ -454,6 +455,7 @@ pub fn target_conversion(data: &[u8]) {
                 group_name: c.text_near(limits.max_group_name_bytes),
                 conversation_ids: c.ids(limits.max_ids_per_request),
                 expected_revision: None,
+                ..Default::default()
             };
             let mut bytes = vec![(selector & 1) * REQUEST_TYPES as u8];
             bytes.extend(request.encode_to_vec());
@@ -986,6 +988,7 @@ fn request_corpus() -> Vec<Vec<u8>> {
                 group_name: "Work".into(),
                 conversation_ids: ids.clone(),
                 expected_revision: Some(3),
+                ..Default::default()
             }
             .encode_to_vec(),
         ),

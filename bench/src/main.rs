@@ -572,6 +572,7 @@ async fn create_group(pool: &Pool, user: &str, name: &str) {
         group_name: name.into(),
         conversation_ids: vec!["C2Cseed".into()],
         expected_revision: None,
+        ..Default::default()
     };
     pool.groups(0, Some(user)).create_conversation_group(request).await.expect("create group");
 }

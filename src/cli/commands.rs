@@ -9,7 +9,7 @@ use super::output::{cell, Json};
 use super::render::{self, conversations_count, quoted};
 use super::{
     BackupArgs, Command, ConvType, ConversationsCommand, Filter, GroupsCommand, Outcome, RecvOptArg, RestoreArgs,
-    Update, WatchArgs,
+    RuleArgs, Update, WatchArgs,
 };
 use crate::pb::watch_group_events_response::Kind as WatchKind;
 use crate::pb::*;
@@ -99,11 +99,12 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             show(json, || render::group_list(&r), || render::group_table(&r).trim_end().to_string())?;
             Ok(Outcome::Done)
         }
-        GroupsCommand::Create { name, ids, expect } => {
+        GroupsCommand::Create { name, ids, rule: rule_args, expect } => {
             let request = CreateConversationGroupRequest {
                 group_name: name.clone(),
                 conversation_ids: ids,
                 expected_revision: expect.expected_revision,
+                rule: rule(&rule_args),
             };
             let r = client.call(api.create_conversation_group(client.request(request))).await?;
             show(
@@ -120,6 +121,31 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(item_failures(&r.failed))
         }
+        GroupsCommand::Rule { name, rule: rule_args, clear, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
+            let request = SetConversationGroupRuleRequest {
+                group_name,
+                group_id,
+                rule: if clear { None } else { rule(&rule_args) },
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.set_conversation_group_rule(client.request(request))).await?;
+            let count = r.group.as_ref().map_or(0, |g| g.conversation_count as usize);
+            let what = if clear { "no rule" } else { "its rule" };
+            show(
+                json,
+                || render::renamed(&r.group, r.revision),
+                || {
+                    format!(
+                        "Group {} has {what} and {} at revision {}.",
+                        by.label(&name),
+                        conversations_count(count),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(Outcome::Done)
+        }
         GroupsCommand::Rename { old, new, by, expect } => {
             let (old_name, group_id) = by.fields(&old);
             let request = RenameConversationGroupRequest {
@@ -131,7 +157,7 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             let r = client.call(api.rename_conversation_group(client.request(request))).await?;
             show(
                 json,
-                || render::renamed(&r),
+                || render::renamed(&r.group, r.revision),
                 || format!("Renamed group {} to {} at revision {}.", by.label(&old), quoted(&new), r.revision),
             )?;
             Ok(Outcome::Done)
@@ -213,6 +239,24 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             Ok(Outcome::Done)
         }
     }
+}
+
+/// The rule the flags describe; None when no flag is given.
+fn rule(r: &RuleArgs) -> Option<GroupRule> {
+    let rule = GroupRule {
+        r#type: r.match_type.map(|k| match k {
+            ConvType::C2c => ConversationType::C2c as i32,
+            ConvType::Group => ConversationType::Group as i32,
+        }),
+        mark_type: r.match_mark,
+        has_unread_count: r.match_unread,
+        muted: r.match_muted,
+        ungrouped: r.match_ungrouped,
+        has_group_at_info: r.match_at,
+        include_ids: r.include.clone(),
+        exclude_ids: r.exclude.clone(),
+    };
+    (rule != GroupRule::default()).then_some(rule)
 }
 
 fn filter(f: Filter) -> ConversationFilter {

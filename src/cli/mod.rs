@@ -85,9 +85,29 @@ pub enum GroupsCommand {
         /// The group.
         name: String,
         /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
-        /// group_<group> are accepted too).
-        #[arg(required = true, value_name = "ID")]
+        /// group_<group> are accepted too). None for a smart group that
+        /// starts with its rule's members only.
+        #[arg(value_name = "ID", required_unless_present_any = RULE_FLAGS)]
         ids: Vec<String>,
+        /// With any of these, a smart group (see `groups rule`).
+        #[command(flatten)]
+        rule: RuleArgs,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Make a group a smart group, change its rule, or (--clear) make it an
+    /// ordinary group again. Members by rule follow the rule from then on;
+    /// explicitly added members stay.
+    Rule {
+        /// The group (its id with --by-id).
+        name: String,
+        #[command(flatten)]
+        rule: RuleArgs,
+        /// Remove the rule (its members by rule leave).
+        #[arg(long, conflicts_with_all = RULE_FLAGS, required_unless_present_any = RULE_FLAGS)]
+        clear: bool,
+        #[command(flatten)]
+        by: ById,
         #[command(flatten)]
         expect: Expect,
     },
@@ -149,6 +169,40 @@ pub enum GroupsCommand {
         #[command(flatten)]
         expect: Expect,
     },
+}
+
+/// The ids of the rule flags, for clap's "required unless" and "conflicts".
+const RULE_FLAGS: [&str; 8] =
+    ["match_type", "match_mark", "match_unread", "match_muted", "match_ungrouped", "match_at", "include", "exclude"];
+
+/// A smart group's rule: the flags given combine with AND; --include and
+/// --exclude name conversations that always or never belong.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RuleArgs {
+    /// Only one kind of conversation.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub match_type: Option<ConvType>,
+    /// Conversations with this mark (0: with no mark).
+    #[arg(long, value_name = "MARK")]
+    pub match_mark: Option<u64>,
+    /// Conversations with (true) or without (false) unread messages.
+    #[arg(long, value_name = "BOOL")]
+    pub match_unread: Option<bool>,
+    /// Muted (true: any receive option but RECEIVE) or not (false).
+    #[arg(long, value_name = "BOOL")]
+    pub match_muted: Option<bool>,
+    /// In no group except smart groups (true) or in one (false).
+    #[arg(long, value_name = "BOOL")]
+    pub match_ungrouped: Option<bool>,
+    /// With (true) or without (false) an @-mention.
+    #[arg(long, value_name = "BOOL")]
+    pub match_at: Option<bool>,
+    /// A conversation that always belongs (repeat for more).
+    #[arg(long, value_name = "ID")]
+    pub include: Vec<String>,
+    /// A conversation that never belongs (repeat for more).
+    #[arg(long, value_name = "ID")]
+    pub exclude: Vec<String>,
 }
 
 /// Naming a group by its id instead of its name.
@@ -378,6 +432,7 @@ impl ValueEnum for EventType {
             EventType::ConversationsDeletedFromGroup => "conversations-deleted-from-group",
             EventType::ConversationsChanged => "conversations-changed",
             EventType::ConversationsDeleted => "conversations-deleted",
+            EventType::GroupRuleChanged => "group-rule-changed",
         }))
     }
 }

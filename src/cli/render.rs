@@ -33,6 +33,9 @@ pub fn group(g: &ConversationGroup) -> Json {
         ("unreadCount", Json::u64(g.unread_count)),
     ];
     timestamp(&mut f, "createTime", &g.create_time);
+    if let Some(r) = &g.rule {
+        f.push(("rule", rule(r)));
+    }
     Json::Obj(f)
 }
 
@@ -115,12 +118,40 @@ pub fn created(r: &CreateConversationGroupResponse) -> Json {
     Json::Obj(f)
 }
 
-pub fn renamed(r: &RenameConversationGroupResponse) -> Json {
+/// An answer of one group and a revision (rename, rule).
+pub fn renamed(g: &Option<ConversationGroup>, revision: u64) -> Json {
     let mut f = Vec::new();
-    if let Some(g) = &r.group {
+    if let Some(g) = g {
         f.push(("group", group(g)));
     }
-    f.push(("revision", Json::u64(r.revision)));
+    f.push(("revision", Json::u64(revision)));
+    Json::Obj(f)
+}
+
+fn rule(r: &GroupRule) -> Json {
+    let mut f = Vec::new();
+    if let Some(t) = r.r#type {
+        f.push(("type", enum_json(t, ConversationType::try_from(t).ok().map(|t| t.as_str_name()))));
+    }
+    if let Some(mark) = r.mark_type {
+        f.push(("markType", Json::u64(mark)));
+    }
+    for (key, value) in [
+        ("hasUnreadCount", r.has_unread_count),
+        ("muted", r.muted),
+        ("ungrouped", r.ungrouped),
+        ("hasGroupAtInfo", r.has_group_at_info),
+    ] {
+        if let Some(value) = value {
+            f.push((key, Json::Bool(value)));
+        }
+    }
+    if !r.include_ids.is_empty() {
+        f.push(("includeIds", Json::strings(&r.include_ids)));
+    }
+    if !r.exclude_ids.is_empty() {
+        f.push(("excludeIds", Json::strings(&r.exclude_ids)));
+    }
     Json::Obj(f)
 }
 
@@ -189,6 +220,7 @@ fn event(e: &GroupEvent) -> Json {
                 ("groupId", Json::str(&k.group_id)),
                 ("groupName", Json::str(&k.group_name)),
                 ("conversationIds", ids(&k.conversation_ids)),
+                ("reason", enum_json(k.reason, AdditionReason::try_from(k.reason).ok().map(|r| r.as_str_name()))),
             ]),
         )),
         Some(EventKind::ConversationsDeletedFromGroup(k)) => Some((
@@ -205,6 +237,13 @@ fn event(e: &GroupEvent) -> Json {
         }
         Some(EventKind::ConversationsDeleted(k)) => {
             Some(("conversationsDeleted", Json::Obj(vec![("conversationIds", ids(&k.conversation_ids))])))
+        }
+        Some(EventKind::GroupRuleChanged(k)) => {
+            let mut f = vec![("groupId", Json::str(&k.group_id)), ("groupName", Json::str(&k.group_name))];
+            if let Some(r) = &k.rule {
+                f.push(("rule", rule(r)));
+            }
+            Some(("groupRuleChanged", Json::Obj(f)))
         }
         None => None,
     };

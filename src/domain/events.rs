@@ -2,13 +2,24 @@
 //! and streamed to watchers.
 
 use super::ids::{ConversationId, GroupId, UserId};
-use super::model::TimeMs;
+use super::model::{GroupRule, TimeMs};
 
 /// Why conversations left a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemovalReason {
     UserRequest,
     ConversationDeleted,
+    /// A smart group's rule stopped matching (or was changed or cleared).
+    Rule,
+}
+
+/// Why conversations joined a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdditionReason {
+    #[default]
+    UserRequest,
+    /// A smart group's rule started matching.
+    Rule,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +46,7 @@ pub enum EventKind {
         group_id: Option<GroupId>,
         group_name: String,
         conversation_ids: Vec<ConversationId>,
+        reason: AdditionReason,
     },
     ConversationsDeletedFromGroup {
         group_id: Option<GroupId>,
@@ -47,6 +59,15 @@ pub enum EventKind {
     },
     ConversationsDeleted {
         conversation_ids: Vec<ConversationId>,
+    },
+    /// A group's rule was set, changed or cleared (None: no longer a smart
+    /// group). Members that join or leave because of it are in
+    /// ConversationsAddedToGroup / ConversationsDeletedFromGroup events of
+    /// the same batch, with reason Rule.
+    GroupRuleChanged {
+        group_id: Option<GroupId>,
+        group_name: String,
+        rule: Option<GroupRule>,
     },
 }
 
@@ -61,11 +82,12 @@ pub enum EventType {
     ConversationsDeletedFromGroup,
     ConversationsChanged,
     ConversationsDeleted,
+    GroupRuleChanged,
 }
 
 impl EventType {
     /// Every event type, in the order of the contract.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         EventType::GroupCreated,
         EventType::GroupDeleted,
         EventType::GroupRenamed,
@@ -74,6 +96,7 @@ impl EventType {
         EventType::ConversationsDeletedFromGroup,
         EventType::ConversationsChanged,
         EventType::ConversationsDeleted,
+        EventType::GroupRuleChanged,
     ];
 }
 
@@ -88,6 +111,7 @@ impl EventKind {
             EventKind::ConversationsDeletedFromGroup { .. } => EventType::ConversationsDeletedFromGroup,
             EventKind::ConversationsChanged { .. } => EventType::ConversationsChanged,
             EventKind::ConversationsDeleted { .. } => EventType::ConversationsDeleted,
+            EventKind::GroupRuleChanged { .. } => EventType::GroupRuleChanged,
         }
     }
 
@@ -99,7 +123,8 @@ impl EventKind {
             | EventKind::GroupDeleted { group_id, .. }
             | EventKind::GroupRenamed { group_id, .. }
             | EventKind::ConversationsAddedToGroup { group_id, .. }
-            | EventKind::ConversationsDeletedFromGroup { group_id, .. } => *group_id,
+            | EventKind::ConversationsDeletedFromGroup { group_id, .. }
+            | EventKind::GroupRuleChanged { group_id, .. } => *group_id,
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }
             | EventKind::ConversationsDeleted { .. } => None,
@@ -113,7 +138,8 @@ impl EventKind {
             EventKind::GroupCreated { group_name, .. }
             | EventKind::GroupDeleted { group_name, .. }
             | EventKind::ConversationsAddedToGroup { group_name, .. }
-            | EventKind::ConversationsDeletedFromGroup { group_name, .. } => vec![group_name],
+            | EventKind::ConversationsDeletedFromGroup { group_name, .. }
+            | EventKind::GroupRuleChanged { group_name, .. } => vec![group_name],
             EventKind::GroupRenamed { old_name, new_name, .. } => vec![old_name, new_name],
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }

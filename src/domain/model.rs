@@ -132,11 +132,74 @@ pub struct ConversationView {
     pub group_ids: Vec<GroupId>,
 }
 
+/// The rule of a smart group: which conversations are its members without
+/// being added. Set criteria combine with AND; `include_ids` are members
+/// whatever the criteria say, `exclude_ids` never. A rule with no
+/// criterion matches only its `include_ids`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupRule {
+    pub kind: Option<ConversationKind>,
+    /// `Some(0)`: conversations with no mark.
+    pub mark_type: Option<u64>,
+    pub has_unread_count: Option<bool>,
+    /// true: recv_opt is anything but RECEIVE.
+    pub muted: Option<bool>,
+    /// true: in no group except by a rule (a rule's own members are not
+    /// "grouped" for this, or a rule could exclude itself).
+    pub ungrouped: Option<bool>,
+    pub has_group_at_info: Option<bool>,
+    pub include_ids: Vec<ConversationId>,
+    pub exclude_ids: Vec<ConversationId>,
+}
+
+impl GroupRule {
+    /// Whether any criterion is set (else only `include_ids` match).
+    pub fn has_criteria(&self) -> bool {
+        self.kind.is_some()
+            || self.mark_type.is_some()
+            || self.has_unread_count.is_some()
+            || self.muted.is_some()
+            || self.ungrouped.is_some()
+            || self.has_group_at_info.is_some()
+    }
+
+    /// Whether a conversation with this data, explicitly in a group or
+    /// not, is a member by the rule.
+    pub fn matches(&self, id: &ConversationId, data: &ConversationData, explicitly_grouped: bool) -> bool {
+        if self.exclude_ids.contains(id) {
+            return false;
+        }
+        if self.include_ids.contains(id) {
+            return true;
+        }
+        if !self.has_criteria() {
+            return false;
+        }
+        if self.kind.is_some_and(|kind| kind != id.kind()) {
+            return false;
+        }
+        match self.mark_type {
+            Some(0) if !data.mark_list.is_empty() => return false,
+            Some(mark) if mark != 0 && !data.mark_list.contains(&mark) => return false,
+            _ => {}
+        }
+        let checks = [
+            (self.has_unread_count, data.unread_count > 0),
+            (self.muted, !data.recv_opt.counts_unread()),
+            (self.ungrouped, !explicitly_grouped),
+            (self.has_group_at_info, data.has_group_at_info),
+        ];
+        checks.iter().all(|(want, is)| want.is_none_or(|want| want == *is))
+    }
+}
+
 /// One group as shown to its user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupView {
     pub id: GroupId,
     pub name: String,
+    /// Set for a smart group.
+    pub rule: Option<GroupRule>,
     pub conversation_count: u32,
     pub unread_count: u64,
     pub create_time_ms: TimeMs,
@@ -277,6 +340,9 @@ pub enum ItemCode {
     CustomDataTooLarge,
     ConversationNotFound,
     InvalidField,
+    /// Remove from group: the conversation is a member by the group's rule
+    /// only (change the rule, e.g. its exclude_ids, to take it out).
+    InGroupByRule,
 }
 
 impl ItemCode {

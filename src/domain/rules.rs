@@ -18,8 +18,8 @@
 
 use crate::config::Limits;
 use crate::domain::{
-    check_group_name, now_ms, ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef,
-    GroupView, Item, ItemCode, ItemResults, RemovalReason,
+    check_group_name, now_ms, AdditionReason, ConversationData, ConversationId, ConversationPatch, EventKind, GroupId,
+    GroupRef, GroupRule, GroupView, Item, ItemCode, ItemResults, RemovalReason,
 };
 use crate::error::Error;
 
@@ -51,6 +51,15 @@ pub trait UserState {
     fn join(&mut self, id: &ConversationId, index: usize) -> Result<(), Error>;
     fn leave(&mut self, id: &ConversationId, index: usize) -> Result<(), Error>;
     fn set_data(&mut self, id: &ConversationId, data: &ConversationData) -> Result<(), Error>;
+    /// Sets (or, with None, clears) the rule of the group at `index` and
+    /// settles every conversation of the user against it: matches join by
+    /// rule, members by rule that no longer match leave. The implementation
+    /// keeps rule memberships settled after every change of a conversation
+    /// and records the joins and leaves as events with reason Rule.
+    fn set_rule(&mut self, index: usize, rule: Option<GroupRule>) -> Result<(), Error>;
+    /// Whether the conversation is in the group at `index` by its rule only
+    /// (not added explicitly).
+    fn member_by_rule(&mut self, id: &ConversationId, index: usize) -> Result<bool, Error>;
     /// Forgets the conversation: registry data and every membership.
     fn forget(&mut self, id: &ConversationId) -> Result<(), Error>;
     fn record(&mut self, event: EventKind);
@@ -143,11 +152,16 @@ fn add_members(
     Ok(())
 }
 
+/// Creates a group with explicit members and, for a smart group, a rule:
+/// the explicit members are added first, then the rule's matches join (in
+/// the same revision, as ConversationsAddedToGroup with reason Rule).
+#[allow(clippy::too_many_arguments)]
 pub fn create_group(
     state: &mut impl UserState,
     limits: &Limits,
     name: &str,
     items: &[Item<()>],
+    rule: Option<&GroupRule>,
     mut result: ItemResults,
     expected_revision: Option<u64>,
 ) -> Result<(GroupView, ItemResults), Error> {
@@ -165,7 +179,35 @@ pub fn create_group(
         group_name: name.to_string(),
         conversation_ids: result.succeeded().to_vec(),
     });
+    if let Some(rule) = rule {
+        state.record(EventKind::GroupRuleChanged {
+            group_id: Some(state.group(index).id),
+            group_name: name.to_string(),
+            rule: Some(rule.clone()),
+        });
+        state.set_rule(index, Some(rule.clone()))?;
+    }
     Ok((state.group(index), result))
+}
+
+/// Sets, changes or (None) clears a group's rule. Members by rule that no
+/// longer match leave and new matches join, in the same revision; explicit
+/// members stay. Setting the rule a group already has changes nothing.
+pub fn set_group_rule(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    rule: Option<&GroupRule>,
+    expected_revision: Option<u64>,
+) -> Result<GroupView, Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let view = state.group(index);
+    if view.rule.as_ref() == rule {
+        return Ok(view);
+    }
+    state.record(EventKind::GroupRuleChanged { group_id: Some(view.id), group_name: view.name, rule: rule.cloned() });
+    state.set_rule(index, rule.cloned())?;
+    Ok(state.group(index))
 }
 
 pub fn delete_group(
@@ -257,6 +299,7 @@ pub fn add_to_group(
             group_id: Some(id),
             group_name: name,
             conversation_ids: result.succeeded().to_vec(),
+            reason: AdditionReason::UserRequest,
         });
     }
     Ok(result)
@@ -273,11 +316,17 @@ pub fn remove_from_group(
     let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
     let GroupView { id, name, .. } = state.group(index);
     for item in items {
-        if state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+        if !state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+            result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
+        } else if state.member_by_rule(&item.id, index)? {
+            let message = format!(
+                "{} is in group {name:?} by the group's rule only; change the rule (e.g. its exclude_ids) to take it out",
+                item.id
+            );
+            result.fail_item(item, ItemCode::InGroupByRule, message);
+        } else {
             state.leave(&item.id, index)?;
             result.succeed(item.id.clone());
-        } else {
-            result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
         }
     }
     if !result.succeeded().is_empty() {

@@ -7,9 +7,9 @@ use prost_types::Timestamp;
 use crate::config::Limits;
 use crate::domain::rules::GroupFields;
 use crate::domain::{
-    check_group_name, ConversationFilter, ConversationId, ConversationKind, ConversationPatch, ConversationView,
-    EventBatch, EventKind, EventType, GroupId, GroupRef, GroupView, ItemCode, ItemError, ItemFailure, ItemOutcomes,
-    LastMessage, ListPosition, RecvOpt, RemovalReason, TimeMs,
+    check_group_name, AdditionReason, ConversationFilter, ConversationId, ConversationKind, ConversationPatch,
+    ConversationView, EventBatch, EventKind, EventType, GroupId, GroupRef, GroupRule, GroupView, ItemCode, ItemError,
+    ItemFailure, ItemOutcomes, LastMessage, ListPosition, RecvOpt, RemovalReason, TimeMs,
 };
 use crate::error::Error;
 use crate::pb;
@@ -31,6 +31,68 @@ pub fn group_ref(fields: GroupFields, name: String, id: String) -> Result<GroupR
         (false, false) => Err(Error::GroupNameAndId { name_field: fields.name, id_field: fields.id }),
         (_, true) => Ok(GroupRef::Name(name)),
         (true, false) => Ok(GroupRef::Id(group_id(fields.id, &id)?)),
+    }
+}
+
+/// A smart group's rule as a client sent it (`field` is the request's
+/// field): ids parsed, at least something to select, at most
+/// `max_rule_ids` ids.
+pub fn rule(field: &'static str, rule: pb::GroupRule, limits: &Limits) -> Result<GroupRule, Error> {
+    let invalid = |message: String| Error::InvalidRule { field, message, limit: limits.max_rule_ids };
+    let kind = match rule.r#type {
+        None => None,
+        Some(value) => match pb::ConversationType::try_from(value) {
+            Ok(pb::ConversationType::C2c) => Some(ConversationKind::C2c),
+            Ok(pb::ConversationType::Group) => Some(ConversationKind::Group),
+            _ => return Err(invalid(format!("type: {value} is not CONVERSATION_TYPE_C2C or CONVERSATION_TYPE_GROUP"))),
+        },
+    };
+    let count = rule.include_ids.len() + rule.exclude_ids.len();
+    if count > limits.max_rule_ids {
+        return Err(invalid(format!(
+            "include_ids and exclude_ids hold {count} ids, more than the {} allowed (max_rule_ids)",
+            limits.max_rule_ids
+        )));
+    }
+    let parse = |list: &'static str, raw: &[String]| -> Result<Vec<ConversationId>, Error> {
+        let mut ids = Vec::with_capacity(raw.len());
+        for (i, raw) in raw.iter().enumerate() {
+            let id = ConversationId::parse(raw).map_err(|e| invalid(format!("{list}[{i}] {raw:?}: {e}")))?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    };
+    let parsed = GroupRule {
+        kind,
+        mark_type: rule.mark_type,
+        has_unread_count: rule.has_unread_count,
+        muted: rule.muted,
+        ungrouped: rule.ungrouped,
+        has_group_at_info: rule.has_group_at_info,
+        include_ids: parse("include_ids", &rule.include_ids)?,
+        exclude_ids: parse("exclude_ids", &rule.exclude_ids)?,
+    };
+    if !parsed.has_criteria() && parsed.include_ids.is_empty() {
+        return Err(invalid("selects nothing: set a criterion or include_ids".into()));
+    }
+    Ok(parsed)
+}
+
+pub fn pb_rule(rule: &GroupRule) -> pb::GroupRule {
+    pb::GroupRule {
+        r#type: rule.kind.map(|kind| match kind {
+            ConversationKind::C2c => pb::ConversationType::C2c as i32,
+            ConversationKind::Group => pb::ConversationType::Group as i32,
+        }),
+        mark_type: rule.mark_type,
+        has_unread_count: rule.has_unread_count,
+        muted: rule.muted,
+        ungrouped: rule.ungrouped,
+        has_group_at_info: rule.has_group_at_info,
+        include_ids: ids(&rule.include_ids),
+        exclude_ids: ids(&rule.exclude_ids),
     }
 }
 
@@ -68,7 +130,7 @@ pub fn check_list_size(field: &'static str, len: usize, limits: &Limits) -> Resu
 
 /// The domain's event types and their protobuf enum values: the one table
 /// both directions are read from.
-const EVENT_TYPES: [(EventType, pb::GroupEventType); 8] = [
+const EVENT_TYPES: [(EventType, pb::GroupEventType); 9] = [
     (EventType::GroupCreated, pb::GroupEventType::GroupCreated),
     (EventType::GroupDeleted, pb::GroupEventType::GroupDeleted),
     (EventType::GroupRenamed, pb::GroupEventType::GroupRenamed),
@@ -77,6 +139,7 @@ const EVENT_TYPES: [(EventType, pb::GroupEventType); 8] = [
     (EventType::ConversationsDeletedFromGroup, pb::GroupEventType::ConversationsDeletedFromGroup),
     (EventType::ConversationsChanged, pb::GroupEventType::ConversationsChanged),
     (EventType::ConversationsDeleted, pb::GroupEventType::ConversationsDeleted),
+    (EventType::GroupRuleChanged, pb::GroupEventType::GroupRuleChanged),
 ];
 
 /// The domain's event type of a `GroupEventType` value (None for
@@ -289,6 +352,7 @@ pub fn decode_page_token(token: &str, filter: &ConversationFilter) -> Result<Opt
 pub fn group(view: GroupView) -> pb::ConversationGroup {
     pb::ConversationGroup {
         group_id: view.id.to_string(),
+        rule: view.rule.as_ref().map(pb_rule),
         name: view.name,
         conversation_count: view.conversation_count,
         unread_count: view.unread_count,
@@ -340,6 +404,7 @@ fn result_code(code: ItemCode) -> pb::ConversationResultCode {
         ItemCode::CustomDataTooLarge => C::CustomDataTooLarge,
         ItemCode::ConversationNotFound => C::ConversationNotFound,
         ItemCode::InvalidField => C::InvalidField,
+        ItemCode::InGroupByRule => C::InGroupByRule,
     }
 }
 
@@ -398,11 +463,15 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                 EventKind::GroupsReordered { group_names } => {
                     Kind::GroupsReordered(pb::GroupsReordered { group_names: group_names.clone() })
                 }
-                EventKind::ConversationsAddedToGroup { group_id, group_name, conversation_ids } => {
+                EventKind::ConversationsAddedToGroup { group_id, group_name, conversation_ids, reason } => {
                     Kind::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
                         group_name: group_name.clone(),
                         conversation_ids: ids(conversation_ids),
                         group_id: event_group_id(group_id),
+                        reason: match reason {
+                            AdditionReason::UserRequest => pb::AdditionReason::UserRequest,
+                            AdditionReason::Rule => pb::AdditionReason::Rule,
+                        } as i32,
                     })
                 }
                 EventKind::ConversationsDeletedFromGroup { group_id, group_name, conversation_ids, reason } => {
@@ -413,6 +482,7 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                         reason: match reason {
                             RemovalReason::UserRequest => pb::RemovalReason::UserRequest,
                             RemovalReason::ConversationDeleted => pb::RemovalReason::ConversationDeleted,
+                            RemovalReason::Rule => pb::RemovalReason::Rule,
                         } as i32,
                     })
                 }
@@ -421,6 +491,13 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                 }
                 EventKind::ConversationsDeleted { conversation_ids } => {
                     Kind::ConversationsDeleted(pb::ConversationsDeleted { conversation_ids: ids(conversation_ids) })
+                }
+                EventKind::GroupRuleChanged { group_id, group_name, rule } => {
+                    Kind::GroupRuleChanged(pb::GroupRuleChanged {
+                        group_name: group_name.clone(),
+                        group_id: event_group_id(group_id),
+                        rule: rule.as_ref().map(pb_rule),
+                    })
                 }
             };
             pb::GroupEvent {

@@ -44,9 +44,13 @@ impl ConversationGroupServiceImpl {
     ) -> Result<pb::CreateConversationGroupResponse, Error> {
         let limits = self.store.limits();
         let name = convert::new_group_name("group_name", req.group_name, limits)?;
-        convert::check_list_size("conversation_ids", req.conversation_ids.len(), limits)?;
+        let rule = req.rule.map(|rule| convert::rule("rule", rule, limits)).transpose()?;
+        // A smart group may start with its rule's members only.
+        if rule.is_none() || !req.conversation_ids.is_empty() {
+            convert::check_list_size("conversation_ids", req.conversation_ids.len(), limits)?;
+        }
         let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
-        let created = self.store.create_group(&user, name, items, result, req.expected_revision).await?;
+        let created = self.store.create_group(&user, name, items, rule, result, req.expected_revision).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(created.outcome);
         Ok(pb::CreateConversationGroupResponse {
             group: Some(convert::group(created.group)),
@@ -54,6 +58,17 @@ impl ConversationGroupServiceImpl {
             failed,
             revision,
         })
+    }
+
+    async fn set_rule(
+        &self,
+        user: UserId,
+        req: pb::SetConversationGroupRuleRequest,
+    ) -> Result<pb::SetConversationGroupRuleResponse, Error> {
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let rule = req.rule.map(|rule| convert::rule("rule", rule, self.store.limits())).transpose()?;
+        let (group, revision) = self.store.set_group_rule(&user, group, rule, req.expected_revision).await?;
+        Ok(pb::SetConversationGroupRuleResponse { group: Some(convert::group(group)), revision })
     }
 
     async fn delete(
@@ -290,6 +305,13 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
         request: Request<pb::GetUnreadCountRequest>,
     ) -> Result<Response<pb::GetUnreadCountResponse>, Status> {
         self.calls.unary("GetUnreadCount", request, |user, req| self.unread(user, req)).await
+    }
+
+    async fn set_conversation_group_rule(
+        &self,
+        request: Request<pb::SetConversationGroupRuleRequest>,
+    ) -> Result<Response<pb::SetConversationGroupRuleResponse>, Status> {
+        self.calls.unary("SetConversationGroupRule", request, |user, req| self.set_rule(user, req)).await
     }
 
     type WatchGroupEventsStream = WatchStream;

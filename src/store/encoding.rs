@@ -5,8 +5,8 @@
 use prost::Message;
 
 use crate::domain::{
-    ConversationData, ConversationId, EventBatch, EventKind, EventType, GroupId, LastMessage, ListPosition, RecvOpt,
-    RemovalReason, UserId,
+    AdditionReason, ConversationData, ConversationId, ConversationKind, EventBatch, EventKind, EventType, GroupId,
+    GroupRule, LastMessage, ListPosition, RecvOpt, RemovalReason, UserId,
 };
 use crate::error::Error;
 
@@ -26,6 +26,64 @@ pub struct GroupRecord {
     /// change so listing groups never scans members.
     #[prost(uint64, tag = "5")]
     pub unread_count: u64,
+    /// A smart group's rule (see `Plan::modify_conv`, which keeps the
+    /// members it selects settled).
+    #[prost(message, optional, tag = "15")]
+    pub rule: Option<RuleRecord>,
+}
+
+/// A smart group's rule as stored ([`GroupRule`]); tri-state criteria are
+/// optional fields.
+#[derive(Clone, PartialEq, Message)]
+pub struct RuleRecord {
+    /// 1: C2C, 2: GROUP.
+    #[prost(uint32, optional, tag = "1")]
+    pub kind: Option<u32>,
+    #[prost(uint64, optional, tag = "2")]
+    pub mark_type: Option<u64>,
+    #[prost(bool, optional, tag = "3")]
+    pub has_unread_count: Option<bool>,
+    #[prost(bool, optional, tag = "4")]
+    pub muted: Option<bool>,
+    #[prost(bool, optional, tag = "5")]
+    pub ungrouped: Option<bool>,
+    #[prost(bool, optional, tag = "6")]
+    pub has_group_at_info: Option<bool>,
+    #[prost(string, repeated, tag = "7")]
+    pub include_ids: Vec<String>,
+    #[prost(string, repeated, tag = "8")]
+    pub exclude_ids: Vec<String>,
+}
+
+impl RuleRecord {
+    pub fn of(rule: &GroupRule) -> Self {
+        Self {
+            kind: rule.kind.map(|kind| match kind {
+                ConversationKind::C2c => 1,
+                ConversationKind::Group => 2,
+            }),
+            mark_type: rule.mark_type,
+            has_unread_count: rule.has_unread_count,
+            muted: rule.muted,
+            ungrouped: rule.ungrouped,
+            has_group_at_info: rule.has_group_at_info,
+            include_ids: ids_to_strings(&rule.include_ids),
+            exclude_ids: ids_to_strings(&rule.exclude_ids),
+        }
+    }
+
+    pub fn rule(&self) -> GroupRule {
+        GroupRule {
+            kind: self.kind.map(|kind| if kind == 2 { ConversationKind::Group } else { ConversationKind::C2c }),
+            mark_type: self.mark_type,
+            has_unread_count: self.has_unread_count,
+            muted: self.muted,
+            ungrouped: self.ungrouped,
+            has_group_at_info: self.has_group_at_info,
+            include_ids: strings_to_ids(&self.include_ids),
+            exclude_ids: strings_to_ids(&self.exclude_ids),
+        }
+    }
 }
 
 /// Everything about a user that fits in one small value: read with one get by
@@ -100,8 +158,12 @@ pub struct ConversationRecord {
     pub last_message: Option<LastMessageRecord>,
     #[prost(int64, optional, tag = "12")]
     pub update_time_ms: Option<i64>,
+    /// Every group holding the conversation, explicitly or by a rule.
     #[prost(uint32, repeated, tag = "13")]
     pub group_ids: Vec<u32>,
+    /// The groups of `group_ids` that hold it by their rule only.
+    #[prost(uint32, repeated, tag = "14")]
+    pub rule_group_ids: Vec<u32>,
 }
 
 fn recv_opt_code(opt: RecvOpt) -> u32 {
@@ -211,13 +273,17 @@ pub struct EventRecord {
     /// Conversation ids, or group names for a reorder.
     #[prost(string, repeated, tag = "4")]
     pub items: Vec<String>,
-    /// Removal reason: 1 user request, 2 conversation deleted.
+    /// Removal reason: 1 user request, 2 conversation deleted, 3 rule;
+    /// addition reason: 0 user request, 3 rule.
     #[prost(uint32, tag = "5")]
     pub reason: u32,
     /// The group's id, for events about one group (absent in events
     /// stored before ids were recorded).
     #[prost(uint32, optional, tag = "6")]
     pub group_id: Option<u32>,
+    /// The rule of a GroupRuleChanged (absent: cleared).
+    #[prost(message, optional, tag = "15")]
+    pub rule: Option<RuleRecord>,
 }
 
 /// One revision of the event log.
@@ -252,7 +318,7 @@ pub struct BatchRecord {
 
 /// The stored code of each event type (`EventRecord::kind`): part of the
 /// on-disk format, so a code never changes meaning.
-const EVENT_CODES: [(EventType, u32); 8] = [
+const EVENT_CODES: [(EventType, u32); 9] = [
     (EventType::GroupCreated, 1),
     (EventType::GroupDeleted, 2),
     (EventType::GroupRenamed, 3),
@@ -261,6 +327,7 @@ const EVENT_CODES: [(EventType, u32); 8] = [
     (EventType::ConversationsDeletedFromGroup, 6),
     (EventType::ConversationsChanged, 7),
     (EventType::ConversationsDeleted, 8),
+    (EventType::GroupRuleChanged, 13),
 ];
 
 fn event_code(event_type: EventType) -> u32 {
@@ -305,9 +372,13 @@ impl BatchRecord {
                     EventKind::GroupsReordered { group_names } => {
                         r.items = group_names.clone();
                     }
-                    EventKind::ConversationsAddedToGroup { group_name, conversation_ids, .. } => {
+                    EventKind::ConversationsAddedToGroup { group_name, conversation_ids, reason, .. } => {
                         r.group_name = group_name.clone();
                         r.items = ids_to_strings(conversation_ids);
+                        r.reason = match reason {
+                            AdditionReason::UserRequest => 0,
+                            AdditionReason::Rule => 3,
+                        };
                     }
                     EventKind::ConversationsDeletedFromGroup { group_name, conversation_ids, reason, .. } => {
                         r.group_name = group_name.clone();
@@ -315,6 +386,7 @@ impl BatchRecord {
                         r.reason = match reason {
                             RemovalReason::UserRequest => 1,
                             RemovalReason::ConversationDeleted => 2,
+                            RemovalReason::Rule => 3,
                         };
                     }
                     EventKind::ConversationsChanged { conversation_ids } => {
@@ -322,6 +394,10 @@ impl BatchRecord {
                     }
                     EventKind::ConversationsDeleted { conversation_ids } => {
                         r.items = ids_to_strings(conversation_ids);
+                    }
+                    EventKind::GroupRuleChanged { group_name, rule, .. } => {
+                        r.group_name = group_name.clone();
+                        r.rule = rule.as_ref().map(RuleRecord::of);
                     }
                 }
                 r
@@ -364,15 +440,16 @@ impl BatchRecord {
                         group_id,
                         group_name: r.group_name,
                         conversation_ids: strings_to_ids(&r.items),
+                        reason: if r.reason == 3 { AdditionReason::Rule } else { AdditionReason::UserRequest },
                     },
                     EventType::ConversationsDeletedFromGroup => EventKind::ConversationsDeletedFromGroup {
                         group_id,
                         group_name: r.group_name,
                         conversation_ids: strings_to_ids(&r.items),
-                        reason: if r.reason == 2 {
-                            RemovalReason::ConversationDeleted
-                        } else {
-                            RemovalReason::UserRequest
+                        reason: match r.reason {
+                            2 => RemovalReason::ConversationDeleted,
+                            3 => RemovalReason::Rule,
+                            _ => RemovalReason::UserRequest,
                         },
                     },
                     EventType::ConversationsChanged => {
@@ -381,6 +458,11 @@ impl BatchRecord {
                     EventType::ConversationsDeleted => {
                         EventKind::ConversationsDeleted { conversation_ids: strings_to_ids(&r.items) }
                     }
+                    EventType::GroupRuleChanged => EventKind::GroupRuleChanged {
+                        group_id,
+                        group_name: r.group_name,
+                        rule: r.rule.as_ref().map(RuleRecord::rule),
+                    },
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -413,7 +495,7 @@ mod tests {
     #[test]
     fn every_event_type_has_its_own_pinned_code() {
         let codes: Vec<u32> = EventType::ALL.iter().map(|t| event_code(*t)).collect();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 13]);
         for t in EventType::ALL {
             assert_eq!(event_type_of_code(event_code(t)), Some(t));
         }

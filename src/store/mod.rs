@@ -41,8 +41,8 @@ use tokio::sync::watch;
 
 use crate::config::{Backend, Config, Limits};
 use crate::domain::{
-    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupView, Item, ItemOutcomes,
-    ItemResults, ListPosition, UserId,
+    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupRule, GroupView, Item,
+    ItemOutcomes, ItemResults, ListPosition, UserId,
 };
 use crate::error::Error;
 use crate::hub::Hub;
@@ -291,12 +291,24 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
+        rule: Option<GroupRule>,
         result: ItemResults,
         expected_revision: Option<u64>,
     ) -> Result<CreatedGroup, Error> {
         let ((group, result), revision) =
-            self.mutate(user, rules::create_group(name, items, result, expected_revision)).await?;
+            self.mutate(user, rules::create_group(name, items, rule, result, expected_revision)).await?;
         Ok(CreatedGroup { group, outcome: result.finish(revision) })
+    }
+
+    /// Sets, changes or (None) clears a group's rule.
+    pub async fn set_group_rule(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        rule: Option<GroupRule>,
+        expected_revision: Option<u64>,
+    ) -> Result<(GroupView, u64), Error> {
+        self.mutate(user, rules::set_group_rule(group, rule, expected_revision)).await
     }
 
     pub async fn delete_group(

@@ -9,13 +9,14 @@
 //! and the per-group and per-user counters in the user record. That is what
 //! lets reads be single gets and makes limits checkable mid-request.
 
-use std::collections::HashMap;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 
-use super::encoding::{ConversationRecord, UserRecord};
+use super::encoding::{ConversationRecord, GroupRecord, UserRecord};
 use super::keys;
 use super::state::{StateRead, Table, WriteSet};
 
-use crate::domain::{ConversationId, EventBatch, EventKind, GroupId, UserId};
+use crate::domain::{AdditionReason, ConversationId, EventBatch, EventKind, GroupId, GroupRule, RemovalReason, UserId};
 use crate::error::Error;
 
 struct CachedConv {
@@ -32,17 +33,87 @@ pub struct Plan<'a> {
     convs: HashMap<ConversationId, CachedConv>,
     pub events: Vec<EventKind>,
     pub writes: WriteSet,
+    /// The most members a rule adds to a group (max_conversations_per_group).
+    member_cap: usize,
+    /// The smart groups' rules by group id, in step with `user`.
+    rules: Vec<(u32, GroupRule)>,
+    /// Memberships the rules began (true) or ended (false) in this
+    /// mutation, net of changes that cancelled out: the Rule events.
+    rule_changes: BTreeMap<(u32, ConversationId), bool>,
 }
 
-/// A conversation record exists while it is registered or grouped.
+/// Whether the record is in a group other than by a rule.
+fn explicitly_grouped(record: &ConversationRecord) -> bool {
+    record.group_ids.iter().any(|g| !record.rule_group_ids.contains(g))
+}
+
+/// A conversation record exists while it is registered or explicitly
+/// grouped (a rule selects among existing conversations, it never makes
+/// one exist).
 fn exists(record: &ConversationRecord) -> bool {
-    record.registered || !record.group_ids.is_empty()
+    record.registered || explicitly_grouped(record)
+}
+
+/// Settles the rule memberships of one conversation after a change: a
+/// smart group's rule adds it when it matches (while the group holds fewer
+/// than `member_cap`) and removes it when it no longer does; explicit
+/// memberships are never touched. Each change made here is noted for the
+/// Rule events. Costs one rule check per smart group of the user.
+fn settle(
+    rules: &[(u32, GroupRule)],
+    groups: &[GroupRecord],
+    member_cap: usize,
+    id: &ConversationId,
+    record: &mut ConversationRecord,
+    changes: &mut BTreeMap<(u32, ConversationId), bool>,
+) {
+    let ConversationRecord { group_ids, rule_group_ids, .. } = record;
+    rule_group_ids.retain(|g| group_ids.contains(g));
+    let grouped = explicitly_grouped(record);
+    let data = (record.registered || grouped).then(|| record.data());
+    for group in groups {
+        let g = group.id;
+        let by_rule = record.rule_group_ids.contains(&g);
+        if record.group_ids.contains(&g) && !by_rule {
+            continue;
+        }
+        let rule = rules.iter().find(|(rule_group, _)| *rule_group == g).map(|(_, rule)| rule);
+        let want = match (rule, &data) {
+            (Some(rule), Some(data)) => {
+                rule.matches(id, data, grouped) && (by_rule || (group.conversation_count as usize) < member_cap)
+            }
+            _ => false,
+        };
+        if want == by_rule {
+            continue;
+        }
+        if want {
+            record.group_ids.push(g);
+            record.rule_group_ids.push(g);
+        } else {
+            record.group_ids.retain(|x| *x != g);
+            record.rule_group_ids.retain(|x| *x != g);
+        }
+        match changes.entry((g, id.clone())) {
+            Entry::Occupied(change) if *change.get() != want => {
+                change.remove();
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(change) => {
+                change.insert(want);
+            }
+        }
+    }
 }
 
 impl<'a> Plan<'a> {
     /// A plan for `user_id`, whose record (with its current revision) the
     /// backend has read from `view`.
-    pub fn new(view: &'a dyn StateRead, user_id: &UserId, user: UserRecord) -> Self {
+    /// `member_cap` is the most members a rule may give a group
+    /// (max_conversations_per_group).
+    pub fn new(view: &'a dyn StateRead, user_id: &UserId, user: UserRecord, member_cap: usize) -> Self {
+        let rules =
+            user.groups.iter().filter_map(|g| g.rule.as_ref().map(|rule| (g.id, rule.rule()))).collect::<Vec<_>>();
         Self {
             view,
             user_id: user_id.clone(),
@@ -50,7 +121,35 @@ impl<'a> Plan<'a> {
             convs: HashMap::new(),
             events: Vec::new(),
             writes: WriteSet::default(),
+            member_cap,
+            rules,
+            rule_changes: BTreeMap::new(),
         }
+    }
+
+    /// Replaces the rule of group `group_id` (None: no rule) in the plan's
+    /// view of the rules; the caller changes the record and settles.
+    pub(super) fn replace_rule(&mut self, group_id: u32, rule: Option<GroupRule>) {
+        self.rules.retain(|(g, _)| *g != group_id);
+        if let Some(rule) = rule {
+            self.rules.push((group_id, rule));
+        }
+    }
+
+    /// Every conversation the user has, as stored at the start of the
+    /// mutation (the listing index holds each existing one once) and as
+    /// this plan has made them since.
+    pub(super) fn conversation_ids(&self) -> Result<Vec<ConversationId>, Error> {
+        let prefix = keys::user_prefix(&self.user_id);
+        let mut ids = std::collections::BTreeSet::new();
+        self.view.scan(Table::Order, &prefix, None, &mut |key, _| {
+            let position =
+                keys::order_position(prefix.len(), key).ok_or_else(|| super::encoding::corrupt("order key"))?;
+            ids.insert(ConversationId::from_canonical(position.id));
+            Ok(true)
+        })?;
+        ids.extend(self.convs.iter().filter(|(_, c)| exists(&c.current)).map(|(id, _)| id.clone()));
+        Ok(ids.into_iter().collect())
     }
 
     /// The conversation as this plan currently sees it (None: absent).
@@ -82,6 +181,9 @@ impl<'a> Plan<'a> {
         let cached = self.convs.get_mut(id).expect("loaded above");
         let before = cached.current.clone();
         change(&mut cached.current);
+        if !self.rules.is_empty() || !cached.current.rule_group_ids.is_empty() {
+            settle(&self.rules, &self.user.groups, self.member_cap, id, &mut cached.current, &mut self.rule_changes);
+        }
         let after = &cached.current;
 
         let (was, is) = (exists(&before), exists(after));
@@ -119,6 +221,7 @@ impl<'a> Plan<'a> {
     /// changed (no event: the revision is kept). The user record is not in
     /// the writes: it carries the revision, which only the backend knows.
     pub fn finish(mut self) -> Option<Planned> {
+        self.record_rule_changes();
         if self.events.is_empty() {
             return None;
         }
@@ -145,6 +248,43 @@ impl<'a> Plan<'a> {
             }
         }
         Some(Planned { user_id: self.user_id, user: self.user, events: self.events, writes: self.writes })
+    }
+}
+
+impl Plan<'_> {
+    /// The events of what the rules did, after the events of the change
+    /// that caused it: per group in display order, the joins, then the
+    /// leaves, each with reason Rule.
+    fn record_rule_changes(&mut self) {
+        let changes = std::mem::take(&mut self.rule_changes);
+        for group in &self.user.groups {
+            let (mut joined, mut left) = (Vec::new(), Vec::new());
+            let from = (group.id, ConversationId::from_canonical(String::new()));
+            for ((_, id), &join) in changes.range(from..).take_while(|((g, _), _)| *g == group.id) {
+                if join {
+                    joined.push(id.clone());
+                } else {
+                    left.push(id.clone());
+                }
+            }
+            let group_id = Some(GroupId(group.id));
+            if !joined.is_empty() {
+                self.events.push(EventKind::ConversationsAddedToGroup {
+                    group_id,
+                    group_name: group.name.clone(),
+                    conversation_ids: joined,
+                    reason: AdditionReason::Rule,
+                });
+            }
+            if !left.is_empty() {
+                self.events.push(EventKind::ConversationsDeletedFromGroup {
+                    group_id,
+                    group_name: group.name.clone(),
+                    conversation_ids: left,
+                    reason: RemovalReason::Rule,
+                });
+            }
+        }
     }
 }
 

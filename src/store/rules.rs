@@ -3,13 +3,13 @@
 //! records, and each mutation is a [`Rule`] closure over its inputs that a
 //! backend can run (and run again on a fresh state).
 
-use super::encoding::{ConversationRecord, GroupRecord};
+use super::encoding::{ConversationRecord, GroupRecord, RuleRecord};
 use super::plan::Plan;
 use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
-    ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef, GroupView, Item, ItemOutcomes,
-    ItemResults,
+    ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef, GroupRule, GroupView, Item,
+    ItemOutcomes, ItemResults,
 };
 use crate::error::Error;
 
@@ -24,6 +24,7 @@ pub(super) fn group_view(group: &GroupRecord) -> GroupView {
     GroupView {
         id: GroupId(group.id),
         name: group.name.clone(),
+        rule: group.rule.as_ref().map(RuleRecord::rule),
         conversation_count: group.conversation_count,
         unread_count: group.unread_count,
         create_time_ms: group.create_time_ms,
@@ -73,8 +74,14 @@ impl UserState for Plan<'_> {
 
     fn remove_group(&mut self, index: usize) -> Result<(), Error> {
         let group_id = self.group_id(index);
+        // Its rule goes first, so that settling its members (and those an
+        // `ungrouped` rule of another group now matches) never adds to it.
+        self.replace_rule(group_id, None);
         for id in self.stored_members(group_id)? {
-            self.modify_conv(&id, |r| r.group_ids.retain(|g| *g != group_id))?;
+            self.modify_conv(&id, |r| {
+                r.group_ids.retain(|g| *g != group_id);
+                r.rule_group_ids.retain(|g| *g != group_id);
+            })?;
         }
         self.user.groups.remove(index);
         Ok(())
@@ -114,6 +121,23 @@ impl UserState for Plan<'_> {
         self.modify_conv(id, |r| r.set_data(data))
     }
 
+    fn set_rule(&mut self, index: usize, rule: Option<GroupRule>) -> Result<(), Error> {
+        let group_id = self.group_id(index);
+        self.user.groups[index].rule = rule.as_ref().map(RuleRecord::of);
+        self.replace_rule(group_id, rule);
+        // Every conversation of the user is settled against the new rule:
+        // the cost of a rule change is one check per conversation.
+        for id in self.conversation_ids()? {
+            self.modify_conv(&id, |_| {})?;
+        }
+        Ok(())
+    }
+
+    fn member_by_rule(&mut self, id: &ConversationId, index: usize) -> Result<bool, Error> {
+        let group_id = self.group_id(index);
+        Ok(self.conv(id)?.is_some_and(|r| r.rule_group_ids.contains(&group_id)))
+    }
+
     fn forget(&mut self, id: &ConversationId) -> Result<(), Error> {
         self.modify_conv(id, |r| *r = ConversationRecord::default())
     }
@@ -126,10 +150,21 @@ impl UserState for Plan<'_> {
 pub fn create_group(
     name: String,
     items: Vec<Item<()>>,
+    rule: Option<GroupRule>,
     result: ItemResults,
     expected_revision: Option<u64>,
 ) -> impl Rule<(GroupView, ItemResults)> {
-    move |plan, limits| domain::create_group(plan, limits, &name, &items, result.clone(), expected_revision)
+    move |plan, limits| {
+        domain::create_group(plan, limits, &name, &items, rule.as_ref(), result.clone(), expected_revision)
+    }
+}
+
+pub fn set_group_rule(
+    group: GroupRef,
+    rule: Option<GroupRule>,
+    expected_revision: Option<u64>,
+) -> impl Rule<GroupView> {
+    move |plan, limits| domain::set_group_rule(plan, limits, &group, rule.as_ref(), expected_revision)
 }
 
 pub fn delete_group(group: GroupRef, expected_revision: Option<u64>) -> impl Rule<()> {

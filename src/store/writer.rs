@@ -71,7 +71,7 @@ impl CommitGroup<'_> {
     ) -> Result<(R, u64), Error> {
         let trees = self.trees.as_deref().ok_or_else(super::embedded::closed)?;
         let view = View { trees, pending: &self.pending };
-        let mut plan = Plan::new(&view, user, load_user(&view, user)?);
+        let mut plan = Plan::new(&view, user, load_user(&view, user)?, self.limits.max_conversations_per_group);
         let answer = build(&mut plan, self.limits)?;
         let unchanged = plan.user.revision;
         match plan.finish() {

@@ -115,7 +115,7 @@ async fn every_call_takes_the_id_instead_of_the_name() {
 
     let listed = find_conversation(&mut gc, "C2Cc").await.unwrap();
     assert_eq!(listed.conversation_group_list, ["Office"]);
-    assert_eq!(listed.conversation_group_ids, [work.clone()], "a listed conversation names its groups' ids");
+    assert_eq!(listed.conversation_group_ids, [work.as_str()], "a listed conversation names its groups' ids");
 
     gc.delete_conversation_group(DeleteConversationGroupRequest { group_id: work.clone(), ..Default::default() })
         .await
@@ -261,7 +261,7 @@ async fn events_and_snapshots_carry_ids_and_the_watch_filters_by_them() {
     assert_eq!(ids_seen, [&work, &home, &work, &work, &home, &work, &home].map(String::clone));
     let final_batch = batches.last().unwrap();
     assert_eq!(final_batch.events[0].group_names, ["Office"]);
-    assert_eq!(final_batch.events[0].group_ids, [work.clone()]);
+    assert_eq!(final_batch.events[0].group_ids, [work.as_str()]);
 
     // Filtered by Work's id: its events under both names, none of Home's.
     let mut only_work =

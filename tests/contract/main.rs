@@ -14,5 +14,6 @@ mod hostile;
 mod listing;
 mod registry;
 mod revisions;
+mod smart_groups;
 mod watch;
 mod watch_guarantees;

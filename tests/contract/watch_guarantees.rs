@@ -148,6 +148,7 @@ async fn writer(
                     Ev::ConversationsAddedToGroup(ConversationsAddedToGroup {
                         group_name: name.clone(),
                         conversation_ids: r.success_conversation_ids,
+                        reason: AdditionReason::UserRequest as i32,
                         ..Default::default()
                     })
                 });

@@ -310,7 +310,7 @@ fn watch_prints_snapshot_bookmark_and_live_events() {
     assert!(line.starts_with(&batch_prefix(2)), "{line}");
     assert!(
         line.ends_with(
-            r#"Z","groupNames":["G"],"groupIds":["g0"],"conversationsAddedToGroup":{"groupId":"g0","groupName":"G","conversationIds":["C2Ccarol"]}}]}}"#
+            r#"Z","groupNames":["G"],"groupIds":["g0"],"conversationsAddedToGroup":{"groupId":"g0","groupName":"G","conversationIds":["C2Ccarol"],"reason":"ADDITION_REASON_USER_REQUEST"}}]}}"#
         ),
         "{line}"
     );

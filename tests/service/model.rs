@@ -897,6 +897,7 @@ impl Model {
                 group_name: name.to_string(),
                 conversation_ids: success.clone(),
                 group_id: group.id.clone(),
+                reason: pb::AdditionReason::UserRequest as i32,
             })]
         };
         let m = self.commit(u, events);
@@ -1508,6 +1509,7 @@ impl Case {
                     group_name: self.names[*name].clone(),
                     conversation_ids: self.ids(ids),
                     expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).create_conversation_group(req.clone()).await;

@@ -674,6 +674,9 @@ impl Model {
                         return Err(format!("revision {rev}: empty removal {d:?}"));
                     }
                     let expected_reason = match &deleted {
+                        // A smart group's rule stopped matching: a removal
+                        // of its own, beside whatever caused it.
+                        _ if d.reason == RemovalReason::Rule as i32 => RemovalReason::Rule,
                         Some(ids) => {
                             if !d.conversation_ids.iter().all(|id| ids.contains(id)) {
                                 return Err(format!("revision {rev}: removal {d:?} of ids not deleted {ids:?}"));
@@ -690,6 +693,9 @@ impl Model {
                             return Err(format!("revision {rev}: {id} removed from {:?} but not in it", d.group_name));
                         }
                     }
+                }
+                Ev::GroupRuleChanged(r) => {
+                    self.find(&r.group_name, rev)?;
                 }
                 Ev::ConversationsChanged(c) => {
                     if c.conversation_ids.is_empty() {

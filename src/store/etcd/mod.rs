@@ -548,7 +548,7 @@ fn mutate_blocking<R>(inner: &Inner, user: &UserId, rule: &impl Rule<R>) -> Resu
         }
 
         let state = EtcdRead { inner, revision: at };
-        let mut plan = Plan::new(&state, user, record);
+        let mut plan = Plan::new(&state, user, record, inner.limits.max_conversations_per_group);
         let answer = rule(&mut plan, &inner.limits)?;
         let Some(planned) = plan.finish() else {
             if unsettled.is_empty() {
