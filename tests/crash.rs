@@ -46,13 +46,37 @@ const POOL: u64 = 40;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { name: String, ids: Vec<String> },
-    Add { group: String, ids: Vec<String> },
-    Remove { group: String, ids: Vec<String> },
-    Rename { old: String, new: String },
-    DeleteGroup { name: String },
-    Upsert { items: Vec<(String, u32)> },
-    DeleteConvs { ids: Vec<String> },
+    Create {
+        name: String,
+        ids: Vec<String>,
+    },
+    Add {
+        group: String,
+        ids: Vec<String>,
+    },
+    Remove {
+        group: String,
+        ids: Vec<String>,
+    },
+    Rename {
+        old: String,
+        new: String,
+    },
+    DeleteGroup {
+        name: String,
+    },
+    Upsert {
+        items: Vec<(String, u32)>,
+    },
+    DeleteConvs {
+        ids: Vec<String>,
+    },
+    /// Makes a group a smart group whose rule includes these conversations
+    /// (None: clears the rule).
+    SetRule {
+        group: String,
+        include: Option<Vec<String>>,
+    },
 }
 
 /// What an operation must do, as the model predicts it.
@@ -63,11 +87,14 @@ struct Outcome {
     changed: bool,
 }
 
-/// A writer's groups (display order among themselves) and registered
+/// A writer's groups (display order among themselves) with their explicit
+/// members, the rules of its smart groups (by group name: the included
+/// conversations, which are members while they exist), and registered
 /// conversations (id → unread count).
 #[derive(Debug, Clone, Default)]
 struct Model {
     groups: Vec<(String, BTreeSet<String>)>,
+    rules: BTreeMap<String, Vec<String>>,
     registry: BTreeMap<String, u32>,
 }
 
@@ -92,6 +119,19 @@ impl Model {
         self.registry.contains_key(id) || self.groups.iter().any(|(_, m)| m.contains(id))
     }
 
+    /// Each group with every member: explicit ones, and for a smart group
+    /// the included conversations that exist (a writer's rules include only
+    /// its own conversations, which no other writer touches).
+    fn effective(&self) -> Vec<(String, BTreeSet<String>)> {
+        let mut groups = self.groups.clone();
+        for (name, members) in groups.iter_mut() {
+            if let Some(include) = self.rules.get(name) {
+                members.extend(include.iter().filter(|id| self.exists(id)).cloned());
+            }
+        }
+        groups
+    }
+
     fn apply(&mut self, op: &Op) -> Outcome {
         match op {
             Op::Create { name, ids } => {
@@ -100,9 +140,12 @@ impl Model {
                 Outcome { success: members, changed: true }
             }
             Op::Add { group, ids } => {
+                // A member by rule is already in the group.
+                let effective = self.effective();
+                let current = &effective.iter().find(|(n, _)| n == group).expect("op on a modelled group").1;
+                let fresh: Vec<String> = unique(ids).into_iter().filter(|id| !current.contains(id)).collect();
                 let members = self.group_mut(group);
-                let success: BTreeSet<String> =
-                    unique(ids).into_iter().filter(|id| members.insert(id.clone())).collect();
+                let success: BTreeSet<String> = fresh.into_iter().filter(|id| members.insert(id.clone())).collect();
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
@@ -114,10 +157,14 @@ impl Model {
             }
             Op::Rename { old, new } => {
                 self.groups.iter_mut().find(|(n, _)| n == old).expect("renamed group").0 = new.clone();
+                if let Some(rule) = self.rules.remove(old) {
+                    self.rules.insert(new.clone(), rule);
+                }
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::DeleteGroup { name } => {
                 self.groups.retain(|(n, _)| n != name);
+                self.rules.remove(name);
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::Upsert { items } => {
@@ -140,10 +187,25 @@ impl Model {
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
+            Op::SetRule { group, include } => {
+                let changed = self.rules.get(group) != include.as_ref();
+                match include {
+                    Some(include) => self.rules.insert(group.clone(), include.clone()),
+                    None => self.rules.remove(group),
+                };
+                Outcome { success: BTreeSet::new(), changed }
+            }
         }
     }
 
     fn view(&self) -> WriterView {
+        let effective = Model { groups: self.effective(), rules: BTreeMap::new(), registry: self.registry.clone() };
+        effective.plain_view()
+    }
+
+    /// The view of explicit memberships only (`view` passes the effective
+    /// ones).
+    fn plain_view(&self) -> WriterView {
         let unread = |id: &String| self.registry.get(id).copied().unwrap_or(0);
         let groups = self
             .groups
@@ -252,6 +314,11 @@ impl Writer {
             60..=69 => {
                 let old = self.some_group();
                 Op::Rename { old, new: self.fresh_name() }
+            }
+            77..=81 => {
+                let group = self.some_group();
+                let include = if self.rng.percent(20) { None } else { Some(unique(&self.ids(4))) };
+                Op::SetRule { group, include }
             }
             70..=91 => {
                 let n = self.rng.range(1, 5);
@@ -466,6 +533,14 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
         Op::DeleteConvs { ids } => {
             let r = cc.delete_conversations(DeleteConversationsRequest { conversation_ids: ids }).await?.into_inner();
             (set(r.success_conversation_ids), r.revision)
+        }
+        Op::SetRule { group, include } => {
+            let request = SetConversationGroupRuleRequest {
+                group_name: group,
+                rule: include.map(|include_ids| GroupRule { include_ids, ..Default::default() }),
+                ..Default::default()
+            };
+            (BTreeSet::new(), gc.set_conversation_group_rule(request).await?.into_inner().revision)
         }
     })
 }

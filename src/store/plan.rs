@@ -59,10 +59,15 @@ fn exists(record: &ConversationRecord) -> bool {
 /// than `member_cap`) and removes it when it no longer does; explicit
 /// memberships are never touched. Each change made here is noted for the
 /// Rule events. Costs one rule check per smart group of the user.
+///
+/// `counted` are the groups whose `conversation_count` still counts this
+/// conversation (its memberships before the change): a group's room is
+/// judged without it.
 fn settle(
     rules: &[(u32, GroupRule)],
     groups: &[GroupRecord],
     member_cap: usize,
+    counted: &[u32],
     id: &ConversationId,
     record: &mut ConversationRecord,
     changes: &mut BTreeMap<(u32, ConversationId), bool>,
@@ -80,7 +85,8 @@ fn settle(
         let rule = rules.iter().find(|(rule_group, _)| *rule_group == g).map(|(_, rule)| rule);
         let want = match (rule, &data) {
             (Some(rule), Some(data)) => {
-                rule.matches(id, data, grouped) && (by_rule || (group.conversation_count as usize) < member_cap)
+                let others = group.conversation_count as usize - usize::from(counted.contains(&g));
+                rule.matches(id, data, grouped) && (by_rule || others < member_cap)
             }
             _ => false,
         };
@@ -182,7 +188,9 @@ impl<'a> Plan<'a> {
         let before = cached.current.clone();
         change(&mut cached.current);
         if !self.rules.is_empty() || !cached.current.rule_group_ids.is_empty() {
-            settle(&self.rules, &self.user.groups, self.member_cap, id, &mut cached.current, &mut self.rule_changes);
+            let counted = if exists(&before) { &before.group_ids[..] } else { &[] };
+            let (rules, groups) = (&self.rules, &self.user.groups);
+            settle(rules, groups, self.member_cap, counted, id, &mut cached.current, &mut self.rule_changes);
         }
         let after = &cached.current;
 

@@ -266,6 +266,23 @@ async fn a_rule_fills_a_group_only_to_its_limit() {
     assert_eq!(members(&mut gc, "Unread").await.len(), 2);
 }
 
+/// A full group's explicit member that matches the rule stays, by the
+/// rule, when it is removed explicitly: its own place is room enough.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_member_removed_from_a_full_group_stays_by_its_rule() {
+    let s = TestServer::start_with(|c| c.limits.max_conversations_per_group = 2).await;
+    let mut gc = s.group_client("alice");
+    let mut cc = s.conv_client("alice");
+    upsert_ok(&mut cc, vec![with_unread("C2Cx", 1), with_unread("C2Cy", 0)]).await;
+    create(&mut gc, "S", &["C2Cx", "C2Cy"]).await.unwrap();
+    set_rule(&mut gc, "S", Some(unread_rule())).await;
+    let r = remove(&mut gc, "S", &["C2Cx"]).await.unwrap();
+    assert_eq!(r.success_conversation_ids, ["C2Cx"]);
+    assert_eq!(members(&mut gc, "S").await, ["C2Cx", "C2Cy"], "C2Cx left explicitly and came back by the rule");
+    let r = remove(&mut gc, "S", &["C2Cx"]).await.unwrap();
+    assert_failed(&r.failed, &[("C2Cx", ConversationResultCode::InGroupByRule)]);
+}
+
 /// A rule that selects nothing, names a malformed id or holds too many ids
 /// is INVALID_RULE naming the field and the limit; nothing changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,6 +46,7 @@ const MAX_TEXT: usize = 8;
 const MAX_MARKS: usize = 2;
 const DEFAULT_PAGE: usize = 3;
 const MAX_PAGE: usize = 4;
+const MAX_RULE_IDS: usize = 3;
 
 const USERS: usize = 2;
 const DEFAULT_CASES: u32 = 32;
@@ -66,6 +67,7 @@ fn configure(c: &mut Config) {
     c.limits.max_marks = MAX_MARKS;
     c.limits.default_page_size = DEFAULT_PAGE;
     c.limits.max_page_size = MAX_PAGE;
+    c.limits.max_rule_ids = MAX_RULE_IDS;
     // No idle bookmarks: the streams must carry exactly the model's batches.
     c.watch.bookmark_interval = Duration::from_secs(3600);
 }
@@ -193,9 +195,24 @@ struct Filt {
     ids: Vec<usize>,
 }
 
+/// A smart group's rule: criteria, and ids (pool indexes) to include and
+/// exclude.
+#[derive(Clone, Debug)]
+struct RuleGen {
+    kind: Option<i32>,
+    mark: Option<u64>,
+    unread: Option<bool>,
+    muted: Option<bool>,
+    ungrouped: Option<bool>,
+    at: Option<bool>,
+    include: Vec<usize>,
+    exclude: Vec<usize>,
+}
+
 #[derive(Clone, Debug)]
 enum Op {
-    Create { who: Who, name: usize, ids: Vec<usize>, rev: Rev },
+    Create { who: Who, name: usize, ids: Vec<usize>, rule: Option<RuleGen>, rev: Rev },
+    SetRule { who: Who, name: NameSel, rule: Option<RuleGen>, rev: Rev },
     Delete { who: Who, name: NameSel, rev: Rev },
     Rename { who: Who, old: NameSel, new: NameSel, rev: Rev },
     Reorder { who: Who, perm: Perm, rev: Rev },
@@ -298,6 +315,26 @@ fn upd() -> impl Strategy<Value = Upd> {
         )
 }
 
+/// Mostly rules that select something, sometimes ones that select nothing,
+/// name a malformed id or hold too many ids.
+fn rule_gen() -> impl Strategy<Value = RuleGen> {
+    let flag = || prop::option::weighted(0.25, any::<bool>());
+    let kind = prop::option::weighted(0.2, prop_oneof![4 => 1..=2i32, 1 => Just(0)]);
+    let list = || prop_oneof![4 => Just(Vec::new()), 2 => prop::collection::vec(id(), 1..=2)];
+    ((kind, prop::option::weighted(0.2, 0..=3u64), flag(), flag()), (flag(), flag(), list(), list())).prop_map(
+        |((kind, mark, unread, muted), (ungrouped, at, include, exclude))| RuleGen {
+            kind,
+            mark,
+            unread,
+            muted,
+            ungrouped,
+            at,
+            include,
+            exclude,
+        },
+    )
+}
+
 fn filt() -> impl Strategy<Value = Filt> {
     let kind = prop::option::weighted(0.3, prop_oneof![4 => 1..=2i32, 1 => Just(0), 1 => Just(42)]);
     let group = prop::option::weighted(0.4, prop::option::weighted(0.8, name_sel()));
@@ -332,6 +369,7 @@ fn seed_create() -> impl Strategy<Value = Op> {
         who,
         name,
         ids,
+        rule: None,
         rev: Rev::Unset,
     })
 }
@@ -349,8 +387,10 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 fn op() -> impl Strategy<Value = Op> {
     let page_size = prop_oneof![Just(0u32), Just(1), Just(2), Just(5), Just(u32::MAX)];
     prop_oneof![
-        6 => (who(), pool_name(), ids(), rev())
-            .prop_map(|(who, name, ids, rev)| Op::Create { who, name, ids, rev }),
+        6 => (who(), pool_name(), ids(), prop::option::weighted(0.25, rule_gen()), rev())
+            .prop_map(|(who, name, ids, rule, rev)| Op::Create { who, name, ids, rule, rev }),
+        3 => (who(), name_sel(), prop::option::weighted(0.8, rule_gen()), rev())
+            .prop_map(|(who, name, rule, rev)| Op::SetRule { who, name, rule, rev }),
         2 => (who(), name_sel(), rev()).prop_map(|(who, name, rev)| Op::Delete { who, name, rev }),
         3 => (who(), name_sel(), prop_oneof![1 => name_sel(), 2 => pool_name().prop_map(NameSel::Pool)], rev())
             .prop_map(|(who, old, new, rev)| Op::Rename { who, old, new, rev }),
@@ -398,6 +438,66 @@ fn bad_list(field: &'static str) -> ErrSpec {
 const MISMATCH: ErrSpec = err(Code::Aborted, "REVISION_MISMATCH", "expected_revision");
 const LIMIT: ErrSpec = err(Code::ResourceExhausted, "GROUP_LIMIT_EXCEEDED", "");
 const ORDER: ErrSpec = err(Code::FailedPrecondition, "GROUP_ORDER_MISMATCH", "group_names");
+const BAD_RULE: ErrSpec = err(Code::InvalidArgument, "INVALID_RULE", "rule");
+
+/// A rule as the server stores and echoes it (ids canonical, each once),
+/// or None when the server must refuse it with INVALID_RULE.
+fn normal_rule(r: &pb::GroupRule) -> Option<pb::GroupRule> {
+    if r.r#type.is_some_and(|t| t != 1 && t != 2) || r.include_ids.len() + r.exclude_ids.len() > MAX_RULE_IDS {
+        return None;
+    }
+    let list = |raw: &[String]| -> Option<Vec<String>> {
+        let mut out: Vec<String> = Vec::new();
+        for id in raw {
+            let id = canonical(id)?;
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Some(out)
+    };
+    let rule = pb::GroupRule { include_ids: list(&r.include_ids)?, exclude_ids: list(&r.exclude_ids)?, ..r.clone() };
+    (has_criteria(&rule) || !rule.include_ids.is_empty()).then_some(rule)
+}
+
+fn has_criteria(r: &pb::GroupRule) -> bool {
+    r.r#type.is_some()
+        || r.mark_type.is_some()
+        || r.has_unread_count.is_some()
+        || r.muted.is_some()
+        || r.ungrouped.is_some()
+        || r.has_group_at_info.is_some()
+}
+
+/// GroupRule's documented meaning, for a conversation with this data.
+fn rule_matches(r: &pb::GroupRule, id: &str, d: &Data, explicitly_grouped: bool) -> bool {
+    if r.exclude_ids.iter().any(|x| x == id) {
+        return false;
+    }
+    if r.include_ids.iter().any(|x| x == id) {
+        return true;
+    }
+    if !has_criteria(r) {
+        return false;
+    }
+    let kind_ok = match r.r#type {
+        Some(1) => id.starts_with("C2C"),
+        Some(2) => id.starts_with("GROUP"),
+        _ => true,
+    };
+    let mark_ok = match r.mark_type {
+        Some(0) => d.marks.is_empty(),
+        Some(m) => d.marks.contains(&m),
+        None => true,
+    };
+    let is = |want: Option<bool>, value: bool| want.is_none_or(|w| w == value);
+    kind_ok
+        && mark_ok
+        && is(r.has_unread_count, d.unread > 0)
+        && is(r.muted, d.recv_opt != pb::RecvOpt::Receive as i32)
+        && is(r.ungrouped, !explicitly_grouped)
+        && is(r.has_group_at_info, d.at)
+}
 
 /// `tencent_code` metadata the contract's error table gives each reason.
 fn tencent(reason: &str) -> Option<&'static str> {
@@ -542,7 +642,11 @@ struct GroupM {
     /// reused (predicted here so that every answer and event is checked).
     id: String,
     name: String,
+    /// Every member, explicit or by the rule.
     members: BTreeSet<String>,
+    /// The members that are there by the rule only.
+    by_rule: BTreeSet<String>,
+    rule: Option<pb::GroupRule>,
     /// As the Create response reported it; must never change afterwards.
     create_time: Option<Timestamp>,
 }
@@ -557,6 +661,9 @@ struct UserM {
     /// update_time last seen per conversation; forgotten when the data
     /// changes, else it must stay the same.
     update_times: HashMap<String, Timestamp>,
+    /// Each group's members by rule as of the last commit (by group id):
+    /// what the next commit's RULE events are the difference from.
+    rule_seen: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl UserM {
@@ -568,6 +675,45 @@ impl UserM {
     }
     fn in_any_group(&self, id: &str) -> bool {
         self.groups.iter().any(|g| g.members.contains(id))
+    }
+    fn explicitly_grouped(&self, id: &str) -> bool {
+        self.groups.iter().any(|g| g.members.contains(id) && !g.by_rule.contains(id))
+    }
+    /// GroupRule's contract for one changed conversation: each smart group
+    /// (display order) takes it while its rule matches and it has room,
+    /// and lets it go when the rule stops matching; explicit memberships
+    /// stay. Only conversations a mutation touches are settled.
+    fn settle(&mut self, id: &str) {
+        let grouped = self.explicitly_grouped(id);
+        let exists = self.registry.contains_key(id) || grouped;
+        let data = self.data(id);
+        for g in self.groups.iter_mut() {
+            let by_rule = g.by_rule.contains(id);
+            if g.members.contains(id) && !by_rule {
+                continue;
+            }
+            let want = exists
+                && g.rule.as_ref().is_some_and(|r| rule_matches(r, id, &data, grouped))
+                && (by_rule || g.members.len() < MAX_PER_GROUP);
+            if want && !by_rule {
+                g.members.insert(id.to_string());
+                g.by_rule.insert(id.to_string());
+            } else if !want && by_rule {
+                g.members.remove(id);
+                g.by_rule.remove(id);
+            }
+        }
+    }
+    /// Settles every conversation the user has, in id order (a rule was
+    /// set or changed).
+    fn settle_all(&mut self) {
+        let mut ids: BTreeSet<String> = self.registry.keys().cloned().collect();
+        for g in &self.groups {
+            ids.extend(g.members.iter().cloned());
+        }
+        for id in ids {
+            self.settle(&id);
+        }
     }
     fn exists(&self, id: &str) -> bool {
         self.registry.contains_key(id) || self.in_any_group(id)
@@ -654,6 +800,7 @@ struct BatchExp {
 #[derive(Debug)]
 struct GroupExp {
     id: String,
+    rule: Option<pb::GroupRule>,
     name: String,
     count: u32,
     unread: u64,
@@ -686,6 +833,38 @@ fn list_size_ok(len: usize) -> bool {
 
 impl Model {
     fn commit(&mut self, u: usize, events: Vec<Ev>) -> Mutation {
+        self.commit_with(u, events, &BTreeSet::new())
+    }
+
+    /// Commits the events of a mutation followed by its RULE events: the
+    /// change of each group's members by rule since the last commit, except
+    /// for conversations the mutation deleted (`deleted`: their removal is
+    /// CONVERSATION_DELETED).
+    fn commit_with(&mut self, u: usize, mut events: Vec<Ev>, deleted: &BTreeSet<String>) -> Mutation {
+        let user = &mut self.users[u];
+        for g in &user.groups {
+            let before = user.rule_seen.get(&g.id).cloned().unwrap_or_default();
+            let joined: Vec<String> = g.by_rule.difference(&before).cloned().collect();
+            let left: Vec<String> =
+                before.difference(&g.by_rule).filter(|id| !deleted.contains(*id)).cloned().collect();
+            if !joined.is_empty() {
+                events.push(Ev::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
+                    group_name: g.name.clone(),
+                    conversation_ids: joined,
+                    group_id: g.id.clone(),
+                    reason: pb::AdditionReason::Rule as i32,
+                }));
+            }
+            if !left.is_empty() {
+                events.push(Ev::ConversationsDeletedFromGroup(pb::ConversationsDeletedFromGroup {
+                    group_name: g.name.clone(),
+                    conversation_ids: left,
+                    reason: pb::RemovalReason::Rule as i32,
+                    group_id: g.id.clone(),
+                }));
+            }
+        }
+        user.rule_seen = user.groups.iter().map(|g| (g.id.clone(), g.by_rule.clone())).collect();
         if events.is_empty() {
             return Mutation { revision: self.users[u].rev, events };
         }
@@ -698,12 +877,28 @@ impl Model {
         expected.is_some_and(|e| e != self.users[u].rev)
     }
 
-    fn create(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<(GroupExp, BatchExp)> {
+    fn create(
+        &mut self,
+        u: usize,
+        name: &str,
+        ids: &[String],
+        rule: Option<&pb::GroupRule>,
+        exp: Option<u64>,
+    ) -> ModelResult<(GroupExp, BatchExp)> {
         let mut errs = Vec::new();
         if !name_ok(name) {
             errs.push(bad_name("group_name"));
         }
-        if !list_size_ok(ids.len()) {
+        let rule = match rule.map(normal_rule) {
+            Some(None) => {
+                errs.push(BAD_RULE);
+                None
+            }
+            Some(Some(rule)) => Some(rule),
+            None => None,
+        };
+        // A smart group may start empty.
+        if (rule.is_none() || !ids.is_empty()) && !list_size_ok(ids.len()) {
             errs.push(bad_list("conversation_ids"));
         }
         if !errs.is_empty() {
@@ -724,33 +919,54 @@ impl Model {
         }
         let id = format!("g{}", self.users[u].next_group_id);
         self.users[u].next_group_id += 1;
-        let user = &self.users[u];
-        let mut group = GroupM { id, name: name.to_string(), members: BTreeSet::new(), create_time: None };
+        let user = &mut self.users[u];
+        user.groups.push(GroupM {
+            id: id.clone(),
+            name: name.to_string(),
+            members: BTreeSet::new(),
+            by_rule: BTreeSet::new(),
+            rule: None,
+            create_time: None,
+        });
+        let last = user.groups.len() - 1;
         let (mut success, mut failed) = (Vec::new(), Vec::new());
         for (raw, c) in ids.iter().zip(classify(ids)) {
             match c {
                 Err(code) => failed.push((raw.clone(), vec![code])),
-                Ok(_) if group.members.len() >= MAX_PER_GROUP => failed.push((raw.clone(), vec![R::GroupFull])),
-                Ok(id) => {
-                    group.members.insert(id.clone());
-                    success.push(id);
+                Ok(_) if user.groups[last].members.len() >= MAX_PER_GROUP => {
+                    failed.push((raw.clone(), vec![R::GroupFull]))
+                }
+                Ok(cid) => {
+                    user.groups[last].members.insert(cid.clone());
+                    user.settle(&cid);
+                    success.push(cid);
                 }
             }
         }
-        let g = GroupExp {
-            id: group.id.clone(),
-            name: name.to_string(),
-            count: group.members.len() as u32,
-            unread: user.group_unread(&group),
-            create_time: None,
-        };
-        let ev = Ev::GroupCreated(pb::GroupCreated {
+        let mut events = vec![Ev::GroupCreated(pb::GroupCreated {
             group_name: name.to_string(),
             conversation_ids: success.clone(),
-            group_id: group.id.clone(),
-        });
-        self.users[u].groups.push(group);
-        let m = self.commit(u, vec![ev]);
+            group_id: id.clone(),
+        })];
+        if let Some(rule) = &rule {
+            events.push(Ev::GroupRuleChanged(pb::GroupRuleChanged {
+                group_name: name.to_string(),
+                group_id: id.clone(),
+                rule: Some(rule.clone()),
+            }));
+            user.groups[last].rule = Some(rule.clone());
+            user.settle_all();
+        }
+        let group = &user.groups[last];
+        let g = GroupExp {
+            id,
+            rule,
+            name: name.to_string(),
+            count: group.members.len() as u32,
+            unread: user.group_unread(group),
+            create_time: None,
+        };
+        let m = self.commit(u, events);
         Ok((g, BatchExp { success, failed, m }))
     }
 
@@ -771,8 +987,61 @@ impl Model {
             return Err(vec![if invalid { bad_name("group_name") } else { not_found("group_name") }]);
         };
         let group = self.users[u].groups.remove(index);
+        // Its former members are settled (an `ungrouped` rule may take them).
+        for id in &group.members {
+            self.users[u].settle(id);
+        }
         Ok(self
             .commit(u, vec![Ev::GroupDeleted(pb::GroupDeleted { group_name: name.to_string(), group_id: group.id })]))
+    }
+
+    fn set_rule(
+        &mut self,
+        u: usize,
+        name: &str,
+        rule: Option<&pb::GroupRule>,
+        exp: Option<u64>,
+    ) -> ModelResult<(GroupExp, Mutation)> {
+        let rule = match rule.map(normal_rule) {
+            Some(None) => return Err(vec![BAD_RULE]),
+            Some(Some(rule)) => Some(rule),
+            None => None,
+        };
+        let user = &self.users[u];
+        let index = user.group(name);
+        let invalid = index.is_none() && !name_ok(name);
+        if self.wrong_rev(u, exp) {
+            let mut errs = vec![MISMATCH];
+            if invalid {
+                errs.push(bad_name("group_name"));
+            }
+            return Err(errs);
+        }
+        let Some(index) = index else {
+            return Err(vec![if invalid { bad_name("group_name") } else { not_found("group_name") }]);
+        };
+        let user = &mut self.users[u];
+        let mut events = Vec::new();
+        if user.groups[index].rule != rule {
+            let g = &mut user.groups[index];
+            events.push(Ev::GroupRuleChanged(pb::GroupRuleChanged {
+                group_name: g.name.clone(),
+                group_id: g.id.clone(),
+                rule: rule.clone(),
+            }));
+            g.rule = rule;
+            user.settle_all();
+        }
+        let g = &user.groups[index];
+        let view = GroupExp {
+            id: g.id.clone(),
+            rule: g.rule.clone(),
+            name: g.name.clone(),
+            count: g.members.len() as u32,
+            unread: user.group_unread(g),
+            create_time: g.create_time,
+        };
+        Ok((view, self.commit(u, events)))
     }
 
     fn rename(&mut self, u: usize, old: &str, new: &str, exp: Option<u64>) -> ModelResult<(GroupExp, Mutation)> {
@@ -805,6 +1074,7 @@ impl Model {
         let g = &user.groups[index];
         let view = GroupExp {
             id: g.id.clone(),
+            rule: g.rule.clone(),
             name: new.to_string(),
             count: g.members.len() as u32,
             unread: user.group_unread(g),
@@ -871,12 +1141,13 @@ impl Model {
 
     fn add(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<BatchExp> {
         let index = self.membership_checks(u, name, ids, exp)?;
-        let group = &mut self.users[u].groups[index];
+        let user = &mut self.users[u];
         let (mut success, mut failed) = (Vec::new(), Vec::new());
         for (raw, c) in ids.iter().zip(classify(ids)) {
             match c {
                 Err(code) => failed.push((raw.clone(), vec![code])),
                 Ok(id) => {
+                    let group = &mut user.groups[index];
                     let (already, full) = (group.members.contains(&id), group.members.len() >= MAX_PER_GROUP);
                     match (already, full) {
                         (true, true) => failed.push((raw.clone(), vec![R::AlreadyInGroup, R::GroupFull])),
@@ -884,12 +1155,14 @@ impl Model {
                         (false, true) => failed.push((raw.clone(), vec![R::GroupFull])),
                         (false, false) => {
                             group.members.insert(id.clone());
+                            user.settle(&id);
                             success.push(id);
                         }
                     }
                 }
             }
         }
+        let group = &user.groups[index];
         let events = if success.is_empty() {
             vec![]
         } else {
@@ -906,15 +1179,24 @@ impl Model {
 
     fn remove(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<BatchExp> {
         let index = self.membership_checks(u, name, ids, exp)?;
-        let group = &mut self.users[u].groups[index];
+        let user = &mut self.users[u];
         let (mut success, mut failed) = (Vec::new(), Vec::new());
         for (raw, c) in ids.iter().zip(classify(ids)) {
             match c {
                 Err(code) => failed.push((raw.clone(), vec![code])),
-                Ok(id) if group.members.remove(&id) => success.push(id),
-                Ok(_) => failed.push((raw.clone(), vec![R::NotInGroup])),
+                Ok(id) if !user.groups[index].members.contains(&id) => failed.push((raw.clone(), vec![R::NotInGroup])),
+                Ok(id) if user.groups[index].by_rule.contains(&id) => {
+                    failed.push((raw.clone(), vec![R::InGroupByRule]))
+                }
+                Ok(id) => {
+                    user.groups[index].members.remove(&id);
+                    // It may match the group's rule and stay, by the rule.
+                    user.settle(&id);
+                    success.push(id);
+                }
             }
         }
+        let group = &user.groups[index];
         let events = if success.is_empty() {
             vec![]
         } else {
@@ -973,6 +1255,7 @@ impl Model {
             }
             user.registry.insert(id.clone(), data);
             user.update_times.remove(&id);
+            user.settle(&id);
             success.push(id.clone());
             changed.push(id);
         }
@@ -998,6 +1281,7 @@ impl Model {
                 Ok(id) if !user.exists(&id) => failed.push((raw.clone(), vec![R::ConversationNotFound])),
                 Ok(id) => {
                     for (g, out) in user.groups.iter_mut().zip(removed.iter_mut()) {
+                        g.by_rule.remove(&id);
                         if g.members.remove(&id) {
                             out.push(id.clone());
                         }
@@ -1025,7 +1309,8 @@ impl Model {
         if !success.is_empty() {
             events.push(Ev::ConversationsDeleted(pb::ConversationsDeleted { conversation_ids: success.clone() }));
         }
-        let m = self.commit(u, events);
+        let deleted: BTreeSet<String> = success.iter().cloned().collect();
+        let m = self.commit_with(u, events, &deleted);
         Ok(BatchExp { success, failed, m })
     }
 
@@ -1203,7 +1488,11 @@ fn check_batch(success: &[String], failed: &[pb::ConversationResult], revision: 
 fn check_group_view(actual: Option<&pb::ConversationGroup>, exp: &GroupExp) -> Check {
     let g = actual.ok_or("no group in the response")?;
     ensure!(
-        g.group_id == exp.id && g.name == exp.name && g.conversation_count == exp.count && g.unread_count == exp.unread,
+        g.group_id == exp.id
+            && g.rule == exp.rule
+            && g.name == exp.name
+            && g.conversation_count == exp.count
+            && g.unread_count == exp.unread,
         "group {g:?}; the model expects {exp:?}"
     );
     ensure!(g.create_time.is_some(), "group without create_time: {g:?}");
@@ -1326,6 +1615,7 @@ async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Ch
     for (g, m) in list.groups.iter().zip(&user.groups) {
         let exp = GroupExp {
             id: m.id.clone(),
+            rule: m.rule.clone(),
             name: m.name.clone(),
             count: m.members.len() as u32,
             unread: user.group_unread(m),
@@ -1488,6 +1778,19 @@ impl Case {
         }
     }
 
+    fn rule(&self, r: &RuleGen) -> pb::GroupRule {
+        pb::GroupRule {
+            r#type: r.kind,
+            mark_type: r.mark,
+            has_unread_count: r.unread,
+            muted: r.muted,
+            ungrouped: r.ungrouped,
+            has_group_at_info: r.at,
+            include_ids: self.ids(&r.include),
+            exclude_ids: self.ids(&r.exclude),
+        }
+    }
+
     fn filter(&self, user: usize, f: &Filt) -> ConversationFilter {
         ConversationFilter {
             r#type: f.kind,
@@ -1504,16 +1807,22 @@ impl Case {
     /// failure reports and the user it acted for.
     async fn step(&mut self, op: &Op) -> Result<(String, usize), String> {
         match op {
-            Op::Create { who, name, ids, rev } => {
+            Op::Create { who, name, ids, rule, rev } => {
                 let req = pb::CreateConversationGroupRequest {
                     group_name: self.names[*name].clone(),
                     conversation_ids: self.ids(ids),
                     expected_revision: self.rev(who.user, *rev),
-                    ..Default::default()
+                    rule: rule.as_ref().map(|r| self.rule(r)),
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).create_conversation_group(req.clone()).await;
-                let exp = self.model.create(who.user, &req.group_name, &req.conversation_ids, req.expected_revision);
+                let exp = self.model.create(
+                    who.user,
+                    &req.group_name,
+                    &req.conversation_ids,
+                    req.rule.as_ref(),
+                    req.expected_revision,
+                );
                 match (answer, exp) {
                     (Ok(r), Ok((g, b))) => {
                         let r = r.into_inner();
@@ -1522,6 +1831,29 @@ impl Case {
                         let user = &mut self.model.users[who.user];
                         user.groups.last_mut().expect("created").create_time = r.group.and_then(|g| g.create_time);
                         self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::SetRule { who, name, rule, rev } => {
+                let req = pb::SetConversationGroupRuleRequest {
+                    group_name: self.name(who.user, *name),
+                    rule: rule.as_ref().map(|r| self.rule(r)),
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).set_conversation_group_rule(req.clone()).await;
+                match (answer, self.model.set_rule(who.user, &req.group_name, req.rule.as_ref(), req.expected_revision))
+                {
+                    (Ok(r), Ok((g, m))) => {
+                        let r = r.into_inner();
+                        check_group_view(r.group.as_ref(), &g)?;
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
                     }
                     (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
                     (Err(s), Err(e)) => check_status(&s, &e)?,
@@ -1848,13 +2180,13 @@ fn boundaries_scenario_agrees_with_the_model() {
         last: None,
     };
     let ops = vec![
-        Op::Create { who: ALICE, name: 0, ids: vec![0, 1, 2, 3], rev: Rev::Right },
+        Op::Create { who: ALICE, name: 0, ids: vec![0, 1, 2, 3], rule: None, rev: Rev::Right },
         Op::Add { who: ALICE, name: NameSel::Existing(0), ids: vec![4, 5, 6, 7], rev: Rev::Unset },
-        Op::Create { who: ALICE_ADMIN, name: 1, ids: vec![8, 9], rev: Rev::Zero },
-        Op::Create { who: ALICE, name: 1, ids: vec![2], rev: Rev::Unset },
-        Op::Create { who: ALICE, name: 2, ids: vec![2], rev: Rev::Unset },
-        Op::Create { who: ALICE, name: 5, ids: vec![2], rev: Rev::Unset },
-        Op::Create { who: ALICE, name: 6, ids: vec![2], rev: Rev::Unset },
+        Op::Create { who: ALICE_ADMIN, name: 1, ids: vec![8, 9], rule: None, rev: Rev::Zero },
+        Op::Create { who: ALICE, name: 1, ids: vec![2], rule: None, rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 2, ids: vec![2], rule: None, rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 5, ids: vec![2], rule: None, rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 6, ids: vec![2], rule: None, rev: Rev::Unset },
         Op::Upsert { who: ALICE, items: vec![pin(0), pin(2), pin(4)] },
         Op::Reorder { who: ALICE, perm: Perm::Shuffle(7), rev: Rev::Right },
         Op::Rename { who: ALICE, old: NameSel::Existing(0), new: NameSel::Pool(7), rev: Rev::Prev },
@@ -1872,6 +2204,94 @@ fn boundaries_scenario_agrees_with_the_model() {
         },
         Op::Delete { who: ALICE, name: NameSel::Existing(0), rev: Rev::Right },
         Op::Delete { who: ALICE, name: NameSel::Pool(9), rev: Rev::Next },
+    ];
+    run_fixed(ops);
+}
+
+/// Smart groups deterministically: a rule that selects by unread, one that
+/// selects the ungrouped, includes and excludes, a rule member that cannot
+/// be removed, filling to the group limit, changing and clearing a rule,
+/// an invalid rule, and deletions.
+#[test]
+fn smart_groups_scenario_agrees_with_the_model() {
+    let unread = |id, n| Upd {
+        id,
+        show_name: None,
+        face_url: None,
+        unread: Some(n),
+        pinned: None,
+        order_key: None,
+        recv_opt: None,
+        marks: None,
+        mark_edits: (Vec::new(), Vec::new()),
+        custom: None,
+        at: None,
+        last: None,
+    };
+    let rule = |unread: Option<bool>, ungrouped: Option<bool>, include: Vec<usize>, exclude: Vec<usize>| RuleGen {
+        kind: None,
+        mark: None,
+        unread,
+        muted: None,
+        ungrouped,
+        at: None,
+        include,
+        exclude,
+    };
+    let ops = vec![
+        // C2Ca, C2Cb, C2Cc, GROUPg, GROUPh with unread counts 1, 1, 0, 2, 3.
+        Op::Upsert { who: ALICE, items: vec![unread(0, 1), unread(2, 1), unread(4, 0), unread(5, 2)] },
+        Op::Upsert { who: ALICE, items: vec![unread(7, 3)] },
+        // Four unread, the group holds 4: all join.
+        Op::Create {
+            who: ALICE,
+            name: 0,
+            ids: vec![],
+            rule: Some(rule(Some(true), None, vec![], vec![])),
+            rev: Rev::Right,
+        },
+        Op::Create {
+            who: ALICE,
+            name: 1,
+            ids: vec![4],
+            rule: Some(rule(None, Some(true), vec![], vec![2])),
+            rev: Rev::Unset,
+        },
+        Op::Remove { who: ALICE, name: NameSel::Existing(0), ids: vec![0, 4], rev: Rev::Unset },
+        Op::Upsert { who: ALICE, items: vec![unread(0, 0), unread(4, 5)] },
+        Op::Add { who: ALICE, name: NameSel::Existing(1), ids: vec![0, 7], rev: Rev::Unset },
+        Op::SetRule {
+            who: ALICE,
+            name: NameSel::Existing(0),
+            rule: Some(rule(Some(false), None, vec![9], vec![])),
+            rev: Rev::Right,
+        },
+        Op::SetRule {
+            who: ALICE,
+            name: NameSel::Existing(0),
+            rule: Some(rule(Some(false), None, vec![9], vec![])),
+            rev: Rev::Unset,
+        },
+        Op::SetRule {
+            who: ALICE,
+            name: NameSel::Existing(1),
+            rule: Some(rule(None, None, vec![], vec![])),
+            rev: Rev::Unset,
+        },
+        Op::SetRule {
+            who: ALICE,
+            name: NameSel::Existing(1),
+            rule: Some(rule(None, None, vec![12], vec![])),
+            rev: Rev::Unset,
+        },
+        Op::DeleteConvs { who: ALICE, ids: vec![5, 9] },
+        Op::Delete { who: ALICE, name: NameSel::Existing(1), rev: Rev::Unset },
+        Op::SetRule { who: ALICE, name: NameSel::Existing(0), rule: None, rev: Rev::Unset },
+        Op::List {
+            who: ALICE,
+            filter: Filt { kind: None, group: Some(None), mark: None, unread: None, at: None, ids: vec![] },
+            page_size: 2,
+        },
     ];
     run_fixed(ops);
 }
