@@ -130,6 +130,42 @@ fn groups_commands_print_tables_json_and_errors() {
     assert!(server.stop_status().success());
 }
 
+/// Smart groups from the command line: `create` with rule flags and no
+/// ids, `rule` to change and `--clear` it, the rule in `--json`, and the
+/// usage errors of a rule flag where none fits.
+#[test]
+fn smart_groups_from_the_command_line() {
+    let (_tmp, data, token) = setup();
+    let server = Server::start(&data);
+    let cli = Cli::new(&server, &token);
+    cli.run(&["conversations", "upsert", "C2Cbob", "--unread", "2"]).ok();
+    cli.run(&["conversations", "upsert", "C2Ccarol"]).ok();
+
+    let run = cli.run(&["groups", "create", "Unread", "--match-unread", "true"]);
+    assert_eq!(run.ok().out(), r#"Created group "Unread" with 0 conversations at revision 3."#);
+    let run = cli.run(&["conversations", "list", "--group", "Unread", "--json"]);
+    let out = run.ok().out();
+    assert!(out.contains(r#""conversationId":"C2Cbob""#) && !out.contains("C2Ccarol"), "{run}");
+    let run = cli.run(&["groups", "list", "--json"]);
+    assert!(run.ok().out().contains(r#""rule":{"hasUnreadCount":true}"#), "{run}");
+
+    let run = cli.run(&["groups", "rule", "--by-id", "g0", "--include", "c2c_carol"]);
+    assert_eq!(run.ok().out(), "Group g0 has its rule and 1 conversation at revision 4.");
+    let run = cli.run(&["groups", "remove", "Unread", "C2Ccarol"]);
+    run.expect_code(3).stderr_has("error: C2Ccarol: IN_GROUP_BY_RULE: ");
+    let run = cli.run(&["groups", "rule", "Unread", "--clear"]);
+    assert_eq!(run.ok().out(), r#"Group "Unread" has no rule and 0 conversations at revision 5."#);
+
+    // Usage errors: no ids and no rule; --clear with a rule flag; nothing.
+    cli.run(&["groups", "create", "Empty"]).expect_code(2);
+    cli.run(&["groups", "rule", "Unread", "--clear", "--match-muted", "true"]).expect_code(2);
+    cli.run(&["groups", "rule", "Unread"]).expect_code(2);
+    cli.run(&["groups", "rule", "Unread", "--match-type", "c2c", "--exclude", "nonsense"])
+        .expect_code(1)
+        .stderr_has("error: INVALID_ARGUMENT INVALID_RULE: rule: exclude_ids[0]");
+    assert!(server.stop_status().success());
+}
+
 /// Tokens, the acting-user header, TLS flags and unreachable servers.
 #[test]
 fn auth_and_connection_errors_are_explained() {
