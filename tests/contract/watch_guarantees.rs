@@ -258,13 +258,22 @@ fn assert_change_recorded(batch: &EventBatch, event: &Ev, user: &str) {
             }
         }
         _ => {
-            assert_eq!(batch.events.len(), 1, "revision {}: one event expected: {batch:?}", batch.revision);
+            // The call's event, then only what a smart group's rule did
+            // because of it.
             assert_eq!(
                 batch.events[0].kind.clone().map(without_group_id).as_ref(),
                 Some(event),
                 "revision {}: the event of the call (by name)",
                 batch.revision
             );
+            for e in &batch.events[1..] {
+                let by_rule = match &e.kind {
+                    Some(Ev::ConversationsAddedToGroup(a)) => a.reason == AdditionReason::Rule as i32,
+                    Some(Ev::ConversationsDeletedFromGroup(d)) => d.reason == RemovalReason::Rule as i32,
+                    _ => false,
+                };
+                assert!(by_rule, "revision {}: only RULE events may follow the call's: {batch:?}", batch.revision);
+            }
         }
     }
 }
@@ -421,10 +430,31 @@ async fn concurrent_writers_and_resuming_watchers_keep_every_guarantee() {
     spawn_watcher("all users from 0".into(), s.admin_group_client(None), None, true, 0);
     let watcher_count = watchers.len();
 
+    // A smart group per user (conversations with unread messages), so the
+    // writers' registry changes move conversations in and out of it: the
+    // RULE events of those batches are under every guarantee too.
+    let mut smart_revisions = Vec::new();
+    for user in USERS {
+        let created = s
+            .group_client(user)
+            .create_conversation_group(CreateConversationGroupRequest {
+                group_name: "unread".into(),
+                rule: Some(GroupRule { has_unread_count: Some(true), ..Default::default() }),
+                ..Default::default()
+            })
+            .await
+            .expect("smart group")
+            .into_inner();
+        smart_revisions.push((user, created.revision));
+    }
+
     let writers = spawn_writers(&s, &USERS, 2, 150, seed);
     let writer_logs = join_all("writers", writers, Duration::from_secs(120)).await;
 
     let mut returned: BTreeMap<&str, BTreeSet<u64>> = BTreeMap::new();
+    for (user, revision) in smart_revisions {
+        returned.entry(user).or_default().insert(revision);
+    }
     let mut changes: Vec<(u64, Ev, &str)> = Vec::new();
     for log in &writer_logs {
         returned.entry(log.user).or_default().extend(&log.returned);
@@ -463,6 +493,16 @@ async fn concurrent_writers_and_resuming_watchers_keep_every_guarantee() {
         let batch = by_revision.get(revision).unwrap_or_else(|| panic!("no batch at {user}'s revision {revision}"));
         assert_change_recorded(batch, event, user);
     }
+
+    let rule_events = logs
+        .values()
+        .flatten()
+        .flat_map(|b| &b.events)
+        .filter(
+            |e| matches!(&e.kind, Some(Ev::ConversationsAddedToGroup(a)) if a.reason == AdditionReason::Rule as i32),
+        )
+        .count();
+    assert!(rule_events > 0, "the writers' registry changes moved conversations into the smart groups");
 
     // Final state: replay vs the read RPCs.
     for user in USERS {
