@@ -58,6 +58,12 @@ export function groupsClient(addr, token) {
   });
 }
 
+export function conversationsClient(addr, token) {
+  return new v1.ConversationService(addr, grpc.credentials.createInsecure(), {
+    interceptors: [bearer(token)],
+  });
+}
+
 // A unary call as a promise, with a 10 s deadline.
 export function call(client, method, request) {
   return new Promise((resolve, reject) => {

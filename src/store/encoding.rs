@@ -26,6 +26,11 @@ pub struct GroupRecord {
     /// change so listing groups never scans members.
     #[prost(uint64, tag = "5")]
     pub unread_count: u64,
+    /// The receive option new members get (SetConversationGroupMute with
+    /// `apply_to_new_members`), in `ConversationRecord::recv_opt`'s codes;
+    /// absent: none.
+    #[prost(uint32, optional, tag = "13")]
+    pub new_member_recv_opt: Option<u32>,
 }
 
 /// Everything about a user that fits in one small value: read with one get by
@@ -104,7 +109,7 @@ pub struct ConversationRecord {
     pub group_ids: Vec<u32>,
 }
 
-fn recv_opt_code(opt: RecvOpt) -> u32 {
+pub(super) fn recv_opt_code(opt: RecvOpt) -> u32 {
     match opt {
         RecvOpt::Receive => 0,
         RecvOpt::NotReceive => 1,
@@ -114,7 +119,7 @@ fn recv_opt_code(opt: RecvOpt) -> u32 {
     }
 }
 
-fn recv_opt_from_code(code: u32) -> RecvOpt {
+pub(super) fn recv_opt_from_code(code: u32) -> RecvOpt {
     match code {
         1 => RecvOpt::NotReceive,
         2 => RecvOpt::ReceiveNotNotify,
@@ -211,13 +216,17 @@ pub struct EventRecord {
     /// Conversation ids, or group names for a reorder.
     #[prost(string, repeated, tag = "4")]
     pub items: Vec<String>,
-    /// Removal reason: 1 user request, 2 conversation deleted.
+    /// Removal reason: 1 user request, 2 conversation deleted, 4 moved.
     #[prost(uint32, tag = "5")]
     pub reason: u32,
     /// The group's id, for events about one group (absent in events
     /// stored before ids were recorded).
     #[prost(uint32, optional, tag = "6")]
     pub group_id: Option<u32>,
+    /// GroupMuteChanged: the option new members get, in
+    /// `ConversationRecord::recv_opt`'s codes (absent: none).
+    #[prost(uint32, optional, tag = "13")]
+    pub recv_opt: Option<u32>,
 }
 
 /// One revision of the event log.
@@ -252,7 +261,7 @@ pub struct BatchRecord {
 
 /// The stored code of each event type (`EventRecord::kind`): part of the
 /// on-disk format, so a code never changes meaning.
-const EVENT_CODES: [(EventType, u32); 8] = [
+const EVENT_CODES: [(EventType, u32); 9] = [
     (EventType::GroupCreated, 1),
     (EventType::GroupDeleted, 2),
     (EventType::GroupRenamed, 3),
@@ -261,6 +270,7 @@ const EVENT_CODES: [(EventType, u32); 8] = [
     (EventType::ConversationsDeletedFromGroup, 6),
     (EventType::ConversationsChanged, 7),
     (EventType::ConversationsDeleted, 8),
+    (EventType::GroupMuteChanged, 12),
 ];
 
 fn event_code(event_type: EventType) -> u32 {
@@ -315,6 +325,7 @@ impl BatchRecord {
                         r.reason = match reason {
                             RemovalReason::UserRequest => 1,
                             RemovalReason::ConversationDeleted => 2,
+                            RemovalReason::Moved => 4,
                         };
                     }
                     EventKind::ConversationsChanged { conversation_ids } => {
@@ -322,6 +333,10 @@ impl BatchRecord {
                     }
                     EventKind::ConversationsDeleted { conversation_ids } => {
                         r.items = ids_to_strings(conversation_ids);
+                    }
+                    EventKind::GroupMuteChanged { group_name, new_member_recv_opt, .. } => {
+                        r.group_name = group_name.clone();
+                        r.recv_opt = new_member_recv_opt.map(recv_opt_code);
                     }
                 }
                 r
@@ -369,10 +384,10 @@ impl BatchRecord {
                         group_id,
                         group_name: r.group_name,
                         conversation_ids: strings_to_ids(&r.items),
-                        reason: if r.reason == 2 {
-                            RemovalReason::ConversationDeleted
-                        } else {
-                            RemovalReason::UserRequest
+                        reason: match r.reason {
+                            2 => RemovalReason::ConversationDeleted,
+                            4 => RemovalReason::Moved,
+                            _ => RemovalReason::UserRequest,
                         },
                     },
                     EventType::ConversationsChanged => {
@@ -381,6 +396,11 @@ impl BatchRecord {
                     EventType::ConversationsDeleted => {
                         EventKind::ConversationsDeleted { conversation_ids: strings_to_ids(&r.items) }
                     }
+                    EventType::GroupMuteChanged => EventKind::GroupMuteChanged {
+                        group_id,
+                        group_name: r.group_name,
+                        new_member_recv_opt: r.recv_opt.map(recv_opt_from_code),
+                    },
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -413,7 +433,7 @@ mod tests {
     #[test]
     fn every_event_type_has_its_own_pinned_code() {
         let codes: Vec<u32> = EventType::ALL.iter().map(|t| event_code(*t)).collect();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 12]);
         for t in EventType::ALL {
             assert_eq!(event_type_of_code(event_code(t)), Some(t));
         }

@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod actions;
 mod groups;
 mod hostile;
 mod listing;

@@ -195,16 +195,77 @@ struct Filt {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { who: Who, name: usize, ids: Vec<usize>, rev: Rev },
-    Delete { who: Who, name: NameSel, rev: Rev },
-    Rename { who: Who, old: NameSel, new: NameSel, rev: Rev },
-    Reorder { who: Who, perm: Perm, rev: Rev },
-    Add { who: Who, name: NameSel, ids: Vec<usize>, rev: Rev },
-    Remove { who: Who, name: NameSel, ids: Vec<usize>, rev: Rev },
-    Upsert { who: Who, items: Vec<Upd> },
-    DeleteConvs { who: Who, ids: Vec<usize> },
-    List { who: Who, filter: Filt, page_size: u32 },
-    Unread { who: Who, filter: Filt },
+    Create {
+        who: Who,
+        name: usize,
+        ids: Vec<usize>,
+        rev: Rev,
+    },
+    Delete {
+        who: Who,
+        name: NameSel,
+        rev: Rev,
+    },
+    Rename {
+        who: Who,
+        old: NameSel,
+        new: NameSel,
+        rev: Rev,
+    },
+    Reorder {
+        who: Who,
+        perm: Perm,
+        rev: Rev,
+    },
+    Add {
+        who: Who,
+        name: NameSel,
+        ids: Vec<usize>,
+        rev: Rev,
+    },
+    Remove {
+        who: Who,
+        name: NameSel,
+        ids: Vec<usize>,
+        rev: Rev,
+    },
+    Upsert {
+        who: Who,
+        items: Vec<Upd>,
+    },
+    DeleteConvs {
+        who: Who,
+        ids: Vec<usize>,
+    },
+    List {
+        who: Who,
+        filter: Filt,
+        page_size: u32,
+    },
+    Unread {
+        who: Who,
+        filter: Filt,
+    },
+    MarkRead {
+        who: Who,
+        name: NameSel,
+        rev: Rev,
+    },
+    /// `opt` 0..=6: 0 (UNSPECIFIED) and 6 (unknown) are refused.
+    Mute {
+        who: Who,
+        name: NameSel,
+        opt: i32,
+        new_members: bool,
+        rev: Rev,
+    },
+    Move {
+        who: Who,
+        from: Option<NameSel>,
+        to: Vec<NameSel>,
+        ids: Vec<usize>,
+        rev: Rev,
+    },
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -363,6 +424,20 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (who(), filt(), page_size)
             .prop_map(|(who, filter, page_size)| Op::List { who, filter, page_size }),
         1 => (who(), filt()).prop_map(|(who, filter)| Op::Unread { who, filter }),
+        2 => (who(), name_sel(), rev()).prop_map(|(who, name, rev)| Op::MarkRead { who, name, rev }),
+        3 => (who(), name_sel(), prop_oneof![1 => Just(0), 10 => 1..=5i32, 1 => Just(6)], any::<bool>(), rev())
+            .prop_map(|(who, name, opt, new_members, rev)| Op::Mute { who, name, opt, new_members, rev }),
+        4 => (
+            who(),
+            prop_oneof![1 => Just(None), 3 => name_sel().prop_map(Some)],
+            prop_oneof![
+                1 => prop::collection::vec(name_sel(), 0..=MAX_GROUPS + 1),
+                4 => prop::collection::vec(name_sel(), 1..=2)
+            ],
+            ids(),
+            rev()
+        )
+            .prop_map(|(who, from, to, ids, rev)| Op::Move { who, from, to, ids, rev }),
     ]
 }
 
@@ -545,6 +620,8 @@ struct GroupM {
     members: BTreeSet<String>,
     /// As the Create response reported it; must never change afterwards.
     create_time: Option<Timestamp>,
+    /// The receive option new members get (SetConversationGroupMute).
+    new_opt: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -577,6 +654,21 @@ impl UserM {
     }
     fn group_unread(&self, g: &GroupM) -> u64 {
         g.members.iter().map(|id| self.data(id).counted_unread()).sum()
+    }
+    /// Gives a conversation a receive option as the server's group-wide
+    /// actions do (an upsert of `recv_opt`: it becomes registered); notes
+    /// it in `changed` (once) when its data changed.
+    fn set_recv_opt(&mut self, id: &str, opt: i32, changed: &mut Vec<String>) {
+        let before = self.registry.get(id).cloned();
+        let mut data = before.clone().unwrap_or_default();
+        data.recv_opt = opt;
+        if before.as_ref() != Some(&data) {
+            self.registry.insert(id.to_string(), data);
+            self.update_times.remove(id);
+            if !changed.iter().any(|c| c == id) {
+                changed.push(id.to_string());
+            }
+        }
     }
     fn pinned(&self) -> usize {
         self.registry.values().filter(|d| d.pinned).count()
@@ -648,6 +740,15 @@ struct BatchExp {
     success: Vec<String>,
     /// (id as sent, acceptable codes), in request order.
     failed: Vec<(String, Vec<R>)>,
+    m: Mutation,
+}
+
+#[derive(Debug)]
+struct MoveExp {
+    moved: Vec<String>,
+    failed: Vec<(String, Vec<R>)>,
+    /// Per target: name, id, added ids, failures.
+    targets: Vec<(String, String, Vec<String>, Vec<(String, Vec<R>)>)>,
     m: Mutation,
 }
 
@@ -725,7 +826,8 @@ impl Model {
         let id = format!("g{}", self.users[u].next_group_id);
         self.users[u].next_group_id += 1;
         let user = &self.users[u];
-        let mut group = GroupM { id, name: name.to_string(), members: BTreeSet::new(), create_time: None };
+        let mut group =
+            GroupM { id, name: name.to_string(), members: BTreeSet::new(), create_time: None, new_opt: None };
         let (mut success, mut failed) = (Vec::new(), Vec::new());
         for (raw, c) in ids.iter().zip(classify(ids)) {
             match c {
@@ -890,7 +992,7 @@ impl Model {
                 }
             }
         }
-        let events = if success.is_empty() {
+        let mut events = if success.is_empty() {
             vec![]
         } else {
             vec![Ev::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
@@ -899,8 +1001,222 @@ impl Model {
                 group_id: group.id.clone(),
             })]
         };
+        let mut changed = Vec::new();
+        if let Some(opt) = group.new_opt {
+            for id in &success {
+                self.users[u].set_recv_opt(id, opt, &mut changed);
+            }
+        }
+        if !changed.is_empty() {
+            events.push(Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed }));
+        }
         let m = self.commit(u, events);
         Ok(BatchExp { success, failed, m })
+    }
+
+    /// The group a group-wide action names, after its checks (validation,
+    /// revision, existence).
+    fn action_group(&self, u: usize, name: &str, exp: Option<u64>, mut errs: Vec<ErrSpec>) -> ModelResult<usize> {
+        let index = self.users[u].group(name);
+        let invalid = index.is_none() && !name_ok(name);
+        if invalid {
+            errs.push(bad_name("group_name"));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        if self.wrong_rev(u, exp) {
+            return Err(vec![MISMATCH]);
+        }
+        index.ok_or_else(|| vec![not_found("group_name")])
+    }
+
+    fn mark_read(&mut self, u: usize, name: &str, exp: Option<u64>) -> ModelResult<(Vec<String>, Mutation)> {
+        let index = self.action_group(u, name, exp, Vec::new())?;
+        let user = &mut self.users[u];
+        let mut changed = Vec::new();
+        for id in user.groups[index].members.clone() {
+            if let Some(d) = user.registry.get_mut(&id) {
+                if d.unread > 0 {
+                    d.unread = 0;
+                    user.update_times.remove(&id);
+                    changed.push(id);
+                }
+            }
+        }
+        let events = if changed.is_empty() {
+            vec![]
+        } else {
+            vec![Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed.clone() })]
+        };
+        Ok((changed, self.commit(u, events)))
+    }
+
+    fn mute(
+        &mut self,
+        u: usize,
+        name: &str,
+        opt: i32,
+        new_members: bool,
+        exp: Option<u64>,
+    ) -> ModelResult<(Vec<String>, GroupExp, Mutation)> {
+        let errs = if (1..=5).contains(&opt) {
+            vec![]
+        } else {
+            vec![err(Code::InvalidArgument, "INVALID_ARGUMENT", "recv_opt")]
+        };
+        let index = self.action_group(u, name, exp, errs)?;
+        let user = &mut self.users[u];
+        let mut changed = Vec::new();
+        for id in user.groups[index].members.clone() {
+            user.set_recv_opt(&id, opt, &mut changed);
+        }
+        let mut events = Vec::new();
+        let remembered = new_members.then_some(opt);
+        let group = &mut user.groups[index];
+        if group.new_opt != remembered {
+            group.new_opt = remembered;
+            events.push(Ev::GroupMuteChanged(pb::GroupMuteChanged {
+                group_name: group.name.clone(),
+                group_id: group.id.clone(),
+                new_member_recv_opt: remembered,
+            }));
+        }
+        if !changed.is_empty() {
+            events.push(Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed.clone() }));
+        }
+        let g = &user.groups[index];
+        let view = GroupExp {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            count: g.members.len() as u32,
+            unread: user.group_unread(g),
+            create_time: g.create_time,
+        };
+        Ok((changed, view, self.commit(u, events)))
+    }
+
+    /// MoveConversations (see the proto): the moved ids, the top-level
+    /// failures, per target (name, added ids, failures), the mutation.
+    fn move_convs(
+        &mut self,
+        u: usize,
+        from: Option<&str>,
+        to: &[String],
+        ids: &[String],
+        exp: Option<u64>,
+    ) -> ModelResult<MoveExp> {
+        if !list_size_ok(ids.len()) {
+            return Err(vec![bad_list("conversation_ids")]);
+        }
+        if to.is_empty() || to.len() > MAX_GROUPS {
+            return Err(vec![err(Code::InvalidArgument, "INVALID_ARGUMENT", "to")]);
+        }
+        let user = &self.users[u];
+        let named =
+            from.map(|f| (f, "from_group_name")).into_iter().chain(to.iter().map(|t| (t.as_str(), "to.group_name")));
+        for (name, field) in named {
+            if user.group(name).is_none() && !name_ok(name) {
+                return Err(vec![bad_name(field)]);
+            }
+        }
+        if self.wrong_rev(u, exp) {
+            return Err(vec![MISMATCH]);
+        }
+        let from_index = match from {
+            Some(f) => Some(user.group(f).ok_or_else(|| vec![not_found("from_group_name")])?),
+            None => None,
+        };
+        let mut targets = Vec::new();
+        for t in to {
+            let index = user.group(t).ok_or_else(|| vec![not_found("to.group_name")])?;
+            if Some(index) == from_index || targets.contains(&index) {
+                return Err(vec![err(Code::InvalidArgument, "INVALID_ARGUMENT", "to")]);
+            }
+            targets.push(index);
+        }
+        let user = &mut self.users[u];
+        let (mut moved, mut failed) = (Vec::new(), Vec::new());
+        let mut per: Vec<(Vec<String>, Vec<(String, Vec<R>)>)> = vec![(Vec::new(), Vec::new()); targets.len()];
+        let mut changed = Vec::new();
+        for (raw, c) in ids.iter().zip(classify(ids)) {
+            let id = match c {
+                Err(code) => {
+                    failed.push((raw.clone(), vec![code]));
+                    continue;
+                }
+                Ok(id) => id,
+            };
+            if let Some(f) = from_index {
+                if !user.groups[f].members.contains(&id) {
+                    failed.push((raw.clone(), vec![R::NotInGroup]));
+                    continue;
+                }
+            }
+            let full = |g: &GroupM| g.members.len() >= MAX_PER_GROUP;
+            let blocked = targets.iter().any(|&t| !user.groups[t].members.contains(&id) && full(&user.groups[t]));
+            if from_index.is_some() && blocked {
+                for (slot, &t) in targets.iter().enumerate() {
+                    let code = if user.groups[t].members.contains(&id) {
+                        R::AlreadyInGroup
+                    } else if full(&user.groups[t]) {
+                        R::GroupFull
+                    } else {
+                        R::MoveNotApplied
+                    };
+                    per[slot].1.push((raw.clone(), vec![code]));
+                }
+                failed.push((raw.clone(), vec![R::GroupFull]));
+                continue;
+            }
+            for (slot, &t) in targets.iter().enumerate() {
+                if user.groups[t].members.contains(&id) {
+                    per[slot].1.push((raw.clone(), vec![R::AlreadyInGroup]));
+                } else if full(&user.groups[t]) {
+                    per[slot].1.push((raw.clone(), vec![R::GroupFull]));
+                } else {
+                    user.groups[t].members.insert(id.clone());
+                    per[slot].0.push(id.clone());
+                    if let Some(opt) = user.groups[t].new_opt {
+                        user.set_recv_opt(&id, opt, &mut changed);
+                    }
+                }
+            }
+            if let Some(f) = from_index {
+                user.groups[f].members.remove(&id);
+                moved.push(id);
+            }
+        }
+        let mut events = Vec::new();
+        if let (Some(f), false) = (from_index, moved.is_empty()) {
+            let g = &user.groups[f];
+            events.push(Ev::ConversationsDeletedFromGroup(pb::ConversationsDeletedFromGroup {
+                group_name: g.name.clone(),
+                conversation_ids: moved.clone(),
+                reason: pb::RemovalReason::Moved as i32,
+                group_id: g.id.clone(),
+            }));
+        }
+        for (slot, &t) in targets.iter().enumerate() {
+            if !per[slot].0.is_empty() {
+                let g = &user.groups[t];
+                events.push(Ev::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
+                    group_name: g.name.clone(),
+                    conversation_ids: per[slot].0.clone(),
+                    group_id: g.id.clone(),
+                }));
+            }
+        }
+        if !changed.is_empty() {
+            events.push(Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed }));
+        }
+        let targets = targets
+            .iter()
+            .zip(per)
+            .map(|(&t, (added, failed))| (user.groups[t].name.clone(), user.groups[t].id.clone(), added, failed))
+            .collect();
+        let m = self.commit(u, events);
+        Ok(MoveExp { moved, failed, targets, m })
     }
 
     fn remove(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<BatchExp> {
@@ -1331,6 +1647,12 @@ async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Ch
             create_time: m.create_time,
         };
         check_group_view(Some(g), &exp).map_err(|e| format!("{}: {e}", user.id))?;
+        ensure!(
+            g.new_member_recv_opt == m.new_opt,
+            "{}: new_member_recv_opt of {g:?}; the model has {:?}",
+            user.id,
+            m.new_opt
+        );
     }
 
     let listed = walk(&mut clients.gc, None, 1000, user.rev).await?;
@@ -1660,6 +1982,103 @@ impl Case {
                         let r = r.into_inner();
                         check_batch(&r.success_conversation_ids, &r.failed, r.revision, &b)?;
                         self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::MarkRead { who, name, rev } => {
+                let req = pb::MarkConversationGroupReadRequest {
+                    group_name: self.name(who.user, *name),
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).mark_conversation_group_read(req.clone()).await;
+                match (answer, self.model.mark_read(who.user, &req.group_name, req.expected_revision)) {
+                    (Ok(r), Ok((changed, m))) => {
+                        let r = r.into_inner();
+                        ensure!(r.changed_conversation_ids == changed, "changed {r:?}; the model expects {changed:?}");
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Mute { who, name, opt, new_members, rev } => {
+                let req = pb::SetConversationGroupMuteRequest {
+                    group_name: self.name(who.user, *name),
+                    recv_opt: *opt,
+                    apply_to_new_members: *new_members,
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).set_conversation_group_mute(req.clone()).await;
+                let exp = self.model.mute(who.user, &req.group_name, *opt, *new_members, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok((changed, g, m))) => {
+                        let r = r.into_inner();
+                        ensure!(r.changed_conversation_ids == changed, "changed {r:?}; the model expects {changed:?}");
+                        check_group_view(r.group.as_ref(), &g)?;
+                        let remembered = new_members.then_some(*opt);
+                        ensure!(
+                            r.group.as_ref().is_some_and(|g| g.new_member_recv_opt == remembered),
+                            "group {:?}; the model remembers {remembered:?}",
+                            r.group
+                        );
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Move { who, from, to, ids, rev } => {
+                let req = pb::MoveConversationsRequest {
+                    conversation_ids: self.ids(ids),
+                    from_group_name: from.map(|f| self.name(who.user, f)).unwrap_or_default(),
+                    to: to
+                        .iter()
+                        .map(|t| pb::GroupSelector { group_name: self.name(who.user, *t), group_id: String::new() })
+                        .collect(),
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).move_conversations(req.clone()).await;
+                // An empty name is no `from` at all (both fields empty).
+                let from_name = Some(req.from_group_name.as_str()).filter(|f| !f.is_empty());
+                let to_names: Vec<String> = req.to.iter().map(|t| t.group_name.clone()).collect();
+                let exp =
+                    self.model.move_convs(who.user, from_name, &to_names, &req.conversation_ids, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok(x)) => {
+                        let r = r.into_inner();
+                        ensure!(r.moved_conversation_ids == x.moved, "moved {r:?}; the model expects {x:?}");
+                        check_failed(&r.failed, &x.failed)?;
+                        ensure!(r.targets.len() == x.targets.len(), "targets {r:?}; the model expects {x:?}");
+                        for (t, (name, id, added, failed)) in r.targets.iter().zip(&x.targets) {
+                            ensure!(
+                                t.group_name == *name && t.group_id == *id && t.added_conversation_ids == *added,
+                                "target {t:?}; the model expects {name} {id} {added:?}"
+                            );
+                            check_failed(&t.failed, failed)?;
+                        }
+                        ensure!(
+                            r.revision == x.m.revision,
+                            "revision {}; the model expects {}",
+                            r.revision,
+                            x.m.revision
+                        );
+                        self.event(who.user, &x.m).await?;
                     }
                     (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
                     (Err(s), Err(e)) => check_status(&s, &e)?,
