@@ -268,6 +268,16 @@ enum Op {
     },
 }
 
+impl Op {
+    /// The same move with another `expected_revision`.
+    fn clone_with_rev(self, rev: Rev) -> Op {
+        match self {
+            Op::Move { who, from, to, ids, .. } => Op::Move { who, from, to, ids, rev },
+            other => other,
+        }
+    }
+}
+
 fn who() -> impl Strategy<Value = Who> {
     (prop::bool::weighted(0.3), prop::bool::weighted(0.25))
         .prop_map(|(other, admin)| Who { user: usize::from(other), admin })
@@ -2244,6 +2254,64 @@ fn run_fixed(ops: Vec<Op>) {
 
 const ALICE: Who = Who { user: 0, admin: false };
 const ALICE_ADMIN: Who = Who { user: 0, admin: true };
+
+/// The group-wide actions at their boundaries, deterministically: a move
+/// into a full target (GROUP_FULL there, MOVE_NOT_APPLIED in the target
+/// with room, the conversation left in `from`), the rest applied; a
+/// remembered receive option given to conversations moved and added in;
+/// adding to several groups; mark read; refusals (bad option, a target
+/// named twice or equal to `from`, a bad name with a stale revision).
+#[test]
+fn group_actions_scenario_agrees_with_the_model() {
+    let unread = |id, n| Upd {
+        id,
+        show_name: None,
+        face_url: None,
+        unread: Some(n),
+        pinned: None,
+        order_key: None,
+        recv_opt: None,
+        marks: None,
+        mark_edits: (Vec::new(), Vec::new()),
+        custom: None,
+        at: Some(true),
+        last: None,
+    };
+    let (a, b, c) = (NameSel::Existing(0), NameSel::Existing(1), NameSel::Existing(2));
+    let mv = |from: Option<NameSel>, to: Vec<NameSel>, ids: Vec<usize>| Op::Move {
+        who: ALICE,
+        from,
+        to,
+        ids,
+        rev: Rev::Unset,
+    };
+    let ops = vec![
+        Op::Create { who: ALICE, name: 0, ids: vec![0, 2, 4], rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 1, ids: vec![5, 7, 8, 9], rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 2, ids: vec![7], rev: Rev::Unset },
+        Op::Upsert { who: ALICE, items: vec![unread(0, 2), unread(2, 3), unread(7, 1)] },
+        Op::Mute { who: ALICE, name: c, opt: 2, new_members: true, rev: Rev::Right },
+        mv(Some(a), vec![c], vec![0, 1, 10]),
+        mv(Some(a), vec![b, c], vec![2, 4]),
+        Op::Remove { who: ALICE, name: b, ids: vec![9], rev: Rev::Unset },
+        mv(Some(a), vec![b, c], vec![2, 4]),
+        mv(None, vec![a, b], vec![0, 4, 6]),
+        Op::MarkRead { who: ALICE, name: a, rev: Rev::Right },
+        Op::MarkRead { who: ALICE_ADMIN, name: c, rev: Rev::Unset },
+        Op::MarkRead { who: ALICE, name: c, rev: Rev::Unset },
+        Op::Mute { who: ALICE, name: a, opt: 0, new_members: false, rev: Rev::Unset },
+        Op::Mute { who: ALICE, name: a, opt: 6, new_members: true, rev: Rev::Unset },
+        mv(Some(a), vec![c, c], vec![4]),
+        mv(Some(a), vec![a], vec![4]),
+        mv(Some(b), vec![], vec![4]),
+        mv(Some(a), vec![c], vec![4]).clone_with_rev(Rev::Prev),
+        Op::MarkRead { who: ALICE, name: NameSel::Pool(9), rev: Rev::Next },
+        Op::Mute { who: ALICE, name: c, opt: 1, new_members: false, rev: Rev::Unset },
+        Op::Add { who: ALICE, name: c, ids: vec![9], rev: Rev::Unset },
+        Op::Mute { who: ALICE, name: c, opt: 1, new_members: false, rev: Rev::Unset },
+    ];
+    run_fixed(ops);
+}
 
 /// Every boundary at least once, deterministically: the group limit, a full
 /// group, the pin limit, a stale revision, a reorder, native ids, deletion
