@@ -3,10 +3,12 @@
 #
 #   python seed scenario   examples/python/seed_scenario.py   (grpcio)
 #   python watch/resume    examples/python/watch_resume.py
+#   python group actions   examples/python/group_actions.py
 #   node seed scenario     examples/node/seed-scenario.js     (@grpc/grpc-js)
 #   node watch/resume      examples/node/watch-resume.js
 #   python smart groups    examples/python/smart_groups.py
 #   node smart groups      examples/node/smart-groups.js
+#   node group actions     examples/node/group-actions.js
 #   browser page           examples/browser: buf generate + tsc + esbuild, then
 #                          headless Chromium (playwright-core) with a screenshot
 #                          in target/browser-screenshot.png
@@ -205,10 +207,12 @@ export BUF CHROMIUM SCREENSHOT BIN
 PY="$VENV/bin/python"
 check "python seed scenario" example-python examples/python "$PY" seed_scenario.py
 check "python watch/resume" py-watcher examples/python "$PY" watch_resume.py
+check "python group actions" example-python-actions examples/python "$PY" group_actions.py
 check "node seed scenario" example-node examples/node node seed-scenario.js
 check "node watch/resume" node-watcher examples/node node watch-resume.js
 check "python smart groups" example-python examples/python "$PY" smart_groups.py
 check "node smart groups" example-node examples/node node smart-groups.js
+check "node group actions" example-node-actions examples/node node group-actions.js
 check "browser page (grpc-web, headless Chromium)" example-browser examples/browser browser_check
 check "JS SDK convgroups-chat (Node, headless Chromium)" sdk-js clients/js sdk_check
 check "buf curl" curl-alice . buf_curl_check

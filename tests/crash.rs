@@ -77,6 +77,21 @@ enum Op {
         group: String,
         include: Option<Vec<String>>,
     },
+    /// MarkConversationGroupRead.
+    MarkRead {
+        group: String,
+    },
+    /// SetConversationGroupMute: NOT_RECEIVE (`mute`) or RECEIVE.
+    Mute {
+        group: String,
+        mute: bool,
+    },
+    /// MoveConversations from one group to another.
+    Move {
+        from: String,
+        to: String,
+        ids: Vec<String>,
+    },
 }
 
 /// What an operation must do, as the model predicts it.
@@ -96,6 +111,9 @@ struct Model {
     groups: Vec<(String, BTreeSet<String>)>,
     rules: BTreeMap<String, Vec<String>>,
     registry: BTreeMap<String, u32>,
+    /// Registered conversations whose receive option is NOT_RECEIVE: their
+    /// unread counts are left out of the groups' totals.
+    muted: BTreeSet<String>,
 }
 
 /// The part of a user's observable state that belongs to one writer.
@@ -117,6 +135,11 @@ impl Model {
 
     fn exists(&self, id: &str) -> bool {
         self.registry.contains_key(id) || self.groups.iter().any(|(_, m)| m.contains(id))
+    }
+
+    /// Every member of a group, explicit or by its rule.
+    fn members(&self, group: &str) -> BTreeSet<String> {
+        self.effective().into_iter().find(|(n, _)| n == group).expect("op on a modelled group").1
     }
 
     /// Each group with every member: explicit ones, and for a smart group
@@ -176,9 +199,46 @@ impl Model {
                 }
                 Outcome { success: items.iter().map(|(id, _)| id.clone()).collect(), changed }
             }
+            Op::MarkRead { group } => {
+                let members = self.members(group);
+                let success: BTreeSet<String> =
+                    members.into_iter().filter(|id| self.registry.get(id).is_some_and(|unread| *unread > 0)).collect();
+                for id in &success {
+                    self.registry.insert(id.clone(), 0);
+                }
+                let changed = !success.is_empty();
+                Outcome { success, changed }
+            }
+            Op::Mute { group, mute } => {
+                let members = self.members(group);
+                let mut success = BTreeSet::new();
+                for id in members {
+                    // An unregistered member becomes registered with its option.
+                    let registered = self.registry.contains_key(&id);
+                    self.registry.entry(id.clone()).or_insert(0);
+                    let toggled = if *mute { self.muted.insert(id.clone()) } else { self.muted.remove(&id) };
+                    if toggled || !registered {
+                        success.insert(id);
+                    }
+                }
+                let changed = !success.is_empty();
+                Outcome { success, changed }
+            }
+            Op::Move { from, to, ids } => {
+                // Only explicit members move (one there by the rule only is
+                // IN_GROUP_BY_RULE); one already in `to` (by its rule) stays
+                // there as it is.
+                let success: BTreeSet<String> =
+                    unique(ids).into_iter().filter(|id| self.group_mut(from).remove(id)).collect();
+                let in_to = self.members(to);
+                self.group_mut(to).extend(success.iter().filter(|id| !in_to.contains(*id)).cloned());
+                let changed = !success.is_empty();
+                Outcome { success, changed }
+            }
             Op::DeleteConvs { ids } => {
                 let success: BTreeSet<String> = unique(ids).into_iter().filter(|id| self.exists(id)).collect();
                 for id in &success {
+                    self.muted.remove(id);
                     self.registry.remove(id);
                     for (_, members) in self.groups.iter_mut() {
                         members.remove(id);
@@ -199,7 +259,7 @@ impl Model {
     }
 
     fn view(&self) -> WriterView {
-        let effective = Model { groups: self.effective(), rules: BTreeMap::new(), registry: self.registry.clone() };
+        let effective = Model { groups: self.effective(), rules: BTreeMap::new(), ..self.clone() };
         effective.plain_view()
     }
 
@@ -213,7 +273,7 @@ impl Model {
             .map(|(name, members)| GroupView {
                 name: name.clone(),
                 count: members.len() as u32,
-                unread: members.iter().map(|id| u64::from(unread(id))).sum(),
+                unread: members.iter().filter(|id| !self.muted.contains(*id)).map(|id| u64::from(unread(id))).sum(),
                 members: members.clone(),
             })
             .collect();
@@ -315,7 +375,26 @@ impl Writer {
                 let old = self.some_group();
                 Op::Rename { old, new: self.fresh_name() }
             }
-            77..=81 => {
+            77..=79 => Op::MarkRead { group: self.some_group() },
+            80..=81 => {
+                let mute = self.rng.percent(60);
+                Op::Mute { group: self.some_group(), mute }
+            }
+            82..=86 if groups > 1 => {
+                let from = self.some_group();
+                let to = loop {
+                    let to = self.some_group();
+                    if to != from {
+                        break to;
+                    }
+                };
+                let mut ids: Vec<String> =
+                    self.model.groups.iter().find(|(n, _)| *n == from).unwrap().1.iter().cloned().collect();
+                ids.retain(|_| self.rng.percent(50));
+                ids.extend(self.ids(2));
+                Op::Move { from, to, ids }
+            }
+            87..=88 => {
                 let group = self.some_group();
                 let include = if self.rng.percent(20) { None } else { Some(unique(&self.ids(4))) };
                 Op::SetRule { group, include }
@@ -541,6 +620,28 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
                 ..Default::default()
             };
             (BTreeSet::new(), gc.set_conversation_group_rule(request).await?.into_inner().revision)
+        }
+        Op::MarkRead { group } => {
+            let request = MarkConversationGroupReadRequest { group_name: group, ..Default::default() };
+            let r = gc.mark_conversation_group_read(request).await?.into_inner();
+            (set(r.changed_conversation_ids), r.revision)
+        }
+        Op::Mute { group, mute } => {
+            let recv_opt = if mute { RecvOpt::NotReceive } else { RecvOpt::Receive };
+            let request =
+                SetConversationGroupMuteRequest { group_name: group, recv_opt: recv_opt as i32, ..Default::default() };
+            let r = gc.set_conversation_group_mute(request).await?.into_inner();
+            (set(r.changed_conversation_ids), r.revision)
+        }
+        Op::Move { from, to, ids } => {
+            let request = MoveConversationsRequest {
+                conversation_ids: ids,
+                from_group_name: from,
+                to: vec![GroupSelector { group_name: to, group_id: String::new() }],
+                ..Default::default()
+            };
+            let r = gc.move_conversations(request).await?.into_inner();
+            (set(r.moved_conversation_ids), r.revision)
         }
     })
 }

@@ -220,6 +220,100 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(item_failures(&r.failed))
         }
+        GroupsCommand::MarkRead { name, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
+            let request =
+                MarkConversationGroupReadRequest { group_name, group_id, expected_revision: expect.expected_revision };
+            let r = client.call(api.mark_conversation_group_read(client.request(request))).await?;
+            show(
+                json,
+                || render::marked_read(&r),
+                || {
+                    format!(
+                        "Marked {} of group {} read at revision {}.",
+                        conversations_count(r.changed_conversation_ids.len()),
+                        quoted(&name),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(Outcome::Done)
+        }
+        GroupsCommand::Mute { name, recv_opt: opt, new_members, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
+            let request = SetConversationGroupMuteRequest {
+                group_name,
+                group_id,
+                recv_opt: recv_opt(opt) as i32,
+                apply_to_new_members: new_members,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.set_conversation_group_mute(client.request(request))).await?;
+            show(
+                json,
+                || render::muted(&r),
+                || {
+                    format!(
+                        "Set {} of group {} to {}{} at revision {}.",
+                        conversations_count(r.changed_conversation_ids.len()),
+                        quoted(&name),
+                        recv_opt(opt).as_str_name(),
+                        if new_members { " (new members too)" } else { "" },
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(Outcome::Done)
+        }
+        GroupsCommand::Move { ids, from, to, by, expect } => {
+            let (from_group_name, from_group_id) = from.as_deref().map(|f| by.fields(f)).unwrap_or_default();
+            let to = to
+                .iter()
+                .map(|t| {
+                    let (group_name, group_id) = by.fields(t);
+                    GroupSelector { group_name, group_id }
+                })
+                .collect();
+            let request = MoveConversationsRequest {
+                conversation_ids: ids,
+                from_group_name,
+                from_group_id,
+                to,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.move_conversations(client.request(request))).await?;
+            show(
+                json,
+                || render::moved(&r),
+                || {
+                    let mut lines = Vec::new();
+                    if from.is_some() {
+                        lines.push(format!(
+                            "Moved {} out of group {}.",
+                            conversations_count(r.moved_conversation_ids.len()),
+                            quoted(from.as_deref().unwrap_or_default())
+                        ));
+                    }
+                    for t in &r.targets {
+                        lines.push(format!(
+                            "Added {} to group {}.",
+                            conversations_count(t.added_conversation_ids.len()),
+                            quoted(&t.group_name)
+                        ));
+                    }
+                    lines.push(format!("Revision {}.", r.revision));
+                    lines.join("\n")
+                },
+            )?;
+            let mut failed = r.failed.clone();
+            for t in &r.targets {
+                failed.extend(t.failed.iter().map(|f| ConversationResult {
+                    message: format!("in group {}: {}", quoted(&t.group_name), f.message),
+                    ..f.clone()
+                }));
+            }
+            Ok(item_failures(&failed))
+        }
         GroupsCommand::Reorder { names, by, expect } => {
             let (group_names, group_ids) = if by.by_id { (Vec::new(), names) } else { (names, Vec::new()) };
             let request = ReorderConversationGroupsRequest {
@@ -275,6 +369,16 @@ fn filter(f: Filter) -> ConversationFilter {
     }
 }
 
+fn recv_opt(r: RecvOptArg) -> RecvOpt {
+    match r {
+        RecvOptArg::Receive => RecvOpt::Receive,
+        RecvOptArg::NotReceive => RecvOpt::NotReceive,
+        RecvOptArg::ReceiveNotNotify => RecvOpt::ReceiveNotNotify,
+        RecvOptArg::ReceiveNotNotifyExceptAt => RecvOpt::ReceiveNotNotifyExceptAt,
+        RecvOptArg::NotReceiveExceptAt => RecvOpt::NotReceiveExceptAt,
+    }
+}
+
 fn update(id: String, u: &Update) -> ConversationUpdate {
     ConversationUpdate {
         conversation_id: id,
@@ -289,15 +393,7 @@ fn update(id: String, u: &Update) -> ConversationUpdate {
             None
         },
         order_key: u.order_key,
-        recv_opt: u.recv_opt.map(|r| {
-            (match r {
-                RecvOptArg::Receive => RecvOpt::Receive,
-                RecvOptArg::NotReceive => RecvOpt::NotReceive,
-                RecvOptArg::ReceiveNotNotify => RecvOpt::ReceiveNotNotify,
-                RecvOptArg::ReceiveNotNotifyExceptAt => RecvOpt::ReceiveNotNotifyExceptAt,
-                RecvOptArg::NotReceiveExceptAt => RecvOpt::NotReceiveExceptAt,
-            }) as i32
-        }),
+        recv_opt: u.recv_opt.map(|r| recv_opt(r) as i32),
         mark_list: if u.clear_marks {
             Some(MarkList { values: Vec::new() })
         } else {

@@ -159,6 +159,54 @@ pub enum GroupsCommand {
         #[command(flatten)]
         expect: Expect,
     },
+    /// Mark every conversation of a group read (unread count 0), in one
+    /// revision.
+    MarkRead {
+        /// The group (its id with --by-id).
+        name: String,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Set how every conversation of a group receives messages (`--recv-opt
+    /// receive` unmutes), in one revision.
+    Mute {
+        /// The group (its id with --by-id).
+        name: String,
+        /// The receive option every member gets.
+        #[arg(long, value_enum, value_name = "OPT", default_value = "receive-not-notify")]
+        recv_opt: RecvOptArg,
+        /// Also give the option to conversations added to the group later
+        /// (without it, an option the group remembered is forgotten).
+        #[arg(long)]
+        new_members: bool,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Move conversations from one group to others (--from), or add them to
+    /// several groups at once, in one revision. A move is all or nothing
+    /// per conversation: if a target is full it stays where it is.
+    #[command(after_help = EXIT_CODES)]
+    Move {
+        /// Conversation ids: C2C<user> or GROUP<group> (c2c_<user> and
+        /// group_<group> are accepted too).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        /// The group to move them out of (an id with --by-id); without it
+        /// they are only added to the targets.
+        #[arg(long, value_name = "GROUP")]
+        from: Option<String>,
+        /// A target group (an id with --by-id); repeat for more.
+        #[arg(long, required = true, value_name = "GROUP")]
+        to: Vec<String>,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
     /// Set the display order: name every group exactly once.
     Reorder {
         /// Every group, in the new order (ids with --by-id).
@@ -433,6 +481,7 @@ impl ValueEnum for EventType {
             EventType::ConversationsChanged => "conversations-changed",
             EventType::ConversationsDeleted => "conversations-deleted",
             EventType::GroupRuleChanged => "group-rule-changed",
+            EventType::GroupMuteChanged => "group-mute-changed",
         }))
     }
 }

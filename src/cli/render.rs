@@ -36,7 +36,51 @@ pub fn group(g: &ConversationGroup) -> Json {
     if let Some(r) = &g.rule {
         f.push(("rule", rule(r)));
     }
+    if let Some(opt) = g.new_member_recv_opt {
+        f.push(("newMemberRecvOpt", recv_opt(opt)));
+    }
     Json::Obj(f)
+}
+
+fn recv_opt(value: i32) -> Json {
+    enum_json(value, RecvOpt::try_from(value).ok().map(|r| r.as_str_name()))
+}
+
+pub fn marked_read(r: &MarkConversationGroupReadResponse) -> Json {
+    Json::Obj(vec![
+        ("changedConversationIds", Json::strings(&r.changed_conversation_ids)),
+        ("revision", Json::u64(r.revision)),
+    ])
+}
+
+pub fn muted(r: &SetConversationGroupMuteResponse) -> Json {
+    let mut f = vec![("changedConversationIds", Json::strings(&r.changed_conversation_ids))];
+    if let Some(g) = &r.group {
+        f.push(("group", group(g)));
+    }
+    f.push(("revision", Json::u64(r.revision)));
+    Json::Obj(f)
+}
+
+pub fn moved(r: &MoveConversationsResponse) -> Json {
+    let targets = r
+        .targets
+        .iter()
+        .map(|t| {
+            Json::Obj(vec![
+                ("groupName", Json::str(&t.group_name)),
+                ("groupId", Json::str(&t.group_id)),
+                ("addedConversationIds", Json::strings(&t.added_conversation_ids)),
+                ("failed", Json::Arr(t.failed.iter().map(result).collect())),
+            ])
+        })
+        .collect();
+    Json::Obj(vec![
+        ("targets", Json::Arr(targets)),
+        ("movedConversationIds", Json::strings(&r.moved_conversation_ids)),
+        ("failed", Json::Arr(r.failed.iter().map(result).collect())),
+        ("revision", Json::u64(r.revision)),
+    ])
 }
 
 fn last_message(m: &LastMessage) -> Json {
@@ -244,6 +288,13 @@ fn event(e: &GroupEvent) -> Json {
                 f.push(("rule", rule(r)));
             }
             Some(("groupRuleChanged", Json::Obj(f)))
+        }
+        Some(EventKind::GroupMuteChanged(k)) => {
+            let mut g = vec![("groupId", Json::str(&k.group_id)), ("groupName", Json::str(&k.group_name))];
+            if let Some(opt) = k.new_member_recv_opt {
+                g.push(("newMemberRecvOpt", recv_opt(opt)));
+            }
+            Some(("groupMuteChanged", Json::Obj(g)))
         }
         None => None,
     };

@@ -2,7 +2,7 @@
 //! and streamed to watchers.
 
 use super::ids::{ConversationId, GroupId, UserId};
-use super::model::{GroupRule, TimeMs};
+use super::model::{GroupRule, RecvOpt, TimeMs};
 
 /// Why conversations left a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,6 +11,8 @@ pub enum RemovalReason {
     ConversationDeleted,
     /// A smart group's rule stopped matching (or was changed or cleared).
     Rule,
+    /// MoveConversations: the same batch adds them to the target groups.
+    Moved,
 }
 
 /// Why conversations joined a group.
@@ -69,6 +71,12 @@ pub enum EventKind {
         group_name: String,
         rule: Option<GroupRule>,
     },
+    /// The option a group gives new members changed (None: forgotten).
+    GroupMuteChanged {
+        group_id: Option<GroupId>,
+        group_name: String,
+        new_member_recv_opt: Option<RecvOpt>,
+    },
 }
 
 /// The kind tag of an event, for filtering.
@@ -82,12 +90,13 @@ pub enum EventType {
     ConversationsDeletedFromGroup,
     ConversationsChanged,
     ConversationsDeleted,
+    GroupMuteChanged,
     GroupRuleChanged,
 }
 
 impl EventType {
     /// Every event type, in the order of the contract.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::GroupCreated,
         EventType::GroupDeleted,
         EventType::GroupRenamed,
@@ -96,6 +105,7 @@ impl EventType {
         EventType::ConversationsDeletedFromGroup,
         EventType::ConversationsChanged,
         EventType::ConversationsDeleted,
+        EventType::GroupMuteChanged,
         EventType::GroupRuleChanged,
     ];
 }
@@ -111,6 +121,7 @@ impl EventKind {
             EventKind::ConversationsDeletedFromGroup { .. } => EventType::ConversationsDeletedFromGroup,
             EventKind::ConversationsChanged { .. } => EventType::ConversationsChanged,
             EventKind::ConversationsDeleted { .. } => EventType::ConversationsDeleted,
+            EventKind::GroupMuteChanged { .. } => EventType::GroupMuteChanged,
             EventKind::GroupRuleChanged { .. } => EventType::GroupRuleChanged,
         }
     }
@@ -124,6 +135,7 @@ impl EventKind {
             | EventKind::GroupRenamed { group_id, .. }
             | EventKind::ConversationsAddedToGroup { group_id, .. }
             | EventKind::ConversationsDeletedFromGroup { group_id, .. }
+            | EventKind::GroupMuteChanged { group_id, .. } => *group_id,
             | EventKind::GroupRuleChanged { group_id, .. } => *group_id,
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }
@@ -139,6 +151,7 @@ impl EventKind {
             | EventKind::GroupDeleted { group_name, .. }
             | EventKind::ConversationsAddedToGroup { group_name, .. }
             | EventKind::ConversationsDeletedFromGroup { group_name, .. }
+            | EventKind::GroupMuteChanged { group_name, .. } => vec![group_name],
             | EventKind::GroupRuleChanged { group_name, .. } => vec![group_name],
             EventKind::GroupRenamed { old_name, new_name, .. } => vec![old_name, new_name],
             EventKind::GroupsReordered { .. }

@@ -203,6 +203,9 @@ pub struct GroupView {
     pub conversation_count: u32,
     pub unread_count: u64,
     pub create_time_ms: TimeMs,
+    /// The receive option conversations get when they join the group
+    /// (SetConversationGroupMute with `apply_to_new_members`).
+    pub new_member_recv_opt: Option<RecvOpt>,
 }
 
 /// The user's groups in display order, at a revision.
@@ -343,6 +346,9 @@ pub enum ItemCode {
     /// Remove from group: the conversation is a member by the group's rule
     /// only (change the rule, e.g. its exclude_ids, to take it out).
     InGroupByRule,
+    /// A move's target had room, but another target of the same move was
+    /// full, so the conversation moved nowhere.
+    MoveNotApplied,
 }
 
 impl ItemCode {

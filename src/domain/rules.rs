@@ -19,7 +19,7 @@
 use crate::config::Limits;
 use crate::domain::{
     check_group_name, now_ms, AdditionReason, ConversationData, ConversationId, ConversationPatch, EventKind, GroupId,
-    GroupRef, GroupRule, GroupView, Item, ItemCode, ItemResults, RemovalReason,
+    GroupRef, GroupRule, GroupView, Item, ItemCode, ItemResults, RecvOpt, RemovalReason,
 };
 use crate::error::Error;
 
@@ -63,6 +63,12 @@ pub trait UserState {
     /// Forgets the conversation: registry data and every membership.
     fn forget(&mut self, id: &ConversationId) -> Result<(), Error>;
     fn record(&mut self, event: EventKind);
+    /// The members of the group at `index` as this mutation leaves them so
+    /// far, in conversation id order.
+    fn members(&mut self, index: usize) -> Result<Vec<ConversationId>, Error>;
+    /// Sets (or, None, forgets) the receive option the group gives new
+    /// members.
+    fn set_new_member_recv_opt(&mut self, index: usize, opt: Option<RecvOpt>);
 }
 
 /// Fails with REVISION_MISMATCH unless `expected` is unset or equals the
@@ -128,6 +134,7 @@ fn add_members(
     index: usize,
     items: &[Item<()>],
     result: &mut ItemResults,
+    changed: &mut Vec<ConversationId>,
 ) -> Result<(), Error> {
     for item in items {
         let already = state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index));
@@ -147,9 +154,48 @@ fn add_members(
         } else {
             state.join(&item.id, index)?;
             result.succeed(item.id.clone());
+            give_new_member_opt(state, index, &item.id, changed)?;
         }
     }
     Ok(())
+}
+
+/// Sets a conversation's receive option as an upsert of `recv_opt` would
+/// (a conversation never registered becomes registered); returns whether
+/// its data changed.
+fn set_recv_opt(state: &mut impl UserState, id: &ConversationId, opt: RecvOpt) -> Result<bool, Error> {
+    let mut data = state.conversation(id)?.map(|(data, _)| data).unwrap_or_default();
+    if !data.apply(&ConversationPatch { recv_opt: Some(opt), ..Default::default() }) {
+        return Ok(false);
+    }
+    data.update_time_ms = Some(now_ms());
+    state.set_data(id, &data)?;
+    Ok(true)
+}
+
+/// Gives a conversation that just joined the group at `index` the group's
+/// new-member receive option, if it has one; notes it in `changed` when
+/// its data changed, for the one ConversationsChanged of the mutation.
+fn give_new_member_opt(
+    state: &mut impl UserState,
+    index: usize,
+    id: &ConversationId,
+    changed: &mut Vec<ConversationId>,
+) -> Result<(), Error> {
+    if let Some(opt) = state.group(index).new_member_recv_opt {
+        if set_recv_opt(state, id, opt)? && !changed.contains(id) {
+            changed.push(id.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Records the ConversationsChanged of conversations given a group's
+/// new-member option, if any.
+fn record_changed(state: &mut impl UserState, changed: Vec<ConversationId>) {
+    if !changed.is_empty() {
+        state.record(EventKind::ConversationsChanged { conversation_ids: changed });
+    }
 }
 
 /// Creates a group with explicit members and, for a smart group, a rule:
@@ -173,7 +219,8 @@ pub fn create_group(
         return Err(Error::GroupLimitExceeded { limit: limits.max_groups });
     }
     let index = state.create_group(name, now_ms());
-    add_members(state, limits, index, items, &mut result)?;
+    // A new group gives new members no option: nothing changes here.
+    add_members(state, limits, index, items, &mut result, &mut Vec::new())?;
     state.record(EventKind::GroupCreated {
         group_id: Some(state.group(index).id),
         group_name: name.to_string(),
@@ -292,7 +339,8 @@ pub fn add_to_group(
     expected_revision: Option<u64>,
 ) -> Result<ItemResults, Error> {
     let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
-    add_members(state, limits, index, items, &mut result)?;
+    let mut changed = Vec::new();
+    add_members(state, limits, index, items, &mut result, &mut changed)?;
     if !result.succeeded().is_empty() {
         let GroupView { id, name, .. } = state.group(index);
         state.record(EventKind::ConversationsAddedToGroup {
@@ -302,6 +350,7 @@ pub fn add_to_group(
             reason: AdditionReason::UserRequest,
         });
     }
+    record_changed(state, changed);
     Ok(result)
 }
 
@@ -417,4 +466,240 @@ pub fn delete_conversations(
         state.record(EventKind::ConversationsDeleted { conversation_ids: result.succeeded().to_vec() });
     }
     Ok(result)
+}
+
+/// MarkConversationGroupRead: every member's unread count to 0. Returns the
+/// members that had unread messages (the ones changed), in id order.
+pub fn mark_group_read(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    expected_revision: Option<u64>,
+) -> Result<Vec<ConversationId>, Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let now = now_ms();
+    let mut changed = Vec::new();
+    for id in state.members(index)? {
+        let Some((mut data, _)) = state.conversation(&id)? else { continue };
+        // A member never registered has nothing unread: it stays as it is.
+        if data.unread_count == 0 {
+            continue;
+        }
+        data.unread_count = 0;
+        data.update_time_ms = Some(now);
+        state.set_data(&id, &data)?;
+        changed.push(id);
+    }
+    record_changed(state, changed.clone());
+    Ok(changed)
+}
+
+/// SetConversationGroupMute: every member's receive option, and the option
+/// the group remembers for new members (`apply_to_new_members`; false
+/// forgets it). Returns the members whose option changed and the group.
+pub fn set_group_mute(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    recv_opt: RecvOpt,
+    apply_to_new_members: bool,
+    expected_revision: Option<u64>,
+) -> Result<(Vec<ConversationId>, GroupView), Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let mut changed = Vec::new();
+    for id in state.members(index)? {
+        if set_recv_opt(state, &id, recv_opt)? {
+            changed.push(id);
+        }
+    }
+    let remembered = apply_to_new_members.then_some(recv_opt);
+    let GroupView { id, name, new_member_recv_opt, .. } = state.group(index);
+    if new_member_recv_opt != remembered {
+        state.set_new_member_recv_opt(index, remembered);
+        state.record(EventKind::GroupMuteChanged {
+            group_id: Some(id),
+            group_name: name,
+            new_member_recv_opt: remembered,
+        });
+    }
+    record_changed(state, changed.clone());
+    Ok((changed, state.group(index)))
+}
+
+/// What MoveConversations did in one target group.
+#[derive(Debug, Clone)]
+pub struct MoveTarget {
+    /// The group after the move.
+    pub group: GroupView,
+    /// Succeeded: the conversations that joined it; failed: ALREADY_IN_GROUP,
+    /// GROUP_FULL, MOVE_NOT_APPLIED.
+    pub result: ItemResults,
+}
+
+/// What MoveConversations did.
+#[derive(Debug, Clone)]
+pub struct Moved {
+    pub targets: Vec<MoveTarget>,
+    /// Succeeded: the conversations that left `from` (a move); failed: the
+    /// items applied nowhere.
+    pub result: ItemResults,
+}
+
+/// The GROUP_FULL message for the group at `index`, if it is full.
+fn group_full(state: &impl UserState, limits: &Limits, index: usize) -> Option<String> {
+    let group = state.group(index);
+    (group.conversation_count as usize >= limits.max_conversations_per_group).then(|| {
+        format!(
+            "group {:?} already holds {} conversations, the most allowed (max_conversations_per_group)",
+            group.name, limits.max_conversations_per_group
+        )
+    })
+}
+
+/// Where MoveConversations names its groups, for errors.
+const FROM_FIELDS: GroupFields = GroupFields { name: "from_group_name", id: "from_group_id" };
+const TO_FIELDS: GroupFields = GroupFields { name: "to.group_name", id: "to.group_id" };
+
+/// MoveConversations: moves `items` from `from` into every group of `to`,
+/// each conversation whole or not at all; without `from`, adds each to
+/// every target it fits in (see the proto for the per-item rules).
+pub fn move_conversations(
+    state: &mut impl UserState,
+    limits: &Limits,
+    from: Option<&GroupRef>,
+    to: &[GroupRef],
+    items: &[Item<()>],
+    mut result: ItemResults,
+    expected_revision: Option<u64>,
+) -> Result<Moved, Error> {
+    // The module's order of checks over every group the request names:
+    // names that could never be a group's, then the revision, then
+    // existence.
+    let refs = from.map(|r| (FROM_FIELDS, r)).into_iter().chain(to.iter().map(|r| (TO_FIELDS, r)));
+    for (fields, group) in refs.clone() {
+        if let GroupRef::Name(name) = group {
+            if state.group_index(name).is_none() {
+                if let Err(message) = check_group_name(name, limits.max_group_name_bytes) {
+                    let limit = limits.max_group_name_bytes;
+                    return Err(Error::InvalidGroupName { field: fields.name, message, limit });
+                }
+            }
+        }
+    }
+    check_revision(state, expected_revision)?;
+    let from_index = from.map(|group| find_group(state, limits, FROM_FIELDS, group, None)).transpose()?;
+    let mut targets: Vec<usize> = Vec::with_capacity(to.len());
+    for (position, group) in to.iter().enumerate() {
+        let index = find_group(state, limits, TO_FIELDS, group, None)?;
+        let name = state.group(index).name;
+        if Some(index) == from_index {
+            let message = format!("to[{position}] names the from group {name:?}; a move needs another group");
+            return Err(Error::InvalidArgument { field: "to", message });
+        }
+        if targets.contains(&index) {
+            let message = format!("to[{position}] names group {name:?} a second time");
+            return Err(Error::InvalidArgument { field: "to", message });
+        }
+        targets.push(index);
+    }
+    let mut per_target = vec![ItemResults::default(); targets.len()];
+    let mut changed = Vec::new();
+    for item in items {
+        let groups = state.conversation(&item.id)?.map(|(_, groups)| groups).unwrap_or_default();
+        if let Some(from_index) = from_index {
+            if !groups.contains(&from_index) {
+                let name = state.group(from_index).name;
+                result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
+                continue;
+            }
+            // A move takes a conversation out of `from`, which a member by
+            // a smart group's rule only cannot leave (as in
+            // DeleteConversationsFromGroup).
+            if state.member_by_rule(&item.id, from_index)? {
+                let name = state.group(from_index).name;
+                let message = format!(
+                    "{} is in group {name:?} by the group's rule only; change the rule (e.g. its exclude_ids) to \
+                     take it out",
+                    item.id
+                );
+                result.fail_item(item, ItemCode::InGroupByRule, message);
+                continue;
+            }
+        }
+        // A move is all or nothing: a full target keeps the conversation
+        // where it is, and out of every other target too.
+        if from_index.is_some() {
+            let blocked = targets
+                .iter()
+                .find_map(|&index| (!groups.contains(&index)).then(|| group_full(state, limits, index)).flatten());
+            if let Some(message) = blocked {
+                for (slot, &index) in targets.iter().enumerate() {
+                    let name = state.group(index).name;
+                    let (code, text) = if groups.contains(&index) {
+                        (ItemCode::AlreadyInGroup, format!("{} is already in group {name:?}", item.id))
+                    } else if let Some(message) = group_full(state, limits, index) {
+                        (ItemCode::GroupFull, message)
+                    } else {
+                        let text = format!("{} was not moved: another target is full ({message})", item.id);
+                        (ItemCode::MoveNotApplied, text)
+                    };
+                    per_target[slot].fail_item(item, code, text);
+                }
+                result.fail_item(item, ItemCode::GroupFull, format!("{} was not moved: {message}", item.id));
+                continue;
+            }
+        }
+        for (slot, &index) in targets.iter().enumerate() {
+            // Asked again for each target: joining an earlier one may have
+            // made it a member of this one by a smart group's rule.
+            let member = state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index));
+            if member {
+                let name = state.group(index).name;
+                per_target[slot].fail_item(
+                    item,
+                    ItemCode::AlreadyInGroup,
+                    format!("{} is already in group {name:?}", item.id),
+                );
+            } else if let Some(message) = group_full(state, limits, index) {
+                per_target[slot].fail_item(item, ItemCode::GroupFull, message);
+            } else {
+                state.join(&item.id, index)?;
+                per_target[slot].succeed(item.id.clone());
+                give_new_member_opt(state, index, &item.id, &mut changed)?;
+            }
+        }
+        if let Some(from_index) = from_index {
+            state.leave(&item.id, from_index)?;
+            result.succeed(item.id.clone());
+        }
+    }
+    if let Some(from_index) = from_index {
+        if !result.succeeded().is_empty() {
+            let GroupView { id, name, .. } = state.group(from_index);
+            state.record(EventKind::ConversationsDeletedFromGroup {
+                group_id: Some(id),
+                group_name: name,
+                conversation_ids: result.succeeded().to_vec(),
+                reason: RemovalReason::Moved,
+            });
+        }
+    }
+    for (slot, &index) in targets.iter().enumerate() {
+        if !per_target[slot].succeeded().is_empty() {
+            let GroupView { id, name, .. } = state.group(index);
+            state.record(EventKind::ConversationsAddedToGroup {
+                group_id: Some(id),
+                group_name: name,
+                conversation_ids: per_target[slot].succeeded().to_vec(),
+                reason: AdditionReason::UserRequest,
+            });
+        }
+    }
+    record_changed(state, changed);
+    let targets = targets
+        .iter()
+        .zip(per_target)
+        .map(|(&index, result)| MoveTarget { group: state.group(index), result })
+        .collect();
+    Ok(Moved { targets, result })
 }

@@ -130,7 +130,7 @@ pub fn check_list_size(field: &'static str, len: usize, limits: &Limits) -> Resu
 
 /// The domain's event types and their protobuf enum values: the one table
 /// both directions are read from.
-const EVENT_TYPES: [(EventType, pb::GroupEventType); 9] = [
+const EVENT_TYPES: [(EventType, pb::GroupEventType); 10] = [
     (EventType::GroupCreated, pb::GroupEventType::GroupCreated),
     (EventType::GroupDeleted, pb::GroupEventType::GroupDeleted),
     (EventType::GroupRenamed, pb::GroupEventType::GroupRenamed),
@@ -139,6 +139,7 @@ const EVENT_TYPES: [(EventType, pb::GroupEventType); 9] = [
     (EventType::ConversationsDeletedFromGroup, pb::GroupEventType::ConversationsDeletedFromGroup),
     (EventType::ConversationsChanged, pb::GroupEventType::ConversationsChanged),
     (EventType::ConversationsDeleted, pb::GroupEventType::ConversationsDeleted),
+    (EventType::GroupMuteChanged, pb::GroupEventType::GroupMuteChanged),
     (EventType::GroupRuleChanged, pb::GroupEventType::GroupRuleChanged),
 ];
 
@@ -153,7 +154,7 @@ pub fn pb_event_type(event_type: EventType) -> pb::GroupEventType {
     EVENT_TYPES.iter().find(|(domain, _)| *domain == event_type).map(|(_, pb)| *pb).expect("every type is listed")
 }
 
-fn recv_opt(value: i32) -> Option<RecvOpt> {
+pub fn recv_opt(value: i32) -> Option<RecvOpt> {
     match pb::RecvOpt::try_from(value).ok()? {
         pb::RecvOpt::Unspecified => None,
         pb::RecvOpt::Receive => Some(RecvOpt::Receive),
@@ -357,6 +358,7 @@ pub fn group(view: GroupView) -> pb::ConversationGroup {
         conversation_count: view.conversation_count,
         unread_count: view.unread_count,
         create_time: Some(timestamp(view.create_time_ms)),
+        new_member_recv_opt: view.new_member_recv_opt.map(|opt| pb_recv_opt(opt) as i32),
     }
 }
 
@@ -405,10 +407,11 @@ fn result_code(code: ItemCode) -> pb::ConversationResultCode {
         ItemCode::ConversationNotFound => C::ConversationNotFound,
         ItemCode::InvalidField => C::InvalidField,
         ItemCode::InGroupByRule => C::InGroupByRule,
+        ItemCode::MoveNotApplied => C::MoveNotApplied,
     }
 }
 
-fn failure(f: ItemFailure) -> pb::ConversationResult {
+pub fn failure(f: ItemFailure) -> pb::ConversationResult {
     pb::ConversationResult {
         conversation_id: f.raw_id,
         code: result_code(f.code) as i32,
@@ -426,7 +429,7 @@ pub fn outcome(o: ItemOutcomes) -> (Vec<String>, Vec<pb::ConversationResult>, u6
     )
 }
 
-fn ids(ids: &[ConversationId]) -> Vec<String> {
+pub fn ids(ids: &[ConversationId]) -> Vec<String> {
     ids.iter().map(|id| id.as_str().to_string()).collect()
 }
 
@@ -483,6 +486,7 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                             RemovalReason::UserRequest => pb::RemovalReason::UserRequest,
                             RemovalReason::ConversationDeleted => pb::RemovalReason::ConversationDeleted,
                             RemovalReason::Rule => pb::RemovalReason::Rule,
+                            RemovalReason::Moved => pb::RemovalReason::Moved,
                         } as i32,
                     })
                 }
@@ -497,6 +501,13 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                         group_name: group_name.clone(),
                         group_id: event_group_id(group_id),
                         rule: rule.as_ref().map(pb_rule),
+                    })
+                }
+                EventKind::GroupMuteChanged { group_id, group_name, new_member_recv_opt } => {
+                    Kind::GroupMuteChanged(pb::GroupMuteChanged {
+                        group_name: group_name.clone(),
+                        group_id: event_group_id(group_id),
+                        new_member_recv_opt: new_member_recv_opt.map(|opt| pb_recv_opt(opt) as i32),
                     })
                 }
             };

@@ -229,6 +229,86 @@ impl ConversationGroupServiceImpl {
         Ok(pb::GetUnreadCountResponse { unread_count, revision })
     }
 
+    async fn mark_read(
+        &self,
+        user: UserId,
+        req: pb::MarkConversationGroupReadRequest,
+    ) -> Result<pb::MarkConversationGroupReadResponse, Error> {
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let (changed, revision) = self.store.mark_group_read(&user, group, req.expected_revision).await?;
+        Ok(pb::MarkConversationGroupReadResponse { changed_conversation_ids: convert::ids(&changed), revision })
+    }
+
+    async fn mute(
+        &self,
+        user: UserId,
+        req: pb::SetConversationGroupMuteRequest,
+    ) -> Result<pb::SetConversationGroupMuteResponse, Error> {
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let recv_opt = convert::recv_opt(req.recv_opt).ok_or_else(|| Error::InvalidArgument {
+            field: "recv_opt",
+            message: format!("{} is not a RecvOpt other than RECV_OPT_UNSPECIFIED", req.recv_opt),
+        })?;
+        let (changed, group, revision) =
+            self.store.set_group_mute(&user, group, recv_opt, req.apply_to_new_members, req.expected_revision).await?;
+        Ok(pb::SetConversationGroupMuteResponse {
+            changed_conversation_ids: convert::ids(&changed),
+            group: Some(convert::group(group)),
+            revision,
+        })
+    }
+
+    async fn move_conversations(
+        &self,
+        user: UserId,
+        req: pb::MoveConversationsRequest,
+    ) -> Result<pb::MoveConversationsResponse, Error> {
+        let limits = self.store.limits();
+        convert::check_list_size("conversation_ids", req.conversation_ids.len(), limits)?;
+        let from = match (req.from_group_name.is_empty(), req.from_group_id.is_empty()) {
+            (true, true) => None,
+            _ => Some(convert::group_ref(
+                GroupFields { name: "from_group_name", id: "from_group_id" },
+                req.from_group_name,
+                req.from_group_id,
+            )?),
+        };
+        if req.to.is_empty() || req.to.len() > limits.max_groups {
+            return Err(Error::InvalidArgument {
+                field: "to",
+                message: format!(
+                    "names {} groups; name 1 to {} (max_groups: no user has more)",
+                    req.to.len(),
+                    limits.max_groups
+                ),
+            });
+        }
+        let to = req
+            .to
+            .into_iter()
+            .map(|t| {
+                convert::group_ref(GroupFields { name: "to.group_name", id: "to.group_id" }, t.group_name, t.group_id)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
+        let moved = self.store.move_conversations(&user, from, to, items, result, req.expected_revision).await?;
+        let (moved_conversation_ids, failed, revision) = convert::outcome(moved.outcome);
+        let targets = moved
+            .targets
+            .into_iter()
+            .map(|(group, outcome)| {
+                let (added_conversation_ids, failed, _) = convert::outcome(outcome);
+                pb::MoveTargetResult {
+                    group_name: group.name,
+                    group_id: group.id.to_string(),
+                    added_conversation_ids,
+                    failed,
+                }
+            })
+            .collect();
+        Ok(pb::MoveConversationsResponse { targets, moved_conversation_ids, failed, revision })
+    }
+
     /// Validates the request, subscribes and checks the start revision; the
     /// stream itself runs in its own task.
     async fn watch(&self, caller: Caller, req: pb::WatchGroupEventsRequest) -> Result<WatchStream, Error> {
@@ -312,6 +392,27 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
         request: Request<pb::SetConversationGroupRuleRequest>,
     ) -> Result<Response<pb::SetConversationGroupRuleResponse>, Status> {
         self.calls.unary("SetConversationGroupRule", request, |user, req| self.set_rule(user, req)).await
+    }
+
+    async fn mark_conversation_group_read(
+        &self,
+        request: Request<pb::MarkConversationGroupReadRequest>,
+    ) -> Result<Response<pb::MarkConversationGroupReadResponse>, Status> {
+        self.calls.unary("MarkConversationGroupRead", request, |user, req| self.mark_read(user, req)).await
+    }
+
+    async fn set_conversation_group_mute(
+        &self,
+        request: Request<pb::SetConversationGroupMuteRequest>,
+    ) -> Result<Response<pb::SetConversationGroupMuteResponse>, Status> {
+        self.calls.unary("SetConversationGroupMute", request, |user, req| self.mute(user, req)).await
+    }
+
+    async fn move_conversations(
+        &self,
+        request: Request<pb::MoveConversationsRequest>,
+    ) -> Result<Response<pb::MoveConversationsResponse>, Status> {
+        self.calls.unary("MoveConversations", request, |user, req| self.move_conversations(user, req)).await
     }
 
     type WatchGroupEventsStream = WatchStream;

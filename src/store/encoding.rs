@@ -26,6 +26,11 @@ pub struct GroupRecord {
     /// change so listing groups never scans members.
     #[prost(uint64, tag = "5")]
     pub unread_count: u64,
+    /// The receive option new members get (SetConversationGroupMute with
+    /// `apply_to_new_members`), in `ConversationRecord::recv_opt`'s codes;
+    /// absent: none.
+    #[prost(uint32, optional, tag = "13")]
+    pub new_member_recv_opt: Option<u32>,
     /// A smart group's rule (see `Plan::modify_conv`, which keeps the
     /// members it selects settled).
     #[prost(message, optional, tag = "15")]
@@ -166,7 +171,7 @@ pub struct ConversationRecord {
     pub rule_group_ids: Vec<u32>,
 }
 
-fn recv_opt_code(opt: RecvOpt) -> u32 {
+pub(super) fn recv_opt_code(opt: RecvOpt) -> u32 {
     match opt {
         RecvOpt::Receive => 0,
         RecvOpt::NotReceive => 1,
@@ -176,7 +181,7 @@ fn recv_opt_code(opt: RecvOpt) -> u32 {
     }
 }
 
-fn recv_opt_from_code(code: u32) -> RecvOpt {
+pub(super) fn recv_opt_from_code(code: u32) -> RecvOpt {
     match code {
         1 => RecvOpt::NotReceive,
         2 => RecvOpt::ReceiveNotNotify,
@@ -273,8 +278,8 @@ pub struct EventRecord {
     /// Conversation ids, or group names for a reorder.
     #[prost(string, repeated, tag = "4")]
     pub items: Vec<String>,
-    /// Removal reason: 1 user request, 2 conversation deleted, 3 rule;
-    /// addition reason: 0 user request, 3 rule.
+    /// Removal reason: 1 user request, 2 conversation deleted, 3 rule,
+    /// 4 moved; addition reason: 0 user request, 3 rule.
     #[prost(uint32, tag = "5")]
     pub reason: u32,
     /// The group's id, for events about one group (absent in events
@@ -284,6 +289,10 @@ pub struct EventRecord {
     /// The rule of a GroupRuleChanged (absent: cleared).
     #[prost(message, optional, tag = "15")]
     pub rule: Option<RuleRecord>,
+    /// GroupMuteChanged: the option new members get, in
+    /// `ConversationRecord::recv_opt`'s codes (absent: none).
+    #[prost(uint32, optional, tag = "13")]
+    pub recv_opt: Option<u32>,
 }
 
 /// One revision of the event log.
@@ -318,7 +327,7 @@ pub struct BatchRecord {
 
 /// The stored code of each event type (`EventRecord::kind`): part of the
 /// on-disk format, so a code never changes meaning.
-const EVENT_CODES: [(EventType, u32); 9] = [
+const EVENT_CODES: [(EventType, u32); 10] = [
     (EventType::GroupCreated, 1),
     (EventType::GroupDeleted, 2),
     (EventType::GroupRenamed, 3),
@@ -327,6 +336,7 @@ const EVENT_CODES: [(EventType, u32); 9] = [
     (EventType::ConversationsDeletedFromGroup, 6),
     (EventType::ConversationsChanged, 7),
     (EventType::ConversationsDeleted, 8),
+    (EventType::GroupMuteChanged, 12),
     (EventType::GroupRuleChanged, 13),
 ];
 
@@ -387,6 +397,7 @@ impl BatchRecord {
                             RemovalReason::UserRequest => 1,
                             RemovalReason::ConversationDeleted => 2,
                             RemovalReason::Rule => 3,
+                            RemovalReason::Moved => 4,
                         };
                     }
                     EventKind::ConversationsChanged { conversation_ids } => {
@@ -398,6 +409,10 @@ impl BatchRecord {
                     EventKind::GroupRuleChanged { group_name, rule, .. } => {
                         r.group_name = group_name.clone();
                         r.rule = rule.as_ref().map(RuleRecord::of);
+                    }
+                    EventKind::GroupMuteChanged { group_name, new_member_recv_opt, .. } => {
+                        r.group_name = group_name.clone();
+                        r.recv_opt = new_member_recv_opt.map(recv_opt_code);
                     }
                 }
                 r
@@ -449,6 +464,7 @@ impl BatchRecord {
                         reason: match r.reason {
                             2 => RemovalReason::ConversationDeleted,
                             3 => RemovalReason::Rule,
+                            4 => RemovalReason::Moved,
                             _ => RemovalReason::UserRequest,
                         },
                     },
@@ -462,6 +478,11 @@ impl BatchRecord {
                         group_id,
                         group_name: r.group_name,
                         rule: r.rule.as_ref().map(RuleRecord::rule),
+                    },
+                    EventType::GroupMuteChanged => EventKind::GroupMuteChanged {
+                        group_id,
+                        group_name: r.group_name,
+                        new_member_recv_opt: r.recv_opt.map(recv_opt_from_code),
                     },
                 })
             })
@@ -495,7 +516,7 @@ mod tests {
     #[test]
     fn every_event_type_has_its_own_pinned_code() {
         let codes: Vec<u32> = EventType::ALL.iter().map(|t| event_code(*t)).collect();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 13]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 12, 13]);
         for t in EventType::ALL {
             assert_eq!(event_type_of_code(event_code(t)), Some(t));
         }

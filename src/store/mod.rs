@@ -74,6 +74,15 @@ pub async fn restore_etcd(input: &Path, settings: &crate::config::StorageSetting
 }
 pub use rules::CreatedGroup;
 
+/// Answer of MoveConversations: per target in request order, the group
+/// after the move and what happened there; and the items' outcome
+/// (succeeded: the conversations that left `from`).
+#[derive(Debug, Clone)]
+pub struct MovedOutcome {
+    pub targets: Vec<(GroupView, ItemOutcomes)>,
+    pub outcome: ItemOutcomes,
+}
+
 /// sled reads are always current: `min_revision` only has to be a revision
 /// the server has reached.
 fn check_min_revision(store: &SledStore, min_revision: Option<u64>) -> Result<(), Error> {
@@ -385,6 +394,51 @@ impl Store {
     ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::delete_conversations(items, result)).await?;
         Ok(result.finish(revision))
+    }
+
+    /// MarkConversationGroupRead: the members changed and the revision.
+    pub async fn mark_group_read(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        expected_revision: Option<u64>,
+    ) -> Result<(Vec<crate::domain::ConversationId>, u64), Error> {
+        self.mutate(user, rules::mark_group_read(group, expected_revision)).await
+    }
+
+    /// SetConversationGroupMute: the members changed, the group after, and
+    /// the revision.
+    pub async fn set_group_mute(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        recv_opt: crate::domain::RecvOpt,
+        apply_to_new_members: bool,
+        expected_revision: Option<u64>,
+    ) -> Result<(Vec<crate::domain::ConversationId>, GroupView, u64), Error> {
+        let ((changed, group), revision) =
+            self.mutate(user, rules::set_group_mute(group, recv_opt, apply_to_new_members, expected_revision)).await?;
+        Ok((changed, group, revision))
+    }
+
+    /// MoveConversations: per target (the group after, its outcome), the
+    /// outcome of the items (succeeded: moved out of `from`), all at the
+    /// one revision.
+    pub async fn move_conversations(
+        &self,
+        user: &UserId,
+        from: Option<GroupRef>,
+        to: Vec<GroupRef>,
+        items: Vec<Item<()>>,
+        result: ItemResults,
+        expected_revision: Option<u64>,
+    ) -> Result<MovedOutcome, Error> {
+        let (moved, revision) =
+            self.mutate(user, rules::move_conversations(from, to, items, result, expected_revision)).await?;
+        Ok(MovedOutcome {
+            targets: moved.targets.into_iter().map(|t| (t.group, t.result.finish(revision))).collect(),
+            outcome: moved.result.finish(revision),
+        })
     }
 
     /// The stamp of the user's stored record, when reading it is one local

@@ -325,6 +325,11 @@ impl Planned {
 }
 
 impl Plan<'_> {
+    /// The conversations this mutation has read or changed so far.
+    pub fn touched(&self) -> Vec<ConversationId> {
+        self.convs.keys().cloned().collect()
+    }
+
     /// Ids of the members of a group as of the start of this mutation (a
     /// mutation that reads them touches the group's members once, after).
     pub fn stored_members(&self, group_id: u32) -> Result<Vec<ConversationId>, Error> {

@@ -3,13 +3,13 @@
 //! records, and each mutation is a [`Rule`] closure over its inputs that a
 //! backend can run (and run again on a fresh state).
 
-use super::encoding::{ConversationRecord, GroupRecord, RuleRecord};
+use super::encoding::{recv_opt_code, recv_opt_from_code, ConversationRecord, GroupRecord, RuleRecord};
 use super::plan::Plan;
 use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
     ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef, GroupRule, GroupView, Item,
-    ItemOutcomes, ItemResults,
+    ItemOutcomes, ItemResults, RecvOpt,
 };
 use crate::error::Error;
 
@@ -28,6 +28,7 @@ pub(super) fn group_view(group: &GroupRecord) -> GroupView {
         conversation_count: group.conversation_count,
         unread_count: group.unread_count,
         create_time_ms: group.create_time_ms,
+        new_member_recv_opt: group.new_member_recv_opt.map(recv_opt_from_code),
     }
 }
 
@@ -145,6 +146,27 @@ impl UserState for Plan<'_> {
     fn record(&mut self, event: EventKind) {
         self.events.push(event);
     }
+
+    fn members(&mut self, index: usize) -> Result<Vec<ConversationId>, Error> {
+        // The stored members, and any conversation this mutation touched
+        // (it may have joined), as they stand now.
+        let group_id = self.group_id(index);
+        let mut ids = self.stored_members(group_id)?;
+        ids.extend(self.touched());
+        ids.sort();
+        ids.dedup();
+        let mut members = Vec::with_capacity(ids.len());
+        for id in ids {
+            if self.conv(&id)?.is_some_and(|r| r.group_ids.contains(&group_id)) {
+                members.push(id);
+            }
+        }
+        Ok(members)
+    }
+
+    fn set_new_member_recv_opt(&mut self, index: usize, opt: Option<RecvOpt>) {
+        self.user.groups[index].new_member_recv_opt = opt.map(recv_opt_code);
+    }
 }
 
 pub fn create_group(
@@ -207,4 +229,29 @@ pub fn upsert_conversations(items: Vec<Item<ConversationPatch>>, result: ItemRes
 
 pub fn delete_conversations(items: Vec<Item<()>>, result: ItemResults) -> impl Rule<ItemResults> {
     move |plan, _| domain::delete_conversations(plan, &items, result.clone())
+}
+
+pub fn mark_group_read(group: GroupRef, expected_revision: Option<u64>) -> impl Rule<Vec<ConversationId>> {
+    move |plan, limits| domain::mark_group_read(plan, limits, &group, expected_revision)
+}
+
+pub fn set_group_mute(
+    group: GroupRef,
+    recv_opt: RecvOpt,
+    apply_to_new_members: bool,
+    expected_revision: Option<u64>,
+) -> impl Rule<(Vec<ConversationId>, GroupView)> {
+    move |plan, limits| domain::set_group_mute(plan, limits, &group, recv_opt, apply_to_new_members, expected_revision)
+}
+
+pub fn move_conversations(
+    from: Option<GroupRef>,
+    to: Vec<GroupRef>,
+    items: Vec<Item<()>>,
+    result: ItemResults,
+    expected_revision: Option<u64>,
+) -> impl Rule<domain::Moved> {
+    move |plan, limits| {
+        domain::move_conversations(plan, limits, from.as_ref(), &to, &items, result.clone(), expected_revision)
+    }
 }

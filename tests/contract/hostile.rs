@@ -42,6 +42,9 @@ fn rpcs() -> Vec<(String, bool)> {
         "DeleteConversationsFromGroup",
         "GetConversationList",
         "GetUnreadCount",
+        "MarkConversationGroupRead",
+        "SetConversationGroupMute",
+        "MoveConversations",
     ];
     let mut all: Vec<(String, bool)> = group.iter().map(|m| (format!("{GROUP_SVC}{m}"), false)).collect();
     all.push((format!("{GROUP_SVC}WatchGroupEvents"), true));

@@ -9,6 +9,7 @@
 mod support;
 
 mod group_ids;
+mod actions;
 mod groups;
 mod hostile;
 mod listing;

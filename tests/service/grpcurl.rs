@@ -209,6 +209,9 @@ async fn list_shows_services_health_and_reflection() {
         "GetConversationList",
         "GetUnreadCount",
         "WatchGroupEvents",
+        "MarkConversationGroupRead",
+        "SetConversationGroupMute",
+        "MoveConversations",
     ] {
         out.assert_contains(&format!("{GROUP_SERVICE}.{rpc}"));
     }

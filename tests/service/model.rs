@@ -222,6 +222,36 @@ enum Op {
     DeleteConvs { who: Who, ids: Vec<usize> },
     List { who: Who, filter: Filt, page_size: u32 },
     Unread { who: Who, filter: Filt },
+    MarkRead {
+        who: Who,
+        name: NameSel,
+        rev: Rev,
+    },
+    /// `opt` 0..=6: 0 (UNSPECIFIED) and 6 (unknown) are refused.
+    Mute {
+        who: Who,
+        name: NameSel,
+        opt: i32,
+        new_members: bool,
+        rev: Rev,
+    },
+    Move {
+        who: Who,
+        from: Option<NameSel>,
+        to: Vec<NameSel>,
+        ids: Vec<usize>,
+        rev: Rev,
+    },
+}
+
+impl Op {
+    /// The same move with another `expected_revision`.
+    fn clone_with_rev(self, rev: Rev) -> Op {
+        match self {
+            Op::Move { who, from, to, ids, .. } => Op::Move { who, from, to, ids, rev },
+            other => other,
+        }
+    }
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -403,6 +433,20 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (who(), filt(), page_size)
             .prop_map(|(who, filter, page_size)| Op::List { who, filter, page_size }),
         1 => (who(), filt()).prop_map(|(who, filter)| Op::Unread { who, filter }),
+        2 => (who(), name_sel(), rev()).prop_map(|(who, name, rev)| Op::MarkRead { who, name, rev }),
+        3 => (who(), name_sel(), prop_oneof![1 => Just(0), 10 => 1..=5i32, 1 => Just(6)], any::<bool>(), rev())
+            .prop_map(|(who, name, opt, new_members, rev)| Op::Mute { who, name, opt, new_members, rev }),
+        4 => (
+            who(),
+            prop_oneof![1 => Just(None), 3 => name_sel().prop_map(Some)],
+            prop_oneof![
+                1 => prop::collection::vec(name_sel(), 0..=MAX_GROUPS + 1),
+                4 => prop::collection::vec(name_sel(), 1..=2)
+            ],
+            ids(),
+            rev()
+        )
+            .prop_map(|(who, from, to, ids, rev)| Op::Move { who, from, to, ids, rev }),
     ]
 }
 
@@ -649,6 +693,8 @@ struct GroupM {
     rule: Option<pb::GroupRule>,
     /// As the Create response reported it; must never change afterwards.
     create_time: Option<Timestamp>,
+    /// The receive option new members get (SetConversationGroupMute).
+    new_opt: Option<i32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -724,6 +770,22 @@ impl UserM {
     fn group_unread(&self, g: &GroupM) -> u64 {
         g.members.iter().map(|id| self.data(id).counted_unread()).sum()
     }
+    /// Gives a conversation a receive option as the server's group-wide
+    /// actions do (an upsert of `recv_opt`: it becomes registered); notes
+    /// it in `changed` (once) when its data changed.
+    fn set_recv_opt(&mut self, id: &str, opt: i32, changed: &mut Vec<String>) {
+        let before = self.registry.get(id).cloned();
+        let mut data = before.clone().unwrap_or_default();
+        data.recv_opt = opt;
+        if before.as_ref() != Some(&data) {
+            self.registry.insert(id.to_string(), data);
+            self.update_times.remove(id);
+            self.settle(id);
+            if !changed.iter().any(|c| c == id) {
+                changed.push(id.to_string());
+            }
+        }
+    }
     fn pinned(&self) -> usize {
         self.registry.values().filter(|d| d.pinned).count()
     }
@@ -794,6 +856,15 @@ struct BatchExp {
     success: Vec<String>,
     /// (id as sent, acceptable codes), in request order.
     failed: Vec<(String, Vec<R>)>,
+    m: Mutation,
+}
+
+#[derive(Debug)]
+struct MoveExp {
+    moved: Vec<String>,
+    failed: Vec<(String, Vec<R>)>,
+    /// Per target: name, id, added ids, failures.
+    targets: Vec<(String, String, Vec<String>, Vec<(String, Vec<R>)>)>,
     m: Mutation,
 }
 
@@ -927,6 +998,7 @@ impl Model {
             by_rule: BTreeSet::new(),
             rule: None,
             create_time: None,
+            new_opt: None,
         });
         let last = user.groups.len() - 1;
         let (mut success, mut failed) = (Vec::new(), Vec::new());
@@ -1143,6 +1215,7 @@ impl Model {
         let index = self.membership_checks(u, name, ids, exp)?;
         let user = &mut self.users[u];
         let (mut success, mut failed) = (Vec::new(), Vec::new());
+        let mut changed = Vec::new();
         for (raw, c) in ids.iter().zip(classify(ids)) {
             match c {
                 Err(code) => failed.push((raw.clone(), vec![code])),
@@ -1155,7 +1228,13 @@ impl Model {
                         (false, true) => failed.push((raw.clone(), vec![R::GroupFull])),
                         (false, false) => {
                             group.members.insert(id.clone());
+                            let new_opt = group.new_opt;
                             user.settle(&id);
+                            // The group's option for new members, right
+                            // after the join (as the server does).
+                            if let Some(opt) = new_opt {
+                                user.set_recv_opt(&id, opt, &mut changed);
+                            }
                             success.push(id);
                         }
                     }
@@ -1163,7 +1242,7 @@ impl Model {
             }
         }
         let group = &user.groups[index];
-        let events = if success.is_empty() {
+        let mut events = if success.is_empty() {
             vec![]
         } else {
             vec![Ev::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
@@ -1173,8 +1252,225 @@ impl Model {
                 reason: pb::AdditionReason::UserRequest as i32,
             })]
         };
+        if !changed.is_empty() {
+            events.push(Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed }));
+        }
         let m = self.commit(u, events);
         Ok(BatchExp { success, failed, m })
+    }
+
+    /// The group a group-wide action names, after its checks (validation,
+    /// revision, existence).
+    fn action_group(&self, u: usize, name: &str, exp: Option<u64>, mut errs: Vec<ErrSpec>) -> ModelResult<usize> {
+        let index = self.users[u].group(name);
+        let invalid = index.is_none() && !name_ok(name);
+        if invalid {
+            errs.push(bad_name("group_name"));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        if self.wrong_rev(u, exp) {
+            return Err(vec![MISMATCH]);
+        }
+        index.ok_or_else(|| vec![not_found("group_name")])
+    }
+
+    fn mark_read(&mut self, u: usize, name: &str, exp: Option<u64>) -> ModelResult<(Vec<String>, Mutation)> {
+        let index = self.action_group(u, name, exp, Vec::new())?;
+        let user = &mut self.users[u];
+        let mut changed = Vec::new();
+        for id in user.groups[index].members.clone() {
+            if let Some(d) = user.registry.get_mut(&id) {
+                if d.unread > 0 {
+                    d.unread = 0;
+                    user.update_times.remove(&id);
+                    user.settle(&id);
+                    changed.push(id);
+                }
+            }
+        }
+        let events = if changed.is_empty() {
+            vec![]
+        } else {
+            vec![Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed.clone() })]
+        };
+        Ok((changed, self.commit(u, events)))
+    }
+
+    fn mute(
+        &mut self,
+        u: usize,
+        name: &str,
+        opt: i32,
+        new_members: bool,
+        exp: Option<u64>,
+    ) -> ModelResult<(Vec<String>, GroupExp, Mutation)> {
+        let errs = if (1..=5).contains(&opt) {
+            vec![]
+        } else {
+            vec![err(Code::InvalidArgument, "INVALID_ARGUMENT", "recv_opt")]
+        };
+        let index = self.action_group(u, name, exp, errs)?;
+        let user = &mut self.users[u];
+        let mut changed = Vec::new();
+        for id in user.groups[index].members.clone() {
+            user.set_recv_opt(&id, opt, &mut changed);
+        }
+        let mut events = Vec::new();
+        let remembered = new_members.then_some(opt);
+        let group = &mut user.groups[index];
+        if group.new_opt != remembered {
+            group.new_opt = remembered;
+            events.push(Ev::GroupMuteChanged(pb::GroupMuteChanged {
+                group_name: group.name.clone(),
+                group_id: group.id.clone(),
+                new_member_recv_opt: remembered,
+            }));
+        }
+        if !changed.is_empty() {
+            events.push(Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed.clone() }));
+        }
+        let g = &user.groups[index];
+        let view = GroupExp {
+            id: g.id.clone(),
+            rule: g.rule.clone(),
+            name: g.name.clone(),
+            count: g.members.len() as u32,
+            unread: user.group_unread(g),
+            create_time: g.create_time,
+        };
+        Ok((changed, view, self.commit(u, events)))
+    }
+
+    /// MoveConversations (see the proto): the moved ids, the top-level
+    /// failures, per target (name, added ids, failures), the mutation.
+    fn move_convs(
+        &mut self,
+        u: usize,
+        from: Option<&str>,
+        to: &[String],
+        ids: &[String],
+        exp: Option<u64>,
+    ) -> ModelResult<MoveExp> {
+        if !list_size_ok(ids.len()) {
+            return Err(vec![bad_list("conversation_ids")]);
+        }
+        if to.is_empty() || to.len() > MAX_GROUPS {
+            return Err(vec![err(Code::InvalidArgument, "INVALID_ARGUMENT", "to")]);
+        }
+        let user = &self.users[u];
+        let named =
+            from.map(|f| (f, "from_group_name")).into_iter().chain(to.iter().map(|t| (t.as_str(), "to.group_name")));
+        for (name, field) in named {
+            if user.group(name).is_none() && !name_ok(name) {
+                return Err(vec![bad_name(field)]);
+            }
+        }
+        if self.wrong_rev(u, exp) {
+            return Err(vec![MISMATCH]);
+        }
+        let from_index = match from {
+            Some(f) => Some(user.group(f).ok_or_else(|| vec![not_found("from_group_name")])?),
+            None => None,
+        };
+        let mut targets = Vec::new();
+        for t in to {
+            let index = user.group(t).ok_or_else(|| vec![not_found("to.group_name")])?;
+            if Some(index) == from_index || targets.contains(&index) {
+                return Err(vec![err(Code::InvalidArgument, "INVALID_ARGUMENT", "to")]);
+            }
+            targets.push(index);
+        }
+        let user = &mut self.users[u];
+        let (mut moved, mut failed) = (Vec::new(), Vec::new());
+        let mut per: Vec<(Vec<String>, Vec<(String, Vec<R>)>)> = vec![(Vec::new(), Vec::new()); targets.len()];
+        let mut changed = Vec::new();
+        for (raw, c) in ids.iter().zip(classify(ids)) {
+            let id = match c {
+                Err(code) => {
+                    failed.push((raw.clone(), vec![code]));
+                    continue;
+                }
+                Ok(id) => id,
+            };
+            if let Some(f) = from_index {
+                if !user.groups[f].members.contains(&id) {
+                    failed.push((raw.clone(), vec![R::NotInGroup]));
+                    continue;
+                }
+                if user.groups[f].by_rule.contains(&id) {
+                    failed.push((raw.clone(), vec![R::InGroupByRule]));
+                    continue;
+                }
+            }
+            let full = |g: &GroupM| g.members.len() >= MAX_PER_GROUP;
+            let blocked = targets.iter().any(|&t| !user.groups[t].members.contains(&id) && full(&user.groups[t]));
+            if from_index.is_some() && blocked {
+                for (slot, &t) in targets.iter().enumerate() {
+                    let code = if user.groups[t].members.contains(&id) {
+                        R::AlreadyInGroup
+                    } else if full(&user.groups[t]) {
+                        R::GroupFull
+                    } else {
+                        R::MoveNotApplied
+                    };
+                    per[slot].1.push((raw.clone(), vec![code]));
+                }
+                failed.push((raw.clone(), vec![R::GroupFull]));
+                continue;
+            }
+            for (slot, &t) in targets.iter().enumerate() {
+                if user.groups[t].members.contains(&id) {
+                    per[slot].1.push((raw.clone(), vec![R::AlreadyInGroup]));
+                } else if full(&user.groups[t]) {
+                    per[slot].1.push((raw.clone(), vec![R::GroupFull]));
+                } else {
+                    user.groups[t].members.insert(id.clone());
+                    user.settle(&id);
+                    per[slot].0.push(id.clone());
+                    if let Some(opt) = user.groups[t].new_opt {
+                        user.set_recv_opt(&id, opt, &mut changed);
+                    }
+                }
+            }
+            if let Some(f) = from_index {
+                user.groups[f].members.remove(&id);
+                user.settle(&id);
+                moved.push(id);
+            }
+        }
+        let mut events = Vec::new();
+        if let (Some(f), false) = (from_index, moved.is_empty()) {
+            let g = &user.groups[f];
+            events.push(Ev::ConversationsDeletedFromGroup(pb::ConversationsDeletedFromGroup {
+                group_name: g.name.clone(),
+                conversation_ids: moved.clone(),
+                reason: pb::RemovalReason::Moved as i32,
+                group_id: g.id.clone(),
+            }));
+        }
+        for (slot, &t) in targets.iter().enumerate() {
+            if !per[slot].0.is_empty() {
+                let g = &user.groups[t];
+                events.push(Ev::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
+                    group_name: g.name.clone(),
+                    conversation_ids: per[slot].0.clone(),
+                    group_id: g.id.clone(),
+                    reason: pb::AdditionReason::UserRequest as i32,
+                }));
+            }
+        }
+        if !changed.is_empty() {
+            events.push(Ev::ConversationsChanged(pb::ConversationsChanged { conversation_ids: changed }));
+        }
+        let targets = targets
+            .iter()
+            .zip(per)
+            .map(|(&t, (added, failed))| (user.groups[t].name.clone(), user.groups[t].id.clone(), added, failed))
+            .collect();
+        let m = self.commit(u, events);
+        Ok(MoveExp { moved, failed, targets, m })
     }
 
     fn remove(&mut self, u: usize, name: &str, ids: &[String], exp: Option<u64>) -> ModelResult<BatchExp> {
@@ -1622,6 +1918,12 @@ async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Ch
             create_time: m.create_time,
         };
         check_group_view(Some(g), &exp).map_err(|e| format!("{}: {e}", user.id))?;
+        ensure!(
+            g.new_member_recv_opt == m.new_opt,
+            "{}: new_member_recv_opt of {g:?}; the model has {:?}",
+            user.id,
+            m.new_opt
+        );
     }
 
     let listed = walk(&mut clients.gc, None, 1000, user.rev).await?;
@@ -2001,6 +2303,103 @@ impl Case {
                 }
                 Ok((desc, who.user))
             }
+            Op::MarkRead { who, name, rev } => {
+                let req = pb::MarkConversationGroupReadRequest {
+                    group_name: self.name(who.user, *name),
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).mark_conversation_group_read(req.clone()).await;
+                match (answer, self.model.mark_read(who.user, &req.group_name, req.expected_revision)) {
+                    (Ok(r), Ok((changed, m))) => {
+                        let r = r.into_inner();
+                        ensure!(r.changed_conversation_ids == changed, "changed {r:?}; the model expects {changed:?}");
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Mute { who, name, opt, new_members, rev } => {
+                let req = pb::SetConversationGroupMuteRequest {
+                    group_name: self.name(who.user, *name),
+                    recv_opt: *opt,
+                    apply_to_new_members: *new_members,
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).set_conversation_group_mute(req.clone()).await;
+                let exp = self.model.mute(who.user, &req.group_name, *opt, *new_members, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok((changed, g, m))) => {
+                        let r = r.into_inner();
+                        ensure!(r.changed_conversation_ids == changed, "changed {r:?}; the model expects {changed:?}");
+                        check_group_view(r.group.as_ref(), &g)?;
+                        let remembered = new_members.then_some(*opt);
+                        ensure!(
+                            r.group.as_ref().is_some_and(|g| g.new_member_recv_opt == remembered),
+                            "group {:?}; the model remembers {remembered:?}",
+                            r.group
+                        );
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Move { who, from, to, ids, rev } => {
+                let req = pb::MoveConversationsRequest {
+                    conversation_ids: self.ids(ids),
+                    from_group_name: from.map(|f| self.name(who.user, f)).unwrap_or_default(),
+                    to: to
+                        .iter()
+                        .map(|t| pb::GroupSelector { group_name: self.name(who.user, *t), group_id: String::new() })
+                        .collect(),
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).move_conversations(req.clone()).await;
+                // An empty name is no `from` at all (both fields empty).
+                let from_name = Some(req.from_group_name.as_str()).filter(|f| !f.is_empty());
+                let to_names: Vec<String> = req.to.iter().map(|t| t.group_name.clone()).collect();
+                let exp =
+                    self.model.move_convs(who.user, from_name, &to_names, &req.conversation_ids, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok(x)) => {
+                        let r = r.into_inner();
+                        ensure!(r.moved_conversation_ids == x.moved, "moved {r:?}; the model expects {x:?}");
+                        check_failed(&r.failed, &x.failed)?;
+                        ensure!(r.targets.len() == x.targets.len(), "targets {r:?}; the model expects {x:?}");
+                        for (t, (name, id, added, failed)) in r.targets.iter().zip(&x.targets) {
+                            ensure!(
+                                t.group_name == *name && t.group_id == *id && t.added_conversation_ids == *added,
+                                "target {t:?}; the model expects {name} {id} {added:?}"
+                            );
+                            check_failed(&t.failed, failed)?;
+                        }
+                        ensure!(
+                            r.revision == x.m.revision,
+                            "revision {}; the model expects {}",
+                            r.revision,
+                            x.m.revision
+                        );
+                        self.event(who.user, &x.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
             Op::List { who, filter, page_size } => {
                 let f = self.filter(who.user, filter);
                 let desc = format!("{who:?} GetConversationList {f:?} page_size {page_size}");
@@ -2159,6 +2558,64 @@ fn run_fixed(ops: Vec<Op>) {
 
 const ALICE: Who = Who { user: 0, admin: false };
 const ALICE_ADMIN: Who = Who { user: 0, admin: true };
+
+/// The group-wide actions at their boundaries, deterministically: a move
+/// into a full target (GROUP_FULL there, MOVE_NOT_APPLIED in the target
+/// with room, the conversation left in `from`), the rest applied; a
+/// remembered receive option given to conversations moved and added in;
+/// adding to several groups; mark read; refusals (bad option, a target
+/// named twice or equal to `from`, a bad name with a stale revision).
+#[test]
+fn group_actions_scenario_agrees_with_the_model() {
+    let unread = |id, n| Upd {
+        id,
+        show_name: None,
+        face_url: None,
+        unread: Some(n),
+        pinned: None,
+        order_key: None,
+        recv_opt: None,
+        marks: None,
+        mark_edits: (Vec::new(), Vec::new()),
+        custom: None,
+        at: Some(true),
+        last: None,
+    };
+    let (a, b, c) = (NameSel::Existing(0), NameSel::Existing(1), NameSel::Existing(2));
+    let mv = |from: Option<NameSel>, to: Vec<NameSel>, ids: Vec<usize>| Op::Move {
+        who: ALICE,
+        from,
+        to,
+        ids,
+        rev: Rev::Unset,
+    };
+    let ops = vec![
+        Op::Create { who: ALICE, name: 0, ids: vec![0, 2, 4], rule: None, rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 1, ids: vec![5, 7, 8, 9], rule: None, rev: Rev::Unset },
+        Op::Create { who: ALICE, name: 2, ids: vec![7], rule: None, rev: Rev::Unset },
+        Op::Upsert { who: ALICE, items: vec![unread(0, 2), unread(2, 3), unread(7, 1)] },
+        Op::Mute { who: ALICE, name: c, opt: 2, new_members: true, rev: Rev::Right },
+        mv(Some(a), vec![c], vec![0, 1, 10]),
+        mv(Some(a), vec![b, c], vec![2, 4]),
+        Op::Remove { who: ALICE, name: b, ids: vec![9], rev: Rev::Unset },
+        mv(Some(a), vec![b, c], vec![2, 4]),
+        mv(None, vec![a, b], vec![0, 4, 6]),
+        Op::MarkRead { who: ALICE, name: a, rev: Rev::Right },
+        Op::MarkRead { who: ALICE_ADMIN, name: c, rev: Rev::Unset },
+        Op::MarkRead { who: ALICE, name: c, rev: Rev::Unset },
+        Op::Mute { who: ALICE, name: a, opt: 0, new_members: false, rev: Rev::Unset },
+        Op::Mute { who: ALICE, name: a, opt: 6, new_members: true, rev: Rev::Unset },
+        mv(Some(a), vec![c, c], vec![4]),
+        mv(Some(a), vec![a], vec![4]),
+        mv(Some(b), vec![], vec![4]),
+        mv(Some(a), vec![c], vec![4]).clone_with_rev(Rev::Prev),
+        Op::MarkRead { who: ALICE, name: NameSel::Pool(9), rev: Rev::Next },
+        Op::Mute { who: ALICE, name: c, opt: 1, new_members: false, rev: Rev::Unset },
+        Op::Add { who: ALICE, name: c, ids: vec![9], rev: Rev::Unset },
+        Op::Mute { who: ALICE, name: c, opt: 1, new_members: false, rev: Rev::Unset },
+    ];
+    run_fixed(ops);
+}
 
 /// Every boundary at least once, deterministically: the group limit, a full
 /// group, the pin limit, a stale revision, a reorder, native ids, deletion

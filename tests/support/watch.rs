@@ -314,6 +314,7 @@ pub fn without_group_id(mut ev: Ev) -> Ev {
         Ev::GroupRenamed(e) => e.group_id.clear(),
         Ev::ConversationsAddedToGroup(e) => e.group_id.clear(),
         Ev::ConversationsDeletedFromGroup(e) => e.group_id.clear(),
+        Ev::GroupMuteChanged(e) => e.group_id.clear(),
         _ => {}
     }
     ev
@@ -683,6 +684,13 @@ impl Model {
                             }
                             RemovalReason::ConversationDeleted
                         }
+                        // A move's removal comes with its additions.
+                        None if d.reason == RemovalReason::Moved as i32 => {
+                            if !batch.events.iter().any(|e| matches!(e.kind, Some(Ev::ConversationsAddedToGroup(_)))) {
+                                return Err(format!("revision {rev}: move {d:?} without an addition in its batch"));
+                            }
+                            RemovalReason::Moved
+                        }
                         None => RemovalReason::UserRequest,
                     };
                     if d.reason != expected_reason as i32 {
@@ -702,6 +710,9 @@ impl Model {
                         return Err(format!("revision {rev}: empty ConversationsChanged"));
                     }
                     self.registered.extend(c.conversation_ids.iter().cloned());
+                }
+                Ev::GroupMuteChanged(m) => {
+                    self.find(&m.group_name, rev)?;
                 }
                 Ev::ConversationsDeleted(d) => {
                     if d.conversation_ids.is_empty() {
