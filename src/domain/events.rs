@@ -9,7 +9,8 @@ use super::model::{RecvOpt, TimeMs};
 pub enum RemovalReason {
     UserRequest,
     ConversationDeleted,
-    /// MoveConversations: the same batch adds them to the target groups.
+    /// MoveConversations: the same batch adds them to the target groups
+    /// that did not hold them yet.
     Moved,
 }
 
