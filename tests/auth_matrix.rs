@@ -197,9 +197,12 @@ enum Rpc {
     Watch,
     Upsert,
     DeleteConversations,
+    MarkRead,
+    Mute,
+    Move,
 }
 
-const ALL_RPCS: [Rpc; 12] = [
+const ALL_RPCS: [Rpc; 15] = [
     Rpc::Create,
     Rpc::Delete,
     Rpc::Rename,
@@ -212,6 +215,9 @@ const ALL_RPCS: [Rpc; 12] = [
     Rpc::Watch,
     Rpc::Upsert,
     Rpc::DeleteConversations,
+    Rpc::MarkRead,
+    Rpc::Mute,
+    Rpc::Move,
 ];
 
 fn with_headers<T>(message: T, headers: &[(&'static str, Vec<u8>)]) -> Request<T> {
@@ -336,6 +342,28 @@ async fn call(
         Rpc::DeleteConversations => {
             let m = DeleteConversationsRequest { conversation_ids: vec![secret_id] };
             format!("{:?}", cc.delete_conversations(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::MarkRead => {
+            let m = MarkConversationGroupReadRequest { group_name: work, ..Default::default() };
+            format!("{:?}", gc.mark_conversation_group_read(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::Mute => {
+            let m = SetConversationGroupMuteRequest {
+                group_name: work,
+                recv_opt: RecvOpt::NotReceive as i32,
+                apply_to_new_members: true,
+                ..Default::default()
+            };
+            format!("{:?}", gc.set_conversation_group_mute(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::Move => {
+            let m = MoveConversationsRequest {
+                conversation_ids: vec![secret_id],
+                from_group_name: work,
+                to: vec![GroupSelector { group_name: format!("Home-{MARK}"), group_id: String::new() }],
+                ..Default::default()
+            };
+            format!("{:?}", gc.move_conversations(with_headers(m, headers)).await?.into_inner())
         }
     };
     Ok(text)

@@ -11,7 +11,8 @@ pub enum RemovalReason {
     ConversationDeleted,
     /// A smart group's rule stopped matching (or was changed or cleared).
     Rule,
-    /// MoveConversations: the same batch adds them to the target groups.
+    /// MoveConversations: the same batch adds them to the target groups
+    /// that did not hold them yet.
     Moved,
 }
 

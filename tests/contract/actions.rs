@@ -490,3 +490,35 @@ async fn readers_and_watchers_never_see_a_half_done_move() {
         assert!(matches!(&k[1], Ev::ConversationsAddedToGroup(a) if a.conversation_ids.len() == 4));
     }
 }
+
+/// GroupMuteChanged is an event about one group: a watch filtered by that
+/// group's id or by the event type gets it, one filtered by another group
+/// does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_mute_changed_passes_the_watch_filters_of_its_group() {
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let quiet = create(&mut gc, "Quiet", &["C2Ca"]).await.unwrap().group.unwrap();
+    let other = create(&mut gc, "Other", &["C2Cb"]).await.unwrap().group.unwrap();
+    let start = revision(&mut gc).await + 1;
+    let by_id = |id: &str| WatchGroupEventsRequest { group_ids: vec![id.to_string()], ..from(start) };
+    let mut mine = open_ok(&mut gc, by_id(&quiet.group_id)).await;
+    let mut theirs = open_ok(&mut gc, by_id(&other.group_id)).await;
+    let by_type = WatchGroupEventsRequest { event_types: vec![GroupEventType::GroupMuteChanged as i32], ..from(start) };
+    let mut typed = open_ok(&mut gc, by_type).await;
+    for stream in [&mut mine, &mut theirs, &mut typed] {
+        expect_bookmark(stream).await;
+    }
+
+    let r = mute(&mut gc, "Quiet", RecvOpt::NotReceive, true).await.unwrap();
+    let batch = expect_batch(&mut mine).await;
+    assert_eq!(batch.revision, r.revision);
+    assert_eq!(kinds(&batch)[0], mute_changed("Quiet", Some(RecvOpt::NotReceive)));
+    let batch = expect_batch(&mut typed).await;
+    assert_eq!(kinds(&batch), [mute_changed("Quiet", Some(RecvOpt::NotReceive))], "only the filtered type");
+    // The other group's watcher gets the batch without the group's event
+    // (ConversationsChanged is about no group: it passes every group filter).
+    let batch = expect_batch(&mut theirs).await;
+    assert_eq!(batch.revision, r.revision);
+    assert_eq!(kinds(&batch), [changed(&["C2Ca"])]);
+}

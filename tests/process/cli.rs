@@ -649,3 +649,48 @@ fn a_sled_backup_restores_into_etcd_and_an_etcd_backup_back_into_sled() {
     assert_eq!(cli.run(&["conversations", "list", "--all", "--json"]).ok().stdout, conversations_on_etcd);
     assert!(server.stop_status().success());
 }
+
+/// `groups mark-read`, `groups mute` and `groups move` (issue #14 item 5):
+/// text and JSON output, `--by-id`, and a move's per-item failure (exit 3).
+#[test]
+fn groups_actions_mark_read_mute_and_move() {
+    let (_tmp, data, token) = setup();
+    let server = Server::start(&data);
+    let cli = Cli::new(&server, &token);
+    cli.run(&["groups", "create", "Work", "C2Ca", "C2Cb"]).ok();
+    cli.run(&["groups", "create", "Home", "C2Cc"]).ok();
+    cli.run(&["conversations", "upsert", "C2Ca", "--unread", "4"]).ok();
+
+    let run = cli.run(&["groups", "mark-read", "Work"]);
+    assert_eq!(run.ok().out(), r#"Marked 1 conversation of group "Work" read at revision 4."#);
+    let run = cli.run(&["groups", "mark-read", "g0", "--by-id", "--json"]);
+    assert_eq!(run.ok().out(), r#"{"changedConversationIds":[],"revision":"4"}"#);
+
+    let run = cli.run(&["groups", "mute", "g0", "--by-id", "--recv-opt", "not-receive", "--new-members", "--json"]);
+    let out = run.ok().out();
+    assert!(
+        out.starts_with(r#"{"changedConversationIds":["C2Ca","C2Cb"],"group":{"groupId":"g0","name":"Work""#),
+        "{run}"
+    );
+    assert!(out.ends_with(r#""newMemberRecvOpt":"RECV_OPT_NOT_RECEIVE"},"revision":"5"}"#), "{run}");
+
+    let run = cli.run(&["groups", "move", "C2Ca", "C2Cz", "--from", "Work", "--to", "Home"]);
+    run.expect_code(3).stderr_has("error: C2Cz: NOT_IN_GROUP: ");
+    assert_eq!(
+        run.out(),
+        "Moved 1 conversation out of group \"Work\".\nAdded 1 conversation to group \"Home\".\nRevision 6."
+    );
+    let run = cli.run(&["groups", "move", "C2Cq", "--to", "g0", "--to", "g1", "--by-id", "--json"]);
+    assert_eq!(
+        run.ok().out(),
+        r#"{"targets":[{"groupName":"Work","groupId":"g0","addedConversationIds":["C2Cq"],"failed":[]},{"groupName":"Home","groupId":"g1","addedConversationIds":["C2Cq"],"failed":[]}],"movedConversationIds":[],"failed":[],"revision":"7"}"#
+    );
+    // Work gave C2Cq its remembered option.
+    let run = cli.run(&["conversations", "list", "--json"]);
+    assert!(run.ok().out().contains(r#""recvOpt":"RECV_OPT_NOT_RECEIVE","markList":[],"customData":"","hasGroupAtInfo":false,"conversationGroupList":["Work","Home"]"#), "{run}");
+
+    let run = cli.run(&["groups", "move", "C2Cb", "--from", "Work", "--to", "Work"]);
+    run.expect_code(1).stderr_has("error: INVALID_ARGUMENT INVALID_ARGUMENT: to: ");
+    let run = cli.run(&["groups", "mute", "Nope"]);
+    run.expect_code(1).stderr_has("error: NOT_FOUND GROUP_NOT_FOUND: group_name: ");
+}

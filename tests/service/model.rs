@@ -859,12 +859,15 @@ struct BatchExp {
     m: Mutation,
 }
 
+/// Expected per-item failures: (id as sent, acceptable codes).
+type Failures = Vec<(String, Vec<R>)>;
+
 #[derive(Debug)]
 struct MoveExp {
     moved: Vec<String>,
     failed: Vec<(String, Vec<R>)>,
     /// Per target: name, id, added ids, failures.
-    targets: Vec<(String, String, Vec<String>, Vec<(String, Vec<R>)>)>,
+    targets: Vec<(String, String, Vec<String>, Failures)>,
     m: Mutation,
 }
 
@@ -1384,7 +1387,7 @@ impl Model {
         }
         let user = &mut self.users[u];
         let (mut moved, mut failed) = (Vec::new(), Vec::new());
-        let mut per: Vec<(Vec<String>, Vec<(String, Vec<R>)>)> = vec![(Vec::new(), Vec::new()); targets.len()];
+        let mut per: Vec<(Vec<String>, Failures)> = vec![(Vec::new(), Vec::new()); targets.len()];
         let mut changed = Vec::new();
         for (raw, c) in ids.iter().zip(classify(ids)) {
             let id = match c {

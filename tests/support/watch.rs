@@ -684,13 +684,10 @@ impl Model {
                             }
                             RemovalReason::ConversationDeleted
                         }
-                        // A move's removal comes with its additions.
-                        None if d.reason == RemovalReason::Moved as i32 => {
-                            if !batch.events.iter().any(|e| matches!(e.kind, Some(Ev::ConversationsAddedToGroup(_)))) {
-                                return Err(format!("revision {rev}: move {d:?} without an addition in its batch"));
-                            }
-                            RemovalReason::Moved
-                        }
+                        // MoveConversations (its additions, if any, are in
+                        // the same batch: a conversation already in the
+                        // target is only removed).
+                        None if d.reason == RemovalReason::Moved as i32 => RemovalReason::Moved,
                         None => RemovalReason::UserRequest,
                     };
                     if d.reason != expected_reason as i32 {
