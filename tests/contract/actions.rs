@@ -76,6 +76,7 @@ fn added(name: &str, ids: &[&str]) -> Ev {
     Ev::ConversationsAddedToGroup(ConversationsAddedToGroup {
         group_name: name.into(),
         conversation_ids: strings(ids),
+        reason: AdditionReason::UserRequest as i32,
         ..Default::default()
     })
 }
