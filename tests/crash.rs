@@ -46,13 +46,37 @@ const POOL: u64 = 40;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { name: String, ids: Vec<String> },
-    Add { group: String, ids: Vec<String> },
-    Remove { group: String, ids: Vec<String> },
-    Rename { old: String, new: String },
-    DeleteGroup { name: String },
-    Upsert { items: Vec<(String, u32)> },
-    DeleteConvs { ids: Vec<String> },
+    Create {
+        name: String,
+        ids: Vec<String>,
+    },
+    Add {
+        group: String,
+        ids: Vec<String>,
+    },
+    Remove {
+        group: String,
+        ids: Vec<String>,
+    },
+    Rename {
+        old: String,
+        new: String,
+    },
+    DeleteGroup {
+        name: String,
+    },
+    Upsert {
+        items: Vec<(String, u32)>,
+    },
+    DeleteConvs {
+        ids: Vec<String>,
+    },
+    /// UpdateConversationGroup of the masked fields of `look`.
+    Update {
+        group: String,
+        look: Look,
+        paths: Vec<&'static str>,
+    },
 }
 
 /// What an operation must do, as the model predicts it.
@@ -69,6 +93,8 @@ struct Outcome {
 struct Model {
     groups: Vec<(String, BTreeSet<String>)>,
     registry: BTreeMap<String, u32>,
+    /// Looks of groups that were given one (by name).
+    looks: BTreeMap<String, Look>,
 }
 
 /// The part of a user's observable state that belongs to one writer.
@@ -114,10 +140,14 @@ impl Model {
             }
             Op::Rename { old, new } => {
                 self.groups.iter_mut().find(|(n, _)| n == old).expect("renamed group").0 = new.clone();
+                if let Some(look) = self.looks.remove(old) {
+                    self.looks.insert(new.clone(), look);
+                }
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::DeleteGroup { name } => {
                 self.groups.retain(|(n, _)| n != name);
+                self.looks.remove(name);
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::Upsert { items } => {
@@ -140,6 +170,21 @@ impl Model {
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
+            Op::Update { group, look, paths } => {
+                let before = self.looks.get(group).cloned().unwrap_or_default();
+                let mut after = before.clone();
+                for path in paths {
+                    match *path {
+                        "icon" => after.0 = look.0.clone(),
+                        "color" => after.1 = look.1,
+                        "collapsed" => after.2 = look.2,
+                        _ => after.3 = look.3.clone(),
+                    }
+                }
+                let changed = after != before;
+                self.looks.insert(group.clone(), after);
+                Outcome { success: BTreeSet::new(), changed }
+            }
         }
     }
 
@@ -153,6 +198,7 @@ impl Model {
                 count: members.len() as u32,
                 unread: members.iter().map(|id| u64::from(unread(id))).sum(),
                 members: members.clone(),
+                look: self.looks.get(name).cloned().unwrap_or_default(),
             })
             .collect();
         let ids: BTreeSet<&String> = self.registry.keys().chain(self.groups.iter().flat_map(|(_, m)| m)).collect();
@@ -249,9 +295,25 @@ impl Writer {
                 ids.extend(self.ids(3));
                 Op::Remove { group, ids }
             }
-            60..=69 => {
+            60..=64 => {
                 let old = self.some_group();
                 Op::Rename { old, new: self.fresh_name() }
+            }
+            65..=69 => {
+                let group = self.some_group();
+                let icons = ["", "\u{1f69a}", "\u{2605}", "ab"];
+                let look = (
+                    self.rng.pick(&icons).to_string(),
+                    self.rng.below(8) as i32,
+                    self.rng.percent(50),
+                    (0..self.rng.below(4)).map(|i| i as u8).collect(),
+                );
+                let paths: Vec<&'static str> = ["icon", "color", "collapsed", "custom_data"]
+                    .into_iter()
+                    .filter(|_| self.rng.percent(60))
+                    .collect();
+                let paths = if paths.is_empty() { vec!["color"] } else { paths };
+                Op::Update { group, look, paths }
             }
             70..=91 => {
                 let n = self.rng.range(1, 5);
@@ -462,6 +524,15 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
         Op::DeleteConvs { ids } => {
             let r = cc.delete_conversations(DeleteConversationsRequest { conversation_ids: ids }).await?.into_inner();
             (set(r.success_conversation_ids), r.revision)
+        }
+        Op::Update { group, look, paths } => {
+            let request = UpdateConversationGroupRequest {
+                group_name: group,
+                look: Some(GroupLook { icon: look.0, color: look.1, collapsed: look.2, custom_data: look.3 }),
+                update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() }),
+                ..Default::default()
+            };
+            (BTreeSet::new(), gc.update_conversation_group(request).await?.into_inner().revision)
         }
     })
 }

@@ -69,6 +69,8 @@ fn small_limits() -> Limits {
         max_custom_data_bytes: 3,
         max_text_field_bytes: 8,
         max_marks: 2,
+        max_group_icon_bytes: 4,
+        max_group_custom_data_bytes: 3,
         default_page_size: 3,
         max_page_size: 4,
     }

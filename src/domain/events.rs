@@ -2,7 +2,7 @@
 //! and streamed to watchers.
 
 use super::ids::{ConversationId, GroupId, UserId};
-use super::model::TimeMs;
+use super::model::{GroupLook, LookField, TimeMs};
 
 /// Why conversations left a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,14 @@ pub enum EventKind {
     ConversationsDeleted {
         conversation_ids: Vec<ConversationId>,
     },
+    /// How a group looks changed: the fields that changed, and the whole
+    /// look after the change.
+    GroupUpdated {
+        group_id: Option<GroupId>,
+        group_name: String,
+        changed: Vec<LookField>,
+        look: GroupLook,
+    },
 }
 
 /// The kind tag of an event, for filtering.
@@ -61,11 +69,12 @@ pub enum EventType {
     ConversationsDeletedFromGroup,
     ConversationsChanged,
     ConversationsDeleted,
+    GroupUpdated,
 }
 
 impl EventType {
     /// Every event type, in the order of the contract.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         EventType::GroupCreated,
         EventType::GroupDeleted,
         EventType::GroupRenamed,
@@ -74,6 +83,7 @@ impl EventType {
         EventType::ConversationsDeletedFromGroup,
         EventType::ConversationsChanged,
         EventType::ConversationsDeleted,
+        EventType::GroupUpdated,
     ];
 }
 
@@ -88,6 +98,7 @@ impl EventKind {
             EventKind::ConversationsDeletedFromGroup { .. } => EventType::ConversationsDeletedFromGroup,
             EventKind::ConversationsChanged { .. } => EventType::ConversationsChanged,
             EventKind::ConversationsDeleted { .. } => EventType::ConversationsDeleted,
+            EventKind::GroupUpdated { .. } => EventType::GroupUpdated,
         }
     }
 
@@ -99,7 +110,8 @@ impl EventKind {
             | EventKind::GroupDeleted { group_id, .. }
             | EventKind::GroupRenamed { group_id, .. }
             | EventKind::ConversationsAddedToGroup { group_id, .. }
-            | EventKind::ConversationsDeletedFromGroup { group_id, .. } => *group_id,
+            | EventKind::ConversationsDeletedFromGroup { group_id, .. }
+            | EventKind::GroupUpdated { group_id, .. } => *group_id,
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }
             | EventKind::ConversationsDeleted { .. } => None,
@@ -113,7 +125,8 @@ impl EventKind {
             EventKind::GroupCreated { group_name, .. }
             | EventKind::GroupDeleted { group_name, .. }
             | EventKind::ConversationsAddedToGroup { group_name, .. }
-            | EventKind::ConversationsDeletedFromGroup { group_name, .. } => vec![group_name],
+            | EventKind::ConversationsDeletedFromGroup { group_name, .. }
+            | EventKind::GroupUpdated { group_name, .. } => vec![group_name],
             EventKind::GroupRenamed { old_name, new_name, .. } => vec![old_name, new_name],
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }

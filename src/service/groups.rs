@@ -77,6 +77,17 @@ impl ConversationGroupServiceImpl {
         Ok(pb::RenameConversationGroupResponse { group: Some(convert::group(group)), revision })
     }
 
+    async fn update(
+        &self,
+        user: UserId,
+        req: pb::UpdateConversationGroupRequest,
+    ) -> Result<pb::UpdateConversationGroupResponse, Error> {
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let update = convert::look_update(req.update_mask, req.look, self.store.limits())?;
+        let (group, revision) = self.store.update_group(&user, group, update, req.expected_revision).await?;
+        Ok(pb::UpdateConversationGroupResponse { group: Some(convert::group(group)), revision })
+    }
+
     async fn list_groups(
         &self,
         user: UserId,
@@ -290,6 +301,13 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
         request: Request<pb::GetUnreadCountRequest>,
     ) -> Result<Response<pb::GetUnreadCountResponse>, Status> {
         self.calls.unary("GetUnreadCount", request, |user, req| self.unread(user, req)).await
+    }
+
+    async fn update_conversation_group(
+        &self,
+        request: Request<pb::UpdateConversationGroupRequest>,
+    ) -> Result<Response<pb::UpdateConversationGroupResponse>, Status> {
+        self.calls.unary("UpdateConversationGroup", request, |user, req| self.update(user, req)).await
     }
 
     type WatchGroupEventsStream = WatchStream;

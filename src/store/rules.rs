@@ -8,8 +8,8 @@ use super::plan::Plan;
 use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
-    ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef, GroupView, Item, ItemOutcomes,
-    ItemResults,
+    ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupLook, GroupRef, GroupView, Item,
+    ItemOutcomes, ItemResults, LookUpdate,
 };
 use crate::error::Error;
 
@@ -27,6 +27,7 @@ pub(super) fn group_view(group: &GroupRecord) -> GroupView {
         conversation_count: group.conversation_count,
         unread_count: group.unread_count,
         create_time_ms: group.create_time_ms,
+        look: group.look(),
     }
 }
 
@@ -84,6 +85,10 @@ impl UserState for Plan<'_> {
         self.user.groups[index].name = name.to_string();
     }
 
+    fn set_group_look(&mut self, index: usize, look: &GroupLook) {
+        self.user.groups[index].set_look(look);
+    }
+
     fn reorder_groups(&mut self, order: &[usize]) {
         self.user.groups = order.iter().map(|&i| self.user.groups[i].clone()).collect();
     }
@@ -138,6 +143,10 @@ pub fn delete_group(group: GroupRef, expected_revision: Option<u64>) -> impl Rul
 
 pub fn rename_group(group: GroupRef, new_name: String, expected_revision: Option<u64>) -> impl Rule<GroupView> {
     move |plan, limits| domain::rename_group(plan, limits, &group, &new_name, expected_revision)
+}
+
+pub fn update_group(group: GroupRef, update: LookUpdate, expected_revision: Option<u64>) -> impl Rule<GroupView> {
+    move |plan, limits| domain::update_group(plan, limits, &group, &update, expected_revision)
 }
 
 pub fn reorder_groups(

@@ -11,6 +11,7 @@ mod support;
 mod groups;
 mod hostile;
 mod listing;
+mod looks;
 mod registry;
 mod revisions;
 mod watch;

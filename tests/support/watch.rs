@@ -314,6 +314,7 @@ pub fn without_group_id(mut ev: Ev) -> Ev {
         Ev::GroupRenamed(e) => e.group_id.clear(),
         Ev::ConversationsAddedToGroup(e) => e.group_id.clear(),
         Ev::ConversationsDeletedFromGroup(e) => e.group_id.clear(),
+        Ev::GroupUpdated(e) => e.group_id.clear(),
         _ => {}
     }
     ev
@@ -689,6 +690,15 @@ impl Model {
                         if !self.groups[i].1.remove(id) {
                             return Err(format!("revision {rev}: {id} removed from {:?} but not in it", d.group_name));
                         }
+                    }
+                }
+                // How a group looks is not part of the model (members and
+                // order are); the event must still be about a group it has
+                // and say what changed.
+                Ev::GroupUpdated(u) => {
+                    self.find(&u.group_name, rev)?;
+                    if u.changed_paths.is_empty() || u.look.is_none() {
+                        return Err(format!("revision {rev}: GroupUpdated that changes nothing: {u:?}"));
                     }
                 }
                 Ev::ConversationsChanged(c) => {
