@@ -3,8 +3,10 @@
 #
 #   python seed scenario   examples/python/seed_scenario.py   (grpcio)
 #   python watch/resume    examples/python/watch_resume.py
+#   python group looks     examples/python/group_looks.py
 #   node seed scenario     examples/node/seed-scenario.js     (@grpc/grpc-js)
 #   node watch/resume      examples/node/watch-resume.js
+#   node group looks       examples/node/group-looks.js
 #   browser page           examples/browser: buf generate + tsc + esbuild, then
 #                          headless Chromium (playwright-core) with a screenshot
 #                          in target/browser-screenshot.png
@@ -205,6 +207,8 @@ check "python seed scenario" example-python examples/python "$PY" seed_scenario.
 check "python watch/resume" py-watcher examples/python "$PY" watch_resume.py
 check "node seed scenario" example-node examples/node node seed-scenario.js
 check "node watch/resume" node-watcher examples/node node watch-resume.js
+check "python group looks" example-python-looks examples/python "$PY" group_looks.py
+check "node group looks" example-node-looks examples/node node group-looks.js
 check "browser page (grpc-web, headless Chromium)" example-browser examples/browser browser_check
 check "JS SDK convgroups-chat (Node, headless Chromium)" sdk-js clients/js sdk_check
 check "buf curl" curl-alice . buf_curl_check
