@@ -197,9 +197,10 @@ enum Rpc {
     Watch,
     Upsert,
     DeleteConversations,
+    Update,
 }
 
-const ALL_RPCS: [Rpc; 12] = [
+const ALL_RPCS: [Rpc; 13] = [
     Rpc::Create,
     Rpc::Delete,
     Rpc::Rename,
@@ -212,6 +213,7 @@ const ALL_RPCS: [Rpc; 12] = [
     Rpc::Watch,
     Rpc::Upsert,
     Rpc::DeleteConversations,
+    Rpc::Update,
 ];
 
 fn with_headers<T>(message: T, headers: &[(&'static str, Vec<u8>)]) -> Request<T> {
@@ -248,6 +250,15 @@ async fn call(
         Rpc::Delete => {
             let m = DeleteConversationGroupRequest { group_name: work, expected_revision: None, ..Default::default() };
             format!("{:?}", gc.delete_conversation_group(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::Update => {
+            let m = UpdateConversationGroupRequest {
+                group_name: work,
+                look: Some(GroupLook { icon: "X".into(), ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["icon".into()] }),
+                ..Default::default()
+            };
+            format!("{:?}", gc.update_conversation_group(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::Rename => {
             let m = RenameConversationGroupRequest {

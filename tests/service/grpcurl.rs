@@ -209,6 +209,7 @@ async fn list_shows_services_health_and_reflection() {
         "GetConversationList",
         "GetUnreadCount",
         "WatchGroupEvents",
+        "UpdateConversationGroup",
     ] {
         out.assert_contains(&format!("{GROUP_SERVICE}.{rpc}"));
     }
