@@ -4,11 +4,13 @@
 #   python seed scenario   examples/python/seed_scenario.py   (grpcio)
 #   python watch/resume    examples/python/watch_resume.py
 #   python group actions   examples/python/group_actions.py
+#   python group looks     examples/python/group_looks.py
 #   node seed scenario     examples/node/seed-scenario.js     (@grpc/grpc-js)
 #   node watch/resume      examples/node/watch-resume.js
 #   python smart groups    examples/python/smart_groups.py
 #   node smart groups      examples/node/smart-groups.js
 #   node group actions     examples/node/group-actions.js
+#   node group looks       examples/node/group-looks.js
 #   browser page           examples/browser: buf generate + tsc + esbuild, then
 #                          headless Chromium (playwright-core) with a screenshot
 #                          in target/browser-screenshot.png
@@ -213,6 +215,8 @@ check "node watch/resume" node-watcher examples/node node watch-resume.js
 check "python smart groups" example-python examples/python "$PY" smart_groups.py
 check "node smart groups" example-node examples/node node smart-groups.js
 check "node group actions" example-node-actions examples/node node group-actions.js
+check "python group looks" example-python-looks examples/python "$PY" group_looks.py
+check "node group looks" example-node-looks examples/node node group-looks.js
 check "browser page (grpc-web, headless Chromium)" example-browser examples/browser browser_check
 check "JS SDK convgroups-chat (Node, headless Chromium)" sdk-js clients/js sdk_check
 check "buf curl" curl-alice . buf_curl_check

@@ -28,6 +28,11 @@ pub const DEFAULT_MAX_IDS_PER_REQUEST: usize = 100;
 pub const DEFAULT_MAX_PINNED: usize = 50;
 /// Bytes of `custom_data` per conversation (Tencent: 256).
 pub const DEFAULT_MAX_CUSTOM_DATA_BYTES: usize = 256;
+/// An emoji or a few letters: a single emoji is 4 bytes, one with a skin
+/// tone or a flag 8; long joined sequences (a family: 25) need more.
+pub const DEFAULT_MAX_GROUP_ICON_BYTES: usize = 16;
+/// As a conversation's custom_data.
+pub const DEFAULT_MAX_GROUP_CUSTOM_DATA_BYTES: usize = 256;
 /// Bytes of each free-text field of a conversation (show_name, face_url,
 /// last_message.sender, last_message.text). Not in Tencent's docs; bounds what
 /// one user can store per conversation.
@@ -133,6 +138,12 @@ pub struct Limits {
     /// exclude_ids together).
     #[arg(long, env = "CONVGROUPS_MAX_RULE_IDS", default_value_t = DEFAULT_MAX_RULE_IDS)]
     pub max_rule_ids: usize,
+    /// Bytes of UTF-8 in a group's icon (UpdateConversationGroup).
+    #[arg(long, env = "CONVGROUPS_MAX_GROUP_ICON_BYTES", default_value_t = DEFAULT_MAX_GROUP_ICON_BYTES)]
+    pub max_group_icon_bytes: usize,
+    /// Bytes of a group's custom_data (UpdateConversationGroup).
+    #[arg(long, env = "CONVGROUPS_MAX_GROUP_CUSTOM_DATA_BYTES", default_value_t = DEFAULT_MAX_GROUP_CUSTOM_DATA_BYTES)]
+    pub max_group_custom_data_bytes: usize,
     /// GetConversationList page size when the request asks for 0.
     #[arg(long, env = "CONVGROUPS_DEFAULT_PAGE_SIZE", default_value_t = DEFAULT_PAGE_SIZE, value_parser = positive_count)]
     pub default_page_size: usize,
@@ -171,6 +182,8 @@ impl Default for Limits {
             max_text_field_bytes: DEFAULT_MAX_TEXT_FIELD_BYTES,
             max_marks: DEFAULT_MAX_MARKS,
             max_rule_ids: DEFAULT_MAX_RULE_IDS,
+            max_group_icon_bytes: DEFAULT_MAX_GROUP_ICON_BYTES,
+            max_group_custom_data_bytes: DEFAULT_MAX_GROUP_CUSTOM_DATA_BYTES,
             default_page_size: DEFAULT_PAGE_SIZE,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
         }

@@ -27,6 +27,14 @@ pub enum Error {
     MalformedRequest { message: String },
     #[error("{message} (max_request_bytes)")]
     RequestTooLarge { message: String, limit: usize },
+    /// UpdateConversationGroup: an empty mask or a path that names no
+    /// field (`path` empty for an empty mask).
+    #[error("update_mask: {message}")]
+    InvalidUpdateMask { path: String, message: String },
+    #[error("look.icon: {message}")]
+    InvalidGroupIcon { message: String, limit: usize },
+    #[error("look.custom_data: {message}")]
+    GroupCustomDataTooLarge { message: String, limit: usize },
     #[error("page_token: not a page token issued for this filter")]
     InvalidPageToken,
     #[error("{field}: no group named {name:?}")]
@@ -110,6 +118,23 @@ impl Error {
             InvalidArgument { field, .. } => {
                 (Code::InvalidArgument, "INVALID_ARGUMENT", vec![("field", field.to_string())])
             }
+            InvalidUpdateMask { path, .. } => {
+                let mut metadata = vec![("field", "update_mask".to_string())];
+                if !path.is_empty() {
+                    metadata.push(("path", path.clone()));
+                }
+                (Code::InvalidArgument, "INVALID_UPDATE_MASK", metadata)
+            }
+            InvalidGroupIcon { limit, .. } => (
+                Code::InvalidArgument,
+                "INVALID_GROUP_ICON",
+                vec![("field", "look.icon".into()), ("max_bytes", limit.to_string())],
+            ),
+            GroupCustomDataTooLarge { limit, .. } => (
+                Code::InvalidArgument,
+                "GROUP_CUSTOM_DATA_TOO_LARGE",
+                vec![("field", "look.custom_data".into()), ("max_bytes", limit.to_string())],
+            ),
             MalformedRequest { .. } => (Code::InvalidArgument, "MALFORMED_REQUEST", vec![]),
             RequestTooLarge { limit, .. } => {
                 (Code::ResourceExhausted, "REQUEST_TOO_LARGE", vec![("max_request_bytes", limit.to_string())])

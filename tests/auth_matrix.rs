@@ -200,9 +200,10 @@ enum Rpc {
     MarkRead,
     Mute,
     Move,
+    Update,
 }
 
-const ALL_RPCS: [Rpc; 15] = [
+const ALL_RPCS: [Rpc; 16] = [
     Rpc::Create,
     Rpc::Delete,
     Rpc::Rename,
@@ -218,6 +219,7 @@ const ALL_RPCS: [Rpc; 15] = [
     Rpc::MarkRead,
     Rpc::Mute,
     Rpc::Move,
+    Rpc::Update,
 ];
 
 fn with_headers<T>(message: T, headers: &[(&'static str, Vec<u8>)]) -> Request<T> {
@@ -255,6 +257,15 @@ async fn call(
         Rpc::Delete => {
             let m = DeleteConversationGroupRequest { group_name: work, expected_revision: None, ..Default::default() };
             format!("{:?}", gc.delete_conversation_group(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::Update => {
+            let m = UpdateConversationGroupRequest {
+                group_name: work,
+                look: Some(GroupLook { icon: "X".into(), ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["icon".into()] }),
+                ..Default::default()
+            };
+            format!("{:?}", gc.update_conversation_group(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::Rename => {
             let m = RenameConversationGroupRequest {

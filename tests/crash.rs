@@ -92,6 +92,12 @@ enum Op {
         to: String,
         ids: Vec<String>,
     },
+    /// UpdateConversationGroup of the masked fields of `look`.
+    Update {
+        group: String,
+        look: Look,
+        paths: Vec<&'static str>,
+    },
 }
 
 /// What an operation must do, as the model predicts it.
@@ -114,6 +120,8 @@ struct Model {
     /// Registered conversations whose receive option is NOT_RECEIVE: their
     /// unread counts are left out of the groups' totals.
     muted: BTreeSet<String>,
+    /// Looks of groups that were given one (by name).
+    looks: BTreeMap<String, Look>,
 }
 
 /// The part of a user's observable state that belongs to one writer.
@@ -183,11 +191,15 @@ impl Model {
                 if let Some(rule) = self.rules.remove(old) {
                     self.rules.insert(new.clone(), rule);
                 }
+                if let Some(look) = self.looks.remove(old) {
+                    self.looks.insert(new.clone(), look);
+                }
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::DeleteGroup { name } => {
                 self.groups.retain(|(n, _)| n != name);
                 self.rules.remove(name);
+                self.looks.remove(name);
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::Upsert { items } => {
@@ -255,6 +267,21 @@ impl Model {
                 };
                 Outcome { success: BTreeSet::new(), changed }
             }
+            Op::Update { group, look, paths } => {
+                let before = self.looks.get(group).cloned().unwrap_or_default();
+                let mut after = before.clone();
+                for path in paths {
+                    match *path {
+                        "icon" => after.0 = look.0.clone(),
+                        "color" => after.1 = look.1,
+                        "collapsed" => after.2 = look.2,
+                        _ => after.3 = look.3.clone(),
+                    }
+                }
+                let changed = after != before;
+                self.looks.insert(group.clone(), after);
+                Outcome { success: BTreeSet::new(), changed }
+            }
         }
     }
 
@@ -275,6 +302,7 @@ impl Model {
                 count: members.len() as u32,
                 unread: members.iter().filter(|id| !self.muted.contains(*id)).map(|id| u64::from(unread(id))).sum(),
                 members: members.clone(),
+                look: self.looks.get(name).cloned().unwrap_or_default(),
             })
             .collect();
         let ids: BTreeSet<&String> = self.registry.keys().chain(self.groups.iter().flat_map(|(_, m)| m)).collect();
@@ -371,7 +399,7 @@ impl Writer {
                 ids.extend(self.ids(3));
                 Op::Remove { group, ids }
             }
-            60..=69 => {
+            60..=64 => {
                 let old = self.some_group();
                 Op::Rename { old, new: self.fresh_name() }
             }
@@ -398,6 +426,22 @@ impl Writer {
                 let group = self.some_group();
                 let include = if self.rng.percent(20) { None } else { Some(unique(&self.ids(4))) };
                 Op::SetRule { group, include }
+            }
+            65..=69 => {
+                let group = self.some_group();
+                let icons = ["", "\u{1f69a}", "\u{2605}", "ab"];
+                let look = (
+                    self.rng.pick(&icons).to_string(),
+                    self.rng.below(8) as i32,
+                    self.rng.percent(50),
+                    (0..self.rng.below(4)).map(|i| i as u8).collect(),
+                );
+                let paths: Vec<&'static str> = ["icon", "color", "collapsed", "custom_data"]
+                    .into_iter()
+                    .filter(|_| self.rng.percent(60))
+                    .collect();
+                let paths = if paths.is_empty() { vec!["color"] } else { paths };
+                Op::Update { group, look, paths }
             }
             70..=91 => {
                 let n = self.rng.range(1, 5);
@@ -642,6 +686,15 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
             };
             let r = gc.move_conversations(request).await?.into_inner();
             (set(r.moved_conversation_ids), r.revision)
+        }
+        Op::Update { group, look, paths } => {
+            let request = UpdateConversationGroupRequest {
+                group_name: group,
+                look: Some(GroupLook { icon: look.0, color: look.1, collapsed: look.2, custom_data: look.3 }),
+                update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() }),
+                ..Default::default()
+            };
+            (BTreeSet::new(), gc.update_conversation_group(request).await?.into_inner().revision)
         }
     })
 }

@@ -70,6 +70,8 @@ fn small_limits() -> Limits {
         max_text_field_bytes: 8,
         max_marks: 2,
         max_rule_ids: 2,
+        max_group_icon_bytes: 4,
+        max_group_custom_data_bytes: 3,
         default_page_size: 3,
         max_page_size: 4,
     }
@@ -253,7 +255,7 @@ fn decode<M: Message + Default + PartialEq + std::fmt::Debug>(bytes: &[u8]) -> O
 }
 
 /// The request types, in the order of the selector byte.
-const REQUEST_TYPES: usize = 12;
+const REQUEST_TYPES: usize = 13;
 
 /// Any bytes as any request: decoding never panics, and what decodes is
 /// converted exactly as the contract says (validation verdicts, the field
@@ -321,10 +323,50 @@ pub fn target_request(data: &[u8]) {
                 }
             }
         }
-        _ => {
+        11 => {
             if let Some(r) = decode::<pb::DeleteConversationsRequest>(body) {
                 check_list(&r.conversation_ids, &limits);
             }
+        }
+        _ => {
+            if let Some(r) = decode::<pb::UpdateConversationGroupRequest>(body) {
+                check_look_update(r, &limits);
+            }
+        }
+    }
+}
+
+/// UpdateConversationGroup's boundary check against the proto's rules: a
+/// non-empty mask of known paths, then only the named values checked (icon
+/// bytes and control characters, a palette colour, custom data bytes); the
+/// error names the field at fault.
+fn check_look_update(r: pb::UpdateConversationGroupRequest, limits: &Limits) {
+    const FIELDS: [&str; 4] = ["icon", "color", "collapsed", "custom_data"];
+    let paths = r.update_mask.clone().map(|m| m.paths).unwrap_or_default();
+    let look = r.look.clone().unwrap_or_default();
+    let named = |f: &str| paths.iter().any(|p| p == f || p == "*");
+    let mask_ok = !paths.is_empty() && paths.iter().all(|p| p == "*" || FIELDS.contains(&p.as_str()));
+    let icon_ok =
+        !named("icon") || (look.icon.len() <= limits.max_group_icon_bytes && !look.icon.chars().any(char::is_control));
+    let color_ok = !named("color") || (0..=7).contains(&look.color);
+    let data_ok = !named("custom_data") || look.custom_data.len() <= limits.max_group_custom_data_bytes;
+    match convert::look_update(r.update_mask, r.look, limits) {
+        Ok(update) => {
+            assert!(mask_ok && icon_ok && color_ok && data_ok, "accepted {paths:?} {look:?}");
+            assert!(update.fields.iter().all(|f| named(f.path())), "{:?} not all named in {paths:?}", update.fields);
+        }
+        Err(e) => {
+            let field = if !mask_ok {
+                "update_mask"
+            } else if !icon_ok {
+                "look.icon"
+            } else if !color_ok {
+                "look.color"
+            } else {
+                assert!(!data_ok, "refused a valid update {paths:?} {look:?}: {e}");
+                "look.custom_data"
+            };
+            assert!(e.to_string().starts_with(field), "{e} should name {field}");
         }
     }
 }
@@ -494,9 +536,12 @@ fn check_filter(f: Option<pb::ConversationFilter>, limits: &Limits) -> Option<Co
     let count_ok = f.conversation_ids.len() <= limits.max_ids_per_request;
     let parsed: Vec<Option<String>> = f.conversation_ids.iter().map(|r| canonical(r)).collect();
     let ids_ok = parsed.iter().all(Option::is_some);
+    // A group by id: not together with a name, and of the server's form.
+    let one_group = !(f.group_name.is_some() && f.group_id.is_some());
+    let id_ok = f.group_id.as_deref().is_none_or(|id| convgroups::domain::GroupId::parse(id).is_ok());
     match result {
         Ok(converted) => {
-            assert!(type_ok && count_ok && ids_ok, "accepted {f:?}");
+            assert!(type_ok && count_ok && ids_ok && one_group && id_ok, "accepted {f:?}");
             let mut want: Vec<String> = Vec::new();
             for id in parsed.into_iter().flatten() {
                 if !want.contains(&id) {
@@ -514,11 +559,13 @@ fn check_filter(f: Option<pb::ConversationFilter>, limits: &Limits) -> Option<Co
             Some(converted)
         }
         Err(e) => {
-            assert!(!(type_ok && count_ok && ids_ok), "refused a valid filter {f:?}: {e:?}");
+            assert!(!(type_ok && count_ok && ids_ok && one_group && id_ok), "refused a valid filter {f:?}: {e:?}");
             let field_ok = match &e {
                 Error::InvalidArgument { field: "filter.type", .. } => !type_ok,
                 Error::InvalidConversationList { field: "filter.conversation_ids", .. } => !count_ok,
                 Error::InvalidArgument { field: "filter.conversation_ids", .. } => !ids_ok,
+                Error::GroupNameAndId { name_field: "filter.group_name", id_field: "filter.group_id" } => !one_group,
+                Error::InvalidGroupId { field: "filter.group_id", .. } => !id_ok,
                 _ => false,
             };
             assert!(field_ok, "{e:?} for {f:?}");
@@ -1079,6 +1126,21 @@ fn request_corpus() -> Vec<Vec<u8>> {
         ),
         (10, pb::UpsertConversationsRequest { conversations: vec![update.clone(), update] }.encode_to_vec()),
         (11, pb::DeleteConversationsRequest { conversation_ids: ids }.encode_to_vec()),
+        (
+            12,
+            pb::UpdateConversationGroupRequest {
+                group_name: "Work".into(),
+                look: Some(pb::GroupLook {
+                    icon: "\u{1f69a}".into(),
+                    color: 2,
+                    collapsed: true,
+                    custom_data: vec![1, 2],
+                }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["icon".into(), "color".into()] }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
     ];
     let mut corpus = Vec::new();
     for (kind, body) in bodies {

@@ -8,8 +8,8 @@ use super::client::{self, describe_status, Client, Failure};
 use super::output::{cell, Json};
 use super::render::{self, conversations_count, quoted};
 use super::{
-    BackupArgs, Command, ConvType, ConversationsCommand, Filter, GroupsCommand, Outcome, RecvOptArg, RestoreArgs,
-    RuleArgs, Update, WatchArgs,
+    BackupArgs, ColorArg, Command, ConvType, ConversationsCommand, Filter, GroupsCommand, Outcome, RecvOptArg,
+    RestoreArgs, RuleArgs, Update, WatchArgs,
 };
 use crate::pb::watch_group_events_response::Kind as WatchKind;
 use crate::pb::*;
@@ -52,6 +52,19 @@ fn item_failures(failed: &[ConversationResult]) -> Outcome {
         Outcome::Done
     } else {
         Outcome::SomeItemsFailed
+    }
+}
+
+fn group_color(color: ColorArg) -> GroupColor {
+    match color {
+        ColorArg::None => GroupColor::Unspecified,
+        ColorArg::Red => GroupColor::Red,
+        ColorArg::Orange => GroupColor::Orange,
+        ColorArg::Violet => GroupColor::Violet,
+        ColorArg::Green => GroupColor::Green,
+        ColorArg::Cyan => GroupColor::Cyan,
+        ColorArg::Blue => GroupColor::Blue,
+        ColorArg::Pink => GroupColor::Pink,
     }
 }
 
@@ -313,6 +326,59 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
                 }));
             }
             Ok(item_failures(&failed))
+        }
+        GroupsCommand::Update {
+            name,
+            icon,
+            clear_icon,
+            color,
+            collapsed,
+            custom_data_base64,
+            clear_custom_data,
+            by,
+            expect,
+        } => {
+            let (group_name, group_id) = by.fields(&name);
+            let mut look = GroupLook::default();
+            let mut paths = Vec::new();
+            if icon.is_some() || clear_icon {
+                look.icon = icon.unwrap_or_default();
+                paths.push("icon");
+            }
+            if let Some(color) = color {
+                look.color = group_color(color) as i32;
+                paths.push("color");
+            }
+            if let Some(collapsed) = collapsed {
+                look.collapsed = collapsed;
+                paths.push("collapsed");
+            }
+            if custom_data_base64.is_some() || clear_custom_data {
+                look.custom_data = match custom_data_base64 {
+                    Some(text) => {
+                        use base64::Engine as _;
+                        base64::engine::general_purpose::STANDARD
+                            .decode(text.trim())
+                            .map_err(|e| Failure::Message(format!("--custom-data-base64: not base64: {e}")))?
+                    }
+                    None => Vec::new(),
+                };
+                paths.push("custom_data");
+            }
+            let request = UpdateConversationGroupRequest {
+                group_name,
+                group_id,
+                look: Some(look),
+                update_mask: Some(prost_types::FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() }),
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.update_conversation_group(client.request(request))).await?;
+            show(
+                json,
+                || render::updated(&r),
+                || format!("Updated {} of group {} at revision {}.", paths.join(", "), quoted(&name), r.revision),
+            )?;
+            Ok(Outcome::Done)
         }
         GroupsCommand::Reorder { names, by, expect } => {
             let (group_names, group_ids) = if by.by_id { (Vec::new(), names) } else { (names, Vec::new()) };

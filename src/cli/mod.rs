@@ -207,6 +207,37 @@ pub enum GroupsCommand {
         #[command(flatten)]
         expect: Expect,
     },
+    /// Set how a group looks: its icon, colour, collapsed state and client
+    /// data. Only the fields given are changed (each flag adds its field to
+    /// the request's update_mask); the others keep their values.
+    #[command(group(clap::ArgGroup::new("look").required(true).multiple(true)
+        .args(["icon", "clear_icon", "color", "collapsed", "custom_data_base64", "clear_custom_data"])))]
+    Update {
+        /// The group (its id with --by-id).
+        name: String,
+        /// An emoji or short text (at most the server's max_group_icon_bytes, 16 by default).
+        #[arg(long, value_name = "TEXT", conflicts_with = "clear_icon")]
+        icon: Option<String>,
+        /// Remove the icon.
+        #[arg(long)]
+        clear_icon: bool,
+        /// The tag colour (`none` removes it).
+        #[arg(long, value_enum, value_name = "COLOR")]
+        color: Option<ColorArg>,
+        /// Show the group folded (true) or unfolded (false) on every device.
+        #[arg(long, value_name = "true|false")]
+        collapsed: Option<bool>,
+        /// Opaque client data, base64 (standard alphabet, with padding).
+        #[arg(long, value_name = "BASE64", conflicts_with = "clear_custom_data")]
+        custom_data_base64: Option<String>,
+        /// Remove the client data.
+        #[arg(long)]
+        clear_custom_data: bool,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
     /// Set the display order: name every group exactly once.
     Reorder {
         /// Every group, in the new order (ids with --by-id).
@@ -418,6 +449,20 @@ pub struct Update {
     pub custom_data: Option<String>,
 }
 
+/// `groups update --color`: the palette of GroupColor.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorArg {
+    /// No colour (GROUP_COLOR_UNSPECIFIED).
+    None,
+    Red,
+    Orange,
+    Violet,
+    Green,
+    Cyan,
+    Blue,
+    Pink,
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecvOptArg {
     Receive,
@@ -480,6 +525,7 @@ impl ValueEnum for EventType {
             EventType::ConversationsDeletedFromGroup => "conversations-deleted-from-group",
             EventType::ConversationsChanged => "conversations-changed",
             EventType::ConversationsDeleted => "conversations-deleted",
+            EventType::GroupUpdated => "group-updated",
             EventType::GroupRuleChanged => "group-rule-changed",
             EventType::GroupMuteChanged => "group-mute-changed",
         }))

@@ -25,6 +25,14 @@ fn timestamp(fields: &mut Vec<(&'static str, Json)>, key: &'static str, ts: &Opt
     }
 }
 
+fn base64(bytes: &[u8]) -> Json {
+    Json::str(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+fn color(value: i32) -> Json {
+    enum_json(value, GroupColor::try_from(value).ok().map(|c| c.as_str_name()))
+}
+
 pub fn group(g: &ConversationGroup) -> Json {
     let mut f = vec![
         ("groupId", Json::str(&g.group_id)),
@@ -33,6 +41,10 @@ pub fn group(g: &ConversationGroup) -> Json {
         ("unreadCount", Json::u64(g.unread_count)),
     ];
     timestamp(&mut f, "createTime", &g.create_time);
+    f.push(("icon", Json::str(&g.icon)));
+    f.push(("color", color(g.color)));
+    f.push(("collapsed", Json::Bool(g.collapsed)));
+    f.push(("customData", base64(&g.custom_data)));
     if let Some(r) = &g.rule {
         f.push(("rule", rule(r)));
     }
@@ -83,6 +95,15 @@ pub fn moved(r: &MoveConversationsResponse) -> Json {
     ])
 }
 
+fn look(l: &GroupLook) -> Json {
+    Json::Obj(vec![
+        ("icon", Json::str(&l.icon)),
+        ("color", color(l.color)),
+        ("collapsed", Json::Bool(l.collapsed)),
+        ("customData", base64(&l.custom_data)),
+    ])
+}
+
 fn last_message(m: &LastMessage) -> Json {
     let mut f = vec![("sender", Json::str(&m.sender)), ("text", Json::str(&m.text))];
     timestamp(&mut f, "time", &m.time);
@@ -102,7 +123,7 @@ pub fn conversation(c: &Conversation) -> Json {
         ("orderKey", Json::u64(c.order_key)),
         ("recvOpt", enum_json(c.recv_opt, RecvOpt::try_from(c.recv_opt).ok().map(|r| r.as_str_name()))),
         ("markList", Json::Arr(c.mark_list.iter().map(|m| Json::u64(*m)).collect())),
-        ("customData", Json::str(base64::engine::general_purpose::STANDARD.encode(&c.custom_data))),
+        ("customData", base64(&c.custom_data)),
         ("hasGroupAtInfo", Json::Bool(c.has_group_at_info)),
     ];
     if let Some(m) = &c.last_message {
@@ -196,6 +217,15 @@ fn rule(r: &GroupRule) -> Json {
     if !r.exclude_ids.is_empty() {
         f.push(("excludeIds", Json::strings(&r.exclude_ids)));
     }
+    Json::Obj(f)
+}
+
+pub fn updated(r: &UpdateConversationGroupResponse) -> Json {
+    let mut f = Vec::new();
+    if let Some(g) = &r.group {
+        f.push(("group", group(g)));
+    }
+    f.push(("revision", Json::u64(r.revision)));
     Json::Obj(f)
 }
 
@@ -296,6 +326,17 @@ fn event(e: &GroupEvent) -> Json {
             }
             Some(("groupMuteChanged", Json::Obj(g)))
         }
+        Some(EventKind::GroupUpdated(k)) => {
+            let mut g = vec![
+                ("groupId", Json::str(&k.group_id)),
+                ("groupName", Json::str(&k.group_name)),
+                ("changedPaths", Json::strings(&k.changed_paths)),
+            ];
+            if let Some(l) = &k.look {
+                g.push(("look", look(l)));
+            }
+            Some(("groupUpdated", Json::Obj(g)))
+        }
         None => None,
     };
     f.extend(kind);
@@ -327,6 +368,10 @@ pub fn watch_response(r: &WatchGroupEventsResponse) -> Json {
                                     ("groupId", Json::str(&g.group_id)),
                                     ("name", Json::str(&g.name)),
                                     ("conversationIds", ids(&g.conversation_ids)),
+                                    ("icon", Json::str(&g.icon)),
+                                    ("color", color(g.color)),
+                                    ("collapsed", Json::Bool(g.collapsed)),
+                                    ("customData", base64(&g.custom_data)),
                                 ])
                             })
                             .collect(),
@@ -360,7 +405,7 @@ pub fn quoted(name: &str) -> String {
 }
 
 pub fn group_table(r: &GetConversationGroupListResponse) -> String {
-    let mut table = Table::new(&["NAME", "ID", "CONVERSATIONS", "UNREAD", "CREATED"]);
+    let mut table = Table::new(&["NAME", "ID", "CONVERSATIONS", "UNREAD", "CREATED", "LOOK"]);
     for g in &r.groups {
         table.row(vec![
             g.name.clone(),
@@ -368,6 +413,7 @@ pub fn group_table(r: &GetConversationGroupListResponse) -> String {
             g.conversation_count.to_string(),
             g.unread_count.to_string(),
             g.create_time.as_ref().map(rfc3339).unwrap_or_default(),
+            look_summary(g),
         ]);
     }
     let summary = format!("{} at revision {}\n", plural(r.groups.len(), "group", "groups"), r.revision);
@@ -376,6 +422,24 @@ pub fn group_table(r: &GetConversationGroupListResponse) -> String {
     } else {
         table.render() + &summary
     }
+}
+
+/// `📌 red collapsed`: the look of a group in a few words (custom data is
+/// for programs, not shown).
+fn look_summary(g: &ConversationGroup) -> String {
+    let mut words = Vec::new();
+    if !g.icon.is_empty() {
+        words.push(g.icon.clone());
+    }
+    match GroupColor::try_from(g.color) {
+        Ok(GroupColor::Unspecified) => {}
+        Ok(c) => words.push(c.as_str_name().trim_start_matches("GROUP_COLOR_").to_lowercase()),
+        Err(_) => words.push(g.color.to_string()),
+    }
+    if g.collapsed {
+        words.push("collapsed".into());
+    }
+    words.join(" ")
 }
 
 fn type_name(t: i32) -> &'static str {

@@ -2,7 +2,7 @@
 //! and streamed to watchers.
 
 use super::ids::{ConversationId, GroupId, UserId};
-use super::model::{GroupRule, RecvOpt, TimeMs};
+use super::model::{GroupLook, GroupRule, LookField, RecvOpt, TimeMs};
 
 /// Why conversations left a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,14 @@ pub enum EventKind {
         group_name: String,
         new_member_recv_opt: Option<RecvOpt>,
     },
+    /// How a group looks changed: the fields that changed, and the whole
+    /// look after the change.
+    GroupUpdated {
+        group_id: Option<GroupId>,
+        group_name: String,
+        changed: Vec<LookField>,
+        look: GroupLook,
+    },
 }
 
 /// The kind tag of an event, for filtering.
@@ -91,13 +99,14 @@ pub enum EventType {
     ConversationsDeletedFromGroup,
     ConversationsChanged,
     ConversationsDeleted,
+    GroupUpdated,
     GroupMuteChanged,
     GroupRuleChanged,
 }
 
 impl EventType {
     /// Every event type, in the order of the contract.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 11] = [
         EventType::GroupCreated,
         EventType::GroupDeleted,
         EventType::GroupRenamed,
@@ -106,6 +115,7 @@ impl EventType {
         EventType::ConversationsDeletedFromGroup,
         EventType::ConversationsChanged,
         EventType::ConversationsDeleted,
+        EventType::GroupUpdated,
         EventType::GroupMuteChanged,
         EventType::GroupRuleChanged,
     ];
@@ -122,6 +132,7 @@ impl EventKind {
             EventKind::ConversationsDeletedFromGroup { .. } => EventType::ConversationsDeletedFromGroup,
             EventKind::ConversationsChanged { .. } => EventType::ConversationsChanged,
             EventKind::ConversationsDeleted { .. } => EventType::ConversationsDeleted,
+            EventKind::GroupUpdated { .. } => EventType::GroupUpdated,
             EventKind::GroupMuteChanged { .. } => EventType::GroupMuteChanged,
             EventKind::GroupRuleChanged { .. } => EventType::GroupRuleChanged,
         }
@@ -136,8 +147,9 @@ impl EventKind {
             | EventKind::GroupRenamed { group_id, .. }
             | EventKind::ConversationsAddedToGroup { group_id, .. }
             | EventKind::ConversationsDeletedFromGroup { group_id, .. }
-            | EventKind::GroupMuteChanged { group_id, .. } => *group_id,
-            | EventKind::GroupRuleChanged { group_id, .. } => *group_id,
+            | EventKind::GroupUpdated { group_id, .. } => *group_id,
+            EventKind::GroupMuteChanged { group_id, .. } => *group_id,
+            EventKind::GroupRuleChanged { group_id, .. } => *group_id,
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }
             | EventKind::ConversationsDeleted { .. } => None,
@@ -152,8 +164,9 @@ impl EventKind {
             | EventKind::GroupDeleted { group_name, .. }
             | EventKind::ConversationsAddedToGroup { group_name, .. }
             | EventKind::ConversationsDeletedFromGroup { group_name, .. }
-            | EventKind::GroupMuteChanged { group_name, .. } => vec![group_name],
-            | EventKind::GroupRuleChanged { group_name, .. } => vec![group_name],
+            | EventKind::GroupUpdated { group_name, .. } => vec![group_name],
+            EventKind::GroupMuteChanged { group_name, .. } => vec![group_name],
+            EventKind::GroupRuleChanged { group_name, .. } => vec![group_name],
             EventKind::GroupRenamed { old_name, new_name, .. } => vec![old_name, new_name],
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }

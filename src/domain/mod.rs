@@ -13,8 +13,9 @@ pub use events::{AdditionReason, EventBatch, EventKind, EventType, RemovalReason
 pub use ids::{check_group_name, ConversationId, ConversationKind, GroupId, GroupRef, UserId, MAX_ID_BYTES};
 pub use items::{Item, ItemError, ItemResults};
 pub use model::{
-    ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupList, GroupRule,
-    GroupView, ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition, RecvOpt, TimeMs,
+    ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupColor, GroupList,
+    GroupLook, GroupRule, GroupView, ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition, LookField,
+    LookUpdate, RecvOpt, TimeMs,
 };
 
 /// Where an FNV-1a 64 hash starts (its offset basis).

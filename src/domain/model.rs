@@ -206,6 +206,112 @@ pub struct GroupView {
     /// The receive option conversations get when they join the group
     /// (SetConversationGroupMute with `apply_to_new_members`).
     pub new_member_recv_opt: Option<RecvOpt>,
+    pub look: GroupLook,
+}
+
+/// The colour of a group's tag: a fixed palette, so every client draws it
+/// in its own theme. `None` (the default) is no colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupColor {
+    #[default]
+    None,
+    Red,
+    Orange,
+    Violet,
+    Green,
+    Cyan,
+    Blue,
+    Pink,
+}
+
+impl GroupColor {
+    /// Every colour, in the order of the contract (the stored codes and the
+    /// protobuf values are the positions here).
+    pub const ALL: [GroupColor; 8] = [
+        GroupColor::None,
+        GroupColor::Red,
+        GroupColor::Orange,
+        GroupColor::Violet,
+        GroupColor::Green,
+        GroupColor::Cyan,
+        GroupColor::Blue,
+        GroupColor::Pink,
+    ];
+}
+
+/// How a group looks. `Default` is a group nobody styled (and every group
+/// stored before looks existed).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupLook {
+    /// An emoji or short text; empty: none.
+    pub icon: String,
+    pub color: GroupColor,
+    /// Shown folded on every device of the user.
+    pub collapsed: bool,
+    pub custom_data: Vec<u8>,
+}
+
+/// One field of [`GroupLook`], as an update names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookField {
+    Icon,
+    Color,
+    Collapsed,
+    CustomData,
+}
+
+impl LookField {
+    /// Every field, in the order the contract lists them (events list
+    /// their changed fields in this order).
+    pub const ALL: [LookField; 4] = [LookField::Icon, LookField::Color, LookField::Collapsed, LookField::CustomData];
+
+    /// The update-mask path (the protobuf field name).
+    pub fn path(self) -> &'static str {
+        match self {
+            LookField::Icon => "icon",
+            LookField::Color => "color",
+            LookField::Collapsed => "collapsed",
+            LookField::CustomData => "custom_data",
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<LookField> {
+        LookField::ALL.into_iter().find(|f| f.path() == path)
+    }
+}
+
+impl GroupLook {
+    /// Copies the named fields from `values`; returns the fields whose
+    /// value changed, in [`LookField::ALL`] order.
+    pub fn apply(&mut self, fields: &[LookField], values: &GroupLook) -> Vec<LookField> {
+        let mut changed = Vec::new();
+        for field in LookField::ALL.into_iter().filter(|f| fields.contains(f)) {
+            let differs = match field {
+                LookField::Icon => self.icon != values.icon,
+                LookField::Color => self.color != values.color,
+                LookField::Collapsed => self.collapsed != values.collapsed,
+                LookField::CustomData => self.custom_data != values.custom_data,
+            };
+            if differs {
+                match field {
+                    LookField::Icon => self.icon = values.icon.clone(),
+                    LookField::Color => self.color = values.color,
+                    LookField::Collapsed => self.collapsed = values.collapsed,
+                    LookField::CustomData => self.custom_data = values.custom_data.clone(),
+                }
+                changed.push(field);
+            }
+        }
+        changed
+    }
+}
+
+/// An update of a group's look: the fields to write and their new values
+/// (the other fields of `values` are ignored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookUpdate {
+    pub fields: Vec<LookField>,
+    pub values: GroupLook,
 }
 
 /// The user's groups in display order, at a revision.

@@ -19,7 +19,7 @@
 use crate::config::Limits;
 use crate::domain::{
     check_group_name, now_ms, AdditionReason, ConversationData, ConversationId, ConversationPatch, EventKind, GroupId,
-    GroupRef, GroupRule, GroupView, Item, ItemCode, ItemResults, RecvOpt, RemovalReason,
+    GroupLook, GroupRef, GroupRule, GroupView, Item, ItemCode, ItemResults, LookUpdate, RecvOpt, RemovalReason,
 };
 use crate::error::Error;
 
@@ -41,6 +41,7 @@ pub trait UserState {
     fn create_group(&mut self, name: &str, create_time_ms: i64) -> usize;
     fn remove_group(&mut self, index: usize) -> Result<(), Error>;
     fn rename_group(&mut self, index: usize, name: &str);
+    fn set_group_look(&mut self, index: usize, look: &GroupLook);
     /// Puts the groups in the order of `order` (positions, each once).
     fn reorder_groups(&mut self, order: &[usize]);
     /// Pinned conversations of the user.
@@ -286,6 +287,27 @@ pub fn rename_group(
         }
         state.rename_group(index, new_name);
         state.record(EventKind::GroupRenamed { group_id: Some(id), old_name, new_name: new_name.to_string() });
+    }
+    Ok(state.group(index))
+}
+
+/// Writes the fields of `update` on the group's look; records GroupUpdated
+/// with the fields that changed, or nothing when none did (the revision is
+/// then kept, as for a rename to the same name). The values were checked at
+/// the boundary.
+pub fn update_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    update: &LookUpdate,
+    expected_revision: Option<u64>,
+) -> Result<GroupView, Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let GroupView { id, name, mut look, .. } = state.group(index);
+    let changed = look.apply(&update.fields, &update.values);
+    if !changed.is_empty() {
+        state.set_group_look(index, &look);
+        state.record(EventKind::GroupUpdated { group_id: Some(id), group_name: name, changed, look });
     }
     Ok(state.group(index))
 }

@@ -8,8 +8,9 @@ use crate::config::Limits;
 use crate::domain::rules::GroupFields;
 use crate::domain::{
     check_group_name, AdditionReason, ConversationFilter, ConversationId, ConversationKind, ConversationPatch,
-    ConversationView, EventBatch, EventKind, EventType, GroupId, GroupRef, GroupRule, GroupView, ItemCode, ItemError,
-    ItemFailure, ItemOutcomes, LastMessage, ListPosition, RecvOpt, RemovalReason, TimeMs,
+    ConversationView, EventBatch, EventKind, EventType, GroupColor, GroupId, GroupLook, GroupRef, GroupRule, GroupView,
+    ItemCode, ItemError, ItemFailure, ItemOutcomes, LastMessage, ListPosition, LookField, LookUpdate, RecvOpt,
+    RemovalReason, TimeMs,
 };
 use crate::error::Error;
 use crate::pb;
@@ -130,7 +131,7 @@ pub fn check_list_size(field: &'static str, len: usize, limits: &Limits) -> Resu
 
 /// The domain's event types and their protobuf enum values: the one table
 /// both directions are read from.
-const EVENT_TYPES: [(EventType, pb::GroupEventType); 10] = [
+const EVENT_TYPES: [(EventType, pb::GroupEventType); 11] = [
     (EventType::GroupCreated, pb::GroupEventType::GroupCreated),
     (EventType::GroupDeleted, pb::GroupEventType::GroupDeleted),
     (EventType::GroupRenamed, pb::GroupEventType::GroupRenamed),
@@ -139,6 +140,7 @@ const EVENT_TYPES: [(EventType, pb::GroupEventType); 10] = [
     (EventType::ConversationsDeletedFromGroup, pb::GroupEventType::ConversationsDeletedFromGroup),
     (EventType::ConversationsChanged, pb::GroupEventType::ConversationsChanged),
     (EventType::ConversationsDeleted, pb::GroupEventType::ConversationsDeleted),
+    (EventType::GroupUpdated, pb::GroupEventType::GroupUpdated),
     (EventType::GroupMuteChanged, pb::GroupEventType::GroupMuteChanged),
     (EventType::GroupRuleChanged, pb::GroupEventType::GroupRuleChanged),
 ];
@@ -350,7 +352,112 @@ pub fn decode_page_token(token: &str, filter: &ConversationFilter) -> Result<Opt
     Ok(Some(ListPosition { unpinned, inverted_order_key, id: id.as_str().to_string() }))
 }
 
+/// The domain's colours and their protobuf values: the one table both
+/// directions are read from.
+const COLORS: [(GroupColor, pb::GroupColor); 8] = [
+    (GroupColor::None, pb::GroupColor::Unspecified),
+    (GroupColor::Red, pb::GroupColor::Red),
+    (GroupColor::Orange, pb::GroupColor::Orange),
+    (GroupColor::Violet, pb::GroupColor::Violet),
+    (GroupColor::Green, pb::GroupColor::Green),
+    (GroupColor::Cyan, pb::GroupColor::Cyan),
+    (GroupColor::Blue, pb::GroupColor::Blue),
+    (GroupColor::Pink, pb::GroupColor::Pink),
+];
+
+fn pb_color(color: GroupColor) -> pb::GroupColor {
+    COLORS.iter().find(|(domain, _)| *domain == color).map(|(_, pb)| *pb).expect("every colour is listed")
+}
+
+/// The `update_mask` paths and the wildcard that names them all.
+const ALL_PATHS: &str = "*";
+
+/// Validates UpdateConversationGroup's mask and the values it names (the
+/// others are ignored, so a client may send a whole look it read and name
+/// only what it changes).
+pub fn look_update(
+    mask: Option<prost_types::FieldMask>,
+    look: Option<pb::GroupLook>,
+    limits: &Limits,
+) -> Result<LookUpdate, Error> {
+    let paths = mask.map(|m| m.paths).unwrap_or_default();
+    let mask_error = |path: &str, message: String| Error::InvalidUpdateMask { path: path.to_string(), message };
+    if paths.is_empty() {
+        return Err(mask_error(
+            "",
+            "is empty; name the fields to write (icon, color, collapsed, custom_data, or * for all)".into(),
+        ));
+    }
+    let mut fields = Vec::new();
+    for path in &paths {
+        let named = if path == ALL_PATHS {
+            LookField::ALL.to_vec()
+        } else {
+            let field = LookField::from_path(path).ok_or_else(|| {
+                mask_error(
+                    path,
+                    format!("{path:?} is not a field of GroupLook (icon, color, collapsed, custom_data, or *)"),
+                )
+            })?;
+            vec![field]
+        };
+        for field in named {
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
+        }
+    }
+    let look = look.unwrap_or_default();
+    let limit = limits.max_group_icon_bytes;
+    if fields.contains(&LookField::Icon) {
+        let message = if look.icon.len() > limit {
+            Some(format!("is {} bytes, more than the {limit} allowed (max_group_icon_bytes)", look.icon.len()))
+        } else if look.icon.chars().any(char::is_control) {
+            Some("contains a control character".to_string())
+        } else {
+            None
+        };
+        if let Some(message) = message {
+            return Err(Error::InvalidGroupIcon { message, limit });
+        }
+    }
+    let color = if fields.contains(&LookField::Color) {
+        COLORS.iter().find(|(_, pb)| *pb as i32 == look.color).map(|(domain, _)| *domain).ok_or_else(|| {
+            Error::InvalidArgument {
+                field: "look.color",
+                message: format!("{} is not a GroupColor this server knows", look.color),
+            }
+        })?
+    } else {
+        GroupColor::None
+    };
+    let limit = limits.max_group_custom_data_bytes;
+    if fields.contains(&LookField::CustomData) && look.custom_data.len() > limit {
+        return Err(Error::GroupCustomDataTooLarge {
+            message: format!(
+                "is {} bytes, more than the {limit} allowed (max_group_custom_data_bytes)",
+                look.custom_data.len()
+            ),
+            limit,
+        });
+    }
+    Ok(LookUpdate {
+        fields,
+        values: GroupLook { icon: look.icon, color, collapsed: look.collapsed, custom_data: look.custom_data },
+    })
+}
+
+pub fn look(look: GroupLook) -> pb::GroupLook {
+    pb::GroupLook {
+        icon: look.icon,
+        color: pb_color(look.color) as i32,
+        collapsed: look.collapsed,
+        custom_data: look.custom_data,
+    }
+}
+
 pub fn group(view: GroupView) -> pb::ConversationGroup {
+    let look = look(view.look);
     pb::ConversationGroup {
         group_id: view.id.to_string(),
         rule: view.rule.as_ref().map(pb_rule),
@@ -359,6 +466,10 @@ pub fn group(view: GroupView) -> pb::ConversationGroup {
         unread_count: view.unread_count,
         create_time: Some(timestamp(view.create_time_ms)),
         new_member_recv_opt: view.new_member_recv_opt.map(|opt| pb_recv_opt(opt) as i32),
+        icon: look.icon,
+        color: look.color,
+        collapsed: look.collapsed,
+        custom_data: look.custom_data,
     }
 }
 
@@ -510,6 +621,14 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                         new_member_recv_opt: new_member_recv_opt.map(|opt| pb_recv_opt(opt) as i32),
                     })
                 }
+                EventKind::GroupUpdated { group_id, group_name, changed, look: new } => {
+                    Kind::GroupUpdated(pb::GroupUpdated {
+                        group_name: group_name.clone(),
+                        group_id: event_group_id(group_id),
+                        changed_paths: changed.iter().map(|f| f.path().to_string()).collect(),
+                        look: Some(look(new.clone())),
+                    })
+                }
             };
             pb::GroupEvent {
                 revision: batch.revision,
@@ -537,6 +656,43 @@ mod tests {
         }
         assert_eq!(event_type(pb::GroupEventType::Unspecified as i32), None);
         assert_eq!(event_type(99), None);
+    }
+
+    /// Every domain colour has its protobuf value, in the order of both
+    /// enums.
+    #[test]
+    fn colours_convert_in_order() {
+        for (i, color) in GroupColor::ALL.iter().enumerate() {
+            assert_eq!(pb_color(*color) as usize, i);
+        }
+    }
+
+    #[test]
+    fn look_updates_check_the_mask_and_only_the_named_values() {
+        let limits = Limits::default();
+        let mask =
+            |paths: &[&str]| Some(prost_types::FieldMask { paths: paths.iter().map(|p| p.to_string()).collect() });
+        let bad_icon = pb::GroupLook { icon: "x".repeat(100), color: 99, ..Default::default() };
+        // Values outside the mask are not looked at.
+        let update = look_update(mask(&["collapsed", "collapsed"]), Some(bad_icon.clone()), &limits).unwrap();
+        assert_eq!(update.fields, [LookField::Collapsed]);
+        assert!(matches!(
+            look_update(mask(&["icon"]), Some(bad_icon.clone()), &limits),
+            Err(Error::InvalidGroupIcon { .. })
+        ));
+        assert!(matches!(
+            look_update(mask(&["color"]), Some(bad_icon), &limits),
+            Err(Error::InvalidArgument { field: "look.color", .. })
+        ));
+        let tab = pb::GroupLook { icon: "a\tb".into(), ..Default::default() };
+        assert!(matches!(look_update(mask(&["icon"]), Some(tab), &limits), Err(Error::InvalidGroupIcon { .. })));
+        assert!(matches!(look_update(mask(&[]), None, &limits), Err(Error::InvalidUpdateMask { .. })));
+        assert!(matches!(look_update(None, None, &limits), Err(Error::InvalidUpdateMask { .. })));
+        match look_update(mask(&["icon", "name"]), None, &limits) {
+            Err(Error::InvalidUpdateMask { path, .. }) => assert_eq!(path, "name"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(look_update(mask(&["*"]), None, &limits).unwrap().fields, LookField::ALL);
     }
 
     #[test]

@@ -92,6 +92,17 @@ impl ConversationGroupServiceImpl {
         Ok(pb::RenameConversationGroupResponse { group: Some(convert::group(group)), revision })
     }
 
+    async fn update(
+        &self,
+        user: UserId,
+        req: pb::UpdateConversationGroupRequest,
+    ) -> Result<pb::UpdateConversationGroupResponse, Error> {
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let update = convert::look_update(req.update_mask, req.look, self.store.limits())?;
+        let (group, revision) = self.store.update_group(&user, group, update, req.expected_revision).await?;
+        Ok(pb::UpdateConversationGroupResponse { group: Some(convert::group(group)), revision })
+    }
+
     async fn list_groups(
         &self,
         user: UserId,
@@ -413,6 +424,13 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
         request: Request<pb::MoveConversationsRequest>,
     ) -> Result<Response<pb::MoveConversationsResponse>, Status> {
         self.calls.unary("MoveConversations", request, |user, req| self.move_conversations(user, req)).await
+    }
+
+    async fn update_conversation_group(
+        &self,
+        request: Request<pb::UpdateConversationGroupRequest>,
+    ) -> Result<Response<pb::UpdateConversationGroupResponse>, Status> {
+        self.calls.unary("UpdateConversationGroup", request, |user, req| self.update(user, req)).await
     }
 
     type WatchGroupEventsStream = WatchStream;

@@ -327,10 +327,17 @@ impl Watcher {
                 let groups = snapshot
                     .groups
                     .into_iter()
-                    .map(|group| pb::SnapshotGroup {
-                        name: group.name,
-                        group_id: group.id.to_string(),
-                        conversation_ids: group.conversation_ids,
+                    .map(|group| {
+                        let look = convert::look(group.look);
+                        pb::SnapshotGroup {
+                            name: group.name,
+                            group_id: group.id.to_string(),
+                            conversation_ids: group.conversation_ids,
+                            icon: look.icon,
+                            color: look.color,
+                            collapsed: look.collapsed,
+                            custom_data: look.custom_data,
+                        }
                     })
                     .collect();
                 self.send(encode(Kind::Snapshot(pb::Snapshot { revision: snapshot.revision, groups }))).await?;

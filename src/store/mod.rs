@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use crate::config::{Backend, Config, Limits};
 use crate::domain::{
     ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupRule, GroupView, Item,
-    ItemOutcomes, ItemResults, ListPosition, UserId,
+    ItemOutcomes, ItemResults, ListPosition, LookUpdate, UserId,
 };
 use crate::error::Error;
 use crate::hub::Hub;
@@ -127,6 +127,7 @@ pub struct SnapshotGroup {
     pub id: crate::domain::GroupId,
     pub name: String,
     pub conversation_ids: Vec<String>,
+    pub look: crate::domain::GroupLook,
 }
 
 /// The rule of every log read, on both backends: a read from `from` fails
@@ -338,6 +339,18 @@ impl Store {
         expected_revision: Option<u64>,
     ) -> Result<(GroupView, u64), Error> {
         self.mutate(user, rules::rename_group(group, new_name, expected_revision)).await
+    }
+
+    /// Sets how a group looks (UpdateConversationGroup); the revision is
+    /// kept when nothing changed.
+    pub async fn update_group(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        update: LookUpdate,
+        expected_revision: Option<u64>,
+    ) -> Result<(GroupView, u64), Error> {
+        self.mutate(user, rules::update_group(group, update, expected_revision)).await
     }
 
     pub async fn reorder_groups(

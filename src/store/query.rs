@@ -209,6 +209,7 @@ pub(super) fn snapshot(
             id: GroupId(group.id),
             name: group.name.clone(),
             conversation_ids: members.into_iter().map(|id| id.as_str().to_string()).collect(),
+            look: group.look(),
         });
     }
     Ok(Snapshot { revision, groups })

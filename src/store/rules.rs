@@ -8,8 +8,8 @@ use super::plan::Plan;
 use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
-    ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupRef, GroupRule, GroupView, Item,
-    ItemOutcomes, ItemResults, RecvOpt,
+    ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupLook, GroupRef, GroupRule, GroupView,
+    Item, ItemOutcomes, ItemResults, LookUpdate, RecvOpt,
 };
 use crate::error::Error;
 
@@ -29,6 +29,7 @@ pub(super) fn group_view(group: &GroupRecord) -> GroupView {
         unread_count: group.unread_count,
         create_time_ms: group.create_time_ms,
         new_member_recv_opt: group.new_member_recv_opt.map(recv_opt_from_code),
+        look: group.look(),
     }
 }
 
@@ -90,6 +91,10 @@ impl UserState for Plan<'_> {
 
     fn rename_group(&mut self, index: usize, name: &str) {
         self.user.groups[index].name = name.to_string();
+    }
+
+    fn set_group_look(&mut self, index: usize, look: &GroupLook) {
+        self.user.groups[index].set_look(look);
     }
 
     fn reorder_groups(&mut self, order: &[usize]) {
@@ -195,6 +200,10 @@ pub fn delete_group(group: GroupRef, expected_revision: Option<u64>) -> impl Rul
 
 pub fn rename_group(group: GroupRef, new_name: String, expected_revision: Option<u64>) -> impl Rule<GroupView> {
     move |plan, limits| domain::rename_group(plan, limits, &group, &new_name, expected_revision)
+}
+
+pub fn update_group(group: GroupRef, update: LookUpdate, expected_revision: Option<u64>) -> impl Rule<GroupView> {
+    move |plan, limits| domain::update_group(plan, limits, &group, &update, expected_revision)
 }
 
 pub fn reorder_groups(

@@ -45,6 +45,8 @@ fn rpcs() -> Vec<(String, bool)> {
         "MarkConversationGroupRead",
         "SetConversationGroupMute",
         "MoveConversations",
+        "UpdateConversationGroup",
+        "SetConversationGroupRule",
     ];
     let mut all: Vec<(String, bool)> = group.iter().map(|m| (format!("{GROUP_SVC}{m}"), false)).collect();
     all.push((format!("{GROUP_SVC}WatchGroupEvents"), true));
@@ -411,6 +413,24 @@ async fn invalid_utf8_in_string_fields_is_rejected() {
         (g("GetUnreadCount"), false, msg(|m| bytes_field(1, &msg(|f| bytes_field(2, BAD_UTF8, f)), m)), "group_name"),
         (g("WatchGroupEvents"), true, msg(|m| bytes_field(4, BAD_UTF8, m)), "group_names"),
         (
+            g("UpdateConversationGroup"),
+            false,
+            msg(|m| {
+                bytes_field(1, b"Work", m);
+                bytes_field(3, &msg(|l| bytes_field(1, BAD_UTF8, l)), m);
+            }),
+            "icon",
+        ),
+        (
+            g("UpdateConversationGroup"),
+            false,
+            msg(|m| {
+                bytes_field(1, b"Work", m);
+                bytes_field(4, &msg(|f| bytes_field(1, BAD_UTF8, f)), m);
+            }),
+            "paths",
+        ),
+        (
             c("UpsertConversations"),
             false,
             msg(|m| bytes_field(1, &msg(|u| bytes_field(1, BAD_UTF8, u)), m)),
@@ -626,7 +646,7 @@ async fn unknown_enum_values_are_refused_with_the_field_named() {
         let st = expect_err(unread(&mut gc, Some(bad)).await);
         assert_status_field(&st, Code::InvalidArgument, "INVALID_ARGUMENT", None, "filter.type");
     }
-    for types in [vec![77], vec![0], vec![-1], vec![1, 9]] {
+    for types in [vec![77], vec![0], vec![-1], vec![1, 99]] {
         let request = WatchGroupEventsRequest { event_types: types.clone(), ..Default::default() };
         let st = expect_err(gc.watch_group_events(request).await);
         assert_status_field(&st, Code::InvalidArgument, "INVALID_ARGUMENT", None, "event_types");

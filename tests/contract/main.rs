@@ -8,11 +8,12 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod group_ids;
 mod actions;
+mod group_ids;
 mod groups;
 mod hostile;
 mod listing;
+mod looks;
 mod registry;
 mod revisions;
 mod smart_groups;

@@ -694,3 +694,47 @@ fn groups_actions_mark_read_mute_and_move() {
     let run = cli.run(&["groups", "mute", "Nope"]);
     run.expect_code(1).stderr_has("error: NOT_FOUND GROUP_NOT_FOUND: group_name: ");
 }
+
+/// `groups update`: only the flags given go in the update mask (the other
+/// fields keep their values), `--clear-icon` clears, `--by-id` names the
+/// group by id; `groups list` shows the look; no flag at all is a usage
+/// error; a bad value is the server's error.
+#[test]
+fn groups_update_sends_only_the_given_fields() {
+    let (_tmp, data, token) = setup();
+    let server = Server::start(&data);
+    let cli = Cli::new(&server, &token);
+    cli.run(&["groups", "create", "Suppliers", "C2Cbob"]).ok();
+
+    let run = cli.run(&[
+        "groups",
+        "update",
+        "Suppliers",
+        "--icon",
+        "🚚",
+        "--color",
+        "orange",
+        "--custom-data-base64",
+        "AQI=",
+    ]);
+    assert_eq!(run.ok().out(), r#"Updated icon, color, custom_data of group "Suppliers" at revision 2."#);
+    let run = cli.run(&["groups", "update", "g0", "--by-id", "--collapsed", "true", "--json"]);
+    run.ok()
+        .stdout_has(r#""name":"Suppliers","#)
+        .stdout_has(r#""icon":"🚚","color":"GROUP_COLOR_ORANGE","collapsed":true,"customData":"AQI="}"#)
+        .stdout_has(r#""revision":"3"}"#);
+    let run = cli.run(&["groups", "list"]);
+    let out = run.ok().out();
+    assert!(out.lines().nth(1).is_some_and(|row| row.ends_with("🚚 orange collapsed")), "{run}");
+
+    let run = cli.run(&["groups", "update", "Suppliers", "--clear-icon", "--color", "none", "--json"]);
+    run.ok().stdout_has(r#""icon":"","color":"GROUP_COLOR_UNSPECIFIED","collapsed":true,"customData":"AQI="}"#);
+
+    cli.run(&["groups", "update", "Suppliers"]).expect_code(2);
+    cli.run(&["groups", "update", "Suppliers", "--icon", "way too long for an icon"])
+        .expect_code(1)
+        .stderr_has("error: INVALID_ARGUMENT INVALID_GROUP_ICON: look.icon: ");
+    cli.run(&["groups", "update", "Suppliers", "--custom-data-base64", "not base64!"])
+        .expect_code(1)
+        .stderr_has("--custom-data-base64");
+}

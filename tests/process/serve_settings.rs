@@ -27,6 +27,8 @@ const FLAGS: &[(&str, bool)] = &[
     ("max-custom-data-bytes", true),
     ("max-text-field-bytes", true),
     ("max-marks", true),
+    ("max-group-icon-bytes", true),
+    ("max-group-custom-data-bytes", true),
     ("default-page-size", true),
     ("max-page-size", true),
     ("bookmark-interval", true),

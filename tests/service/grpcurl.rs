@@ -212,6 +212,8 @@ async fn list_shows_services_health_and_reflection() {
         "MarkConversationGroupRead",
         "SetConversationGroupMute",
         "MoveConversations",
+        "UpdateConversationGroup",
+        "SetConversationGroupRule",
     ] {
         out.assert_contains(&format!("{GROUP_SERVICE}.{rpc}"));
     }

@@ -13,7 +13,8 @@
 //!
 //! Small limits make every boundary frequent: 3 groups, 6-byte names, 4
 //! conversations per group, 4 ids per request, 1 pin, 3 bytes of
-//! custom_data, 8-byte text fields, 2 marks, pages of 3 (at most 4).
+//! custom_data, 8-byte text fields, 2 marks, pages of 3 (at most 4), 4-byte
+//! group icons and 3 bytes of group custom_data.
 //!
 //! Runs 32 cases of up to 40 steps by default; `PROPTEST_CASES=500 cargo
 //! test --test service model` runs longer. Where the contract leaves an order of
@@ -47,6 +48,8 @@ const MAX_MARKS: usize = 2;
 const DEFAULT_PAGE: usize = 3;
 const MAX_PAGE: usize = 4;
 const MAX_RULE_IDS: usize = 3;
+const MAX_ICON: usize = 4;
+const MAX_GROUP_CUSTOM: usize = 3;
 
 const USERS: usize = 2;
 const DEFAULT_CASES: u32 = 32;
@@ -68,6 +71,8 @@ fn configure(c: &mut Config) {
     c.limits.default_page_size = DEFAULT_PAGE;
     c.limits.max_page_size = MAX_PAGE;
     c.limits.max_rule_ids = MAX_RULE_IDS;
+    c.limits.max_group_icon_bytes = MAX_ICON;
+    c.limits.max_group_custom_data_bytes = MAX_GROUP_CUSTOM;
     // No idle bookmarks: the streams must carry exactly the model's batches.
     c.watch.bookmark_interval = Duration::from_secs(3600);
 }
@@ -127,6 +132,14 @@ const NAME_POOL: usize = 14;
 
 /// Text field values: empty, short, UTF-8, exactly at and over the limit.
 const TEXTS: [&str; 5] = ["", "x", "Zo\u{eb}", "12345678", "123456789"];
+
+/// Group icons: none, one- to four-byte ones (at the limit), over the
+/// limit, and with a control character.
+const ICONS: [&str; 6] = ["", "*", "\u{2605}", "\u{1f69a}", "abcde", "a\tb"];
+
+/// update_mask paths: the four fields, the wildcard, and two that name
+/// no field.
+const PATHS: [&str; 7] = ["icon", "color", "collapsed", "custom_data", "*", "name", "look.icon"];
 
 const TIMES: [Option<(i64, i32)>; 4] = [None, Some((0, 0)), Some((1_700_000_000, 123_000_000)), Some((-5, 0))];
 
@@ -211,17 +224,64 @@ struct RuleGen {
 
 #[derive(Clone, Debug)]
 enum Op {
-    Create { who: Who, name: usize, ids: Vec<usize>, rule: Option<RuleGen>, rev: Rev },
-    SetRule { who: Who, name: NameSel, rule: Option<RuleGen>, rev: Rev },
-    Delete { who: Who, name: NameSel, rev: Rev },
-    Rename { who: Who, old: NameSel, new: NameSel, rev: Rev },
-    Reorder { who: Who, perm: Perm, rev: Rev },
-    Add { who: Who, name: NameSel, ids: Vec<usize>, rev: Rev },
-    Remove { who: Who, name: NameSel, ids: Vec<usize>, rev: Rev },
-    Upsert { who: Who, items: Vec<Upd> },
-    DeleteConvs { who: Who, ids: Vec<usize> },
-    List { who: Who, filter: Filt, page_size: u32 },
-    Unread { who: Who, filter: Filt },
+    Create {
+        who: Who,
+        name: usize,
+        ids: Vec<usize>,
+        rule: Option<RuleGen>,
+        rev: Rev,
+    },
+    SetRule {
+        who: Who,
+        name: NameSel,
+        rule: Option<RuleGen>,
+        rev: Rev,
+    },
+    Delete {
+        who: Who,
+        name: NameSel,
+        rev: Rev,
+    },
+    Rename {
+        who: Who,
+        old: NameSel,
+        new: NameSel,
+        rev: Rev,
+    },
+    Reorder {
+        who: Who,
+        perm: Perm,
+        rev: Rev,
+    },
+    Add {
+        who: Who,
+        name: NameSel,
+        ids: Vec<usize>,
+        rev: Rev,
+    },
+    Remove {
+        who: Who,
+        name: NameSel,
+        ids: Vec<usize>,
+        rev: Rev,
+    },
+    Upsert {
+        who: Who,
+        items: Vec<Upd>,
+    },
+    DeleteConvs {
+        who: Who,
+        ids: Vec<usize>,
+    },
+    List {
+        who: Who,
+        filter: Filt,
+        page_size: u32,
+    },
+    Unread {
+        who: Who,
+        filter: Filt,
+    },
     MarkRead {
         who: Who,
         name: NameSel,
@@ -242,6 +302,16 @@ enum Op {
         ids: Vec<usize>,
         rev: Rev,
     },
+    /// UpdateConversationGroup, by name or (`by_id`, existing groups
+    /// only) by id.
+    Update {
+        who: Who,
+        name: NameSel,
+        by_id: bool,
+        look: LookSel,
+        paths: Vec<usize>,
+        rev: Rev,
+    },
 }
 
 impl Op {
@@ -252,6 +322,36 @@ impl Op {
             other => other,
         }
     }
+}
+
+/// A GroupLook drawn from the pools: icon index, colour value (8 and -1
+/// are not colours), collapsed, custom data.
+#[derive(Clone, Debug)]
+struct LookSel {
+    icon: usize,
+    color: i32,
+    collapsed: bool,
+    custom: Vec<u8>,
+}
+
+fn look_sel() -> impl Strategy<Value = LookSel> {
+    (
+        0..ICONS.len(),
+        prop_oneof![8 => 0..=7i32, 1 => Just(8), 1 => Just(-1)],
+        any::<bool>(),
+        prop::collection::vec(any::<u8>(), 0..=MAX_GROUP_CUSTOM + 1),
+    )
+        .prop_map(|(icon, color, collapsed, custom)| LookSel { icon, color, collapsed, custom })
+}
+
+/// Mostly one or two known paths; sometimes none, the wildcard, or an
+/// unknown one.
+fn paths() -> impl Strategy<Value = Vec<usize>> {
+    prop_oneof![
+        1 => Just(Vec::new()),
+        12 => prop::collection::vec(0..4usize, 1..=3),
+        2 => prop::collection::vec(0..PATHS.len(), 1..=3),
+    ]
 }
 
 fn who() -> impl Strategy<Value = Who> {
@@ -447,6 +547,8 @@ fn op() -> impl Strategy<Value = Op> {
             rev()
         )
             .prop_map(|(who, from, to, ids, rev)| Op::Move { who, from, to, ids, rev }),
+        4 => (who(), name_sel(), prop::bool::weighted(0.3), look_sel(), paths(), rev())
+            .prop_map(|(who, name, by_id, look, paths, rev)| Op::Update { who, name, by_id, look, paths, rev }),
     ]
 }
 
@@ -695,6 +797,7 @@ struct GroupM {
     create_time: Option<Timestamp>,
     /// The receive option new members get (SetConversationGroupMute).
     new_opt: Option<i32>,
+    look: pb::GroupLook,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -880,6 +983,7 @@ struct GroupExp {
     unread: u64,
     /// Known create_time (rename), or None (create: recorded from the answer).
     create_time: Option<Timestamp>,
+    look: pb::GroupLook,
 }
 
 type ModelResult<T> = Result<T, Vec<ErrSpec>>;
@@ -1002,6 +1106,7 @@ impl Model {
             rule: None,
             create_time: None,
             new_opt: None,
+            look: pb::GroupLook::default(),
         });
         let last = user.groups.len() - 1;
         let (mut success, mut failed) = (Vec::new(), Vec::new());
@@ -1040,6 +1145,7 @@ impl Model {
             count: group.members.len() as u32,
             unread: user.group_unread(group),
             create_time: None,
+            look: group.look.clone(),
         };
         let m = self.commit(u, events);
         Ok((g, BatchExp { success, failed, m }))
@@ -1115,6 +1221,7 @@ impl Model {
             count: g.members.len() as u32,
             unread: user.group_unread(g),
             create_time: g.create_time,
+            look: g.look.clone(),
         };
         Ok((view, self.commit(u, events)))
     }
@@ -1154,6 +1261,7 @@ impl Model {
             count: g.members.len() as u32,
             unread: user.group_unread(g),
             create_time: g.create_time,
+            look: g.look.clone(),
         };
         let events = if old == new {
             vec![]
@@ -1162,6 +1270,96 @@ impl Model {
                 old_name: old.to_string(),
                 new_name: new.to_string(),
                 group_id: view.id.clone(),
+            })]
+        };
+        Ok((view, self.commit(u, events)))
+    }
+
+    /// UpdateConversationGroup (the proto's comments): the mask, then the
+    /// values it names, are request validation; then the group is found as
+    /// for a delete; only values that differ are changed and reported.
+    fn update(
+        &mut self,
+        u: usize,
+        group: Result<&str, &str>,
+        look: &pb::GroupLook,
+        paths: &[String],
+        exp: Option<u64>,
+    ) -> ModelResult<(GroupExp, Mutation)> {
+        const FIELDS: [&str; 4] = ["icon", "color", "collapsed", "custom_data"];
+        if paths.is_empty() || paths.iter().any(|p| p != "*" && !FIELDS.contains(&p.as_str())) {
+            return Err(vec![err(Code::InvalidArgument, "INVALID_UPDATE_MASK", "update_mask")]);
+        }
+        let named = |f: &str| paths.iter().any(|p| p == f || p == "*");
+        let mut errs = Vec::new();
+        if named("icon") && (look.icon.len() > MAX_ICON || look.icon.chars().any(char::is_control)) {
+            errs.push(err(Code::InvalidArgument, "INVALID_GROUP_ICON", "look.icon"));
+        }
+        if named("color") && !(0..=7).contains(&look.color) {
+            errs.push(err(Code::InvalidArgument, "INVALID_ARGUMENT", "look.color"));
+        }
+        if named("custom_data") && look.custom_data.len() > MAX_GROUP_CUSTOM {
+            errs.push(err(Code::InvalidArgument, "GROUP_CUSTOM_DATA_TOO_LARGE", "look.custom_data"));
+        }
+        let user = &self.users[u];
+        let (index, invalid, field) = match group {
+            Ok(name) => (user.group(name), user.group(name).is_none() && !name_ok(name), "group_name"),
+            Err(id) => (user.groups.iter().position(|g| g.id == id), false, "group_id"),
+        };
+        if !errs.is_empty() {
+            if invalid {
+                errs.push(bad_name("group_name"));
+            }
+            return Err(errs);
+        }
+        if self.wrong_rev(u, exp) {
+            let mut errs = vec![MISMATCH];
+            if invalid {
+                errs.push(bad_name("group_name"));
+            }
+            return Err(errs);
+        }
+        let Some(index) = index else {
+            return Err(vec![if invalid { bad_name(field) } else { not_found(field) }]);
+        };
+        let user = &mut self.users[u];
+        let g = &mut user.groups[index];
+        let mut changed = Vec::new();
+        for f in FIELDS.into_iter().filter(|f| named(f)) {
+            let differs = match f {
+                "icon" => g.look.icon != look.icon,
+                "color" => g.look.color != look.color,
+                "collapsed" => g.look.collapsed != look.collapsed,
+                _ => g.look.custom_data != look.custom_data,
+            };
+            if differs {
+                match f {
+                    "icon" => g.look.icon = look.icon.clone(),
+                    "color" => g.look.color = look.color,
+                    "collapsed" => g.look.collapsed = look.collapsed,
+                    _ => g.look.custom_data = look.custom_data.clone(),
+                }
+                changed.push(f.to_string());
+            }
+        }
+        let g = &user.groups[index];
+        let view = GroupExp {
+            id: g.id.clone(),
+            rule: g.rule.clone(),
+            name: g.name.clone(),
+            count: g.members.len() as u32,
+            unread: user.group_unread(g),
+            create_time: g.create_time,
+            look: g.look.clone(),
+        };
+        let events = if changed.is_empty() {
+            vec![]
+        } else {
+            vec![Ev::GroupUpdated(pb::GroupUpdated {
+                group_name: view.name.clone(),
+                group_id: view.id.clone(),
+                changed_paths: changed,
+                look: Some(view.look.clone()),
             })]
         };
         Ok((view, self.commit(u, events)))
@@ -1342,6 +1540,7 @@ impl Model {
             count: g.members.len() as u32,
             unread: user.group_unread(g),
             create_time: g.create_time,
+            look: g.look.clone(),
         };
         Ok((changed, view, self.commit(u, events)))
     }
@@ -1795,6 +1994,13 @@ fn check_group_view(actual: Option<&pb::ConversationGroup>, exp: &GroupExp) -> C
         "group {g:?}; the model expects {exp:?}"
     );
     ensure!(g.create_time.is_some(), "group without create_time: {g:?}");
+    let look = pb::GroupLook {
+        icon: g.icon.clone(),
+        color: g.color,
+        collapsed: g.collapsed,
+        custom_data: g.custom_data.clone(),
+    };
+    ensure!(look == exp.look, "group look {look:?}; the model expects {:?}", exp.look);
     if let Some(t) = exp.create_time {
         ensure!(g.create_time == Some(t), "create_time changed: {g:?}, was {t:?}");
     }
@@ -1919,6 +2125,7 @@ async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Ch
             count: m.members.len() as u32,
             unread: user.group_unread(m),
             create_time: m.create_time,
+            look: m.look.clone(),
         };
         check_group_view(Some(g), &exp).map_err(|e| format!("{}: {e}", user.id))?;
         ensure!(
@@ -2177,6 +2384,48 @@ impl Case {
                 match (answer, self.model.delete_group(who.user, &req.group_name, req.expected_revision)) {
                     (Ok(r), Ok(m)) => {
                         let r = r.into_inner();
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Update { who, name, by_id, look, paths, rev } => {
+                let groups = &self.model.users[who.user].groups;
+                let by_id = match name {
+                    NameSel::Existing(i) if *by_id && !groups.is_empty() => Some(groups[i % groups.len()].id.clone()),
+                    _ => None,
+                };
+                let req = pb::UpdateConversationGroupRequest {
+                    group_name: if by_id.is_some() { String::new() } else { self.name(who.user, *name) },
+                    group_id: by_id.clone().unwrap_or_default(),
+                    look: Some(pb::GroupLook {
+                        icon: ICONS[look.icon].to_string(),
+                        color: look.color,
+                        collapsed: look.collapsed,
+                        custom_data: look.custom.clone(),
+                    }),
+                    update_mask: Some(prost_types::FieldMask {
+                        paths: paths.iter().map(|&p| PATHS[p].to_string()).collect(),
+                    }),
+                    expected_revision: self.rev(who.user, *rev),
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).update_conversation_group(req.clone()).await;
+                let group = match &by_id {
+                    Some(id) => Err(id.as_str()),
+                    None => Ok(req.group_name.as_str()),
+                };
+                let paths = &req.update_mask.as_ref().expect("set").paths;
+                let exp =
+                    self.model.update(who.user, group, req.look.as_ref().expect("set"), paths, req.expected_revision);
+                match (answer, exp) {
+                    (Ok(r), Ok((g, m))) => {
+                        let r = r.into_inner();
+                        check_group_view(r.group.as_ref(), &g)?;
                         ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
                         self.event(who.user, &m).await?;
                     }
@@ -2639,6 +2888,7 @@ fn boundaries_scenario_agrees_with_the_model() {
         at: None,
         last: None,
     };
+    let look = || LookSel { icon: 3, color: 2, collapsed: true, custom: vec![1] };
     let ops = vec![
         Op::Create { who: ALICE, name: 0, ids: vec![0, 1, 2, 3], rule: None, rev: Rev::Right },
         Op::Add { who: ALICE, name: NameSel::Existing(0), ids: vec![4, 5, 6, 7], rev: Rev::Unset },
@@ -2651,6 +2901,38 @@ fn boundaries_scenario_agrees_with_the_model() {
         Op::Reorder { who: ALICE, perm: Perm::Shuffle(7), rev: Rev::Right },
         Op::Rename { who: ALICE, old: NameSel::Existing(0), new: NameSel::Pool(7), rev: Rev::Prev },
         Op::Rename { who: ALICE, old: NameSel::Existing(0), new: NameSel::Pool(7), rev: Rev::Right },
+        Op::Update {
+            who: ALICE,
+            name: NameSel::Existing(0),
+            by_id: true,
+            look: look(),
+            paths: vec![4],
+            rev: Rev::Right,
+        },
+        Op::Update {
+            who: ALICE_ADMIN,
+            name: NameSel::Existing(0),
+            by_id: false,
+            look: look(),
+            paths: vec![0, 2],
+            rev: Rev::Unset,
+        },
+        Op::Update {
+            who: ALICE,
+            name: NameSel::Existing(1),
+            by_id: false,
+            look: look(),
+            paths: vec![1, 5],
+            rev: Rev::Unset,
+        },
+        Op::Update {
+            who: ALICE,
+            name: NameSel::Existing(1),
+            by_id: false,
+            look: LookSel { icon: 4, color: 8, collapsed: false, custom: vec![0; 4] },
+            paths: vec![0, 1, 3],
+            rev: Rev::Unset,
+        },
         Op::DeleteConvs { who: ALICE, ids: vec![1, 5, 0] },
         Op::Remove { who: ALICE, name: NameSel::Existing(1), ids: vec![2, 2, 9], rev: Rev::Unset },
         Op::List {

@@ -86,7 +86,13 @@ pub struct GroupView {
     pub unread: u64,
     /// GetConversationList with `filter.group_name` = name.
     pub members: BTreeSet<String>,
+    /// How the group looks: (icon, color, collapsed, custom_data).
+    pub look: Look,
 }
+
+/// A group's look as GetConversationGroupList shows it: (icon, color,
+/// collapsed, custom_data).
+pub type Look = (String, i32, bool, Vec<u8>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvView {
@@ -172,7 +178,13 @@ pub async fn read_user(gc: &mut GroupClient) -> Result<(UserView, Vec<String>), 
                 problems.push(format!("group {:?}: member {id} is missing from the unfiltered listing", g.name));
             }
         }
-        groups.push(GroupView { name: g.name.clone(), count: g.conversation_count, unread: g.unread_count, members });
+        groups.push(GroupView {
+            name: g.name.clone(),
+            count: g.conversation_count,
+            unread: g.unread_count,
+            members,
+            look: (g.icon.clone(), g.color, g.collapsed, g.custom_data.clone()),
+        });
     }
     for (id, conv) in &convs {
         let expected: Vec<String> = groups.iter().filter(|g| g.members.contains(id)).map(|g| g.name.clone()).collect();

@@ -315,6 +315,8 @@ pub fn without_group_id(mut ev: Ev) -> Ev {
         Ev::ConversationsAddedToGroup(e) => e.group_id.clear(),
         Ev::ConversationsDeletedFromGroup(e) => e.group_id.clear(),
         Ev::GroupMuteChanged(e) => e.group_id.clear(),
+        Ev::GroupUpdated(e) => e.group_id.clear(),
+        Ev::GroupRuleChanged(e) => e.group_id.clear(),
         _ => {}
     }
     ev
@@ -701,6 +703,15 @@ impl Model {
                 }
                 Ev::GroupRuleChanged(r) => {
                     self.find(&r.group_name, rev)?;
+                }
+                // How a group looks is not part of the model (members and
+                // order are); the event must still be about a group it has
+                // and say what changed.
+                Ev::GroupUpdated(u) => {
+                    self.find(&u.group_name, rev)?;
+                    if u.changed_paths.is_empty() || u.look.is_none() {
+                        return Err(format!("revision {rev}: GroupUpdated that changes nothing: {u:?}"));
+                    }
                 }
                 Ev::ConversationsChanged(c) => {
                     if c.conversation_ids.is_empty() {
