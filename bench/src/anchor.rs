@@ -74,6 +74,7 @@ impl ConversationGroupService for Anchor {
             kind: Some(pb::group_event::Kind::ConversationsAddedToGroup(pb::ConversationsAddedToGroup {
                 group_name: req.group_name,
                 conversation_ids: req.conversation_ids.clone(),
+                ..Default::default()
             })),
             ..Default::default()
         };
@@ -100,6 +101,37 @@ impl ConversationGroupService for Anchor {
         &self,
         _: Request<pb::GetUnreadCountRequest>,
     ) -> Result<Response<pb::GetUnreadCountResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn update_conversation_group(
+        &self,
+        _: Request<pb::UpdateConversationGroupRequest>,
+    ) -> Result<Response<pb::UpdateConversationGroupResponse>, Status> {
+        unimplemented()
+    }
+    async fn mark_conversation_group_read(
+        &self,
+        _: Request<pb::MarkConversationGroupReadRequest>,
+    ) -> Result<Response<pb::MarkConversationGroupReadResponse>, Status> {
+        unimplemented()
+    }
+    async fn set_conversation_group_mute(
+        &self,
+        _: Request<pb::SetConversationGroupMuteRequest>,
+    ) -> Result<Response<pb::SetConversationGroupMuteResponse>, Status> {
+        unimplemented()
+    }
+    async fn move_conversations(
+        &self,
+        _: Request<pb::MoveConversationsRequest>,
+    ) -> Result<Response<pb::MoveConversationsResponse>, Status> {
+        unimplemented()
+    }
+    async fn set_conversation_group_rule(
+        &self,
+        _: Request<pb::SetConversationGroupRuleRequest>,
+    ) -> Result<Response<pb::SetConversationGroupRuleResponse>, Status> {
         unimplemented()
     }
 

@@ -545,6 +545,7 @@ async fn write_phase(pool: &Pool, pid: u32, c: usize, secs: Duration, tag: &'sta
                 group_name: "g".into(),
                 conversation_ids: vec![format!("C2C{tag}c{c}s{seq}")],
                 expected_revision: None,
+                ..Default::default()
             };
             let r = client.add_conversations_to_group(request).await.map_err(|e| e.to_string())?;
             if r.into_inner().success_conversation_ids.len() == 1 {
