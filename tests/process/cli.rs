@@ -49,7 +49,7 @@ fn groups_commands_print_tables_json_and_errors() {
     let run = cli.run(&["groups", "list"]);
     let lines: Vec<&str> = run.ok().out().lines().collect();
     assert_eq!(lines.len(), 4, "{run}");
-    assert_eq!(cells(lines[0]), ["NAME", "ID", "CONVERSATIONS", "UNREAD", "CREATED"]);
+    assert_eq!(cells(lines[0]), ["NAME", "ID", "CONVERSATIONS", "UNREAD", "CREATED", "LOOK"]);
     assert_eq!(cells(lines[1])[..4], ["Suppliers", "g0", "2", "0"]);
     assert!(cells(lines[1])[4].ends_with('Z'), "RFC 3339 creation time: {run}");
     assert_eq!(cells(lines[2])[..4], ["R&D", "g1", "1", "0"]);
@@ -333,7 +333,7 @@ fn watch_prints_snapshot_bookmark_and_live_events() {
     let mut watch = cli.watch(&["--snapshot"]);
     assert_eq!(
         watch.next_line(),
-        r#"{"snapshot":{"revision":"1","groups":[{"groupId":"g0","name":"G","conversationIds":["C2Cbob"]}]}}"#
+        r#"{"snapshot":{"revision":"1","groups":[{"groupId":"g0","name":"G","conversationIds":["C2Cbob"],"icon":"","color":"GROUP_COLOR_UNSPECIFIED","collapsed":false,"customData":""}]}}"#
     );
     assert_eq!(watch.next_line(), r#"{"bookmark":{"revision":"1"}}"#);
     let mut renames = cli.watch(&["--type", "group-renamed"]);
