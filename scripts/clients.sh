@@ -5,6 +5,8 @@
 #   python watch/resume    examples/python/watch_resume.py
 #   node seed scenario     examples/node/seed-scenario.js     (@grpc/grpc-js)
 #   node watch/resume      examples/node/watch-resume.js
+#   python group order     examples/python/group_order.py     (issue 14 item 3)
+#   node group order       examples/node/group-order.js
 #   browser page           examples/browser: buf generate + tsc + esbuild, then
 #                          headless Chromium (playwright-core) with a screenshot
 #                          in target/browser-screenshot.png
@@ -205,6 +207,8 @@ check "python seed scenario" example-python examples/python "$PY" seed_scenario.
 check "python watch/resume" py-watcher examples/python "$PY" watch_resume.py
 check "node seed scenario" example-node examples/node node seed-scenario.js
 check "node watch/resume" node-watcher examples/node node watch-resume.js
+check "python group order" example-python-order examples/python "$PY" group_order.py
+check "node group order" example-node-order examples/node node group-order.js
 check "browser page (grpc-web, headless Chromium)" example-browser examples/browser browser_check
 check "JS SDK convgroups-chat (Node, headless Chromium)" sdk-js clients/js sdk_check
 check "buf curl" curl-alice . buf_curl_check

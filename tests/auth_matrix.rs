@@ -242,6 +242,7 @@ async fn call(
                 group_name: "Pwned".into(),
                 conversation_ids: vec![secret_id],
                 expected_revision: None,
+                sort_mode: None,
             };
             format!("{:?}", gc.create_conversation_group(with_headers(m, headers)).await?.into_inner())
         }

@@ -40,19 +40,56 @@ use tonic::Status;
 /// Conversation ids each writer draws from.
 const POOL: u64 = 40;
 
+/// The server's default `max_pinned_per_group`.
+const GROUP_PINS: usize = 5;
+
 // ---------------------------------------------------------------------------
 // Operations and the model of one writer's part of a user's state
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { name: String, ids: Vec<String> },
-    Add { group: String, ids: Vec<String> },
-    Remove { group: String, ids: Vec<String> },
-    Rename { old: String, new: String },
-    DeleteGroup { name: String },
-    Upsert { items: Vec<(String, u32)> },
-    DeleteConvs { ids: Vec<String> },
+    Create {
+        name: String,
+        ids: Vec<String>,
+    },
+    Add {
+        group: String,
+        ids: Vec<String>,
+    },
+    Remove {
+        group: String,
+        ids: Vec<String>,
+    },
+    Rename {
+        old: String,
+        new: String,
+    },
+    DeleteGroup {
+        name: String,
+    },
+    Upsert {
+        items: Vec<(String, u32)>,
+    },
+    DeleteConvs {
+        ids: Vec<String>,
+    },
+    /// SetConversationGroupSortMode to MANUAL (`manual`) or RECENT.
+    Sort {
+        group: String,
+        manual: bool,
+    },
+    /// MoveConversationsInGroup to the start (the group is MANUAL).
+    Move {
+        group: String,
+        ids: Vec<String>,
+    },
+    /// PinConversationsInGroup (`pin`) or UnpinConversationsInGroup.
+    Pin {
+        group: String,
+        ids: Vec<String>,
+        pin: bool,
+    },
 }
 
 /// What an operation must do, as the model predicts it.
@@ -69,6 +106,23 @@ struct Outcome {
 struct Model {
     groups: Vec<(String, BTreeSet<String>)>,
     registry: BTreeMap<String, u32>,
+    /// Per group name: the order inside it.
+    orders: BTreeMap<String, GroupOrder>,
+}
+
+/// A group's sort mode, manual order (joining appends) and own pins.
+#[derive(Debug, Clone, Default)]
+struct GroupOrder {
+    manual: bool,
+    order: Vec<String>,
+    pins: Vec<String>,
+}
+
+impl GroupOrder {
+    fn leave(&mut self, id: &str) {
+        self.order.retain(|m| m != id);
+        self.pins.retain(|m| m != id);
+    }
 }
 
 /// The part of a user's observable state that belongs to one writer.
@@ -97,28 +151,77 @@ impl Model {
             Op::Create { name, ids } => {
                 let members: BTreeSet<String> = unique(ids).into_iter().collect();
                 self.groups.push((name.clone(), members.clone()));
+                self.orders.insert(name.clone(), GroupOrder { order: unique(ids), ..Default::default() });
                 Outcome { success: members, changed: true }
             }
             Op::Add { group, ids } => {
                 let members = self.group_mut(group);
-                let success: BTreeSet<String> =
-                    unique(ids).into_iter().filter(|id| members.insert(id.clone())).collect();
+                let added: Vec<String> = unique(ids).into_iter().filter(|id| members.insert(id.clone())).collect();
+                self.orders.get_mut(group).expect("ordered").order.extend(added.iter().cloned());
+                let success: BTreeSet<String> = added.into_iter().collect();
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
             Op::Remove { group, ids } => {
                 let members = self.group_mut(group);
                 let success: BTreeSet<String> = unique(ids).into_iter().filter(|id| members.remove(id)).collect();
+                let order = self.orders.get_mut(group).expect("ordered");
+                success.iter().for_each(|id| order.leave(id));
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
             Op::Rename { old, new } => {
                 self.groups.iter_mut().find(|(n, _)| n == old).expect("renamed group").0 = new.clone();
+                let order = self.orders.remove(old).expect("ordered");
+                self.orders.insert(new.clone(), order);
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::DeleteGroup { name } => {
                 self.groups.retain(|(n, _)| n != name);
+                self.orders.remove(name);
                 Outcome { success: BTreeSet::new(), changed: true }
+            }
+            Op::Sort { group, manual } => {
+                let order = self.orders.get_mut(group).expect("ordered");
+                let changed = order.manual != *manual;
+                order.manual = *manual;
+                Outcome { success: BTreeSet::new(), changed }
+            }
+            Op::Move { group, ids } => {
+                let order = self.orders.get_mut(group).expect("ordered");
+                let moving: Vec<String> = unique(ids).into_iter().filter(|id| order.order.contains(id)).collect();
+                let mut new: Vec<String> = moving.clone();
+                new.extend(order.order.iter().filter(|id| !moving.contains(id)).cloned());
+                let changed = new != order.order;
+                order.order = new;
+                Outcome { success: moving.into_iter().collect(), changed }
+            }
+            Op::Pin { group, ids, pin } => {
+                let order = self.orders.get_mut(group).expect("ordered");
+                let before = order.pins.clone();
+                let mut success = BTreeSet::new();
+                if *pin {
+                    let mut front = Vec::new();
+                    for id in unique(ids) {
+                        let new = !before.contains(&id);
+                        let count = before.len() + front.iter().filter(|f| !before.contains(f)).count();
+                        if order.order.contains(&id) && (!new || count < GROUP_PINS) {
+                            front.push(id.clone());
+                            success.insert(id);
+                        }
+                    }
+                    front.extend(before.iter().filter(|p| !success.contains(*p)).cloned());
+                    order.pins = front;
+                } else {
+                    for id in unique(ids) {
+                        if order.pins.contains(&id) {
+                            order.pins.retain(|p| *p != id);
+                            success.insert(id);
+                        }
+                    }
+                }
+                let changed = order.pins != before;
+                Outcome { success, changed }
             }
             Op::Upsert { items } => {
                 let mut changed = false;
@@ -136,6 +239,7 @@ impl Model {
                     for (_, members) in self.groups.iter_mut() {
                         members.remove(id);
                     }
+                    self.orders.values_mut().for_each(|order| order.leave(id));
                 }
                 let changed = !success.is_empty();
                 Outcome { success, changed }
@@ -148,11 +252,26 @@ impl Model {
         let groups = self
             .groups
             .iter()
-            .map(|(name, members)| GroupView {
-                name: name.clone(),
-                count: members.len() as u32,
-                unread: members.iter().map(|id| u64::from(unread(id))).sum(),
-                members: members.clone(),
+            .map(|(name, members)| {
+                let order = &self.orders[name];
+                // Every conversation here has order_key 0 and is not pinned
+                // itself: RECENT lists by id.
+                let rest: Vec<String> =
+                    if order.manual { order.order.clone() } else { members.iter().cloned().collect() };
+                GroupView {
+                    name: name.clone(),
+                    count: members.len() as u32,
+                    unread: members.iter().map(|id| u64::from(unread(id))).sum(),
+                    members: members.clone(),
+                    order: order
+                        .pins
+                        .iter()
+                        .cloned()
+                        .chain(rest.into_iter().filter(|id| !order.pins.contains(id)))
+                        .collect(),
+                    sort_mode: if order.manual { GroupSortMode::Manual } else { GroupSortMode::Recent } as i32,
+                    pinned: order.pins.clone(),
+                }
             })
             .collect();
         let ids: BTreeSet<&String> = self.registry.keys().chain(self.groups.iter().flat_map(|(_, m)| m)).collect();
@@ -252,6 +371,19 @@ impl Writer {
             60..=69 => {
                 let old = self.some_group();
                 Op::Rename { old, new: self.fresh_name() }
+            }
+            70..=79 if self.rng.percent(50) => {
+                let group = self.some_group();
+                let members: Vec<String> = self.model.orders[&group].order.clone();
+                let mut ids: Vec<String> = members.into_iter().filter(|_| self.rng.percent(30)).collect();
+                ids.push(self.pool_id());
+                match self.rng.below(4) {
+                    0 => Op::Sort { group, manual: self.rng.percent(80) },
+                    1 if self.model.orders[&group].manual => Op::Move { group, ids },
+                    1 => Op::Sort { group, manual: true },
+                    2 => Op::Pin { group, ids, pin: true },
+                    _ => Op::Pin { group, ids, pin: false },
+                }
             }
             70..=91 => {
                 let n = self.rng.range(1, 5);
@@ -408,8 +540,12 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
     let set = |ids: Vec<String>| ids.into_iter().collect::<BTreeSet<String>>();
     Ok(match op.clone() {
         Op::Create { name, ids } => {
-            let request =
-                CreateConversationGroupRequest { group_name: name, conversation_ids: ids, expected_revision: None };
+            let request = CreateConversationGroupRequest {
+                group_name: name,
+                conversation_ids: ids,
+                expected_revision: None,
+                sort_mode: None,
+            };
             let r = gc.create_conversation_group(request).await?.into_inner();
             (set(r.success_conversation_ids), r.revision)
         }
@@ -461,6 +597,34 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
         }
         Op::DeleteConvs { ids } => {
             let r = cc.delete_conversations(DeleteConversationsRequest { conversation_ids: ids }).await?.into_inner();
+            (set(r.success_conversation_ids), r.revision)
+        }
+        Op::Sort { group, manual } => {
+            let mode = if manual { GroupSortMode::Manual } else { GroupSortMode::Recent };
+            let request =
+                SetConversationGroupSortModeRequest { group_name: group, sort_mode: mode as i32, ..Default::default() };
+            (BTreeSet::new(), gc.set_conversation_group_sort_mode(request).await?.into_inner().revision)
+        }
+        Op::Move { group, ids } => {
+            let request = MoveConversationsInGroupRequest {
+                group_name: group,
+                conversation_ids: ids,
+                placement: Some(move_conversations_in_group_request::Placement::ToStart(true)),
+                ..Default::default()
+            };
+            let r = gc.move_conversations_in_group(request).await?.into_inner();
+            (set(r.success_conversation_ids), r.revision)
+        }
+        Op::Pin { group, ids, pin: true } => {
+            let request =
+                PinConversationsInGroupRequest { group_name: group, conversation_ids: ids, ..Default::default() };
+            let r = gc.pin_conversations_in_group(request).await?.into_inner();
+            (set(r.success_conversation_ids), r.revision)
+        }
+        Op::Pin { group, ids, pin: false } => {
+            let request =
+                UnpinConversationsInGroupRequest { group_name: group, conversation_ids: ids, ..Default::default() };
+            let r = gc.unpin_conversations_in_group(request).await?.into_inner();
             (set(r.success_conversation_ids), r.revision)
         }
     })
@@ -750,6 +914,7 @@ async fn answers_report_only_durable_revisions() {
         group_name: "G".into(),
         conversation_ids: vec!["C2Cfixed".into()],
         expected_revision: None,
+        sort_mode: None,
     };
     gc.create_conversation_group(create).await.expect("create G");
 

@@ -82,6 +82,7 @@ async fn writer(channel: Channel, tokens: Arc<Vec<String>>, mut rng: Rng, stop: 
                     group_name: group,
                     conversation_ids: ids,
                     expected_revision: None,
+                    sort_mode: None,
                 })
                 .await
                 .map(|r| (r.into_inner().revision, true)),

@@ -178,8 +178,12 @@ async fn seed(s: &Setup) {
 }
 
 async fn create(gc: &mut GroupClient, name: &str, ids: Vec<String>) -> Result<u64, Status> {
-    let request =
-        CreateConversationGroupRequest { group_name: name.into(), conversation_ids: ids, expected_revision: None };
+    let request = CreateConversationGroupRequest {
+        group_name: name.into(),
+        conversation_ids: ids,
+        expected_revision: None,
+        sort_mode: None,
+    };
     Ok(gc.create_conversation_group(request).await?.into_inner().revision)
 }
 

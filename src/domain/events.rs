@@ -2,7 +2,7 @@
 //! and streamed to watchers.
 
 use super::ids::{ConversationId, GroupId, UserId};
-use super::model::TimeMs;
+use super::model::{SortMode, TimeMs};
 
 /// Why conversations left a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,21 @@ pub enum EventKind {
     ConversationsDeleted {
         conversation_ids: Vec<ConversationId>,
     },
+    /// The group's sort mode changed (no ids), or a manual move put
+    /// `conversation_ids` right after `after` (None: at the start).
+    GroupOrderChanged {
+        group_id: Option<GroupId>,
+        group_name: String,
+        sort_mode: SortMode,
+        conversation_ids: Vec<ConversationId>,
+        after: Option<ConversationId>,
+    },
+    /// The group's pins after a pin or unpin.
+    GroupPinsChanged {
+        group_id: Option<GroupId>,
+        group_name: String,
+        pinned: Vec<ConversationId>,
+    },
 }
 
 /// The kind tag of an event, for filtering.
@@ -61,11 +76,13 @@ pub enum EventType {
     ConversationsDeletedFromGroup,
     ConversationsChanged,
     ConversationsDeleted,
+    GroupOrderChanged,
+    GroupPinsChanged,
 }
 
 impl EventType {
     /// Every event type, in the order of the contract.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 10] = [
         EventType::GroupCreated,
         EventType::GroupDeleted,
         EventType::GroupRenamed,
@@ -74,6 +91,8 @@ impl EventType {
         EventType::ConversationsDeletedFromGroup,
         EventType::ConversationsChanged,
         EventType::ConversationsDeleted,
+        EventType::GroupOrderChanged,
+        EventType::GroupPinsChanged,
     ];
 }
 
@@ -88,6 +107,8 @@ impl EventKind {
             EventKind::ConversationsDeletedFromGroup { .. } => EventType::ConversationsDeletedFromGroup,
             EventKind::ConversationsChanged { .. } => EventType::ConversationsChanged,
             EventKind::ConversationsDeleted { .. } => EventType::ConversationsDeleted,
+            EventKind::GroupOrderChanged { .. } => EventType::GroupOrderChanged,
+            EventKind::GroupPinsChanged { .. } => EventType::GroupPinsChanged,
         }
     }
 
@@ -99,7 +120,9 @@ impl EventKind {
             | EventKind::GroupDeleted { group_id, .. }
             | EventKind::GroupRenamed { group_id, .. }
             | EventKind::ConversationsAddedToGroup { group_id, .. }
-            | EventKind::ConversationsDeletedFromGroup { group_id, .. } => *group_id,
+            | EventKind::ConversationsDeletedFromGroup { group_id, .. }
+            | EventKind::GroupOrderChanged { group_id, .. }
+            | EventKind::GroupPinsChanged { group_id, .. } => *group_id,
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }
             | EventKind::ConversationsDeleted { .. } => None,
@@ -113,7 +136,9 @@ impl EventKind {
             EventKind::GroupCreated { group_name, .. }
             | EventKind::GroupDeleted { group_name, .. }
             | EventKind::ConversationsAddedToGroup { group_name, .. }
-            | EventKind::ConversationsDeletedFromGroup { group_name, .. } => vec![group_name],
+            | EventKind::ConversationsDeletedFromGroup { group_name, .. }
+            | EventKind::GroupOrderChanged { group_name, .. }
+            | EventKind::GroupPinsChanged { group_name, .. } => vec![group_name],
             EventKind::GroupRenamed { old_name, new_name, .. } => vec![old_name, new_name],
             EventKind::GroupsReordered { .. }
             | EventKind::ConversationsChanged { .. }

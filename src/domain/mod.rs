@@ -7,14 +7,15 @@ mod events;
 mod ids;
 mod items;
 mod model;
+pub mod order;
 pub mod rules;
 
 pub use events::{EventBatch, EventKind, EventType, RemovalReason, Scope};
 pub use ids::{check_group_name, ConversationId, ConversationKind, GroupId, GroupRef, UserId, MAX_ID_BYTES};
 pub use items::{Item, ItemError, ItemResults};
 pub use model::{
-    ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupList, GroupView,
-    ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition, RecvOpt, TimeMs,
+    ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupList, GroupRank,
+    GroupView, ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition, Placement, RecvOpt, SortMode, TimeMs,
 };
 
 /// Where an FNV-1a 64 hash starts (its offset basis).

@@ -6,7 +6,7 @@ use prost::Message;
 
 use crate::domain::{
     ConversationData, ConversationId, EventBatch, EventKind, EventType, GroupId, LastMessage, ListPosition, RecvOpt,
-    RemovalReason, UserId,
+    RemovalReason, SortMode, UserId,
 };
 use crate::error::Error;
 
@@ -26,6 +26,79 @@ pub struct GroupRecord {
     /// change so listing groups never scans members.
     #[prost(uint64, tag = "5")]
     pub unread_count: u64,
+    /// The sort mode's code ([`sort_mode_code`]): 0, the default of groups
+    /// stored before modes existed, is RECENT.
+    #[prost(uint32, tag = "10")]
+    pub sort_mode: u32,
+    /// The group's own pinned conversations, in listing order. Bounded by
+    /// `max_pinned_per_group`, so it fits the one small record.
+    #[prost(string, repeated, tag = "11")]
+    pub pinned: Vec<String>,
+    /// Where the group's manual order stands (absent: no member has had a
+    /// rank yet).
+    #[prost(message, optional, tag = "12")]
+    pub manual: Option<ManualOrderRecord>,
+}
+
+/// The bookkeeping of a group's manual order (the ranks themselves are the
+/// member keys' values, see [`super::keys`]).
+#[derive(Clone, PartialEq, Message)]
+pub struct ManualOrderRecord {
+    /// The highest rank handed out: a member that joins takes the next.
+    #[prost(uint64, tag = "1")]
+    pub last_rank: u64,
+    /// Bumped by every renumbering of the whole group, and part of every
+    /// page token of the manual order: a token of the ranks before one is
+    /// refused, never compared with the new ranks.
+    #[prost(uint32, tag = "2")]
+    pub epoch: u32,
+}
+
+/// The stored code of a sort mode (part of the on-disk format).
+pub fn sort_mode_code(mode: SortMode) -> u32 {
+    match mode {
+        SortMode::Recent => 0,
+        SortMode::Manual => 1,
+        SortMode::Alphabetical => 2,
+    }
+}
+
+/// The sort mode of a stored code; an unknown code (from a newer build)
+/// lists as RECENT, the order every group had before modes.
+pub fn sort_mode_of_code(code: u32) -> SortMode {
+    match code {
+        1 => SortMode::Manual,
+        2 => SortMode::Alphabetical,
+        _ => SortMode::Recent,
+    }
+}
+
+/// A member key's value: the member's manual rank, big-endian; empty (a
+/// member stored before ranks existed) is rank 0.
+pub fn encode_rank(rank: u64) -> Vec<u8> {
+    rank.to_be_bytes().to_vec()
+}
+
+pub fn decode_rank(value: &[u8]) -> Result<u64, Error> {
+    match value.len() {
+        0 => Ok(0),
+        8 => Ok(u64::from_be_bytes(value.try_into().expect("8 bytes"))),
+        _ => Err(corrupt("member rank")),
+    }
+}
+
+impl GroupRecord {
+    pub fn sort_mode(&self) -> SortMode {
+        sort_mode_of_code(self.sort_mode)
+    }
+
+    pub fn manual_mut(&mut self) -> &mut ManualOrderRecord {
+        self.manual.get_or_insert_with(Default::default)
+    }
+
+    pub fn order_epoch(&self) -> u32 {
+        self.manual.as_ref().map_or(0, |m| m.epoch)
+    }
 }
 
 /// Everything about a user that fits in one small value: read with one get by
@@ -218,6 +291,13 @@ pub struct EventRecord {
     /// stored before ids were recorded).
     #[prost(uint32, optional, tag = "6")]
     pub group_id: Option<u32>,
+    /// GroupOrderChanged: the sort mode's code ([`sort_mode_code`]).
+    #[prost(uint32, tag = "10")]
+    pub sort_mode: u32,
+    /// GroupOrderChanged: the member before the moved ones (absent: at the
+    /// start, or a mode change).
+    #[prost(string, optional, tag = "11")]
+    pub after: Option<String>,
 }
 
 /// One revision of the event log.
@@ -252,7 +332,7 @@ pub struct BatchRecord {
 
 /// The stored code of each event type (`EventRecord::kind`): part of the
 /// on-disk format, so a code never changes meaning.
-const EVENT_CODES: [(EventType, u32); 8] = [
+const EVENT_CODES: [(EventType, u32); 10] = [
     (EventType::GroupCreated, 1),
     (EventType::GroupDeleted, 2),
     (EventType::GroupRenamed, 3),
@@ -261,6 +341,8 @@ const EVENT_CODES: [(EventType, u32); 8] = [
     (EventType::ConversationsDeletedFromGroup, 6),
     (EventType::ConversationsChanged, 7),
     (EventType::ConversationsDeleted, 8),
+    (EventType::GroupOrderChanged, 10),
+    (EventType::GroupPinsChanged, 11),
 ];
 
 fn event_code(event_type: EventType) -> u32 {
@@ -323,6 +405,16 @@ impl BatchRecord {
                     EventKind::ConversationsDeleted { conversation_ids } => {
                         r.items = ids_to_strings(conversation_ids);
                     }
+                    EventKind::GroupOrderChanged { group_name, sort_mode, conversation_ids, after, .. } => {
+                        r.group_name = group_name.clone();
+                        r.sort_mode = sort_mode_code(*sort_mode);
+                        r.items = ids_to_strings(conversation_ids);
+                        r.after = after.as_ref().map(|id| id.as_str().to_string());
+                    }
+                    EventKind::GroupPinsChanged { group_name, pinned, .. } => {
+                        r.group_name = group_name.clone();
+                        r.items = ids_to_strings(pinned);
+                    }
                 }
                 r
             })
@@ -381,6 +473,18 @@ impl BatchRecord {
                     EventType::ConversationsDeleted => {
                         EventKind::ConversationsDeleted { conversation_ids: strings_to_ids(&r.items) }
                     }
+                    EventType::GroupOrderChanged => EventKind::GroupOrderChanged {
+                        group_id,
+                        group_name: r.group_name,
+                        sort_mode: sort_mode_of_code(r.sort_mode),
+                        conversation_ids: strings_to_ids(&r.items),
+                        after: r.after.map(ConversationId::from_canonical),
+                    },
+                    EventType::GroupPinsChanged => EventKind::GroupPinsChanged {
+                        group_id,
+                        group_name: r.group_name,
+                        pinned: strings_to_ids(&r.items),
+                    },
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -413,7 +517,7 @@ mod tests {
     #[test]
     fn every_event_type_has_its_own_pinned_code() {
         let codes: Vec<u32> = EventType::ALL.iter().map(|t| event_code(*t)).collect();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11]);
         for t in EventType::ALL {
             assert_eq!(event_type_of_code(event_code(t)), Some(t));
         }

@@ -103,7 +103,7 @@ pub fn order_position(prefix_len: usize, key: &[u8]) -> Option<ListPosition> {
     let (&unpinned, rest) = rest.split_first()?;
     let inverted: [u8; 8] = rest.get(..8)?.try_into().ok()?;
     let id = std::str::from_utf8(rest.get(8..)?).ok()?.to_string();
-    Some(ListPosition { unpinned, inverted_order_key: u64::from_be_bytes(inverted), id })
+    Some(ListPosition { group: None, unpinned, inverted_order_key: u64::from_be_bytes(inverted), id })
 }
 
 pub fn event_key(revision: u64) -> [u8; 8] {
@@ -134,8 +134,12 @@ mod tests {
     #[test]
     fn order_keys_sort_in_listing_order() {
         let user = UserId::parse("u").unwrap();
-        let pos =
-            |unpinned, key: u64, id: &str| ListPosition { unpinned, inverted_order_key: u64::MAX - key, id: id.into() };
+        let pos = |unpinned, key: u64, id: &str| ListPosition {
+            group: None,
+            unpinned,
+            inverted_order_key: u64::MAX - key,
+            id: id.into(),
+        };
         let keys = [pos(0, 1, "C2Cz"), pos(1, 9, "C2Cb"), pos(1, 9, "C2Cc"), pos(1, 2, "C2Ca")];
         let encoded: Vec<_> = keys.iter().map(|p| order_key(&user, p)).collect();
         let mut sorted = encoded.clone();

@@ -41,8 +41,8 @@ use tokio::sync::watch;
 
 use crate::config::{Backend, Config, Limits};
 use crate::domain::{
-    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupView, Item, ItemOutcomes,
-    ItemResults, ListPosition, UserId,
+    ConversationFilter, ConversationId, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupView, Item,
+    ItemOutcomes, ItemResults, ListPosition, Placement, SortMode, UserId,
 };
 use crate::error::Error;
 use crate::hub::Hub;
@@ -291,11 +291,12 @@ impl Store {
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
+        sort_mode: SortMode,
         result: ItemResults,
         expected_revision: Option<u64>,
     ) -> Result<CreatedGroup, Error> {
         let ((group, result), revision) =
-            self.mutate(user, rules::create_group(name, items, result, expected_revision)).await?;
+            self.mutate(user, rules::create_group(name, items, sort_mode, result, expected_revision)).await?;
         Ok(CreatedGroup { group, outcome: result.finish(revision) })
     }
 
@@ -373,6 +374,51 @@ impl Store {
     ) -> Result<ItemOutcomes, Error> {
         let (result, revision) = self.mutate(user, rules::delete_conversations(items, result)).await?;
         Ok(result.finish(revision))
+    }
+
+    /// Sets a group's sort mode; returns the group after.
+    pub async fn set_sort_mode(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        mode: SortMode,
+        expected_revision: Option<u64>,
+    ) -> Result<(GroupView, u64), Error> {
+        self.mutate(user, rules::set_sort_mode(group, mode, expected_revision)).await
+    }
+
+    /// Moves members of a MANUAL group (MoveConversationsInGroup).
+    pub async fn move_in_group(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        items: Vec<Item<()>>,
+        placement: Placement,
+        result: ItemResults,
+        expected_revision: Option<u64>,
+    ) -> Result<ItemOutcomes, Error> {
+        let (result, revision) =
+            self.mutate(user, rules::move_in_group(group, items, placement, result, expected_revision)).await?;
+        Ok(result.finish(revision))
+    }
+
+    /// Pins (`pin`) or unpins members of a group in it; returns the
+    /// outcomes and the group's pins after.
+    pub async fn pin_in_group(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        items: Vec<Item<()>>,
+        pin: bool,
+        result: ItemResults,
+        expected_revision: Option<u64>,
+    ) -> Result<(ItemOutcomes, Vec<ConversationId>), Error> {
+        let ((result, pinned), revision) = if pin {
+            self.mutate(user, rules::pin_in_group(group, items, result, expected_revision)).await?
+        } else {
+            self.mutate(user, rules::unpin_in_group(group, items, result, expected_revision)).await?
+        };
+        Ok((result.finish(revision), pinned))
     }
 
     /// The stamp of the user's stored record, when reading it is one local

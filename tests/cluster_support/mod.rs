@@ -300,6 +300,7 @@ pub async fn setup(deployment: &Deployment) -> u64 {
                 group_name: "G".into(),
                 conversation_ids: vec!["C2Cseed".into()],
                 expected_revision: None,
+                sort_mode: None,
             })
             .await
             .expect("create G");

@@ -766,6 +766,7 @@ async fn hostile_user_headers_are_refused() {
             group_name: "Hijack".into(),
             conversation_ids: strings(&["C2Cx"]),
             expected_revision: None,
+            sort_mode: None,
         });
         request.metadata_mut().insert("authorization", admin.parse().unwrap());
         let Ok(header) = MetadataValue::try_from(value.as_slice()) else { continue };

@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod group_order;
 mod groups;
 mod hostile;
 mod listing;

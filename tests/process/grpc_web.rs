@@ -71,6 +71,7 @@ async fn grpc_web_unary_calls_over_http1() {
             group_name: "Web".into(),
             conversation_ids: vec!["C2Cbrowser".into()],
             expected_revision: None,
+            sort_mode: None,
         };
         let (headers_status, headers, frames) = grpc_web_call_with(
             addr,
@@ -173,6 +174,7 @@ async fn grpc_web_over_http2_with_the_tonic_web_client() {
             group_name: "H2Web".into(),
             conversation_ids: vec!["C2Cx".into()],
             expected_revision: None,
+            sort_mode: None,
         })
         .await
         .expect("grpc-web create over HTTP/2")

@@ -28,6 +28,7 @@ async fn oversize_requests_get_resource_exhausted_and_the_server_keeps_serving()
         group_name: "Big".into(),
         conversation_ids: ids.clone(),
         expected_revision: None,
+        sort_mode: None,
     }
     .encoded_len();
     assert!(size > 1024);

@@ -308,6 +308,7 @@ pub async fn create_owned(
         group_name: name.to_string(),
         conversation_ids: ids,
         expected_revision,
+        sort_mode: None,
     })
     .await
     .map(|r| r.into_inner())

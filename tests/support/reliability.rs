@@ -86,6 +86,11 @@ pub struct GroupView {
     pub unread: u64,
     /// GetConversationList with `filter.group_name` = name.
     pub members: BTreeSet<String>,
+    /// The same listing in its order (the group's pins, then its sort mode).
+    pub order: Vec<String>,
+    /// `sort_mode` and `pinned_conversation_ids` of the group list.
+    pub sort_mode: i32,
+    pub pinned: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +177,23 @@ pub async fn read_user(gc: &mut GroupClient) -> Result<(UserView, Vec<String>), 
                 problems.push(format!("group {:?}: member {id} is missing from the unfiltered listing", g.name));
             }
         }
-        groups.push(GroupView { name: g.name.clone(), count: g.conversation_count, unread: g.unread_count, members });
+        if !listed
+            .iter()
+            .map(|c| &c.conversation_id)
+            .take(g.pinned_conversation_ids.len())
+            .eq(g.pinned_conversation_ids.iter())
+        {
+            problems.push(format!("group {:?}: its pins {:?} are not listed first", g.name, g.pinned_conversation_ids));
+        }
+        groups.push(GroupView {
+            name: g.name.clone(),
+            count: g.conversation_count,
+            unread: g.unread_count,
+            members,
+            order: listed.iter().map(|c| c.conversation_id.clone()).collect(),
+            sort_mode: g.sort_mode,
+            pinned: g.pinned_conversation_ids.clone(),
+        });
     }
     for (id, conv) in &convs {
         let expected: Vec<String> = groups.iter().filter(|g| g.members.contains(id)).map(|g| g.name.clone()).collect();

@@ -314,6 +314,8 @@ pub fn without_group_id(mut ev: Ev) -> Ev {
         Ev::GroupRenamed(e) => e.group_id.clear(),
         Ev::ConversationsAddedToGroup(e) => e.group_id.clear(),
         Ev::ConversationsDeletedFromGroup(e) => e.group_id.clear(),
+        Ev::GroupOrderChanged(e) => e.group_id.clear(),
+        Ev::GroupPinsChanged(e) => e.group_id.clear(),
         _ => {}
     }
     ev
@@ -689,6 +691,18 @@ impl Model {
                         if !self.groups[i].1.remove(id) {
                             return Err(format!("revision {rev}: {id} removed from {:?} but not in it", d.group_name));
                         }
+                    }
+                }
+                Ev::GroupOrderChanged(o) => {
+                    let i = self.find(&o.group_name, rev)?;
+                    if let Some(id) = o.conversation_ids.iter().find(|id| !self.groups[i].1.contains(*id)) {
+                        return Err(format!("revision {rev}: {id} moved in {:?} but not in it", o.group_name));
+                    }
+                }
+                Ev::GroupPinsChanged(p) => {
+                    let i = self.find(&p.group_name, rev)?;
+                    if let Some(id) = p.pinned_conversation_ids.iter().find(|id| !self.groups[i].1.contains(*id)) {
+                        return Err(format!("revision {rev}: {id} pinned in {:?} but not in it", p.group_name));
                     }
                 }
                 Ev::ConversationsChanged(c) => {
