@@ -209,6 +209,10 @@ async fn list_shows_services_health_and_reflection() {
         "GetConversationList",
         "GetUnreadCount",
         "WatchGroupEvents",
+        "SetConversationGroupSortMode",
+        "MoveConversationsInGroup",
+        "PinConversationsInGroup",
+        "UnpinConversationsInGroup",
     ] {
         out.assert_contains(&format!("{GROUP_SERVICE}.{rpc}"));
     }
