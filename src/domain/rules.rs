@@ -169,9 +169,6 @@ pub fn create_group(
         return Err(Error::GroupLimitExceeded { limit: limits.max_groups });
     }
     let index = state.create_group(name, now_ms());
-    if sort_mode != SortMode::default() {
-        state.set_sort_mode(index, sort_mode);
-    }
     add_members(state, limits, index, items, &mut result)?;
     state.record(EventKind::GroupCreated {
         group_id: Some(state.group(index).id),
@@ -179,16 +176,9 @@ pub fn create_group(
         conversation_ids: result.succeeded().to_vec(),
     });
     // A watcher learns a mode other than the default as it learns every
-    // mode change, in the same revision.
-    if sort_mode != SortMode::default() {
-        state.record(EventKind::GroupOrderChanged {
-            group_id: Some(state.group(index).id),
-            group_name: name.to_string(),
-            sort_mode,
-            conversation_ids: Vec::new(),
-            after: None,
-        });
-    }
+    // mode change: GroupOrderChanged, after GroupCreated, in the same
+    // revision.
+    apply_sort_mode(state, index, sort_mode);
     Ok((state.group(index), result))
 }
 
@@ -404,18 +394,28 @@ pub fn set_sort_mode(
     expected_revision: Option<u64>,
 ) -> Result<GroupView, Error> {
     let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
-    let GroupView { id, name, sort_mode, .. } = state.group(index);
-    if sort_mode != mode {
-        state.set_sort_mode(index, mode);
-        state.record(EventKind::GroupOrderChanged {
-            group_id: Some(id),
-            group_name: name,
-            sort_mode: mode,
-            conversation_ids: Vec::new(),
-            after: None,
-        });
-    }
+    apply_sort_mode(state, index, mode);
     Ok(state.group(index))
+}
+
+/// Gives the group at `index` (found by the caller) the sort mode `mode`,
+/// with its GroupOrderChanged event; returns whether it changed. The part
+/// of [`set_sort_mode`] that a mutation changing several fields of a group
+/// at once (a field-mask update) calls after finding the group itself.
+pub fn apply_sort_mode(state: &mut impl UserState, index: usize, mode: SortMode) -> bool {
+    let GroupView { id, name, sort_mode, .. } = state.group(index);
+    if sort_mode == mode {
+        return false;
+    }
+    state.set_sort_mode(index, mode);
+    state.record(EventKind::GroupOrderChanged {
+        group_id: Some(id),
+        group_name: name,
+        sort_mode: mode,
+        conversation_ids: Vec::new(),
+        after: None,
+    });
+    true
 }
 
 /// The request field an anchor came from, for errors.

@@ -11,7 +11,7 @@
 //! | `meta`        | `revision`, `floor`, `floor/` ‖ user       | u64               |
 //! | `users`       | user                                       | UserRecord        |
 //! | `convs`       | user ‖ conversation id                     | ConversationRecord|
-//! | `members`     | user ‖ group id u32 ‖ conversation id      | (empty)           |
+//! | `members`     | user ‖ group id u32 ‖ conversation id      | manual rank u64   |
 //! | `order`       | user ‖ unpinned u8 ‖ !order_key u64 ‖ id   | (empty)           |
 //! | `events`      | revision u64                               | BatchRecord       |
 //! | `user_events` | user ‖ revision u64                        | (empty)           |
@@ -25,6 +25,11 @@
 //! written only when a reopen or a migration sets it), and a user's events
 //! are found by walking back from the user record's revision along each
 //! batch's `previous` revision of the same user ([`super::encoding::BatchRecord`]).
+//!
+//! A member key's value is the member's rank in the group's manual order
+//! ([`crate::domain::order`]; empty in keys written before ranks existed,
+//! read as 0), so a listing of one group reads its members and their order
+//! in one scan.
 
 use crate::domain::{ConversationId, ListPosition, UserId};
 
