@@ -11,6 +11,8 @@
 #   node smart groups      examples/node/smart-groups.js
 #   node group actions     examples/node/group-actions.js
 #   node group looks       examples/node/group-looks.js
+#   python group order     examples/python/group_order.py     (issue 14 item 3)
+#   node group order       examples/node/group-order.js
 #   browser page           examples/browser: buf generate + tsc + esbuild, then
 #                          headless Chromium (playwright-core) with a screenshot
 #                          in target/browser-screenshot.png
@@ -217,6 +219,8 @@ check "node smart groups" example-node examples/node node smart-groups.js
 check "node group actions" example-node-actions examples/node node group-actions.js
 check "python group looks" example-python-looks examples/python "$PY" group_looks.py
 check "node group looks" example-node-looks examples/node node group-looks.js
+check "python group order" example-python-order examples/python "$PY" group_order.py
+check "node group order" example-node-order examples/node node group-order.js
 check "browser page (grpc-web, headless Chromium)" example-browser examples/browser browser_check
 check "JS SDK convgroups-chat (Node, headless Chromium)" sdk-js clients/js sdk_check
 check "buf curl" curl-alice . buf_curl_check

@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_CONVERSATIONS_PER_GROUP: usize = 1000;
 pub const DEFAULT_MAX_IDS_PER_REQUEST: usize = 100;
 /// Pinned conversations per user (Tencent: 50).
 pub const DEFAULT_MAX_PINNED: usize = 50;
+/// Conversations pinned in one group (Telegram-style folder pins): a few
+/// at the top of the group, not a second ordering.
+pub const DEFAULT_MAX_PINNED_PER_GROUP: usize = 5;
 /// Bytes of `custom_data` per conversation (Tencent: 256).
 pub const DEFAULT_MAX_CUSTOM_DATA_BYTES: usize = 256;
 /// An emoji or a few letters: a single emoji is 4 bytes, one with a skin
@@ -125,6 +128,10 @@ pub struct Limits {
     /// Pinned conversations per user.
     #[arg(long, env = "CONVGROUPS_MAX_PINNED", default_value_t = DEFAULT_MAX_PINNED)]
     pub max_pinned: usize,
+    /// Conversations pinned in one group (PinConversationsInGroup), apart
+    /// from the user-wide pins of --max-pinned.
+    #[arg(long, env = "CONVGROUPS_MAX_PINNED_PER_GROUP", default_value_t = DEFAULT_MAX_PINNED_PER_GROUP)]
+    pub max_pinned_per_group: usize,
     /// Bytes of custom_data per conversation.
     #[arg(long, env = "CONVGROUPS_MAX_CUSTOM_DATA_BYTES", default_value_t = DEFAULT_MAX_CUSTOM_DATA_BYTES)]
     pub max_custom_data_bytes: usize,
@@ -178,6 +185,7 @@ impl Default for Limits {
             max_conversations_per_group: DEFAULT_MAX_CONVERSATIONS_PER_GROUP,
             max_ids_per_request: DEFAULT_MAX_IDS_PER_REQUEST,
             max_pinned: DEFAULT_MAX_PINNED,
+            max_pinned_per_group: DEFAULT_MAX_PINNED_PER_GROUP,
             max_custom_data_bytes: DEFAULT_MAX_CUSTOM_DATA_BYTES,
             max_text_field_bytes: DEFAULT_MAX_TEXT_FIELD_BYTES,
             max_marks: DEFAULT_MAX_MARKS,

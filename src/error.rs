@@ -56,6 +56,16 @@ pub enum Error {
     RevisionMismatch { expected: u64, current: u64 },
     #[error("{field}: {message}")]
     GroupOrderMismatch { field: &'static str, message: String },
+    /// An unspecified or unknown GroupSortMode.
+    #[error("{field}: {message}")]
+    InvalidSortMode { field: &'static str, message: String },
+    /// MoveConversationsInGroup's placement: unset, or an anchor that is no
+    /// member of the group or is itself moved.
+    #[error("{field}: {message}")]
+    InvalidPlacement { field: &'static str, message: String },
+    /// A manual move in a group that is not MANUAL.
+    #[error("sort_mode: group {name:?} is sorted {mode}, not MANUAL: set its sort mode to MANUAL first")]
+    SortModeNotManual { name: String, mode: &'static str },
     #[error("start_revision: {start} is older than the oldest retained revision {oldest}")]
     RevisionCompacted { start: u64, oldest: u64, current: u64 },
     #[error("start_revision: {start} is newer than the current revision {current}")]
@@ -185,6 +195,17 @@ impl Error {
             GroupOrderMismatch { field, .. } => {
                 (Code::FailedPrecondition, "GROUP_ORDER_MISMATCH", vec![("field", field.to_string())])
             }
+            InvalidSortMode { field, .. } => {
+                (Code::InvalidArgument, "INVALID_SORT_MODE", vec![("field", field.to_string())])
+            }
+            InvalidPlacement { field, .. } => {
+                (Code::InvalidArgument, "INVALID_PLACEMENT", vec![("field", field.to_string())])
+            }
+            SortModeNotManual { mode, .. } => (
+                Code::FailedPrecondition,
+                "SORT_MODE_NOT_MANUAL",
+                vec![("field", "sort_mode".into()), ("sort_mode", mode.to_string())],
+            ),
             RevisionCompacted { oldest, current, .. } => (
                 Code::OutOfRange,
                 "REVISION_COMPACTED",

@@ -201,10 +201,19 @@ enum Rpc {
     Mute,
     Move,
     Update,
+    SortMode,
+    MoveIn,
+    PinIn,
+    UnpinIn,
 }
 
-const ALL_RPCS: [Rpc; 16] = [
+const ALL_RPCS: [Rpc; 20] = [
     Rpc::Create,
+    // Before Rename moves bob's "Work" away, so that they act on it.
+    Rpc::SortMode,
+    Rpc::MoveIn,
+    Rpc::PinIn,
+    Rpc::UnpinIn,
     Rpc::Delete,
     Rpc::Rename,
     Rpc::List,
@@ -309,6 +318,39 @@ async fn call(
                 ..Default::default()
             };
             format!("{:?}", gc.delete_conversations_from_group(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::SortMode => {
+            let m = SetConversationGroupSortModeRequest {
+                group_name: work,
+                sort_mode: GroupSortMode::Manual as i32,
+                ..Default::default()
+            };
+            format!("{:?}", gc.set_conversation_group_sort_mode(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::MoveIn => {
+            let m = MoveConversationsInGroupRequest {
+                group_name: work,
+                conversation_ids: vec![secret_id],
+                placement: Some(move_conversations_in_group_request::Placement::ToStart(true)),
+                ..Default::default()
+            };
+            format!("{:?}", gc.move_conversations_in_group(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::PinIn => {
+            let m = PinConversationsInGroupRequest {
+                group_name: work,
+                conversation_ids: vec![secret_id],
+                ..Default::default()
+            };
+            format!("{:?}", gc.pin_conversations_in_group(with_headers(m, headers)).await?.into_inner())
+        }
+        Rpc::UnpinIn => {
+            let m = UnpinConversationsInGroupRequest {
+                group_name: work,
+                conversation_ids: vec![secret_id],
+                ..Default::default()
+            };
+            format!("{:?}", gc.unpin_conversations_in_group(with_headers(m, headers)).await?.into_inner())
         }
         Rpc::Conversations => {
             let m = GetConversationListRequest {

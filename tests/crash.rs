@@ -40,6 +40,9 @@ use tonic::Status;
 /// Conversation ids each writer draws from.
 const POOL: u64 = 40;
 
+/// The server's default `max_pinned_per_group`.
+const GROUP_PINS: usize = 5;
+
 // ---------------------------------------------------------------------------
 // Operations and the model of one writer's part of a user's state
 // ---------------------------------------------------------------------------
@@ -98,6 +101,22 @@ enum Op {
         look: Look,
         paths: Vec<&'static str>,
     },
+    /// SetConversationGroupSortMode to MANUAL (`manual`) or RECENT.
+    Sort {
+        group: String,
+        manual: bool,
+    },
+    /// MoveConversationsInGroup to the start (the group is MANUAL).
+    MoveIn {
+        group: String,
+        ids: Vec<String>,
+    },
+    /// PinConversationsInGroup (`pin`) or UnpinConversationsInGroup.
+    Pin {
+        group: String,
+        ids: Vec<String>,
+        pin: bool,
+    },
 }
 
 /// What an operation must do, as the model predicts it.
@@ -122,6 +141,23 @@ struct Model {
     muted: BTreeSet<String>,
     /// Looks of groups that were given one (by name).
     looks: BTreeMap<String, Look>,
+    /// Per group name: the order inside it.
+    orders: BTreeMap<String, GroupOrder>,
+}
+
+/// A group's sort mode, manual order (joining appends) and own pins.
+#[derive(Debug, Clone, Default)]
+struct GroupOrder {
+    manual: bool,
+    order: Vec<String>,
+    pins: Vec<String>,
+}
+
+impl GroupOrder {
+    fn leave(&mut self, id: &str) {
+        self.order.retain(|m| m != id);
+        self.pins.retain(|m| m != id);
+    }
 }
 
 /// The part of a user's observable state that belongs to one writer.
@@ -168,6 +204,7 @@ impl Model {
             Op::Create { name, ids } => {
                 let members: BTreeSet<String> = unique(ids).into_iter().collect();
                 self.groups.push((name.clone(), members.clone()));
+                self.orders.insert(name.clone(), GroupOrder { order: unique(ids), ..Default::default() });
                 Outcome { success: members, changed: true }
             }
             Op::Add { group, ids } => {
@@ -176,13 +213,17 @@ impl Model {
                 let current = &effective.iter().find(|(n, _)| n == group).expect("op on a modelled group").1;
                 let fresh: Vec<String> = unique(ids).into_iter().filter(|id| !current.contains(id)).collect();
                 let members = self.group_mut(group);
-                let success: BTreeSet<String> = fresh.into_iter().filter(|id| members.insert(id.clone())).collect();
+                let added: Vec<String> = fresh.into_iter().filter(|id| members.insert(id.clone())).collect();
+                self.orders.get_mut(group).expect("ordered").order.extend(added.iter().cloned());
+                let success: BTreeSet<String> = added.into_iter().collect();
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
             Op::Remove { group, ids } => {
                 let members = self.group_mut(group);
                 let success: BTreeSet<String> = unique(ids).into_iter().filter(|id| members.remove(id)).collect();
+                let order = self.orders.get_mut(group).expect("ordered");
+                success.iter().for_each(|id| order.leave(id));
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
@@ -194,13 +235,58 @@ impl Model {
                 if let Some(look) = self.looks.remove(old) {
                     self.looks.insert(new.clone(), look);
                 }
+                let order = self.orders.remove(old).expect("ordered");
+                self.orders.insert(new.clone(), order);
                 Outcome { success: BTreeSet::new(), changed: true }
             }
             Op::DeleteGroup { name } => {
                 self.groups.retain(|(n, _)| n != name);
                 self.rules.remove(name);
                 self.looks.remove(name);
+                self.orders.remove(name);
                 Outcome { success: BTreeSet::new(), changed: true }
+            }
+            Op::Sort { group, manual } => {
+                let order = self.orders.get_mut(group).expect("ordered");
+                let changed = order.manual != *manual;
+                order.manual = *manual;
+                Outcome { success: BTreeSet::new(), changed }
+            }
+            Op::MoveIn { group, ids } => {
+                let order = self.orders.get_mut(group).expect("ordered");
+                let moving: Vec<String> = unique(ids).into_iter().filter(|id| order.order.contains(id)).collect();
+                let mut new: Vec<String> = moving.clone();
+                new.extend(order.order.iter().filter(|id| !moving.contains(id)).cloned());
+                let changed = new != order.order;
+                order.order = new;
+                Outcome { success: moving.into_iter().collect(), changed }
+            }
+            Op::Pin { group, ids, pin } => {
+                let order = self.orders.get_mut(group).expect("ordered");
+                let before = order.pins.clone();
+                let mut success = BTreeSet::new();
+                if *pin {
+                    let mut front = Vec::new();
+                    for id in unique(ids) {
+                        let new = !before.contains(&id);
+                        let count = before.len() + front.iter().filter(|f| !before.contains(f)).count();
+                        if order.order.contains(&id) && (!new || count < GROUP_PINS) {
+                            front.push(id.clone());
+                            success.insert(id);
+                        }
+                    }
+                    front.extend(before.iter().filter(|p| !success.contains(*p)).cloned());
+                    order.pins = front;
+                } else {
+                    for id in unique(ids) {
+                        if order.pins.contains(&id) {
+                            order.pins.retain(|p| *p != id);
+                            success.insert(id);
+                        }
+                    }
+                }
+                let changed = order.pins != before;
+                Outcome { success, changed }
             }
             Op::Upsert { items } => {
                 let mut changed = false;
@@ -240,10 +326,19 @@ impl Model {
                 // Only explicit members move (one there by the rule only is
                 // IN_GROUP_BY_RULE); one already in `to` (by its rule) stays
                 // there as it is.
-                let success: BTreeSet<String> =
-                    unique(ids).into_iter().filter(|id| self.group_mut(from).remove(id)).collect();
+                let moved: Vec<String> = unique(ids).into_iter().filter(|id| self.group_mut(from).remove(id)).collect();
                 let in_to = self.members(to);
-                self.group_mut(to).extend(success.iter().filter(|id| !in_to.contains(*id)).cloned());
+                let joined: Vec<String> = moved.iter().filter(|id| !in_to.contains(*id)).cloned().collect();
+                self.group_mut(to).extend(joined.iter().cloned());
+                // Joining appends to a group's manual order; leaving drops
+                // the member (and its pin) unless it stays by a rule.
+                self.orders.get_mut(to).expect("ordered").order.extend(joined);
+                let still = self.members(from);
+                let order = self.orders.get_mut(from).expect("ordered");
+                for id in moved.iter().filter(|id| !still.contains(*id)) {
+                    order.leave(id);
+                }
+                let success: BTreeSet<String> = moved.into_iter().collect();
                 let changed = !success.is_empty();
                 Outcome { success, changed }
             }
@@ -255,6 +350,7 @@ impl Model {
                     for (_, members) in self.groups.iter_mut() {
                         members.remove(id);
                     }
+                    self.orders.values_mut().for_each(|order| order.leave(id));
                 }
                 let changed = !success.is_empty();
                 Outcome { success, changed }
@@ -297,12 +393,27 @@ impl Model {
         let groups = self
             .groups
             .iter()
-            .map(|(name, members)| GroupView {
-                name: name.clone(),
-                count: members.len() as u32,
-                unread: members.iter().filter(|id| !self.muted.contains(*id)).map(|id| u64::from(unread(id))).sum(),
-                members: members.clone(),
-                look: self.looks.get(name).cloned().unwrap_or_default(),
+            .map(|(name, members)| {
+                let order = &self.orders[name];
+                // Every conversation here has order_key 0 and is not pinned
+                // itself: RECENT lists by id.
+                let rest: Vec<String> =
+                    if order.manual { order.order.clone() } else { members.iter().cloned().collect() };
+                GroupView {
+                    name: name.clone(),
+                    count: members.len() as u32,
+                    unread: members.iter().filter(|id| !self.muted.contains(*id)).map(|id| u64::from(unread(id))).sum(),
+                    members: members.clone(),
+                    look: self.looks.get(name).cloned().unwrap_or_default(),
+                    order: order
+                        .pins
+                        .iter()
+                        .cloned()
+                        .chain(rest.into_iter().filter(|id| !order.pins.contains(id)))
+                        .collect(),
+                    sort_mode: if order.manual { GroupSortMode::Manual } else { GroupSortMode::Recent } as i32,
+                    pinned: order.pins.clone(),
+                }
             })
             .collect();
         let ids: BTreeSet<&String> = self.registry.keys().chain(self.groups.iter().flat_map(|(_, m)| m)).collect();
@@ -422,10 +533,26 @@ impl Writer {
                 ids.extend(self.ids(2));
                 Op::Move { from, to, ids }
             }
-            87..=88 => {
+            // Even writers give their groups rules, odd ones order them:
+            // the model keeps the two apart (a rule's members have no
+            // manual order it could predict).
+            87..=88 if self.index % 2 == 0 => {
                 let group = self.some_group();
                 let include = if self.rng.percent(20) { None } else { Some(unique(&self.ids(4))) };
                 Op::SetRule { group, include }
+            }
+            87..=91 if self.index % 2 == 1 => {
+                let group = self.some_group();
+                let members: Vec<String> = self.model.orders[&group].order.clone();
+                let mut ids: Vec<String> = members.into_iter().filter(|_| self.rng.percent(30)).collect();
+                ids.push(self.pool_id());
+                match self.rng.below(4) {
+                    0 => Op::Sort { group, manual: self.rng.percent(80) },
+                    1 if self.model.orders[&group].manual => Op::MoveIn { group, ids },
+                    1 => Op::Sort { group, manual: true },
+                    2 => Op::Pin { group, ids, pin: true },
+                    _ => Op::Pin { group, ids, pin: false },
+                }
             }
             65..=69 => {
                 let group = self.some_group();
@@ -695,6 +822,34 @@ async fn execute(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(
                 ..Default::default()
             };
             (BTreeSet::new(), gc.update_conversation_group(request).await?.into_inner().revision)
+        }
+        Op::Sort { group, manual } => {
+            let mode = if manual { GroupSortMode::Manual } else { GroupSortMode::Recent };
+            let request =
+                SetConversationGroupSortModeRequest { group_name: group, sort_mode: mode as i32, ..Default::default() };
+            (BTreeSet::new(), gc.set_conversation_group_sort_mode(request).await?.into_inner().revision)
+        }
+        Op::MoveIn { group, ids } => {
+            let request = MoveConversationsInGroupRequest {
+                group_name: group,
+                conversation_ids: ids,
+                placement: Some(move_conversations_in_group_request::Placement::ToStart(true)),
+                ..Default::default()
+            };
+            let r = gc.move_conversations_in_group(request).await?.into_inner();
+            (set(r.success_conversation_ids), r.revision)
+        }
+        Op::Pin { group, ids, pin: true } => {
+            let request =
+                PinConversationsInGroupRequest { group_name: group, conversation_ids: ids, ..Default::default() };
+            let r = gc.pin_conversations_in_group(request).await?.into_inner();
+            (set(r.success_conversation_ids), r.revision)
+        }
+        Op::Pin { group, ids, pin: false } => {
+            let request =
+                UnpinConversationsInGroupRequest { group_name: group, conversation_ids: ids, ..Default::default() };
+            let r = gc.unpin_conversations_in_group(request).await?.into_inner();
+            (set(r.success_conversation_ids), r.revision)
         }
     })
 }

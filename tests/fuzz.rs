@@ -66,6 +66,7 @@ fn small_limits() -> Limits {
         max_conversations_per_group: 4,
         max_ids_per_request: 4,
         max_pinned: 1,
+        max_pinned_per_group: 1,
         max_custom_data_bytes: 3,
         max_text_field_bytes: 8,
         max_marks: 2,
@@ -236,6 +237,7 @@ fn position_from(bytes: &[u8]) -> ListPosition {
     let peer = if peer.is_empty() { "x".to_string() } else { peer };
     let prefix = if bytes.first().is_some_and(|b| b & 2 == 0) { "C2C" } else { "GROUP" };
     ListPosition {
+        group: None,
         unpinned: bytes.first().map_or(0, |b| b & 1),
         inverted_order_key: u64::from_be_bytes(key),
         id: format!("{prefix}{peer}"),

@@ -135,6 +135,31 @@ impl ConversationGroupService for Anchor {
         unimplemented()
     }
 
+    async fn set_conversation_group_sort_mode(
+        &self,
+        _: Request<pb::SetConversationGroupSortModeRequest>,
+    ) -> Result<Response<pb::SetConversationGroupSortModeResponse>, Status> {
+        unimplemented()
+    }
+    async fn move_conversations_in_group(
+        &self,
+        _: Request<pb::MoveConversationsInGroupRequest>,
+    ) -> Result<Response<pb::MoveConversationsInGroupResponse>, Status> {
+        unimplemented()
+    }
+    async fn pin_conversations_in_group(
+        &self,
+        _: Request<pb::PinConversationsInGroupRequest>,
+    ) -> Result<Response<pb::PinConversationsInGroupResponse>, Status> {
+        unimplemented()
+    }
+    async fn unpin_conversations_in_group(
+        &self,
+        _: Request<pb::UnpinConversationsInGroupRequest>,
+    ) -> Result<Response<pb::UnpinConversationsInGroupResponse>, Status> {
+        unimplemented()
+    }
+
     type WatchGroupEventsStream = Watch;
 
     async fn watch_group_events(&self, _: Request<pb::WatchGroupEventsRequest>) -> Result<Response<Watch>, Status> {

@@ -9,7 +9,7 @@ use super::output::{cell, Json};
 use super::render::{self, conversations_count, quoted};
 use super::{
     BackupArgs, ColorArg, Command, ConvType, ConversationsCommand, Filter, GroupsCommand, Outcome, RecvOptArg,
-    RestoreArgs, RuleArgs, Update, WatchArgs,
+    RestoreArgs, RuleArgs, SortModeArg, Update, WatchArgs,
 };
 use crate::pb::watch_group_events_response::Kind as WatchKind;
 use crate::pb::*;
@@ -118,6 +118,7 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
                 conversation_ids: ids,
                 expected_revision: expect.expected_revision,
                 rule: rule(&rule_args),
+                sort_mode: None,
             };
             let r = client.call(api.create_conversation_group(client.request(request))).await?;
             show(
@@ -380,6 +381,93 @@ async fn groups(client: &Client, json: bool, command: GroupsCommand) -> Result<O
             )?;
             Ok(Outcome::Done)
         }
+        GroupsCommand::Sort { name, mode, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
+            let sort_mode = match mode {
+                SortModeArg::Recent => GroupSortMode::Recent,
+                SortModeArg::Manual => GroupSortMode::Manual,
+                SortModeArg::Alphabetical => GroupSortMode::Alphabetical,
+            };
+            let request = SetConversationGroupSortModeRequest {
+                group_name,
+                group_id,
+                sort_mode: sort_mode as i32,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.set_conversation_group_sort_mode(client.request(request))).await?;
+            show(
+                json,
+                || render::sorted(&r),
+                || {
+                    let mode = sort_mode.as_str_name().trim_start_matches("GROUP_SORT_MODE_");
+                    format!("Group {} is sorted {mode} at revision {}.", quoted(&name), r.revision)
+                },
+            )?;
+            Ok(Outcome::Done)
+        }
+        GroupsCommand::MoveIn { name, ids, place, by, expect } => {
+            use move_conversations_in_group_request::Placement;
+            let (group_name, group_id) = by.fields(&name);
+            let placement = match (place.before, place.after, place.to_start) {
+                (Some(id), _, _) => Placement::BeforeConversationId(id),
+                (_, Some(id), _) => Placement::AfterConversationId(id),
+                (_, _, true) => Placement::ToStart(true),
+                _ => Placement::ToEnd(true),
+            };
+            let request = MoveConversationsInGroupRequest {
+                group_name,
+                group_id,
+                conversation_ids: ids,
+                placement: Some(placement),
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.move_conversations_in_group(client.request(request))).await?;
+            show(
+                json,
+                || render::batch(&r.success_conversation_ids, &r.failed, r.revision),
+                || {
+                    format!(
+                        "Moved {} in group {} at revision {}.",
+                        conversations_count(r.success_conversation_ids.len()),
+                        quoted(&name),
+                        r.revision
+                    )
+                },
+            )?;
+            Ok(item_failures(&r.failed))
+        }
+        GroupsCommand::Pin { name, ids, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
+            let request = PinConversationsInGroupRequest {
+                group_name,
+                group_id,
+                conversation_ids: ids,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.pin_conversations_in_group(client.request(request))).await?;
+            show(
+                json,
+                || render::group_pins(&r.success_conversation_ids, &r.failed, r.revision, &r.pinned_conversation_ids),
+                || pins_text("Pinned", &r.success_conversation_ids, &name, &r.pinned_conversation_ids, r.revision),
+            )?;
+            Ok(item_failures(&r.failed))
+        }
+        GroupsCommand::Unpin { name, ids, by, expect } => {
+            let (group_name, group_id) = by.fields(&name);
+            let request = UnpinConversationsInGroupRequest {
+                group_name,
+                group_id,
+                conversation_ids: ids,
+                expected_revision: expect.expected_revision,
+            };
+            let r = client.call(api.unpin_conversations_in_group(client.request(request))).await?;
+            show(
+                json,
+                || render::group_pins(&r.success_conversation_ids, &r.failed, r.revision, &r.pinned_conversation_ids),
+                || pins_text("Unpinned", &r.success_conversation_ids, &name, &r.pinned_conversation_ids, r.revision),
+            )?;
+            Ok(item_failures(&r.failed))
+        }
         GroupsCommand::Reorder { names, by, expect } => {
             let (group_names, group_ids) = if by.by_id { (Vec::new(), names) } else { (names, Vec::new()) };
             let request = ReorderConversationGroupsRequest {
@@ -417,6 +505,16 @@ fn rule(r: &RuleArgs) -> Option<GroupRule> {
         exclude_ids: r.exclude.clone(),
     };
     (rule != GroupRule::default()).then_some(rule)
+}
+
+/// The text of a pin or unpin: what changed and the group's pins after.
+fn pins_text(verb: &str, done: &[String], group: &str, pinned: &[String], revision: u64) -> String {
+    let pins = if pinned.is_empty() { "none".to_string() } else { pinned.join(", ") };
+    format!(
+        "{verb} {} in group {} at revision {revision}; pinned: {pins}.",
+        conversations_count(done.len()),
+        quoted(group)
+    )
 }
 
 fn filter(f: Filter) -> ConversationFilter {

@@ -238,6 +238,61 @@ pub enum GroupsCommand {
         #[command(flatten)]
         expect: Expect,
     },
+    /// Set the order inside a group: recent (the default: the
+    /// conversations' own order), manual (as arranged with move-in) or
+    /// alphabetical (show name, byte-wise).
+    Sort {
+        /// The group (its id with --by-id).
+        name: String,
+        /// recent, manual or alphabetical.
+        #[arg(value_enum)]
+        mode: SortModeArg,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Move conversations inside a manual group, in the order given: before
+    /// or after another member, or to the start or the end.
+    #[command(name = "move-in", after_help = EXIT_CODES)]
+    MoveIn {
+        /// The group (its id with --by-id).
+        name: String,
+        /// The members to move.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        place: MovePlace,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Pin members of a group in that group (listed first in every sort
+    /// mode), to the front of its pins in the order given.
+    #[command(after_help = EXIT_CODES)]
+    Pin {
+        /// The group (its id with --by-id).
+        name: String,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
+    /// Unpin conversations in a group.
+    #[command(after_help = EXIT_CODES)]
+    Unpin {
+        /// The group (its id with --by-id).
+        name: String,
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        by: ById,
+        #[command(flatten)]
+        expect: Expect,
+    },
     /// Set the display order: name every group exactly once.
     Reorder {
         /// Every group, in the new order (ids with --by-id).
@@ -282,6 +337,32 @@ pub struct RuleArgs {
     /// A conversation that never belongs (repeat for more).
     #[arg(long, value_name = "ID")]
     pub exclude: Vec<String>,
+}
+
+/// A group's sort mode on the command line.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum SortModeArg {
+    Recent,
+    Manual,
+    Alphabetical,
+}
+
+/// Where `groups move-in` puts the conversations: exactly one.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+pub struct MovePlace {
+    /// Directly before this member.
+    #[arg(long, value_name = "ID")]
+    pub before: Option<String>,
+    /// Directly after this member.
+    #[arg(long, value_name = "ID")]
+    pub after: Option<String>,
+    /// At the start of the group's order.
+    #[arg(long)]
+    pub to_start: bool,
+    /// At the end of the group's order.
+    #[arg(long)]
+    pub to_end: bool,
 }
 
 /// Naming a group by its id instead of its name.
@@ -528,6 +609,8 @@ impl ValueEnum for EventType {
             EventType::GroupUpdated => "group-updated",
             EventType::GroupRuleChanged => "group-rule-changed",
             EventType::GroupMuteChanged => "group-mute-changed",
+            EventType::GroupOrderChanged => "group-order-changed",
+            EventType::GroupPinsChanged => "group-pins-changed",
         }))
     }
 }

@@ -51,6 +51,19 @@ pub fn group(g: &ConversationGroup) -> Json {
     if let Some(opt) = g.new_member_recv_opt {
         f.push(("newMemberRecvOpt", recv_opt(opt)));
     }
+    f.push(("sortMode", sort_mode(g.sort_mode)));
+    f.push(("pinnedConversationIds", Json::strings(&g.pinned_conversation_ids)));
+    Json::Obj(f)
+}
+
+fn sort_mode(value: i32) -> Json {
+    enum_json(value, GroupSortMode::try_from(value).ok().map(|m| m.as_str_name()))
+}
+
+/// A pin or unpin in a group: the batch shape plus the group's pins.
+pub fn group_pins(success: &[String], failed: &[ConversationResult], revision: u64, pinned: &[String]) -> Json {
+    let Json::Obj(mut f) = batch(success, failed, revision) else { unreachable!("batch is an object") };
+    f.push(("pinnedConversationIds", Json::strings(pinned)));
     Json::Obj(f)
 }
 
@@ -229,6 +242,15 @@ pub fn updated(r: &UpdateConversationGroupResponse) -> Json {
     Json::Obj(f)
 }
 
+pub fn sorted(r: &SetConversationGroupSortModeResponse) -> Json {
+    let mut f = Vec::new();
+    if let Some(g) = &r.group {
+        f.push(("group", group(g)));
+    }
+    f.push(("revision", Json::u64(r.revision)));
+    Json::Obj(f)
+}
+
 pub fn revision_only(revision: u64) -> Json {
     Json::Obj(vec![("revision", Json::u64(revision))])
 }
@@ -337,6 +359,24 @@ fn event(e: &GroupEvent) -> Json {
             }
             Some(("groupUpdated", Json::Obj(g)))
         }
+        Some(EventKind::GroupOrderChanged(k)) => Some((
+            "groupOrderChanged",
+            Json::Obj(vec![
+                ("groupId", Json::str(&k.group_id)),
+                ("groupName", Json::str(&k.group_name)),
+                ("sortMode", sort_mode(k.sort_mode)),
+                ("conversationIds", ids(&k.conversation_ids)),
+                ("afterConversationId", Json::str(&k.after_conversation_id)),
+            ]),
+        )),
+        Some(EventKind::GroupPinsChanged(k)) => Some((
+            "groupPinsChanged",
+            Json::Obj(vec![
+                ("groupId", Json::str(&k.group_id)),
+                ("groupName", Json::str(&k.group_name)),
+                ("pinnedConversationIds", ids(&k.pinned_conversation_ids)),
+            ]),
+        )),
         None => None,
     };
     f.extend(kind);

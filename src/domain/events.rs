@@ -2,7 +2,7 @@
 //! and streamed to watchers.
 
 use super::ids::{ConversationId, GroupId, UserId};
-use super::model::{GroupLook, GroupRule, LookField, RecvOpt, TimeMs};
+use super::model::{GroupLook, GroupRule, LookField, RecvOpt, SortMode, TimeMs};
 
 /// Why conversations left a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +86,21 @@ pub enum EventKind {
         changed: Vec<LookField>,
         look: GroupLook,
     },
+    /// The group's sort mode changed (no ids), or a manual move put
+    /// `conversation_ids` right after `after` (None: at the start).
+    GroupOrderChanged {
+        group_id: Option<GroupId>,
+        group_name: String,
+        sort_mode: SortMode,
+        conversation_ids: Vec<ConversationId>,
+        after: Option<ConversationId>,
+    },
+    /// The group's pins after a pin or unpin.
+    GroupPinsChanged {
+        group_id: Option<GroupId>,
+        group_name: String,
+        pinned: Vec<ConversationId>,
+    },
 }
 
 /// The kind tag of an event, for filtering.
@@ -102,11 +117,13 @@ pub enum EventType {
     GroupUpdated,
     GroupMuteChanged,
     GroupRuleChanged,
+    GroupOrderChanged,
+    GroupPinsChanged,
 }
 
 impl EventType {
     /// Every event type, in the order of the contract.
-    pub const ALL: [EventType; 11] = [
+    pub const ALL: [EventType; 13] = [
         EventType::GroupCreated,
         EventType::GroupDeleted,
         EventType::GroupRenamed,
@@ -118,6 +135,8 @@ impl EventType {
         EventType::GroupUpdated,
         EventType::GroupMuteChanged,
         EventType::GroupRuleChanged,
+        EventType::GroupOrderChanged,
+        EventType::GroupPinsChanged,
     ];
 }
 
@@ -135,6 +154,8 @@ impl EventKind {
             EventKind::GroupUpdated { .. } => EventType::GroupUpdated,
             EventKind::GroupMuteChanged { .. } => EventType::GroupMuteChanged,
             EventKind::GroupRuleChanged { .. } => EventType::GroupRuleChanged,
+            EventKind::GroupOrderChanged { .. } => EventType::GroupOrderChanged,
+            EventKind::GroupPinsChanged { .. } => EventType::GroupPinsChanged,
         }
     }
 
@@ -147,7 +168,9 @@ impl EventKind {
             | EventKind::GroupRenamed { group_id, .. }
             | EventKind::ConversationsAddedToGroup { group_id, .. }
             | EventKind::ConversationsDeletedFromGroup { group_id, .. }
-            | EventKind::GroupUpdated { group_id, .. } => *group_id,
+            | EventKind::GroupOrderChanged { group_id, .. }
+            | EventKind::GroupPinsChanged { group_id, .. } => *group_id,
+            EventKind::GroupUpdated { group_id, .. } => *group_id,
             EventKind::GroupMuteChanged { group_id, .. } => *group_id,
             EventKind::GroupRuleChanged { group_id, .. } => *group_id,
             EventKind::GroupsReordered { .. }
@@ -164,7 +187,9 @@ impl EventKind {
             | EventKind::GroupDeleted { group_name, .. }
             | EventKind::ConversationsAddedToGroup { group_name, .. }
             | EventKind::ConversationsDeletedFromGroup { group_name, .. }
-            | EventKind::GroupUpdated { group_name, .. } => vec![group_name],
+            | EventKind::GroupOrderChanged { group_name, .. }
+            | EventKind::GroupPinsChanged { group_name, .. } => vec![group_name],
+            EventKind::GroupUpdated { group_name, .. } => vec![group_name],
             EventKind::GroupMuteChanged { group_name, .. } => vec![group_name],
             EventKind::GroupRuleChanged { group_name, .. } => vec![group_name],
             EventKind::GroupRenamed { old_name, new_name, .. } => vec![old_name, new_name],

@@ -7,6 +7,7 @@ mod events;
 mod ids;
 mod items;
 mod model;
+pub mod order;
 pub mod rules;
 
 pub use events::{AdditionReason, EventBatch, EventKind, EventType, RemovalReason, Scope};
@@ -14,8 +15,8 @@ pub use ids::{check_group_name, ConversationId, ConversationKind, GroupId, Group
 pub use items::{Item, ItemError, ItemResults};
 pub use model::{
     ConversationData, ConversationFilter, ConversationPage, ConversationPatch, ConversationView, GroupColor, GroupList,
-    GroupLook, GroupRule, GroupView, ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition, LookField,
-    LookUpdate, RecvOpt, TimeMs,
+    GroupLook, GroupRank, GroupRule, GroupView, ItemCode, ItemFailure, ItemOutcomes, LastMessage, ListPosition,
+    LookField, LookUpdate, Placement, RecvOpt, SortMode, TimeMs,
 };
 
 /// Where an FNV-1a 64 hash starts (its offset basis).

@@ -207,6 +207,9 @@ pub struct GroupView {
     /// (SetConversationGroupMute with `apply_to_new_members`).
     pub new_member_recv_opt: Option<RecvOpt>,
     pub look: GroupLook,
+    pub sort_mode: SortMode,
+    /// The group's own pinned conversations, in listing order.
+    pub pinned: Vec<ConversationId>,
 }
 
 /// The colour of a group's tag: a fixed palette, so every client draws it
@@ -314,6 +317,40 @@ pub struct LookUpdate {
     pub values: GroupLook,
 }
 
+/// How a listing of one group orders the members that are not pinned in
+/// it (see the proto's GroupSortMode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortMode {
+    /// The conversations' own listing order: what every group had before
+    /// groups had a sort mode, so the default.
+    #[default]
+    Recent,
+    /// The stored manual order (a rank per member).
+    Manual,
+    /// `show_name` byte-wise, then id.
+    Alphabetical,
+}
+
+impl SortMode {
+    /// The mode's name as the proto spells it after `GROUP_SORT_MODE_`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SortMode::Recent => "RECENT",
+            SortMode::Manual => "MANUAL",
+            SortMode::Alphabetical => "ALPHABETICAL",
+        }
+    }
+}
+
+/// Where MoveConversationsInGroup puts the moved conversations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placement {
+    Start,
+    End,
+    Before(ConversationId),
+    After(ConversationId),
+}
+
 /// The user's groups in display order, at a revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupList {
@@ -399,10 +436,48 @@ impl ConversationFilter {
     }
 }
 
+/// The part of a position that a listing of one group puts first: the
+/// group's pins, then its sort mode's key. Variants compare in declaration
+/// order, so pinned members come first; one listing only ever holds
+/// `Pinned` and the one variant of the group's mode (a page token of
+/// another mode is refused, see [`GroupRank::fits`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum GroupRank {
+    /// Pinned in the group, at this index of its pins.
+    Pinned(u32),
+    /// MANUAL: the member's rank (ties, only in orders stored before ranks
+    /// existed, fall back to the id), in the group's order epoch (bumped
+    /// by every renumbering; equal within one listing).
+    Manual { epoch: u32, rank: u64 },
+    /// ALPHABETICAL: the show name, byte-wise.
+    Alphabetical(String),
+    /// RECENT: the conversation's own position decides.
+    Recent,
+}
+
+impl GroupRank {
+    /// Whether a position of this kind belongs to a listing of a group in
+    /// `mode` whose manual order is in `epoch` (a pinned position fits
+    /// every mode).
+    pub fn fits(&self, mode: SortMode, epoch: u32) -> bool {
+        match (self, mode) {
+            (GroupRank::Pinned(_), _)
+            | (GroupRank::Alphabetical(_), SortMode::Alphabetical)
+            | (GroupRank::Recent, SortMode::Recent) => true,
+            (GroupRank::Manual { epoch: of, .. }, SortMode::Manual) => *of == epoch,
+            _ => false,
+        }
+    }
+}
+
 /// The listing order: pinned first, then `order_key` descending, then id
-/// ascending. Comparing two keys gives the listing order directly.
+/// ascending; in a listing of one group, the group's [`GroupRank`] before
+/// all that. Comparing two keys gives the listing order directly.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ListPosition {
+    /// Some only in a listing of one group. For every rank but `Recent`
+    /// the two fields below are zero, so the id breaks ties.
+    pub group: Option<GroupRank>,
     /// 0 for pinned, 1 for unpinned (pinned sort first).
     pub unpinned: u8,
     /// `u64::MAX - order_key` (larger keys sort first).
@@ -419,7 +494,15 @@ impl ListPosition {
     /// gives them without being decoded into [`ConversationData`]).
     pub fn new(id: &ConversationId, is_pinned: bool, order_key: u64) -> Self {
         let (unpinned, inverted_order_key) = Self::rank(is_pinned, order_key);
-        Self { unpinned, inverted_order_key, id: id.as_str().to_string() }
+        Self { group: None, unpinned, inverted_order_key, id: id.as_str().to_string() }
+    }
+
+    /// The position in a listing of one group.
+    pub fn in_group(id: &ConversationId, data: &ConversationData, rank: GroupRank) -> Self {
+        match rank {
+            GroupRank::Recent => Self { group: Some(GroupRank::Recent), ..Self::of(id, data) },
+            rank => Self { group: Some(rank), unpinned: 0, inverted_order_key: 0, id: id.as_str().to_string() },
+        }
     }
 
     /// The part of the position before the id: `(unpinned, inverted_order_key)`.
@@ -455,6 +538,8 @@ pub enum ItemCode {
     /// A move's target had room, but another target of the same move was
     /// full, so the conversation moved nowhere.
     MoveNotApplied,
+    GroupPinLimitExceeded,
+    NotPinnedInGroup,
 }
 
 impl ItemCode {

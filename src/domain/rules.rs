@@ -19,7 +19,8 @@
 use crate::config::Limits;
 use crate::domain::{
     check_group_name, now_ms, AdditionReason, ConversationData, ConversationId, ConversationPatch, EventKind, GroupId,
-    GroupLook, GroupRef, GroupRule, GroupView, Item, ItemCode, ItemResults, LookUpdate, RecvOpt, RemovalReason,
+    GroupLook, GroupRef, GroupRule, GroupView, Item, ItemCode, ItemResults, LookUpdate, Placement, RecvOpt,
+    RemovalReason, SortMode,
 };
 use crate::error::Error;
 
@@ -70,6 +71,15 @@ pub trait UserState {
     /// Sets (or, None, forgets) the receive option the group gives new
     /// members.
     fn set_new_member_recv_opt(&mut self, index: usize, opt: Option<RecvOpt>);
+    /// The group's manual order: every member with its rank, by rank then
+    /// id (see [`crate::domain::order`]).
+    fn manual_order(&mut self, index: usize) -> Result<Vec<(ConversationId, u64)>, Error>;
+    /// Gives these members of the group these ranks (`renumbered`: every
+    /// member's rank changed, which starts a new order epoch).
+    fn set_ranks(&mut self, index: usize, ranks: &[(ConversationId, u64)], renumbered: bool);
+    fn set_sort_mode(&mut self, index: usize, mode: SortMode);
+    /// Replaces the group's pins (members of it, in listing order).
+    fn set_group_pins(&mut self, index: usize, pinned: Vec<ConversationId>);
 }
 
 /// Fails with REVISION_MISMATCH unless `expected` is unset or equals the
@@ -208,6 +218,7 @@ pub fn create_group(
     limits: &Limits,
     name: &str,
     items: &[Item<()>],
+    sort_mode: SortMode,
     rule: Option<&GroupRule>,
     mut result: ItemResults,
     expected_revision: Option<u64>,
@@ -227,6 +238,10 @@ pub fn create_group(
         group_name: name.to_string(),
         conversation_ids: result.succeeded().to_vec(),
     });
+    // A watcher learns a mode other than the default as it learns every
+    // mode change: GroupOrderChanged, after GroupCreated, in the same
+    // revision.
+    apply_sort_mode(state, index, sort_mode);
     if let Some(rule) = rule {
         state.record(EventKind::GroupRuleChanged {
             group_id: Some(state.group(index).id),
@@ -724,4 +739,192 @@ pub fn move_conversations(
         .map(|(&index, result)| MoveTarget { group: state.group(index), result })
         .collect();
     Ok(Moved { targets, result })
+}
+
+/// Sets a group's sort mode (SetConversationGroupSortMode, and the general
+/// group update's `sort_mode` path). The same mode again changes nothing.
+pub fn set_sort_mode(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    mode: SortMode,
+    expected_revision: Option<u64>,
+) -> Result<GroupView, Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    apply_sort_mode(state, index, mode);
+    Ok(state.group(index))
+}
+
+/// Gives the group at `index` (found by the caller) the sort mode `mode`,
+/// with its GroupOrderChanged event; returns whether it changed. The part
+/// of [`set_sort_mode`] that a mutation changing several fields of a group
+/// at once (a field-mask update) calls after finding the group itself.
+pub fn apply_sort_mode(state: &mut impl UserState, index: usize, mode: SortMode) -> bool {
+    let GroupView { id, name, sort_mode, .. } = state.group(index);
+    if sort_mode == mode {
+        return false;
+    }
+    state.set_sort_mode(index, mode);
+    state.record(EventKind::GroupOrderChanged {
+        group_id: Some(id),
+        group_name: name,
+        sort_mode: mode,
+        conversation_ids: Vec::new(),
+        after: None,
+    });
+    true
+}
+
+/// The request field an anchor came from, for errors.
+fn placement_field(placement: &Placement) -> &'static str {
+    match placement {
+        Placement::Before(_) => "before_conversation_id",
+        Placement::After(_) => "after_conversation_id",
+        Placement::Start => "to_start",
+        Placement::End => "to_end",
+    }
+}
+
+/// Moves members of a MANUAL group to one place of its order
+/// (MoveConversationsInGroup). Items that are no members fail one by one;
+/// an anchor that is no member, or is moved itself, fails the request.
+pub fn move_in_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    items: &[Item<()>],
+    placement: &Placement,
+    mut result: ItemResults,
+    expected_revision: Option<u64>,
+) -> Result<ItemResults, Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let GroupView { id, name, sort_mode, .. } = state.group(index);
+    if sort_mode != SortMode::Manual {
+        return Err(Error::SortModeNotManual { name, mode: sort_mode.name() });
+    }
+    let order = state.manual_order(index)?;
+    let field = placement_field(placement);
+    if let Placement::Before(anchor) | Placement::After(anchor) = placement {
+        if !order.iter().any(|(member, _)| member == anchor) {
+            return Err(Error::InvalidPlacement {
+                field,
+                message: format!("{anchor} is not in group {name:?}: the anchor must be a member"),
+            });
+        }
+        if items.iter().any(|item| item.id == *anchor) {
+            return Err(Error::InvalidPlacement {
+                field,
+                message: format!("{anchor} is one of the conversations moved: it cannot be their anchor too"),
+            });
+        }
+    }
+    let mut moving = Vec::with_capacity(items.len());
+    for item in items {
+        if order.iter().any(|(member, _)| *member == item.id) {
+            moving.push(item.id.clone());
+            result.succeed(item.id.clone());
+        } else {
+            result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
+        }
+    }
+    if moving.is_empty() {
+        return Ok(result);
+    }
+    let ranks = crate::domain::order::move_ranks(&order, &moving, placement).map_err(|_| {
+        Error::Internal(format!("move in group {name:?}: the anchor vanished between two reads of one state"))
+    })?;
+    let mut after: Vec<(ConversationId, u64)> = order
+        .iter()
+        .map(|(member, rank)| {
+            let rank = ranks.changes.iter().find(|(changed, _)| changed == member).map_or(*rank, |(_, rank)| *rank);
+            (member.clone(), rank)
+        })
+        .collect();
+    after.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+    // A move that leaves the order as it was changes nothing: no write, no
+    // event, the revision is kept.
+    if after.iter().map(|(member, _)| member).eq(order.iter().map(|(member, _)| member)) {
+        return Ok(result);
+    }
+    state.set_ranks(index, &ranks.changes, ranks.renumbered);
+    let first = after.iter().position(|(member, _)| *member == moving[0]).expect("moved members stay members");
+    state.record(EventKind::GroupOrderChanged {
+        group_id: Some(id),
+        group_name: name,
+        sort_mode,
+        conversation_ids: moving,
+        after: first.checked_sub(1).map(|before| after[before].0.clone()),
+    });
+    Ok(result)
+}
+
+/// Pins members of a group in it (PinConversationsInGroup): to the front of
+/// its pins, in request order; an id already pinned moves there too.
+/// Returns the pins after.
+pub fn pin_in_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    items: &[Item<()>],
+    mut result: ItemResults,
+    expected_revision: Option<u64>,
+) -> Result<(ItemResults, Vec<ConversationId>), Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let GroupView { id, name, pinned, .. } = state.group(index);
+    let mut front: Vec<ConversationId> = Vec::new();
+    let mut count = pinned.len();
+    for item in items {
+        if !state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+            result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
+        } else if !pinned.contains(&item.id) && count >= limits.max_pinned_per_group {
+            let message = format!(
+                "group {name:?} already has {} pinned conversations, the most allowed (max_pinned_per_group)",
+                limits.max_pinned_per_group
+            );
+            result.fail_item(item, ItemCode::GroupPinLimitExceeded, message);
+        } else {
+            if !pinned.contains(&item.id) {
+                count += 1;
+            }
+            front.push(item.id.clone());
+            result.succeed(item.id.clone());
+        }
+    }
+    let mut after = front.clone();
+    after.extend(pinned.iter().filter(|pin| !front.contains(pin)).cloned());
+    if after != pinned {
+        state.set_group_pins(index, after.clone());
+        state.record(EventKind::GroupPinsChanged { group_id: Some(id), group_name: name, pinned: after.clone() });
+    }
+    Ok((result, after))
+}
+
+/// Unpins conversations in a group (UnpinConversationsInGroup); returns the
+/// pins after.
+pub fn unpin_in_group(
+    state: &mut impl UserState,
+    limits: &Limits,
+    group: &GroupRef,
+    items: &[Item<()>],
+    mut result: ItemResults,
+    expected_revision: Option<u64>,
+) -> Result<(ItemResults, Vec<ConversationId>), Error> {
+    let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
+    let GroupView { id, name, mut pinned, .. } = state.group(index);
+    let before = pinned.len();
+    for item in items {
+        if pinned.contains(&item.id) {
+            pinned.retain(|pin| *pin != item.id);
+            result.succeed(item.id.clone());
+        } else if state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+            result.fail_item(item, ItemCode::NotPinnedInGroup, format!("{} is not pinned in group {name:?}", item.id));
+        } else {
+            result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
+        }
+    }
+    if pinned.len() != before {
+        state.set_group_pins(index, pinned.clone());
+        state.record(EventKind::GroupPinsChanged { group_id: Some(id), group_name: name, pinned: pinned.clone() });
+    }
+    Ok((result, pinned))
 }

@@ -8,9 +8,9 @@ use crate::config::Limits;
 use crate::domain::rules::GroupFields;
 use crate::domain::{
     check_group_name, AdditionReason, ConversationFilter, ConversationId, ConversationKind, ConversationPatch,
-    ConversationView, EventBatch, EventKind, EventType, GroupColor, GroupId, GroupLook, GroupRef, GroupRule, GroupView,
-    ItemCode, ItemError, ItemFailure, ItemOutcomes, LastMessage, ListPosition, LookField, LookUpdate, RecvOpt,
-    RemovalReason, TimeMs,
+    ConversationView, EventBatch, EventKind, EventType, GroupColor, GroupId, GroupLook, GroupRank, GroupRef, GroupRule,
+    GroupView, ItemCode, ItemError, ItemFailure, ItemOutcomes, LastMessage, ListPosition, LookField, LookUpdate,
+    Placement, RecvOpt, RemovalReason, SortMode, TimeMs,
 };
 use crate::error::Error;
 use crate::pb;
@@ -131,7 +131,7 @@ pub fn check_list_size(field: &'static str, len: usize, limits: &Limits) -> Resu
 
 /// The domain's event types and their protobuf enum values: the one table
 /// both directions are read from.
-const EVENT_TYPES: [(EventType, pb::GroupEventType); 11] = [
+const EVENT_TYPES: [(EventType, pb::GroupEventType); 13] = [
     (EventType::GroupCreated, pb::GroupEventType::GroupCreated),
     (EventType::GroupDeleted, pb::GroupEventType::GroupDeleted),
     (EventType::GroupRenamed, pb::GroupEventType::GroupRenamed),
@@ -140,6 +140,8 @@ const EVENT_TYPES: [(EventType, pb::GroupEventType); 11] = [
     (EventType::ConversationsDeletedFromGroup, pb::GroupEventType::ConversationsDeletedFromGroup),
     (EventType::ConversationsChanged, pb::GroupEventType::ConversationsChanged),
     (EventType::ConversationsDeleted, pb::GroupEventType::ConversationsDeleted),
+    (EventType::GroupOrderChanged, pb::GroupEventType::GroupOrderChanged),
+    (EventType::GroupPinsChanged, pb::GroupEventType::GroupPinsChanged),
     (EventType::GroupUpdated, pb::GroupEventType::GroupUpdated),
     (EventType::GroupMuteChanged, pb::GroupEventType::GroupMuteChanged),
     (EventType::GroupRuleChanged, pb::GroupEventType::GroupRuleChanged),
@@ -319,15 +321,52 @@ pub fn filter(filter: Option<pb::ConversationFilter>, limits: &Limits) -> Result
     })
 }
 
-/// Page tokens: base64url of `[version 1][filter fingerprint u64]
-/// [unpinned u8][inverted order key u64][conversation id]`. Opaque to
-/// clients; bound to the filter so it cannot be replayed with another.
+/// Page tokens: base64url of `[version][filter fingerprint u64]`, then
+/// for version 2 (listings of one group) the group rank (`[tag u8]` and
+/// 0: pinned index u32, 1: manual order epoch u32 and rank u64, 2: show
+/// name as `[len u32]
+/// [bytes]`, 3: recent), then `[unpinned u8][inverted order key u64]
+/// [conversation id]`. Version 1 (every other listing, and group listings
+/// before groups had an order) has no rank: one of a group listing reads as
+/// RECENT, the only order groups had then. Opaque to clients; bound to the
+/// filter so it cannot be replayed with another.
 const PAGE_TOKEN_VERSION: u8 = 1;
+const GROUP_PAGE_TOKEN_VERSION: u8 = 2;
+
+/// Whether a listing with this filter is in one group's order.
+fn names_one_group(filter: &ConversationFilter) -> bool {
+    filter.group_id.is_some() || filter.group_name.as_deref().is_some_and(|name| !name.is_empty())
+}
 
 pub fn encode_page_token(filter: &ConversationFilter, after: &ListPosition) -> String {
-    let mut raw = Vec::with_capacity(18 + after.id.len());
-    raw.push(PAGE_TOKEN_VERSION);
-    raw.extend_from_slice(&filter.fingerprint().to_be_bytes());
+    let mut raw = Vec::with_capacity(32 + after.id.len());
+    match &after.group {
+        None => {
+            raw.push(PAGE_TOKEN_VERSION);
+            raw.extend_from_slice(&filter.fingerprint().to_be_bytes());
+        }
+        Some(rank) => {
+            raw.push(GROUP_PAGE_TOKEN_VERSION);
+            raw.extend_from_slice(&filter.fingerprint().to_be_bytes());
+            match rank {
+                GroupRank::Pinned(index) => {
+                    raw.push(0);
+                    raw.extend_from_slice(&index.to_be_bytes());
+                }
+                GroupRank::Manual { epoch, rank } => {
+                    raw.push(1);
+                    raw.extend_from_slice(&epoch.to_be_bytes());
+                    raw.extend_from_slice(&rank.to_be_bytes());
+                }
+                GroupRank::Alphabetical(name) => {
+                    raw.push(2);
+                    raw.extend_from_slice(&(name.len() as u32).to_be_bytes());
+                    raw.extend_from_slice(name.as_bytes());
+                }
+                GroupRank::Recent => raw.push(3),
+            }
+        }
+    }
     raw.push(after.unpinned);
     raw.extend_from_slice(&after.inverted_order_key.to_be_bytes());
     raw.extend_from_slice(after.id.as_bytes());
@@ -339,17 +378,100 @@ pub fn decode_page_token(token: &str, filter: &ConversationFilter) -> Result<Opt
         return Ok(None);
     }
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| Error::InvalidPageToken)?;
-    if raw.len() < 19 || raw[0] != PAGE_TOKEN_VERSION || raw[1..9] != filter.fingerprint().to_be_bytes() {
+    if raw.len() < 9 || raw[1..9] != filter.fingerprint().to_be_bytes() {
         return Err(Error::InvalidPageToken);
     }
-    let unpinned = raw[9];
-    let inverted_order_key = u64::from_be_bytes(raw[10..18].try_into().map_err(|_| Error::InvalidPageToken)?);
-    let id = std::str::from_utf8(&raw[18..]).map_err(|_| Error::InvalidPageToken)?;
+    /// Splits `n` bytes off the front.
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], Error> {
+        if rest.len() < n {
+            return Err(Error::InvalidPageToken);
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Ok(head)
+    }
+    let mut rest = &raw[9..];
+    let group = match raw[0] {
+        PAGE_TOKEN_VERSION => names_one_group(filter).then_some(GroupRank::Recent),
+        GROUP_PAGE_TOKEN_VERSION if names_one_group(filter) => Some(match take(&mut rest, 1)?[0] {
+            0 => GroupRank::Pinned(u32::from_be_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes"))),
+            1 => GroupRank::Manual {
+                epoch: u32::from_be_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes")),
+                rank: u64::from_be_bytes(take(&mut rest, 8)?.try_into().expect("8 bytes")),
+            },
+            2 => {
+                let len = u32::from_be_bytes(take(&mut rest, 4)?.try_into().expect("4 bytes")) as usize;
+                let name = std::str::from_utf8(take(&mut rest, len)?).map_err(|_| Error::InvalidPageToken)?;
+                GroupRank::Alphabetical(name.to_string())
+            }
+            3 => GroupRank::Recent,
+            _ => return Err(Error::InvalidPageToken),
+        }),
+        _ => return Err(Error::InvalidPageToken),
+    };
+    let unpinned = take(&mut rest, 1)?[0];
+    let inverted_order_key = u64::from_be_bytes(take(&mut rest, 8)?.try_into().expect("8 bytes"));
+    let id = std::str::from_utf8(rest).map_err(|_| Error::InvalidPageToken)?;
     let id = ConversationId::parse(id).map_err(|_| Error::InvalidPageToken)?;
     if unpinned > 1 {
         return Err(Error::InvalidPageToken);
     }
-    Ok(Some(ListPosition { unpinned, inverted_order_key, id: id.as_str().to_string() }))
+    Ok(Some(ListPosition { group, unpinned, inverted_order_key, id: id.as_str().to_string() }))
+}
+
+/// The domain's sort mode of a `GroupSortMode` value (None for
+/// UNSPECIFIED and unknown values).
+pub fn sort_mode(value: i32) -> Option<SortMode> {
+    match pb::GroupSortMode::try_from(value).ok()? {
+        pb::GroupSortMode::Unspecified => None,
+        pb::GroupSortMode::Recent => Some(SortMode::Recent),
+        pb::GroupSortMode::Manual => Some(SortMode::Manual),
+        pb::GroupSortMode::Alphabetical => Some(SortMode::Alphabetical),
+    }
+}
+
+/// A sort mode a request must set (`field`): UNSPECIFIED and unknown
+/// values are INVALID_SORT_MODE.
+pub fn required_sort_mode(field: &'static str, value: i32) -> Result<SortMode, Error> {
+    sort_mode(value).ok_or_else(|| Error::InvalidSortMode {
+        field,
+        message: format!(
+            "{value} is not GROUP_SORT_MODE_RECENT, GROUP_SORT_MODE_MANUAL or GROUP_SORT_MODE_ALPHABETICAL"
+        ),
+    })
+}
+
+pub fn pb_sort_mode(mode: SortMode) -> pb::GroupSortMode {
+    match mode {
+        SortMode::Recent => pb::GroupSortMode::Recent,
+        SortMode::Manual => pb::GroupSortMode::Manual,
+        SortMode::Alphabetical => pb::GroupSortMode::Alphabetical,
+    }
+}
+
+/// MoveConversationsInGroup's placement.
+pub fn placement(placement: Option<pb::move_conversations_in_group_request::Placement>) -> Result<Placement, Error> {
+    use pb::move_conversations_in_group_request::Placement as P;
+    let anchor = |field: &'static str, raw: String| {
+        ConversationId::parse(&raw)
+            .map_err(|e| Error::InvalidPlacement { field, message: format!("{raw:?} is not a conversation id: {e}") })
+    };
+    match placement {
+        Some(P::BeforeConversationId(raw)) => Ok(Placement::Before(anchor("before_conversation_id", raw)?)),
+        Some(P::AfterConversationId(raw)) => Ok(Placement::After(anchor("after_conversation_id", raw)?)),
+        Some(P::ToStart(true)) => Ok(Placement::Start),
+        Some(P::ToEnd(true)) => Ok(Placement::End),
+        Some(P::ToStart(false)) => {
+            Err(Error::InvalidPlacement { field: "to_start", message: "must be true when set".into() })
+        }
+        Some(P::ToEnd(false)) => {
+            Err(Error::InvalidPlacement { field: "to_end", message: "must be true when set".into() })
+        }
+        None => Err(Error::InvalidPlacement {
+            field: "placement",
+            message: "set one of before_conversation_id, after_conversation_id, to_start, to_end".into(),
+        }),
+    }
 }
 
 /// The domain's colours and their protobuf values: the one table both
@@ -470,6 +592,8 @@ pub fn group(view: GroupView) -> pb::ConversationGroup {
         color: look.color,
         collapsed: look.collapsed,
         custom_data: look.custom_data,
+        sort_mode: pb_sort_mode(view.sort_mode) as i32,
+        pinned_conversation_ids: ids(&view.pinned),
     }
 }
 
@@ -517,6 +641,8 @@ fn result_code(code: ItemCode) -> pb::ConversationResultCode {
         ItemCode::CustomDataTooLarge => C::CustomDataTooLarge,
         ItemCode::ConversationNotFound => C::ConversationNotFound,
         ItemCode::InvalidField => C::InvalidField,
+        ItemCode::GroupPinLimitExceeded => C::GroupPinLimitExceeded,
+        ItemCode::NotPinnedInGroup => C::NotPinnedInGroup,
         ItemCode::InGroupByRule => C::InGroupByRule,
         ItemCode::MoveNotApplied => C::MoveNotApplied,
     }
@@ -629,6 +755,22 @@ pub fn event_batch(batch: &EventBatch) -> pb::EventBatch {
                         look: Some(look(new.clone())),
                     })
                 }
+                EventKind::GroupOrderChanged { group_id, group_name, sort_mode, conversation_ids, after } => {
+                    Kind::GroupOrderChanged(pb::GroupOrderChanged {
+                        group_id: event_group_id(group_id),
+                        group_name: group_name.clone(),
+                        sort_mode: pb_sort_mode(*sort_mode) as i32,
+                        conversation_ids: ids(conversation_ids),
+                        after_conversation_id: after.as_ref().map(|id| id.as_str().to_string()).unwrap_or_default(),
+                    })
+                }
+                EventKind::GroupPinsChanged { group_id, group_name, pinned } => {
+                    Kind::GroupPinsChanged(pb::GroupPinsChanged {
+                        group_id: event_group_id(group_id),
+                        group_name: group_name.clone(),
+                        pinned_conversation_ids: ids(pinned),
+                    })
+                }
             };
             pb::GroupEvent {
                 revision: batch.revision,
@@ -698,9 +840,26 @@ mod tests {
     #[test]
     fn page_tokens_round_trip_and_are_bound_to_their_filter() {
         let filter = ConversationFilter::default();
-        let position = ListPosition { unpinned: 1, inverted_order_key: 42, id: "C2Cbob".into() };
+        let position = ListPosition { group: None, unpinned: 1, inverted_order_key: 42, id: "C2Cbob".into() };
         let token = encode_page_token(&filter, &position);
-        assert_eq!(decode_page_token(&token, &filter).unwrap(), Some(position));
+        assert_eq!(decode_page_token(&token, &filter).unwrap(), Some(position.clone()));
+        // In one group's order, every kind of rank round-trips; a version 1
+        // token of a group listing reads as RECENT.
+        let group = ConversationFilter { group_name: Some("g".into()), ..Default::default() };
+        for rank in [
+            GroupRank::Pinned(3),
+            GroupRank::Manual { epoch: 2, rank: 1 << 40 },
+            GroupRank::Alphabetical("Zoë".into()),
+            GroupRank::Recent,
+        ] {
+            let ranked = ListPosition { group: Some(rank), ..position.clone() };
+            let token = encode_page_token(&group, &ranked);
+            assert_eq!(decode_page_token(&token, &group).unwrap(), Some(ranked));
+            assert!(matches!(decode_page_token(&token, &filter), Err(Error::InvalidPageToken)));
+        }
+        let old = encode_page_token(&group, &position);
+        let recent = ListPosition { group: Some(GroupRank::Recent), ..position.clone() };
+        assert_eq!(decode_page_token(&old, &group).unwrap(), Some(recent));
         let other = ConversationFilter { has_unread_count: Some(true), ..Default::default() };
         assert!(matches!(decode_page_token(&token, &other), Err(Error::InvalidPageToken)));
         for forged in ["!!", "AAAA", "x", "AQ"] {

@@ -13,7 +13,7 @@ use super::read_cache::ReadCaches;
 use super::{convert, finish, watch, Calls};
 use crate::auth::Caller;
 use crate::domain::rules::GroupFields;
-use crate::domain::{GroupRef, ItemResults, UserId};
+use crate::domain::{GroupRef, ItemResults, SortMode, UserId};
 use crate::error::Error;
 use crate::hub::Hub;
 use crate::pb;
@@ -49,8 +49,16 @@ impl ConversationGroupServiceImpl {
         if rule.is_none() || !req.conversation_ids.is_empty() {
             convert::check_list_size("conversation_ids", req.conversation_ids.len(), limits)?;
         }
+        // Unset and UNSPECIFIED both mean the default; an unknown value is
+        // an error.
+        let sort_mode = match req.sort_mode {
+            None => SortMode::default(),
+            Some(value) if value == pb::GroupSortMode::Unspecified as i32 => SortMode::default(),
+            Some(value) => convert::required_sort_mode("sort_mode", value)?,
+        };
         let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
-        let created = self.store.create_group(&user, name, items, rule, result, req.expected_revision).await?;
+        let created =
+            self.store.create_group(&user, name, items, sort_mode, rule, result, req.expected_revision).await?;
         let (success_conversation_ids, failed, revision) = convert::outcome(created.outcome);
         Ok(pb::CreateConversationGroupResponse {
             group: Some(convert::group(created.group)),
@@ -320,6 +328,47 @@ impl ConversationGroupServiceImpl {
         Ok(pb::MoveConversationsResponse { targets, moved_conversation_ids, failed, revision })
     }
 
+    async fn set_sort_mode(
+        &self,
+        user: UserId,
+        req: pb::SetConversationGroupSortModeRequest,
+    ) -> Result<pb::SetConversationGroupSortModeResponse, Error> {
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let mode = convert::required_sort_mode("sort_mode", req.sort_mode)?;
+        let (group, revision) = self.store.set_sort_mode(&user, group, mode, req.expected_revision).await?;
+        Ok(pb::SetConversationGroupSortModeResponse { group: Some(convert::group(group)), revision })
+    }
+
+    async fn move_in_group(
+        &self,
+        user: UserId,
+        req: pb::MoveConversationsInGroupRequest,
+    ) -> Result<pb::MoveConversationsInGroupResponse, Error> {
+        convert::check_list_size("conversation_ids", req.conversation_ids.len(), self.store.limits())?;
+        let (items, result) = ItemResults::classify_ids(&req.conversation_ids);
+        let group = convert::group_ref(GroupFields::GROUP, req.group_name, req.group_id)?;
+        let placement = convert::placement(req.placement)?;
+        let outcome = self.store.move_in_group(&user, group, items, placement, result, req.expected_revision).await?;
+        let (success_conversation_ids, failed, revision) = convert::outcome(outcome);
+        Ok(pb::MoveConversationsInGroupResponse { success_conversation_ids, failed, revision })
+    }
+
+    /// PinConversationsInGroup (`pin`) and UnpinConversationsInGroup: the
+    /// same request fields.
+    async fn pin_in_group(
+        &self,
+        user: UserId,
+        pin: bool,
+        (group_name, group_id, conversation_ids, expected_revision): (String, String, Vec<String>, Option<u64>),
+    ) -> Result<(Vec<String>, Vec<pb::ConversationResult>, u64, Vec<String>), Error> {
+        convert::check_list_size("conversation_ids", conversation_ids.len(), self.store.limits())?;
+        let (items, result) = ItemResults::classify_ids(&conversation_ids);
+        let group = convert::group_ref(GroupFields::GROUP, group_name, group_id)?;
+        let (outcome, pinned) = self.store.pin_in_group(&user, group, items, pin, result, expected_revision).await?;
+        let (success, failed, revision) = convert::outcome(outcome);
+        Ok((success, failed, revision, pinned.iter().map(|id| id.as_str().to_string()).collect()))
+    }
+
     /// Validates the request, subscribes and checks the start revision; the
     /// stream itself runs in its own task.
     async fn watch(&self, caller: Caller, req: pb::WatchGroupEventsRequest) -> Result<WatchStream, Error> {
@@ -431,6 +480,58 @@ impl ConversationGroupService for ConversationGroupServiceImpl {
         request: Request<pb::UpdateConversationGroupRequest>,
     ) -> Result<Response<pb::UpdateConversationGroupResponse>, Status> {
         self.calls.unary("UpdateConversationGroup", request, |user, req| self.update(user, req)).await
+    }
+
+    async fn set_conversation_group_sort_mode(
+        &self,
+        request: Request<pb::SetConversationGroupSortModeRequest>,
+    ) -> Result<Response<pb::SetConversationGroupSortModeResponse>, Status> {
+        self.calls.unary("SetConversationGroupSortMode", request, |user, req| self.set_sort_mode(user, req)).await
+    }
+
+    async fn move_conversations_in_group(
+        &self,
+        request: Request<pb::MoveConversationsInGroupRequest>,
+    ) -> Result<Response<pb::MoveConversationsInGroupResponse>, Status> {
+        self.calls.unary("MoveConversationsInGroup", request, |user, req| self.move_in_group(user, req)).await
+    }
+
+    async fn pin_conversations_in_group(
+        &self,
+        request: Request<pb::PinConversationsInGroupRequest>,
+    ) -> Result<Response<pb::PinConversationsInGroupResponse>, Status> {
+        self.calls
+            .unary("PinConversationsInGroup", request, |user, req: pb::PinConversationsInGroupRequest| async move {
+                let fields = (req.group_name, req.group_id, req.conversation_ids, req.expected_revision);
+                let (success_conversation_ids, failed, revision, pinned_conversation_ids) =
+                    self.pin_in_group(user, true, fields).await?;
+                Ok(pb::PinConversationsInGroupResponse {
+                    success_conversation_ids,
+                    failed,
+                    revision,
+                    pinned_conversation_ids,
+                })
+            })
+            .await
+    }
+
+    async fn unpin_conversations_in_group(
+        &self,
+        request: Request<pb::UnpinConversationsInGroupRequest>,
+    ) -> Result<Response<pb::UnpinConversationsInGroupResponse>, Status> {
+        self.calls
+            .unary("UnpinConversationsInGroup", request, |user, req: pb::UnpinConversationsInGroupRequest| async move {
+                let fields = (req.group_name, req.group_id, req.conversation_ids, req.expected_revision);
+                let (success_conversation_ids, failed, revision, pinned_conversation_ids) =
+                    self.pin_in_group(user, false, fields).await?;
+                Ok(pb::UnpinConversationsInGroupResponse {
+                    success_conversation_ids,
+                    failed,
+                    revision,
+                    pinned_conversation_ids,
+                })
+            })
+            .await
     }
 
     type WatchGroupEventsStream = WatchStream;

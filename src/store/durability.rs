@@ -276,7 +276,11 @@ mod tests {
 
     async fn create(store: &Store, user: &UserId, name: &str) -> Result<u64, Error> {
         let (items, result) = ItemResults::classify::<()>(vec![(format!("C2C{name}"), Ok(()))]);
-        Ok(store.create_group(user, name.into(), items, None, result, None).await?.outcome.revision)
+        Ok(store
+            .create_group(user, name.into(), items, crate::domain::SortMode::default(), None, result, None)
+            .await?
+            .outcome
+            .revision)
     }
 
     fn names(list: &GroupList) -> Vec<&str> {

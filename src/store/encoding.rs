@@ -6,7 +6,7 @@ use prost::Message;
 
 use crate::domain::{
     AdditionReason, ConversationData, ConversationId, ConversationKind, EventBatch, EventKind, EventType, GroupColor,
-    GroupId, GroupLook, GroupRule, LastMessage, ListPosition, LookField, RecvOpt, RemovalReason, UserId,
+    GroupId, GroupLook, GroupRule, LastMessage, ListPosition, LookField, RecvOpt, RemovalReason, SortMode, UserId,
 };
 use crate::error::Error;
 
@@ -46,6 +46,18 @@ pub struct GroupRecord {
     pub collapsed: bool,
     #[prost(bytes = "vec", tag = "9")]
     pub custom_data: Vec<u8>,
+    /// The sort mode's code ([`sort_mode_code`]): 0, the default of groups
+    /// stored before modes existed, is RECENT.
+    #[prost(uint32, tag = "10")]
+    pub sort_mode: u32,
+    /// The group's own pinned conversations, in listing order. Bounded by
+    /// `max_pinned_per_group`, so it fits the one small record.
+    #[prost(string, repeated, tag = "11")]
+    pub pinned: Vec<String>,
+    /// Where the group's manual order stands (absent: no member has had a
+    /// rank yet).
+    #[prost(message, optional, tag = "12")]
+    pub manual: Option<ManualOrderRecord>,
 }
 
 /// A smart group's rule as stored ([`GroupRule`]); tri-state criteria are
@@ -102,7 +114,66 @@ impl RuleRecord {
     }
 }
 
+/// The bookkeeping of a group's manual order (the ranks themselves are the
+/// member keys' values, see [`super::keys`]).
+#[derive(Clone, PartialEq, Message)]
+pub struct ManualOrderRecord {
+    /// The highest rank handed out: a member that joins takes the next.
+    #[prost(uint64, tag = "1")]
+    pub last_rank: u64,
+    /// Bumped by every renumbering of the whole group, and part of every
+    /// page token of the manual order: a token of the ranks before one is
+    /// refused, never compared with the new ranks.
+    #[prost(uint32, tag = "2")]
+    pub epoch: u32,
+}
+
+/// The stored code of a sort mode (part of the on-disk format).
+pub fn sort_mode_code(mode: SortMode) -> u32 {
+    match mode {
+        SortMode::Recent => 0,
+        SortMode::Manual => 1,
+        SortMode::Alphabetical => 2,
+    }
+}
+
+/// The sort mode of a stored code; an unknown code (from a newer build)
+/// lists as RECENT, the order every group had before modes.
+pub fn sort_mode_of_code(code: u32) -> SortMode {
+    match code {
+        1 => SortMode::Manual,
+        2 => SortMode::Alphabetical,
+        _ => SortMode::Recent,
+    }
+}
+
+/// A member key's value: the member's manual rank, big-endian; empty (a
+/// member stored before ranks existed) is rank 0.
+pub fn encode_rank(rank: u64) -> Vec<u8> {
+    rank.to_be_bytes().to_vec()
+}
+
+pub fn decode_rank(value: &[u8]) -> Result<u64, Error> {
+    match value.len() {
+        0 => Ok(0),
+        8 => Ok(u64::from_be_bytes(value.try_into().expect("8 bytes"))),
+        _ => Err(corrupt("member rank")),
+    }
+}
+
 impl GroupRecord {
+    pub fn sort_mode(&self) -> SortMode {
+        sort_mode_of_code(self.sort_mode)
+    }
+
+    pub fn manual_mut(&mut self) -> &mut ManualOrderRecord {
+        self.manual.get_or_insert_with(Default::default)
+    }
+
+    pub fn order_epoch(&self) -> u32 {
+        self.manual.as_ref().map_or(0, |m| m.epoch)
+    }
+
     pub fn look(&self) -> GroupLook {
         GroupLook {
             icon: self.icon.clone(),
@@ -352,6 +423,13 @@ pub struct EventRecord {
     /// fields' paths are in `items`).
     #[prost(message, optional, tag = "7")]
     pub look: Option<LookRecord>,
+    /// GroupOrderChanged: the sort mode's code ([`sort_mode_code`]).
+    #[prost(uint32, tag = "10")]
+    pub sort_mode: u32,
+    /// GroupOrderChanged: the member before the moved ones (absent: at the
+    /// start, or a mode change).
+    #[prost(string, optional, tag = "11")]
+    pub after: Option<String>,
 }
 
 /// One revision of the event log.
@@ -386,7 +464,7 @@ pub struct BatchRecord {
 
 /// The stored code of each event type (`EventRecord::kind`): part of the
 /// on-disk format, so a code never changes meaning.
-const EVENT_CODES: [(EventType, u32); 11] = [
+const EVENT_CODES: [(EventType, u32); 13] = [
     (EventType::GroupCreated, 1),
     (EventType::GroupDeleted, 2),
     (EventType::GroupRenamed, 3),
@@ -398,6 +476,8 @@ const EVENT_CODES: [(EventType, u32); 11] = [
     (EventType::GroupUpdated, 9),
     (EventType::GroupMuteChanged, 12),
     (EventType::GroupRuleChanged, 13),
+    (EventType::GroupOrderChanged, 10),
+    (EventType::GroupPinsChanged, 11),
 ];
 
 fn event_code(event_type: EventType) -> u32 {
@@ -484,6 +564,16 @@ impl BatchRecord {
                             custom_data: look.custom_data.clone(),
                         });
                     }
+                    EventKind::GroupOrderChanged { group_name, sort_mode, conversation_ids, after, .. } => {
+                        r.group_name = group_name.clone();
+                        r.sort_mode = sort_mode_code(*sort_mode);
+                        r.items = ids_to_strings(conversation_ids);
+                        r.after = after.as_ref().map(|id| id.as_str().to_string());
+                    }
+                    EventKind::GroupPinsChanged { group_name, pinned, .. } => {
+                        r.group_name = group_name.clone();
+                        r.items = ids_to_strings(pinned);
+                    }
                 }
                 r
             })
@@ -568,6 +658,18 @@ impl BatchRecord {
                             })
                             .unwrap_or_default(),
                     },
+                    EventType::GroupOrderChanged => EventKind::GroupOrderChanged {
+                        group_id,
+                        group_name: r.group_name,
+                        sort_mode: sort_mode_of_code(r.sort_mode),
+                        conversation_ids: strings_to_ids(&r.items),
+                        after: r.after.map(ConversationId::from_canonical),
+                    },
+                    EventType::GroupPinsChanged => EventKind::GroupPinsChanged {
+                        group_id,
+                        group_name: r.group_name,
+                        pinned: strings_to_ids(&r.items),
+                    },
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -600,7 +702,7 @@ mod tests {
     #[test]
     fn every_event_type_has_its_own_pinned_code() {
         let codes: Vec<u32> = EventType::ALL.iter().map(|t| event_code(*t)).collect();
-        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13]);
+        assert_eq!(codes, [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 10, 11]);
         for t in EventType::ALL {
             assert_eq!(event_type_of_code(event_code(t)), Some(t));
         }

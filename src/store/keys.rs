@@ -11,7 +11,7 @@
 //! | `meta`        | `revision`, `floor`, `floor/` ‖ user       | u64               |
 //! | `users`       | user                                       | UserRecord        |
 //! | `convs`       | user ‖ conversation id                     | ConversationRecord|
-//! | `members`     | user ‖ group id u32 ‖ conversation id      | (empty)           |
+//! | `members`     | user ‖ group id u32 ‖ conversation id      | manual rank u64   |
 //! | `order`       | user ‖ unpinned u8 ‖ !order_key u64 ‖ id   | (empty)           |
 //! | `events`      | revision u64                               | BatchRecord       |
 //! | `user_events` | user ‖ revision u64                        | (empty)           |
@@ -25,6 +25,11 @@
 //! written only when a reopen or a migration sets it), and a user's events
 //! are found by walking back from the user record's revision along each
 //! batch's `previous` revision of the same user ([`super::encoding::BatchRecord`]).
+//!
+//! A member key's value is the member's rank in the group's manual order
+//! ([`crate::domain::order`]; empty in keys written before ranks existed,
+//! read as 0), so a listing of one group reads its members and their order
+//! in one scan.
 
 use crate::domain::{ConversationId, ListPosition, UserId};
 
@@ -103,7 +108,7 @@ pub fn order_position(prefix_len: usize, key: &[u8]) -> Option<ListPosition> {
     let (&unpinned, rest) = rest.split_first()?;
     let inverted: [u8; 8] = rest.get(..8)?.try_into().ok()?;
     let id = std::str::from_utf8(rest.get(8..)?).ok()?.to_string();
-    Some(ListPosition { unpinned, inverted_order_key: u64::from_be_bytes(inverted), id })
+    Some(ListPosition { group: None, unpinned, inverted_order_key: u64::from_be_bytes(inverted), id })
 }
 
 pub fn event_key(revision: u64) -> [u8; 8] {
@@ -134,8 +139,12 @@ mod tests {
     #[test]
     fn order_keys_sort_in_listing_order() {
         let user = UserId::parse("u").unwrap();
-        let pos =
-            |unpinned, key: u64, id: &str| ListPosition { unpinned, inverted_order_key: u64::MAX - key, id: id.into() };
+        let pos = |unpinned, key: u64, id: &str| ListPosition {
+            group: None,
+            unpinned,
+            inverted_order_key: u64::MAX - key,
+            id: id.into(),
+        };
         let keys = [pos(0, 1, "C2Cz"), pos(1, 9, "C2Cb"), pos(1, 9, "C2Cc"), pos(1, 2, "C2Ca")];
         let encoded: Vec<_> = keys.iter().map(|p| order_key(&user, p)).collect();
         let mut sorted = encoded.clone();

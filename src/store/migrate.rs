@@ -291,7 +291,10 @@ mod tests {
         .expect("open the store");
         let alice = UserId::parse("alice").expect("user");
         let (list, result) = items(&["C2Cbob"]);
-        store.create_group(&alice, "g".into(), list, None, result, None).await.expect("create");
+        store
+            .create_group(&alice, "g".into(), list, crate::domain::SortMode::default(), None, result, None)
+            .await
+            .expect("create");
         let before = contents(&store);
 
         let (list, result) = items(&["C2Ccarol"]);

@@ -41,8 +41,8 @@ use tokio::sync::watch;
 
 use crate::config::{Backend, Config, Limits};
 use crate::domain::{
-    ConversationFilter, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupRule, GroupView, Item,
-    ItemOutcomes, ItemResults, ListPosition, LookUpdate, UserId,
+    ConversationFilter, ConversationId, ConversationPage, ConversationPatch, GroupList, GroupRef, GroupRule, GroupView,
+    Item, ItemOutcomes, ItemResults, ListPosition, LookUpdate, Placement, SortMode, UserId,
 };
 use crate::error::Error;
 use crate::hub::Hub;
@@ -296,17 +296,21 @@ impl Store {
         dispatch!(self, s => s.mutate(user, rule).await)
     }
 
+    // The parts of CreateConversationGroup, each validated at the
+    // boundary; a struct of them would only be unpacked again here.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_group(
         &self,
         user: &UserId,
         name: String,
         items: Vec<Item<()>>,
+        sort_mode: SortMode,
         rule: Option<GroupRule>,
         result: ItemResults,
         expected_revision: Option<u64>,
     ) -> Result<CreatedGroup, Error> {
         let ((group, result), revision) =
-            self.mutate(user, rules::create_group(name, items, rule, result, expected_revision)).await?;
+            self.mutate(user, rules::create_group(name, items, sort_mode, rule, result, expected_revision)).await?;
         Ok(CreatedGroup { group, outcome: result.finish(revision) })
     }
 
@@ -452,6 +456,51 @@ impl Store {
             targets: moved.targets.into_iter().map(|t| (t.group, t.result.finish(revision))).collect(),
             outcome: moved.result.finish(revision),
         })
+    }
+
+    /// Sets a group's sort mode; returns the group after.
+    pub async fn set_sort_mode(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        mode: SortMode,
+        expected_revision: Option<u64>,
+    ) -> Result<(GroupView, u64), Error> {
+        self.mutate(user, rules::set_sort_mode(group, mode, expected_revision)).await
+    }
+
+    /// Moves members of a MANUAL group (MoveConversationsInGroup).
+    pub async fn move_in_group(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        items: Vec<Item<()>>,
+        placement: Placement,
+        result: ItemResults,
+        expected_revision: Option<u64>,
+    ) -> Result<ItemOutcomes, Error> {
+        let (result, revision) =
+            self.mutate(user, rules::move_in_group(group, items, placement, result, expected_revision)).await?;
+        Ok(result.finish(revision))
+    }
+
+    /// Pins (`pin`) or unpins members of a group in it; returns the
+    /// outcomes and the group's pins after.
+    pub async fn pin_in_group(
+        &self,
+        user: &UserId,
+        group: GroupRef,
+        items: Vec<Item<()>>,
+        pin: bool,
+        result: ItemResults,
+        expected_revision: Option<u64>,
+    ) -> Result<(ItemOutcomes, Vec<ConversationId>), Error> {
+        let ((result, pinned), revision) = if pin {
+            self.mutate(user, rules::pin_in_group(group, items, result, expected_revision)).await?
+        } else {
+            self.mutate(user, rules::unpin_in_group(group, items, result, expected_revision)).await?
+        };
+        Ok((result.finish(revision), pinned))
     }
 
     /// The stamp of the user's stored record, when reading it is one local

@@ -209,10 +209,16 @@ impl<'a> Plan<'a> {
             match (in_before, in_after) {
                 (false, true) => {
                     group.conversation_count += 1;
-                    self.writes.put(Table::Members, keys::member_key(&self.user_id, group.id, id), Vec::new());
+                    // A member joins at the end of the group's manual order.
+                    let manual = group.manual_mut();
+                    manual.last_rank = crate::domain::order::append_rank(manual.last_rank);
+                    let rank = super::encoding::encode_rank(manual.last_rank);
+                    self.writes.put(Table::Members, keys::member_key(&self.user_id, group.id, id), rank);
                 }
                 (true, false) => {
                     group.conversation_count -= 1;
+                    // A member that leaves is no longer pinned in the group.
+                    group.pinned.retain(|pin| pin != id.as_str());
                     self.writes.remove(Table::Members, keys::member_key(&self.user_id, group.id, id));
                 }
                 _ => {}
@@ -328,6 +334,51 @@ impl Plan<'_> {
     /// The conversations this mutation has read or changed so far.
     pub fn touched(&self) -> Vec<ConversationId> {
         self.convs.keys().cloned().collect()
+    }
+
+    /// A group's members with their manual ranks, as this plan leaves them
+    /// so far (the stored ones with this plan's writes over them), by rank
+    /// then id.
+    pub fn members_with_ranks(&self, group_id: u32) -> Result<Vec<(ConversationId, u64)>, Error> {
+        let prefix = keys::group_members_prefix(&self.user_id, group_id);
+        let mut members = std::collections::BTreeMap::new();
+        self.view.scan(Table::Members, &prefix, None, &mut |key, value| {
+            members.insert(key.to_vec(), super::encoding::decode_rank(value)?);
+            Ok(true)
+        })?;
+        for (key, value) in self.writes.ops[Table::Members as usize].range(prefix.clone()..) {
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            match value {
+                Some(value) => members.insert(key.clone(), super::encoding::decode_rank(value)?),
+                None => members.remove(key),
+            };
+        }
+        let mut order = Vec::with_capacity(members.len());
+        for (key, rank) in members {
+            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::encoding::corrupt("member key"))?;
+            order.push((ConversationId::from_canonical(id.to_string()), rank));
+        }
+        order.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        Ok(order)
+    }
+
+    /// Gives members of a group new manual ranks; a renumbering starts a
+    /// new order epoch.
+    pub fn set_ranks(&mut self, index: usize, ranks: &[(ConversationId, u64)], renumbered: bool) {
+        let group = &mut self.user.groups[index];
+        let group_id = group.id;
+        let manual = group.manual_mut();
+        if renumbered {
+            manual.epoch = manual.epoch.wrapping_add(1);
+            manual.last_rank = 0;
+        }
+        for (id, rank) in ranks {
+            manual.last_rank = manual.last_rank.max(*rank);
+            let key = keys::member_key(&self.user_id, group_id, id);
+            self.writes.put(Table::Members, key, super::encoding::encode_rank(*rank));
+        }
     }
 
     /// Ids of the members of a group as of the start of this mutation (a

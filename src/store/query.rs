@@ -12,7 +12,7 @@ use super::state::{StateRead, Table};
 use super::Snapshot;
 use crate::domain::{
     ConversationData, ConversationFilter, ConversationId, ConversationPage, ConversationView, GroupId, GroupList,
-    ListPosition, UserId,
+    GroupRank, ListPosition, SortMode, UserId,
 };
 use crate::error::Error;
 
@@ -65,29 +65,42 @@ fn filter_group(user: &UserRecord, filter: &ConversationFilter) -> Result<Option
     }
 }
 
+/// The members of a group with their manual ranks (a member key's value),
+/// read in the same scan as the members themselves.
+fn members_with_ranks(
+    state: &dyn StateRead,
+    user: &UserId,
+    group_id: u32,
+) -> Result<Vec<(ConversationId, u64)>, Error> {
+    let prefix = keys::group_members_prefix(user, group_id);
+    let mut members = Vec::new();
+    state.scan(Table::Members, &prefix, None, &mut |key, value| {
+        let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::encoding::corrupt("member key"))?;
+        members.push((ConversationId::from_canonical(id.to_string()), super::encoding::decode_rank(value)?));
+        Ok(true)
+    })?;
+    Ok(members)
+}
+
 /// Walks the conversations a filter selects, in listing order, starting
 /// after `after`, and hands each match (its data and group ids, decoded
-/// once) to `visit` until it returns false.
+/// once, and its group rank in a listing of one group) to `visit` until it
+/// returns false.
 ///
-/// With explicit ids or a group, the candidates are few (bounded by the
-/// request or the group size) and are sorted in memory; otherwise the
-/// user's listing index is scanned in order, so a page costs what it reads.
+/// With a group, the candidates are its members (bounded by the group
+/// size), read with their manual ranks in one scan and sorted in memory in
+/// the group's order: its pins, then its sort mode. With explicit ids
+/// alone, the candidates are those ids. Otherwise the user's listing index
+/// is scanned in order, so a page costs what it reads.
 fn walk(
     state: &dyn StateRead,
     user_id: &UserId,
     user: &UserRecord,
     filter: &ConversationFilter,
     after: Option<&ListPosition>,
-    mut visit: impl FnMut(ConversationId, ConversationData, Vec<u32>) -> bool,
+    mut visit: impl FnMut(ConversationId, ConversationData, Vec<u32>, Option<GroupRank>) -> bool,
 ) -> Result<(), Error> {
     let group = filter_group(user, filter)?;
-    let candidates: Option<Vec<ConversationId>> = if !filter.conversation_ids.is_empty() {
-        Some(filter.conversation_ids.clone())
-    } else if let Some(Some(group_id)) = group {
-        Some(members(state, user_id, group_id)?)
-    } else {
-        None
-    };
     let accepts = |id: &ConversationId, data: &ConversationData, group_ids: &[u32]| {
         let in_group = match group {
             Some(Some(group_id)) => group_ids.contains(&group_id),
@@ -96,13 +109,56 @@ fn walk(
         in_group && filter.matches(id, data, !group_ids.is_empty())
     };
 
-    if let Some(ids) = candidates {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(record) = load_conv(state, user_id, &id)? {
+    if let Some(Some(group_id)) = group {
+        let record = user.groups.iter().find(|g| g.id == group_id).expect("found by filter_group");
+        let (mode, epoch) = (record.sort_mode(), record.order_epoch());
+        // A token of another order (the mode changed since it was issued,
+        // or the manual order was renumbered) has no place in this one:
+        // refused rather than guessed at.
+        if let Some(after) = after {
+            if !after.group.as_ref().is_some_and(|rank| rank.fits(mode, epoch)) {
+                return Err(Error::InvalidPageToken);
+            }
+        }
+        let mut found = Vec::new();
+        for (id, rank) in members_with_ranks(state, user_id, group_id)? {
+            if !filter.conversation_ids.is_empty() && !filter.conversation_ids.contains(&id) {
+                continue;
+            }
+            let Some(record_conv) = load_conv(state, user_id, &id)? else { continue };
+            let (data, group_ids) = record_conv.into_data();
+            if !accepts(&id, &data, &group_ids) {
+                continue;
+            }
+            let group_rank = match record.pinned.iter().position(|pin| pin == id.as_str()) {
+                Some(index) => GroupRank::Pinned(index as u32),
+                None => match mode {
+                    SortMode::Recent => GroupRank::Recent,
+                    SortMode::Manual => GroupRank::Manual { epoch, rank },
+                    SortMode::Alphabetical => GroupRank::Alphabetical(data.show_name.clone()),
+                },
+            };
+            found.push((ListPosition::in_group(&id, &data, group_rank.clone()), id, data, group_ids, group_rank));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        for (position, id, data, group_ids, group_rank) in found {
+            if after.is_some_and(|after| position <= *after) {
+                continue;
+            }
+            if !visit(id, data, group_ids, Some(group_rank)) {
+                break;
+            }
+        }
+        return Ok(());
+    }
+
+    if !filter.conversation_ids.is_empty() {
+        let mut found = Vec::with_capacity(filter.conversation_ids.len());
+        for id in &filter.conversation_ids {
+            if let Some(record) = load_conv(state, user_id, id)? {
                 let (data, group_ids) = record.into_data();
-                if accepts(&id, &data, &group_ids) {
-                    found.push((ListPosition::of(&id, &data), id, data, group_ids));
+                if accepts(id, &data, &group_ids) {
+                    found.push((ListPosition::of(id, &data), id.clone(), data, group_ids));
                 }
             }
         }
@@ -111,7 +167,7 @@ fn walk(
             if after.is_some_and(|after| position <= *after) {
                 continue;
             }
-            if !visit(id, data, group_ids) {
+            if !visit(id, data, group_ids, None) {
                 break;
             }
         }
@@ -135,7 +191,7 @@ fn walk(
             return Ok(true);
         }
         let (data, group_ids) = record.into_data();
-        Ok(!accepts(&id, &data, &group_ids) || visit(id, data, group_ids))
+        Ok(!accepts(&id, &data, &group_ids) || visit(id, data, group_ids, None))
     })
 }
 
@@ -155,15 +211,23 @@ pub(super) fn list_page(
 ) -> Result<ConversationPage, Error> {
     let mut page = Vec::with_capacity(page_size.min(1024));
     let mut more = false;
-    walk(state, user_id, user, filter, after, |id, data, group_ids| {
+    let mut last_rank = None;
+    walk(state, user_id, user, filter, after, |id, data, group_ids, group_rank| {
         if page.len() == page_size {
             more = true;
             return false;
         }
         page.push(view(user, id, data, &group_ids));
+        last_rank = group_rank;
         true
     })?;
-    let next_after = if more { page.last().map(|v| ListPosition::of(&v.id, &v.data)) } else { None };
+    let next_after = match (more, page.last()) {
+        (true, Some(last)) => Some(match last_rank {
+            Some(rank) => ListPosition::in_group(&last.id, &last.data, rank),
+            None => ListPosition::of(&last.id, &last.data),
+        }),
+        _ => None,
+    };
     Ok(ConversationPage { conversations: page, next_after, revision: user.revision })
 }
 
@@ -188,7 +252,7 @@ pub(super) fn unread_count(
         }
     }
     let mut total = 0u64;
-    walk(state, user_id, user, filter, None, |_, data, _| {
+    walk(state, user_id, user, filter, None, |_, data, _, _| {
         total += data.counted_unread();
         true
     })?;

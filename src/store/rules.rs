@@ -9,7 +9,7 @@ use crate::config::Limits;
 use crate::domain::rules::{self as domain, UserState};
 use crate::domain::{
     ConversationData, ConversationId, ConversationPatch, EventKind, GroupId, GroupLook, GroupRef, GroupRule, GroupView,
-    Item, ItemOutcomes, ItemResults, LookUpdate, RecvOpt,
+    Item, ItemOutcomes, ItemResults, LookUpdate, Placement, RecvOpt, SortMode,
 };
 use crate::error::Error;
 
@@ -30,6 +30,8 @@ pub(super) fn group_view(group: &GroupRecord) -> GroupView {
         create_time_ms: group.create_time_ms,
         new_member_recv_opt: group.new_member_recv_opt.map(recv_opt_from_code),
         look: group.look(),
+        sort_mode: group.sort_mode(),
+        pinned: group.pinned.iter().map(|id| ConversationId::from_canonical(id.clone())).collect(),
     }
 }
 
@@ -172,17 +174,34 @@ impl UserState for Plan<'_> {
     fn set_new_member_recv_opt(&mut self, index: usize, opt: Option<RecvOpt>) {
         self.user.groups[index].new_member_recv_opt = opt.map(recv_opt_code);
     }
+
+    fn manual_order(&mut self, index: usize) -> Result<Vec<(ConversationId, u64)>, Error> {
+        self.members_with_ranks(self.group_id(index))
+    }
+
+    fn set_ranks(&mut self, index: usize, ranks: &[(ConversationId, u64)], renumbered: bool) {
+        Plan::set_ranks(self, index, ranks, renumbered);
+    }
+
+    fn set_sort_mode(&mut self, index: usize, mode: SortMode) {
+        self.user.groups[index].sort_mode = super::encoding::sort_mode_code(mode);
+    }
+
+    fn set_group_pins(&mut self, index: usize, pinned: Vec<ConversationId>) {
+        self.user.groups[index].pinned = pinned.into_iter().map(|id| id.as_str().to_string()).collect();
+    }
 }
 
 pub fn create_group(
     name: String,
     items: Vec<Item<()>>,
+    sort_mode: SortMode,
     rule: Option<GroupRule>,
     result: ItemResults,
     expected_revision: Option<u64>,
 ) -> impl Rule<(GroupView, ItemResults)> {
     move |plan, limits| {
-        domain::create_group(plan, limits, &name, &items, rule.as_ref(), result.clone(), expected_revision)
+        domain::create_group(plan, limits, &name, &items, sort_mode, rule.as_ref(), result.clone(), expected_revision)
     }
 }
 
@@ -263,4 +282,38 @@ pub fn move_conversations(
     move |plan, limits| {
         domain::move_conversations(plan, limits, from.as_ref(), &to, &items, result.clone(), expected_revision)
     }
+}
+
+pub fn set_sort_mode(group: GroupRef, mode: SortMode, expected_revision: Option<u64>) -> impl Rule<GroupView> {
+    move |plan, limits| domain::set_sort_mode(plan, limits, &group, mode, expected_revision)
+}
+
+pub fn move_in_group(
+    group: GroupRef,
+    items: Vec<Item<()>>,
+    placement: Placement,
+    result: ItemResults,
+    expected_revision: Option<u64>,
+) -> impl Rule<ItemResults> {
+    move |plan, limits| {
+        domain::move_in_group(plan, limits, &group, &items, &placement, result.clone(), expected_revision)
+    }
+}
+
+pub fn pin_in_group(
+    group: GroupRef,
+    items: Vec<Item<()>>,
+    result: ItemResults,
+    expected_revision: Option<u64>,
+) -> impl Rule<(ItemResults, Vec<ConversationId>)> {
+    move |plan, limits| domain::pin_in_group(plan, limits, &group, &items, result.clone(), expected_revision)
+}
+
+pub fn unpin_in_group(
+    group: GroupRef,
+    items: Vec<Item<()>>,
+    result: ItemResults,
+    expected_revision: Option<u64>,
+) -> impl Rule<(ItemResults, Vec<ConversationId>)> {
+    move |plan, limits| domain::unpin_in_group(plan, limits, &group, &items, result.clone(), expected_revision)
 }

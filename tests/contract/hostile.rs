@@ -47,6 +47,10 @@ fn rpcs() -> Vec<(String, bool)> {
         "MoveConversations",
         "UpdateConversationGroup",
         "SetConversationGroupRule",
+        "SetConversationGroupSortMode",
+        "MoveConversationsInGroup",
+        "PinConversationsInGroup",
+        "UnpinConversationsInGroup",
     ];
     let mut all: Vec<(String, bool)> = group.iter().map(|m| (format!("{GROUP_SVC}{m}"), false)).collect();
     all.push((format!("{GROUP_SVC}WatchGroupEvents"), true));

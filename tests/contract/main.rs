@@ -10,6 +10,7 @@ mod support;
 
 mod actions;
 mod group_ids;
+mod group_order;
 mod groups;
 mod hostile;
 mod listing;

@@ -166,6 +166,62 @@ fn smart_groups_from_the_command_line() {
     assert!(server.stop_status().success());
 }
 
+/// The order inside a group: `groups sort`, `move-in`, `pin` and `unpin`,
+/// by name and `--by-id`, with text and JSON output and their errors.
+#[test]
+fn groups_order_commands_sort_move_and_pin() {
+    let (_tmp, data, token) = setup();
+    let server = Server::start(&data);
+    let cli = Cli::new(&server, &token);
+    cli.run(&["groups", "create", "Fav", "C2Ca", "C2Cb", "C2Cc"]).ok();
+    let listing = |cli: &Cli| -> Vec<String> {
+        let run = cli.run(&["conversations", "list", "--group", "Fav", "--json"]);
+        let value: serde_json::Value = serde_json::from_str(run.ok().out()).expect("JSON listing");
+        value["conversations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["conversationId"].as_str().unwrap().into())
+            .collect()
+    };
+
+    // A move before the group is MANUAL: exit 1 with the reason.
+    cli.run(&["groups", "move-in", "Fav", "C2Cc", "--to-start"])
+        .expect_code(1)
+        .stderr_has("error: FAILED_PRECONDITION SORT_MODE_NOT_MANUAL: sort_mode: ");
+    let run = cli.run(&["groups", "sort", "Fav", "manual"]);
+    assert_eq!(run.ok().out(), r#"Group "Fav" is sorted MANUAL at revision 2."#);
+
+    let run = cli.run(&["groups", "move-in", "Fav", "C2Cc", "C2Cb", "--to-start"]);
+    assert_eq!(run.ok().out(), r#"Moved 2 conversations in group "Fav" at revision 3."#);
+    assert_eq!(listing(&cli), ["C2Cc", "C2Cb", "C2Ca"]);
+    // By id, after an anchor; an id not in the group fails alone (exit 3).
+    let run = cli.run(&["groups", "move-in", "g0", "C2Cc", "C2Cx", "--after", "C2Ca", "--by-id", "--json"]);
+    run.expect_code(3).stderr_has("error: C2Cx: NOT_IN_GROUP: ");
+    assert!(run.out().starts_with(r#"{"successConversationIds":["C2Cc"],"failed":[{"conversationId":"C2Cx""#), "{run}");
+    assert_eq!(listing(&cli), ["C2Cb", "C2Ca", "C2Cc"]);
+    cli.run(&["groups", "move-in", "Fav", "C2Ca", "--before", "C2Cnope"])
+        .expect_code(1)
+        .stderr_has("error: INVALID_ARGUMENT INVALID_PLACEMENT: before_conversation_id: ");
+    // Exactly one placement.
+    cli.run(&["groups", "move-in", "Fav", "C2Ca"]).expect_code(2);
+    cli.run(&["groups", "move-in", "Fav", "C2Ca", "--to-start", "--to-end"]).expect_code(2);
+
+    let run = cli.run(&["groups", "pin", "Fav", "C2Cc"]);
+    assert_eq!(run.ok().out(), r#"Pinned 1 conversation in group "Fav" at revision 5; pinned: C2Cc."#);
+    assert_eq!(listing(&cli), ["C2Cc", "C2Cb", "C2Ca"]);
+    let run = cli.run(&["groups", "unpin", "g0", "C2Cc", "C2Cb", "--by-id", "--json"]);
+    run.expect_code(3).stderr_has("error: C2Cb: NOT_PINNED_IN_GROUP: ");
+    assert!(run.out().ends_with(r#""revision":"6","pinnedConversationIds":[]}"#), "{run}");
+
+    let run = cli.run(&["groups", "sort", "g0", "alphabetical", "--by-id", "--json"]);
+    let out = run.ok().out();
+    assert!(out.contains(r#""sortMode":"GROUP_SORT_MODE_ALPHABETICAL","pinnedConversationIds":[]"#), "{run}");
+    assert!(out.ends_with(r#""revision":"7"}"#), "{run}");
+    cli.run(&["groups", "sort", "Fav", "sideways"]).expect_code(2);
+    assert!(server.stop_status().success());
+}
+
 /// Tokens, the acting-user header, TLS flags and unreachable servers.
 #[test]
 fn auth_and_connection_errors_are_explained() {

@@ -214,6 +214,10 @@ async fn list_shows_services_health_and_reflection() {
         "MoveConversations",
         "UpdateConversationGroup",
         "SetConversationGroupRule",
+        "SetConversationGroupSortMode",
+        "MoveConversationsInGroup",
+        "PinConversationsInGroup",
+        "UnpinConversationsInGroup",
     ] {
         out.assert_contains(&format!("{GROUP_SERVICE}.{rpc}"));
     }

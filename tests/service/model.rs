@@ -50,6 +50,7 @@ const MAX_PAGE: usize = 4;
 const MAX_RULE_IDS: usize = 3;
 const MAX_ICON: usize = 4;
 const MAX_GROUP_CUSTOM: usize = 3;
+const MAX_GROUP_PINS: usize = 2;
 
 const USERS: usize = 2;
 const DEFAULT_CASES: u32 = 32;
@@ -73,6 +74,7 @@ fn configure(c: &mut Config) {
     c.limits.max_rule_ids = MAX_RULE_IDS;
     c.limits.max_group_icon_bytes = MAX_ICON;
     c.limits.max_group_custom_data_bytes = MAX_GROUP_CUSTOM;
+    c.limits.max_pinned_per_group = MAX_GROUP_PINS;
     // No idle bookmarks: the streams must carry exactly the model's batches.
     c.watch.bookmark_interval = Duration::from_secs(3600);
 }
@@ -312,6 +314,30 @@ enum Op {
         paths: Vec<usize>,
         rev: Rev,
     },
+    /// SetConversationGroupSortMode; `mode` may be UNSPECIFIED or unknown.
+    SetMode {
+        who: Who,
+        name: NameSel,
+        mode: i32,
+        rev: Rev,
+    },
+    /// MoveConversationsInGroup: `place` 0 before, 1 after (the anchor from
+    /// the id pool), 2 start, 3 end, 4 none.
+    MoveIn {
+        who: Who,
+        name: NameSel,
+        ids: Vec<usize>,
+        place: (u8, usize),
+        rev: Rev,
+    },
+    /// PinConversationsInGroup (`pin`) or UnpinConversationsInGroup.
+    Pin {
+        who: Who,
+        name: NameSel,
+        ids: Vec<usize>,
+        pin: bool,
+        rev: Rev,
+    },
 }
 
 impl Op {
@@ -549,6 +575,12 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(who, from, to, ids, rev)| Op::Move { who, from, to, ids, rev }),
         4 => (who(), name_sel(), prop::bool::weighted(0.3), look_sel(), paths(), rev())
             .prop_map(|(who, name, by_id, look, paths, rev)| Op::Update { who, name, by_id, look, paths, rev }),
+        2 => (who(), name_sel(), prop_oneof![6 => 1..=3i32, 1 => Just(0), 1 => Just(9)], rev())
+            .prop_map(|(who, name, mode, rev)| Op::SetMode { who, name, mode, rev }),
+        4 => (who(), name_sel(), ids(), (prop_oneof![4 => 0..2u8, 3 => 2..4u8, 1 => Just(4)], id()), rev())
+            .prop_map(|(who, name, ids, place, rev)| Op::MoveIn { who, name, ids, place, rev }),
+        3 => (who(), name_sel(), ids(), prop::bool::weighted(0.7), rev())
+            .prop_map(|(who, name, ids, pin, rev)| Op::Pin { who, name, ids, pin, rev }),
     ]
 }
 
@@ -798,6 +830,28 @@ struct GroupM {
     /// The receive option new members get (SetConversationGroupMute).
     new_opt: Option<i32>,
     look: pb::GroupLook,
+    /// GroupSortMode (RECENT unless set).
+    mode: i32,
+    /// The members in manual order: joining appends, moves rearrange.
+    manual: Vec<String>,
+    /// The group's own pins, in listing order.
+    pins: Vec<String>,
+}
+
+impl GroupM {
+    /// Joining appends to the manual order (explicitly or by the rule).
+    fn join(&mut self, id: &str) {
+        self.members.insert(id.to_string());
+        self.manual.push(id.to_string());
+    }
+    /// Leaving drops the member's place and pin (whether it was there
+    /// explicitly or by the rule).
+    fn leave(&mut self, id: &str) -> bool {
+        self.manual.retain(|m| m != id);
+        self.pins.retain(|m| m != id);
+        self.by_rule.remove(id);
+        self.members.remove(id)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -845,11 +899,10 @@ impl UserM {
                 && g.rule.as_ref().is_some_and(|r| rule_matches(r, id, &data, grouped))
                 && (by_rule || g.members.len() < MAX_PER_GROUP);
             if want && !by_rule {
-                g.members.insert(id.to_string());
+                g.join(id);
                 g.by_rule.insert(id.to_string());
             } else if !want && by_rule {
-                g.members.remove(id);
-                g.by_rule.remove(id);
+                g.leave(id);
             }
         }
     }
@@ -869,6 +922,19 @@ impl UserM {
     }
     fn data(&self, id: &str) -> Data {
         self.registry.get(id).cloned().unwrap_or_default()
+    }
+    /// A group's members in the group's order (its pins, then its mode).
+    fn group_order(&self, g: &GroupM) -> Vec<String> {
+        let rest: Vec<String> = match pb::GroupSortMode::try_from(g.mode) {
+            Ok(pb::GroupSortMode::Manual) => g.manual.clone(),
+            Ok(pb::GroupSortMode::Alphabetical) => {
+                let mut ids: Vec<String> = g.members.iter().cloned().collect();
+                ids.sort_by_key(|id| (self.data(id).show_name.into_bytes(), id.clone()));
+                ids
+            }
+            _ => self.listing().into_iter().filter(|id| g.members.contains(id)).collect(),
+        };
+        g.pins.iter().cloned().chain(rest.into_iter().filter(|id| !g.pins.contains(id))).collect()
     }
     fn group_unread(&self, g: &GroupM) -> u64 {
         g.members.iter().map(|id| self.data(id).counted_unread()).sum()
@@ -984,6 +1050,24 @@ struct GroupExp {
     /// Known create_time (rename), or None (create: recorded from the answer).
     create_time: Option<Timestamp>,
     look: pb::GroupLook,
+    mode: i32,
+    pins: Vec<String>,
+}
+
+impl GroupExp {
+    fn of(user: &UserM, g: &GroupM) -> Self {
+        GroupExp {
+            id: g.id.clone(),
+            rule: g.rule.clone(),
+            name: g.name.clone(),
+            count: g.members.len() as u32,
+            unread: user.group_unread(g),
+            create_time: g.create_time,
+            look: g.look.clone(),
+            mode: g.mode,
+            pins: g.pins.clone(),
+        }
+    }
 }
 
 type ModelResult<T> = Result<T, Vec<ErrSpec>>;
@@ -1107,6 +1191,9 @@ impl Model {
             create_time: None,
             new_opt: None,
             look: pb::GroupLook::default(),
+            mode: pb::GroupSortMode::Recent as i32,
+            manual: Vec::new(),
+            pins: Vec::new(),
         });
         let last = user.groups.len() - 1;
         let (mut success, mut failed) = (Vec::new(), Vec::new());
@@ -1117,7 +1204,7 @@ impl Model {
                     failed.push((raw.clone(), vec![R::GroupFull]))
                 }
                 Ok(cid) => {
-                    user.groups[last].members.insert(cid.clone());
+                    user.groups[last].join(&cid);
                     user.settle(&cid);
                     success.push(cid);
                 }
@@ -1146,6 +1233,8 @@ impl Model {
             unread: user.group_unread(group),
             create_time: None,
             look: group.look.clone(),
+            mode: group.mode,
+            pins: group.pins.clone(),
         };
         let m = self.commit(u, events);
         Ok((g, BatchExp { success, failed, m }))
@@ -1222,6 +1311,8 @@ impl Model {
             unread: user.group_unread(g),
             create_time: g.create_time,
             look: g.look.clone(),
+            mode: g.mode,
+            pins: g.pins.clone(),
         };
         Ok((view, self.commit(u, events)))
     }
@@ -1253,16 +1344,7 @@ impl Model {
         }
         let user = &mut self.users[u];
         user.groups[index].name = new.to_string();
-        let g = &user.groups[index];
-        let view = GroupExp {
-            id: g.id.clone(),
-            rule: g.rule.clone(),
-            name: new.to_string(),
-            count: g.members.len() as u32,
-            unread: user.group_unread(g),
-            create_time: g.create_time,
-            look: g.look.clone(),
-        };
+        let view = GroupExp::of(user, &user.groups[index]);
         let events = if old == new {
             vec![]
         } else {
@@ -1351,6 +1433,8 @@ impl Model {
             unread: user.group_unread(g),
             create_time: g.create_time,
             look: g.look.clone(),
+            mode: g.mode,
+            pins: g.pins.clone(),
         };
         let events = if changed.is_empty() {
             vec![]
@@ -1428,7 +1512,7 @@ impl Model {
                         (true, false) => failed.push((raw.clone(), vec![R::AlreadyInGroup])),
                         (false, true) => failed.push((raw.clone(), vec![R::GroupFull])),
                         (false, false) => {
-                            group.members.insert(id.clone());
+                            group.join(&id);
                             let new_opt = group.new_opt;
                             user.settle(&id);
                             // The group's option for new members, right
@@ -1541,6 +1625,8 @@ impl Model {
             unread: user.group_unread(g),
             create_time: g.create_time,
             look: g.look.clone(),
+            mode: g.mode,
+            pins: g.pins.clone(),
         };
         Ok((changed, view, self.commit(u, events)))
     }
@@ -1628,7 +1714,7 @@ impl Model {
                 } else if full(&user.groups[t]) {
                     per[slot].1.push((raw.clone(), vec![R::GroupFull]));
                 } else {
-                    user.groups[t].members.insert(id.clone());
+                    user.groups[t].join(&id);
                     user.settle(&id);
                     per[slot].0.push(id.clone());
                     if let Some(opt) = user.groups[t].new_opt {
@@ -1639,6 +1725,9 @@ impl Model {
             if let Some(f) = from_index {
                 user.groups[f].members.remove(&id);
                 user.settle(&id);
+                if !user.groups[f].members.contains(&id) {
+                    user.groups[f].leave(&id);
+                }
                 moved.push(id);
             }
         }
@@ -1688,8 +1777,12 @@ impl Model {
                 }
                 Ok(id) => {
                     user.groups[index].members.remove(&id);
-                    // It may match the group's rule and stay, by the rule.
+                    // It may match the group's rule and stay, by the rule,
+                    // keeping its place and pin (its member key stays).
                     user.settle(&id);
+                    if !user.groups[index].members.contains(&id) {
+                        user.groups[index].leave(&id);
+                    }
                     success.push(id);
                 }
             }
@@ -1779,8 +1872,7 @@ impl Model {
                 Ok(id) if !user.exists(&id) => failed.push((raw.clone(), vec![R::ConversationNotFound])),
                 Ok(id) => {
                     for (g, out) in user.groups.iter_mut().zip(removed.iter_mut()) {
-                        g.by_rule.remove(&id);
-                        if g.members.remove(&id) {
+                        if g.leave(&id) {
                             out.push(id.clone());
                         }
                     }
@@ -1810,6 +1902,177 @@ impl Model {
         let deleted: BTreeSet<String> = success.iter().cloned().collect();
         let m = self.commit_with(u, events, &deleted);
         Ok(BatchExp { success, failed, m })
+    }
+
+    /// Looks up a group the way every mutation by name does (see
+    /// `delete_group`): its index, or the errors allowed. `pre` are errors
+    /// of the request itself, found before `expected_revision`.
+    fn find(&self, u: usize, name: &str, exp: Option<u64>, pre: Vec<ErrSpec>) -> ModelResult<usize> {
+        let index = self.users[u].group(name);
+        let invalid = index.is_none() && !name_ok(name);
+        let mut errs = pre;
+        if errs.is_empty() && self.wrong_rev(u, exp) {
+            errs.push(MISMATCH);
+        }
+        if !errs.is_empty() {
+            if invalid {
+                errs.push(bad_name("group_name"));
+            }
+            return Err(errs);
+        }
+        index.ok_or_else(|| vec![if invalid { bad_name("group_name") } else { not_found("group_name") }])
+    }
+
+    fn set_mode(&mut self, u: usize, name: &str, mode: i32, exp: Option<u64>) -> ModelResult<(GroupExp, Mutation)> {
+        if !(1..=3).contains(&mode) {
+            return Err(vec![err(Code::InvalidArgument, "INVALID_SORT_MODE", "sort_mode")]);
+        }
+        let index = self.find(u, name, exp, vec![])?;
+        let user = &mut self.users[u];
+        let g = &mut user.groups[index];
+        let events = if g.mode == mode {
+            vec![]
+        } else {
+            g.mode = mode;
+            vec![Ev::GroupOrderChanged(pb::GroupOrderChanged {
+                group_id: g.id.clone(),
+                group_name: g.name.clone(),
+                sort_mode: mode,
+                conversation_ids: vec![],
+                after_conversation_id: String::new(),
+            })]
+        };
+        let view = GroupExp::of(user, &user.groups[index]);
+        Ok((view, self.commit(u, events)))
+    }
+
+    /// `place`: the request's placement, Err(field) when it is invalid at the
+    /// boundary.
+    fn move_in(
+        &mut self,
+        u: usize,
+        name: &str,
+        ids: &[String],
+        place: Result<(u8, Option<String>), &'static str>,
+        exp: Option<u64>,
+    ) -> ModelResult<BatchExp> {
+        let mut pre = Vec::new();
+        if !list_size_ok(ids.len()) {
+            pre.push(bad_list("conversation_ids"));
+        }
+        if let Err(field) = place {
+            if pre.is_empty() {
+                pre.push(err(Code::InvalidArgument, "INVALID_PLACEMENT", field));
+            }
+        }
+        let index = self.find(u, name, exp, pre)?;
+        let (kind, anchor) = place.expect("checked above");
+        let g = &self.users[u].groups[index];
+        if g.mode != pb::GroupSortMode::Manual as i32 {
+            return Err(vec![err(Code::FailedPrecondition, "SORT_MODE_NOT_MANUAL", "sort_mode")]);
+        }
+        let classified = classify(ids);
+        if let Some(anchor) = &anchor {
+            let field = if kind == 0 { "before_conversation_id" } else { "after_conversation_id" };
+            let moved = classified.iter().any(|c| c.as_ref().ok() == Some(anchor));
+            if !g.members.contains(anchor) || moved {
+                return Err(vec![err(Code::InvalidArgument, "INVALID_PLACEMENT", field)]);
+            }
+        }
+        let (mut success, mut failed) = (Vec::new(), Vec::new());
+        for (raw, c) in ids.iter().zip(classified) {
+            match c {
+                Err(code) => failed.push((raw.clone(), vec![code])),
+                Ok(id) if g.members.contains(&id) => success.push(id),
+                Ok(_) => failed.push((raw.clone(), vec![R::NotInGroup])),
+            }
+        }
+        let mut events = vec![];
+        if !success.is_empty() {
+            let mut order: Vec<String> = g.manual.iter().filter(|m| !success.contains(m)).cloned().collect();
+            let at = match (kind, &anchor) {
+                (0, Some(a)) => order.iter().position(|m| m == a).expect("a member"),
+                (1, Some(a)) => order.iter().position(|m| m == a).expect("a member") + 1,
+                (2, _) => 0,
+                _ => order.len(),
+            };
+            order.splice(at..at, success.iter().cloned());
+            if order != g.manual {
+                events.push(Ev::GroupOrderChanged(pb::GroupOrderChanged {
+                    group_id: g.id.clone(),
+                    group_name: g.name.clone(),
+                    sort_mode: g.mode,
+                    conversation_ids: success.clone(),
+                    after_conversation_id: at.checked_sub(1).map(|i| order[i].clone()).unwrap_or_default(),
+                }));
+                self.users[u].groups[index].manual = order;
+            }
+        }
+        let m = self.commit(u, events);
+        Ok(BatchExp { success, failed, m })
+    }
+
+    /// Pin (`pin`) or unpin in a group; the expected pins after.
+    fn pin(
+        &mut self,
+        u: usize,
+        name: &str,
+        ids: &[String],
+        pin: bool,
+        exp: Option<u64>,
+    ) -> ModelResult<(BatchExp, Vec<String>)> {
+        let pre = if list_size_ok(ids.len()) { vec![] } else { vec![bad_list("conversation_ids")] };
+        let index = self.find(u, name, exp, pre)?;
+        let g = &mut self.users[u].groups[index];
+        let (mut success, mut failed) = (Vec::new(), Vec::new());
+        let before = g.pins.clone();
+        if pin {
+            let mut front: Vec<String> = Vec::new();
+            let mut count = before.len();
+            for (raw, c) in ids.iter().zip(classify(ids)) {
+                match c {
+                    Err(code) => failed.push((raw.clone(), vec![code])),
+                    Ok(id) if !g.members.contains(&id) => failed.push((raw.clone(), vec![R::NotInGroup])),
+                    Ok(id) if !before.contains(&id) && count >= MAX_GROUP_PINS => {
+                        failed.push((raw.clone(), vec![R::GroupPinLimitExceeded]))
+                    }
+                    Ok(id) => {
+                        if !before.contains(&id) {
+                            count += 1;
+                        }
+                        front.push(id.clone());
+                        success.push(id);
+                    }
+                }
+            }
+            let rest: Vec<String> = before.iter().filter(|p| !front.contains(p)).cloned().collect();
+            front.extend(rest);
+            g.pins = front;
+        } else {
+            for (raw, c) in ids.iter().zip(classify(ids)) {
+                match c {
+                    Err(code) => failed.push((raw.clone(), vec![code])),
+                    Ok(id) if g.pins.contains(&id) => {
+                        g.pins.retain(|p| *p != id);
+                        success.push(id);
+                    }
+                    Ok(id) if g.members.contains(&id) => failed.push((raw.clone(), vec![R::NotPinnedInGroup])),
+                    Ok(_) => failed.push((raw.clone(), vec![R::NotInGroup])),
+                }
+            }
+        }
+        let pins = g.pins.clone();
+        let events = if pins == before {
+            vec![]
+        } else {
+            vec![Ev::GroupPinsChanged(pb::GroupPinsChanged {
+                group_id: g.id.clone(),
+                group_name: g.name.clone(),
+                pinned_conversation_ids: pins.clone(),
+            })]
+        };
+        let m = self.commit(u, events);
+        Ok((BatchExp { success, failed, m }, pins))
     }
 
     /// The conversations a filter selects, in listing order.
@@ -1851,8 +2114,12 @@ impl Model {
                 None => return Err(vec![not_found("filter.group_name")]),
             },
         };
-        Ok(user
-            .listing()
+        // One group's listing is in that group's order.
+        let order = match (f.group_name.as_deref(), group) {
+            (Some(""), _) | (_, None) => user.listing(),
+            (_, Some(g)) => user.group_order(g),
+        };
+        Ok(order
             .into_iter()
             .filter(|id| {
                 let d = user.data(id);
@@ -1993,6 +2260,7 @@ fn check_group_view(actual: Option<&pb::ConversationGroup>, exp: &GroupExp) -> C
             && g.unread_count == exp.unread,
         "group {g:?}; the model expects {exp:?}"
     );
+    ensure!(g.sort_mode == exp.mode && g.pinned_conversation_ids == exp.pins, "group {g:?}; the model expects {exp:?}");
     ensure!(g.create_time.is_some(), "group without create_time: {g:?}");
     let look = pb::GroupLook {
         icon: g.icon.clone(),
@@ -2118,15 +2386,7 @@ async fn check_state(clients: &mut Clients, user: &mut UserM, step: usize) -> Ch
         list.group_names.len()
     );
     for (g, m) in list.groups.iter().zip(&user.groups) {
-        let exp = GroupExp {
-            id: m.id.clone(),
-            rule: m.rule.clone(),
-            name: m.name.clone(),
-            count: m.members.len() as u32,
-            unread: user.group_unread(m),
-            create_time: m.create_time,
-            look: m.look.clone(),
-        };
+        let exp = GroupExp::of(user, m);
         check_group_view(Some(g), &exp).map_err(|e| format!("{}: {e}", user.id))?;
         ensure!(
             g.new_member_recv_opt == m.new_opt,
@@ -2325,6 +2585,7 @@ impl Case {
                     conversation_ids: self.ids(ids),
                     expected_revision: self.rev(who.user, *rev),
                     rule: rule.as_ref().map(|r| self.rule(r)),
+                    ..Default::default()
                 };
                 let desc = format!("{who:?} {req:?}");
                 let answer = self.clients[who.user].group(*who).create_conversation_group(req.clone()).await;
@@ -2673,6 +2934,118 @@ impl Case {
                         check_status(&status, &e)?;
                     }
                     (Err(s), Ok(exp)) => return Err(format!("failed with {s}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::SetMode { who, name, mode, rev } => {
+                let req = pb::SetConversationGroupSortModeRequest {
+                    group_name: self.name(who.user, *name),
+                    sort_mode: *mode,
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).set_conversation_group_sort_mode(req.clone()).await;
+                match (answer, self.model.set_mode(who.user, &req.group_name, *mode, req.expected_revision)) {
+                    (Ok(r), Ok((g, m))) => {
+                        let r = r.into_inner();
+                        check_group_view(r.group.as_ref(), &g)?;
+                        ensure!(r.revision == m.revision, "revision {}; the model expects {}", r.revision, m.revision);
+                        self.event(who.user, &m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::MoveIn { who, name, ids, place, rev } => {
+                use pb::move_conversations_in_group_request::Placement;
+                let anchor = self.ids[place.1].clone();
+                let (placement, model_place) = match place.0 {
+                    0 => (
+                        Some(Placement::BeforeConversationId(anchor.clone())),
+                        canonical(&anchor).map(|a| (0, Some(a))).ok_or("before_conversation_id"),
+                    ),
+                    1 => (
+                        Some(Placement::AfterConversationId(anchor.clone())),
+                        canonical(&anchor).map(|a| (1, Some(a))).ok_or("after_conversation_id"),
+                    ),
+                    2 => (Some(Placement::ToStart(true)), Ok((2, None))),
+                    3 => (Some(Placement::ToEnd(true)), Ok((3, None))),
+                    _ => (None, Err("placement")),
+                };
+                let req = pb::MoveConversationsInGroupRequest {
+                    group_name: self.name(who.user, *name),
+                    conversation_ids: self.ids(ids),
+                    placement,
+                    expected_revision: self.rev(who.user, *rev),
+                    ..Default::default()
+                };
+                let desc = format!("{who:?} {req:?}");
+                let answer = self.clients[who.user].group(*who).move_conversations_in_group(req.clone()).await;
+                let exp = self.model.move_in(
+                    who.user,
+                    &req.group_name,
+                    &req.conversation_ids,
+                    model_place,
+                    req.expected_revision,
+                );
+                match (answer, exp) {
+                    (Ok(r), Ok(b)) => {
+                        let r = r.into_inner();
+                        check_batch(&r.success_conversation_ids, &r.failed, r.revision, &b)?;
+                        ensure!(
+                            r.success_conversation_ids == b.success,
+                            "moved {:?} in that order; the model expects {:?}",
+                            r.success_conversation_ids,
+                            b.success
+                        );
+                        self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r.into_inner(), &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
+                }
+                Ok((desc, who.user))
+            }
+            Op::Pin { who, name, ids, pin, rev } => {
+                let (group_name, conversation_ids, expected_revision) =
+                    (self.name(who.user, *name), self.ids(ids), self.rev(who.user, *rev));
+                let desc = format!("{who:?} pin={pin} {group_name:?} {conversation_ids:?} {expected_revision:?}");
+                let gc = self.clients[who.user].group(*who);
+                let answer = if *pin {
+                    let req = pb::PinConversationsInGroupRequest {
+                        group_name: group_name.clone(),
+                        conversation_ids: conversation_ids.clone(),
+                        expected_revision,
+                        ..Default::default()
+                    };
+                    gc.pin_conversations_in_group(req).await.map(|r| {
+                        let r = r.into_inner();
+                        (r.success_conversation_ids, r.failed, r.revision, r.pinned_conversation_ids)
+                    })
+                } else {
+                    let req = pb::UnpinConversationsInGroupRequest {
+                        group_name: group_name.clone(),
+                        conversation_ids: conversation_ids.clone(),
+                        expected_revision,
+                        ..Default::default()
+                    };
+                    gc.unpin_conversations_in_group(req).await.map(|r| {
+                        let r = r.into_inner();
+                        (r.success_conversation_ids, r.failed, r.revision, r.pinned_conversation_ids)
+                    })
+                };
+                match (answer, self.model.pin(who.user, &group_name, &conversation_ids, *pin, expected_revision)) {
+                    (Ok((success, failed, revision, pins)), Ok((b, want))) => {
+                        check_batch(&success, &failed, revision, &b)?;
+                        ensure!(pins == want, "pinned {pins:?}; the model expects {want:?}");
+                        self.event(who.user, &b.m).await?;
+                    }
+                    (Ok(r), Err(e)) => return Err(unexpected_ok(&r, &e)),
+                    (Err(s), Err(e)) => check_status(&s, &e)?,
+                    (Err(s), Ok(exp)) => return Err(format!("failed with {s:?}; the model expects {exp:?}")),
                 }
                 Ok((desc, who.user))
             }

@@ -88,6 +88,11 @@ pub struct GroupView {
     pub members: BTreeSet<String>,
     /// How the group looks: (icon, color, collapsed, custom_data).
     pub look: Look,
+    /// The same listing in its order (the group's pins, then its sort mode).
+    pub order: Vec<String>,
+    /// `sort_mode` and `pinned_conversation_ids` of the group list.
+    pub sort_mode: i32,
+    pub pinned: Vec<String>,
 }
 
 /// A group's look as GetConversationGroupList shows it: (icon, color,
@@ -178,12 +183,23 @@ pub async fn read_user(gc: &mut GroupClient) -> Result<(UserView, Vec<String>), 
                 problems.push(format!("group {:?}: member {id} is missing from the unfiltered listing", g.name));
             }
         }
+        if !listed
+            .iter()
+            .map(|c| &c.conversation_id)
+            .take(g.pinned_conversation_ids.len())
+            .eq(g.pinned_conversation_ids.iter())
+        {
+            problems.push(format!("group {:?}: its pins {:?} are not listed first", g.name, g.pinned_conversation_ids));
+        }
         groups.push(GroupView {
             name: g.name.clone(),
             count: g.conversation_count,
             unread: g.unread_count,
             members,
             look: (g.icon.clone(), g.color, g.collapsed, g.custom_data.clone()),
+            order: listed.iter().map(|c| c.conversation_id.clone()).collect(),
+            sort_mode: g.sort_mode,
+            pinned: g.pinned_conversation_ids.clone(),
         });
     }
     for (id, conv) in &convs {

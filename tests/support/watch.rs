@@ -317,6 +317,8 @@ pub fn without_group_id(mut ev: Ev) -> Ev {
         Ev::GroupMuteChanged(e) => e.group_id.clear(),
         Ev::GroupUpdated(e) => e.group_id.clear(),
         Ev::GroupRuleChanged(e) => e.group_id.clear(),
+        Ev::GroupOrderChanged(e) => e.group_id.clear(),
+        Ev::GroupPinsChanged(e) => e.group_id.clear(),
         _ => {}
     }
     ev
@@ -711,6 +713,18 @@ impl Model {
                     self.find(&u.group_name, rev)?;
                     if u.changed_paths.is_empty() || u.look.is_none() {
                         return Err(format!("revision {rev}: GroupUpdated that changes nothing: {u:?}"));
+                    }
+                }
+                Ev::GroupOrderChanged(o) => {
+                    let i = self.find(&o.group_name, rev)?;
+                    if let Some(id) = o.conversation_ids.iter().find(|id| !self.groups[i].1.contains(*id)) {
+                        return Err(format!("revision {rev}: {id} moved in {:?} but not in it", o.group_name));
+                    }
+                }
+                Ev::GroupPinsChanged(p) => {
+                    let i = self.find(&p.group_name, rev)?;
+                    if let Some(id) = p.pinned_conversation_ids.iter().find(|id| !self.groups[i].1.contains(*id)) {
+                        return Err(format!("revision {rev}: {id} pinned in {:?} but not in it", p.group_name));
                     }
                 }
                 Ev::ConversationsChanged(c) => {
