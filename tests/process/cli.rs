@@ -728,7 +728,8 @@ fn groups_actions_mark_read_mute_and_move() {
         out.starts_with(r#"{"changedConversationIds":["C2Ca","C2Cb"],"group":{"groupId":"g0","name":"Work""#),
         "{run}"
     );
-    assert!(out.ends_with(r#""newMemberRecvOpt":"RECV_OPT_NOT_RECEIVE"},"revision":"5"}"#), "{run}");
+    assert!(out.contains(r#""newMemberRecvOpt":"RECV_OPT_NOT_RECEIVE","#), "{run}");
+    assert!(out.ends_with(r#"},"revision":"5"}"#), "{run}");
 
     let run = cli.run(&["groups", "move", "C2Ca", "C2Cz", "--from", "Work", "--to", "Home"]);
     run.expect_code(3).stderr_has("error: C2Cz: NOT_IN_GROUP: ");
@@ -777,14 +778,14 @@ fn groups_update_sends_only_the_given_fields() {
     let run = cli.run(&["groups", "update", "g0", "--by-id", "--collapsed", "true", "--json"]);
     run.ok()
         .stdout_has(r#""name":"Suppliers","#)
-        .stdout_has(r#""icon":"🚚","color":"GROUP_COLOR_ORANGE","collapsed":true,"customData":"AQI="}"#)
+        .stdout_has(r#""icon":"🚚","color":"GROUP_COLOR_ORANGE","collapsed":true,"customData":"AQI=","#)
         .stdout_has(r#""revision":"3"}"#);
     let run = cli.run(&["groups", "list"]);
     let out = run.ok().out();
     assert!(out.lines().nth(1).is_some_and(|row| row.ends_with("🚚 orange collapsed")), "{run}");
 
     let run = cli.run(&["groups", "update", "Suppliers", "--clear-icon", "--color", "none", "--json"]);
-    run.ok().stdout_has(r#""icon":"","color":"GROUP_COLOR_UNSPECIFIED","collapsed":true,"customData":"AQI="}"#);
+    run.ok().stdout_has(r#""icon":"","color":"GROUP_COLOR_UNSPECIFIED","collapsed":true,"customData":"AQI=","#);
 
     cli.run(&["groups", "update", "Suppliers"]).expect_code(2);
     cli.run(&["groups", "update", "Suppliers", "--icon", "way too long for an icon"])
