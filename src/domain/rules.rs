@@ -138,6 +138,12 @@ pub fn find_group(
     }
 }
 
+/// Whether the conversation is in the group at `index` (explicitly or by
+/// its rule).
+fn in_group(state: &mut impl UserState, id: &ConversationId, index: usize) -> Result<bool, Error> {
+    Ok(state.conversation(id)?.is_some_and(|(_, groups)| groups.contains(&index)))
+}
+
 /// Adds items to the group at `index`, failing items one by one.
 fn add_members(
     state: &mut impl UserState,
@@ -148,7 +154,7 @@ fn add_members(
     changed: &mut Vec<ConversationId>,
 ) -> Result<(), Error> {
     for item in items {
-        let already = state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index));
+        let already = in_group(state, &item.id, index)?;
         let group = state.group(index);
         if already {
             result.fail_item(
@@ -402,7 +408,7 @@ pub fn remove_from_group(
     let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
     let GroupView { id, name, .. } = state.group(index);
     for item in items {
-        if !state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+        if !in_group(state, &item.id, index)? {
             result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
         } else if state.member_by_rule(&item.id, index)? {
             let message = format!(
@@ -689,7 +695,7 @@ pub fn move_conversations(
         for (slot, &index) in targets.iter().enumerate() {
             // Asked again for each target: joining an earlier one may have
             // made it a member of this one by a smart group's rule.
-            let member = state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index));
+            let member = in_group(state, &item.id, index)?;
             if member {
                 let name = state.group(index).name;
                 per_target[slot].fail_item(
@@ -874,7 +880,7 @@ pub fn pin_in_group(
     let mut front: Vec<ConversationId> = Vec::new();
     let mut count = pinned.len();
     for item in items {
-        if !state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+        if !in_group(state, &item.id, index)? {
             result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
         } else if !pinned.contains(&item.id) && count >= limits.max_pinned_per_group {
             let message = format!(
@@ -916,7 +922,7 @@ pub fn unpin_in_group(
         if pinned.contains(&item.id) {
             pinned.retain(|pin| *pin != item.id);
             result.succeed(item.id.clone());
-        } else if state.conversation(&item.id)?.is_some_and(|(_, groups)| groups.contains(&index)) {
+        } else if in_group(state, &item.id, index)? {
             result.fail_item(item, ItemCode::NotPinnedInGroup, format!("{} is not pinned in group {name:?}", item.id));
         } else {
             result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));

@@ -331,35 +331,25 @@ impl Planned {
 }
 
 impl Plan<'_> {
-    /// The conversations this mutation has read or changed so far.
-    pub fn touched(&self) -> Vec<ConversationId> {
-        self.convs.keys().cloned().collect()
-    }
-
     /// A group's members with their manual ranks, as this plan leaves them
     /// so far (the stored ones with this plan's writes over them), by rank
     /// then id.
     pub fn members_with_ranks(&self, group_id: u32) -> Result<Vec<(ConversationId, u64)>, Error> {
+        let mut members: std::collections::BTreeMap<ConversationId, u64> =
+            super::query::members_with_ranks(self.view, &self.user_id, group_id)?.into_iter().collect();
         let prefix = keys::group_members_prefix(&self.user_id, group_id);
-        let mut members = std::collections::BTreeMap::new();
-        self.view.scan(Table::Members, &prefix, None, &mut |key, value| {
-            members.insert(key.to_vec(), super::encoding::decode_rank(value)?);
-            Ok(true)
-        })?;
         for (key, value) in self.writes.ops[Table::Members as usize].range(prefix.clone()..) {
             if !key.starts_with(&prefix) {
                 break;
             }
+            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::encoding::corrupt("member key"))?;
+            let id = ConversationId::from_canonical(id.to_string());
             match value {
-                Some(value) => members.insert(key.clone(), super::encoding::decode_rank(value)?),
-                None => members.remove(key),
+                Some(value) => members.insert(id, super::encoding::decode_rank(value)?),
+                None => members.remove(&id),
             };
         }
-        let mut order = Vec::with_capacity(members.len());
-        for (key, rank) in members {
-            let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| super::encoding::corrupt("member key"))?;
-            order.push((ConversationId::from_canonical(id.to_string()), rank));
-        }
+        let mut order: Vec<(ConversationId, u64)> = members.into_iter().collect();
         order.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
         Ok(order)
     }

@@ -67,7 +67,7 @@ fn filter_group(user: &UserRecord, filter: &ConversationFilter) -> Result<Option
 
 /// The members of a group with their manual ranks (a member key's value),
 /// read in the same scan as the members themselves.
-fn members_with_ranks(
+pub(super) fn members_with_ranks(
     state: &dyn StateRead,
     user: &UserId,
     group_id: u32,

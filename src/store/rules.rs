@@ -155,20 +155,12 @@ impl UserState for Plan<'_> {
     }
 
     fn members(&mut self, index: usize) -> Result<Vec<ConversationId>, Error> {
-        // The stored members, and any conversation this mutation touched
-        // (it may have joined), as they stand now.
-        let group_id = self.group_id(index);
-        let mut ids = self.stored_members(group_id)?;
-        ids.extend(self.touched());
+        // The member keys as this plan leaves them (modify_conv writes one
+        // for every join and leave), in id order.
+        let mut ids: Vec<ConversationId> =
+            self.members_with_ranks(self.group_id(index))?.into_iter().map(|(id, _)| id).collect();
         ids.sort();
-        ids.dedup();
-        let mut members = Vec::with_capacity(ids.len());
-        for id in ids {
-            if self.conv(&id)?.is_some_and(|r| r.group_ids.contains(&group_id)) {
-                members.push(id);
-            }
-        }
-        Ok(members)
+        Ok(ids)
     }
 
     fn set_new_member_recv_opt(&mut self, index: usize, opt: Option<RecvOpt>) {
