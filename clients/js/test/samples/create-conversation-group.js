@@ -1,8 +1,9 @@
 // Tencent Cloud Chat web SDK documentation, "Conversation Group" > "Creating a conversation group":
-// https://www.tencentcloud.com/document/product/1047/50289
-// (the same page: https://trtc.io/document/66159). The code after the
-// create line is the documentation's sample as written; only the import and
-// the create options differ from a Tencent app.
+// https://trtc.io/document/50289 (also
+// https://www.tencentcloud.com/document/product/1047/50289). The code after
+// the create line is the page's sample, compared token for token with the
+// page's text; only the import and the create options differ from a Tencent
+// app.
 import TencentCloudChat from 'convgroups-chat'; // Tencent: import TencentCloudChat from '@tencentcloud/chat';
 import { options } from './options.js'; // Tencent: let options = { SDKAppID: 0 };
 let chat = TencentCloudChat.create(options);
@@ -17,7 +18,6 @@ promise.then(function(imResponse) {
   // successConversationIDList - List of IDs of the conversations that were created successfully
   // Get the conversation list
   const conversationList = chat.getConversationList(successConversationIDList);
-
   // failureConversationIDList - List of IDs of the conversations that failed to be created
   failureConversationIDList.forEach((item) => {
     const { conversationID, code, message } = item;
