@@ -497,17 +497,37 @@ export class Chat {
   }
 
   /**
-   * The unread total over conversations that receive (Tencent:
-   * getTotalUnreadMessageCount, which answers from its cache at once; here
-   * it is a server call, so a Promise). An optional filter narrows it, as the
-   * native getUnreadMessageCountByFilter does.
+   * The unread total over conversations that receive, at once, as a number
+   * (Tencent: getTotalUnreadMessageCount). Like Tencent's, it answers from
+   * what the chat keeps: the chat reads the total when its watch stream goes
+   * live and again after every change to conversations that the stream
+   * delivers, so after SDK_READY (or `await chat.login()`) it follows every
+   * device's changes. Before that it is 0, as Tencent's is before SDK_READY;
+   * the first call opens the watch stream if nothing has yet.
+   * For a fresh read from the server, or a filtered total, use
+   * getUnreadMessageCountByFilter.
    */
-  getTotalUnreadMessageCount(filter?: ConversationListFilter): Promise<ChatResponse<number>> {
-    return this.call("getTotalUnreadMessageCount", async () => {
+  getTotalUnreadMessageCount(): number {
+    this.openWatch();
+    return this.unreadTotal ?? 0;
+  }
+
+  /**
+   * The unread total read from the server now, optionally narrowed by a
+   * filter (the native SDKs' getUnreadMessageCountByFilter; `{ groupName }`
+   * counts one group).
+   */
+  getUnreadMessageCountByFilter(filter?: ConversationListFilter): Promise<ChatResponse<number>> {
+    return this.call("getUnreadMessageCountByFilter", async () => {
       const res = await this.api.groups.getUnreadCount({ filter: filterFrom(filter) });
       this.seen(res.revision);
       return Number(res.unreadCount);
     });
+  }
+
+  /** Whether SDK_READY has fired and the watch stream is open (Tencent: isReady). */
+  isReady(): boolean {
+    return this.readyFired && this.watch !== undefined;
   }
 
   /** Deletes conversations: their data and their place in every group (Tencent: deleteConversation). */
@@ -695,7 +715,13 @@ export class Chat {
           const kind = message.kind;
           if (kind.case === "bookmark") {
             if (this.lastRevision === undefined || kind.value.revision > this.lastRevision) this.lastRevision = kind.value.revision;
-            if (!this.live) this.goneLive();
+            if (!this.live) {
+              // The unread total as of the position, before anyone is told
+              // the chat is ready (getTotalUnreadMessageCount answers from it).
+              await this.readUnreadTotal(this.lastRevision, signal);
+              if (signal.aborted) break;
+              this.goneLive();
+            }
             attempt = 0;
           } else if (kind.case === "snapshot") {
             this.lastRevision = kind.value.revision;
@@ -743,8 +769,21 @@ export class Chat {
     }
   }
 
-  // The last unread total sent as TOTAL_UNREAD_MESSAGE_COUNT_UPDATED.
+  // The unread total as of the stream's position: read when the stream goes
+  // live and after each batch that changes conversations. Undefined until
+  // the stream first went live.
   private unreadTotal: number | undefined;
+
+  // Reads the total at `revision` or later and keeps it; announces a change
+  // of a total already known as TOTAL_UNREAD_MESSAGE_COUNT_UPDATED.
+  private async readUnreadTotal(revision: bigint | undefined, signal: AbortSignal) {
+    const res = await this.fetch(() => this.api.groups.getUnreadCount({ filter: {}, minRevision: revision ?? 0n }), signal);
+    if (!res) return;
+    const total = Number(res.unreadCount);
+    const known = this.unreadTotal;
+    this.unreadTotal = total;
+    if (known !== undefined && total !== known) this.emit(EVENT.TOTAL_UNREAD_MESSAGE_COUNT_UPDATED, total);
+  }
 
   // Group members as of lastRevision: the stream's snapshot, kept current by
   // its batches. Undefined when the stream resumed from `resumeRevision`
@@ -853,13 +892,10 @@ export class Chat {
       if (list) this.emit(EVENT.CONVERSATION_LIST_UPDATED, list);
     }
 
-    if (conversationsChanged && this.has(EVENT.TOTAL_UNREAD_MESSAGE_COUNT_UPDATED)) {
-      const res = await this.fetch(() => this.api.groups.getUnreadCount({ filter: {}, minRevision: at }), signal);
-      const total = res ? Number(res.unreadCount) : undefined;
-      if (total !== undefined && total !== this.unreadTotal) {
-        this.unreadTotal = total;
-        this.emit(EVENT.TOTAL_UNREAD_MESSAGE_COUNT_UPDATED, total);
-      }
+    // Only a change to conversations themselves (unread counts, receive
+    // options, deletions) can move the unread total; group changes cannot.
+    if (events.some((e) => e.kind.case === "conversationsChanged" || e.kind.case === "conversationsDeleted")) {
+      await this.readUnreadTotal(at, signal);
     }
 
     if (this.conversationListeners.size) {

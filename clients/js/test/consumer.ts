@@ -20,13 +20,15 @@ export async function app(getToken: () => Promise<string>): Promise<void> {
   }
   const groups: string[] = (await chat.getConversationGroupList()).data;
   const list: Conversation[] = (await chat.getConversationList({ groupName: "Suppliers" })).data.conversationList;
-  const total: number = (await chat.getTotalUnreadMessageCount()).data;
+  const total: number = chat.getTotalUnreadMessageCount();
+  const inGroup: number = (await chat.getUnreadMessageCountByFilter({ groupName: "Work" })).data;
+  const ready: boolean = chat.isReady();
   await chat.renameConversationGroup({ oldName: "Suppliers", newName: "Vendors", expectedRevision: created.data.revision });
   try {
     await chat.deleteConversationGroup("Nope");
   } catch (err) {
     if (err instanceof ChatError && err.code === 51009) void err.metadata["group_name"];
   }
-  void [code, ok, groups, list, total, chat.getRevision(), TencentCloudChat.TYPES.CONV_C2C];
+  void [code, ok, groups, list, total, inGroup, ready, chat.getRevision(), TencentCloudChat.TYPES.CONV_C2C];
   await chat.destroy();
 }

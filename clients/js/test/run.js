@@ -226,8 +226,37 @@ async function registryCalls(server) {
     const profile = (await chat.getConversationProfile('c2c_bob')).data.conversation;
     check.equal('getConversationProfile (native id form)', [profile.conversationID, profile.customData], ['C2Cbob', 'héllo']);
 
-    check.equal('getTotalUnreadMessageCount (muted excluded)', (await chat.getTotalUnreadMessageCount()).data, 8);
-    check.equal('unread count of a group', (await chat.getTotalUnreadMessageCount({ groupName: 'Work' })).data, 8);
+    check.equal('getUnreadMessageCountByFilter() (muted excluded)', (await chat.getUnreadMessageCountByFilter()).data, 8);
+    check.equal('unread count of a group', (await chat.getUnreadMessageCountByFilter({ groupName: 'Work' })).data, 8);
+    // Tencent's getTotalUnreadMessageCount answers at once, from what the
+    // chat keeps: 0 before the chat is ready, the total after SDK_READY, and
+    // every later change by any device through the watch stream.
+    const device = TencentCloudChat.create({ url: server.url, token: token(server, 'registry') });
+    try {
+      const readyTotals = [];
+      const updates = [];
+      device.on(EVENT.SDK_READY, () => readyTotals.push(device.getTotalUnreadMessageCount()));
+      device.on(EVENT.TOTAL_UNREAD_MESSAGE_COUNT_UPDATED, (event) => updates.push(event.data));
+      check.equal('getTotalUnreadMessageCount() before SDK_READY: 0, a number', device.getTotalUnreadMessageCount(), 0);
+      check.equal('isReady() before SDK_READY', device.isReady(), false);
+      await until('SDK_READY', () => readyTotals.length === 1);
+      check.equal('getTotalUnreadMessageCount() at SDK_READY (muted excluded)', readyTotals, [8]);
+      check.equal('isReady() after SDK_READY', device.isReady(), true);
+      await chat.upsertConversations([{ conversationId: 'C2Cbob', unreadCount: 10 }]);
+      await until('the total to follow a change made by another chat', () => device.getTotalUnreadMessageCount() === 15);
+      check.equal('TOTAL_UNREAD_MESSAGE_COUNT_UPDATED for that change', updates, [15]);
+      await chat.upsertConversations([{ conversationId: 'C2Cmuted', unreadCount: 70 }]);
+      await chat.upsertConversations([{ conversationId: 'GROUPteam', unreadCount: 0 }]);
+      await until('the total after two more changes', () => device.getTotalUnreadMessageCount() === 10);
+      check.equal('a muted conversation does not move the total', updates, [15, 10]);
+      await chat.upsertConversations([
+        { conversationId: 'C2Cbob', unreadCount: 3 },
+        { conversationId: 'GROUPteam', unreadCount: 5 },
+      ]);
+      await until('the total back at 8', () => device.getTotalUnreadMessageCount() === 8);
+    } finally {
+      await device.destroy();
+    }
     check.equal('getConversationList({type: GROUP})', ids((await chat.getConversationList({ type: TYPES.CONV_GROUP })).data.conversationList), ['GROUPteam']);
     check.equal('getConversationList({hasUnreadCount: true})', ids((await chat.getConversationList({ hasUnreadCount: true })).data.conversationList), ['C2Cbob', 'GROUPteam', 'C2Cmuted']);
     check.equal('getConversationList([ids])', ids((await chat.getConversationList(['GROUPteam', 'C2Cmuted'])).data.conversationList), ['GROUPteam', 'C2Cmuted']);
