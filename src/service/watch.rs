@@ -327,16 +327,22 @@ impl Watcher {
                 let groups = snapshot
                     .groups
                     .into_iter()
-                    .map(|group| {
-                        let look = convert::look(group.look);
+                    .map(|snapshot| {
+                        // The group as GetConversationGroupList shows it,
+                        // so the two can never describe a group apart.
+                        let group = convert::group(snapshot.group);
                         pb::SnapshotGroup {
                             name: group.name,
-                            group_id: group.id.to_string(),
-                            conversation_ids: group.conversation_ids,
-                            icon: look.icon,
-                            color: look.color,
-                            collapsed: look.collapsed,
-                            custom_data: look.custom_data,
+                            group_id: group.group_id,
+                            conversation_ids: snapshot.conversation_ids,
+                            icon: group.icon,
+                            color: group.color,
+                            collapsed: group.collapsed,
+                            custom_data: group.custom_data,
+                            sort_mode: group.sort_mode,
+                            pinned_conversation_ids: group.pinned_conversation_ids,
+                            new_member_recv_opt: group.new_member_recv_opt,
+                            rule: group.rule,
                         }
                     })
                     .collect();

@@ -124,10 +124,10 @@ pub struct Snapshot {
 /// One group of a [`Snapshot`].
 #[derive(Debug, Clone)]
 pub struct SnapshotGroup {
-    pub id: crate::domain::GroupId,
-    pub name: String,
+    /// The group as a group list shows it (its counts are the stored ones).
+    pub group: crate::domain::GroupView,
+    /// Every member, ordered by conversation id.
     pub conversation_ids: Vec<String>,
-    pub look: crate::domain::GroupLook,
 }
 
 /// The rule of every log read, on both backends: a read from `from` fails

@@ -270,10 +270,8 @@ pub(super) fn snapshot(
     for group in &record.groups {
         let members = members(state, user, group.id)?;
         groups.push(super::SnapshotGroup {
-            id: GroupId(group.id),
-            name: group.name.clone(),
+            group: super::rules::group_view(group),
             conversation_ids: members.into_iter().map(|id| id.as_str().to_string()).collect(),
-            look: group.look(),
         });
     }
     Ok(Snapshot { revision, groups })

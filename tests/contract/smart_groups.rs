@@ -342,3 +342,83 @@ async fn bad_rules_are_refused_and_change_nothing() {
     assert_status_field(&st, Code::NotFound, "GROUP_NOT_FOUND", Some("51009"), "group_name");
     assert_eq!(user_state(&mut gc).await, before, "nothing changed");
 }
+
+/// A watch snapshot describes every group as GetConversationGroupList does:
+/// rule, sort mode, the group's pins and the receive option it gives new
+/// members, besides name, id, look and members, so a watcher starting from
+/// a snapshot needs no second read to know them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_describes_each_group_as_the_group_list_does() {
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let mut cc = s.conv_client("alice");
+    upsert_ok(&mut cc, vec![with_unread("C2Ca", 1), with_unread("C2Cb", 0)]).await;
+    create_smart(&mut gc, "Unread", &["C2Cb"], unread_rule()).await;
+    gc.create_conversation_group(CreateConversationGroupRequest {
+        group_name: "Work".into(),
+        conversation_ids: strings(&["C2Cb", "C2Cc", "C2Cd"]),
+        sort_mode: Some(GroupSortMode::Alphabetical as i32),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    gc.pin_conversations_in_group(PinConversationsInGroupRequest {
+        group_name: "Work".into(),
+        conversation_ids: strings(&["C2Cd"]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    gc.set_conversation_group_mute(SetConversationGroupMuteRequest {
+        group_name: "Work".into(),
+        recv_opt: RecvOpt::ReceiveNotNotify as i32,
+        apply_to_new_members: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    let list = gc.get_conversation_group_list(GetConversationGroupListRequest::default()).await.unwrap().into_inner();
+    let mut watch = open_ok(&mut gc, WatchGroupEventsRequest { send_snapshot: true, ..Default::default() }).await;
+    let Msg::Snapshot(snapshot) = next_msg(&mut watch).await else { panic!("expected a snapshot") };
+    assert_eq!(snapshot.revision, list.revision);
+    let described: Vec<_> = snapshot
+        .groups
+        .iter()
+        .map(|g| {
+            let group = ConversationGroup {
+                name: g.name.clone(),
+                group_id: g.group_id.clone(),
+                rule: g.rule.clone(),
+                icon: g.icon.clone(),
+                color: g.color,
+                collapsed: g.collapsed,
+                custom_data: g.custom_data.clone(),
+                new_member_recv_opt: g.new_member_recv_opt,
+                sort_mode: g.sort_mode,
+                pinned_conversation_ids: g.pinned_conversation_ids.clone(),
+                ..Default::default()
+            };
+            (group, g.conversation_ids.clone())
+        })
+        .collect();
+    let listed: Vec<_> = list
+        .groups
+        .iter()
+        .map(|g| ConversationGroup { conversation_count: 0, unread_count: 0, create_time: None, ..g.clone() })
+        .collect();
+    assert_eq!(described.iter().map(|(g, _)| g.clone()).collect::<Vec<_>>(), listed);
+    // The fields this test is about are really set, not both defaults.
+    let (unread, work) = (&described[0].0, &described[1].0);
+    assert_eq!(unread.rule, Some(unread_rule()));
+    assert_eq!(
+        (work.sort_mode, work.pinned_conversation_ids.clone(), work.new_member_recv_opt),
+        (GroupSortMode::Alphabetical as i32, strings(&["C2Cd"]), Some(RecvOpt::ReceiveNotNotify as i32))
+    );
+    // Members of each, ordered by id: the rule's and the explicit ones.
+    assert_eq!(described[0].1, strings(&["C2Ca", "C2Cb"]));
+    assert_eq!(described[1].1, strings(&["C2Cb", "C2Cc", "C2Cd"]));
+    for (group, (_, ids)) in list.groups.iter().zip(&described) {
+        assert_eq!(group.conversation_count as usize, ids.len(), "{}", group.name);
+    }
+}
