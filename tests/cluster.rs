@@ -11,6 +11,18 @@
 //! etcd's history compacted while a replica was away. Each fault runs under
 //! writers and watchers on all three replicas and ends with the same checks
 //! (`cluster_support::check`).
+//!
+//! The leader's kill and a replica's kill run a second time under the group
+//! workload (`cluster_support::groups`): upserts that make conversations
+//! join and leave smart groups by rule, MoveConversations between two plain
+//! groups, MoveConversationsInGroup and pins in a MANUAL group, and
+//! MarkConversationGroupRead of a smart group. Its check
+//! (`cluster_support::groups::check`): every watcher's batches equal the
+//! stored log; folding them gives every group's listed members; no move is
+//! half applied in any batch and each conversation is where its last
+//! acknowledged move put it; smart groups hold exactly what their rules
+//! select from the stored fields; the MANUAL group lists its pins then its
+//! manual order as the events say, every member once.
 
 mod cluster_support;
 mod linearizability;
@@ -18,6 +30,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use cluster_support::groups::{self, GroupWorkload};
 use cluster_support::{check, info, reason, setup, Deployment, Workload};
 use convgroups::pb::*;
 use linearizability::{Op, Ret};
@@ -263,6 +276,42 @@ async fn killing_a_replica_under_load_its_clients_resume_on_another() {
     check(&d, 2, &recorded).await;
     d.restart_replica(1);
     check(&d, 1, &recorded).await;
+}
+
+/// The group workload (smart groups, moves between groups, manual order,
+/// pins; `cluster_support::groups`) across the etcd leader's kill -9 and
+/// restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_etcd_leader_under_group_moves_rules_and_reorders_loses_nothing() {
+    let mut d = Deployment::start();
+    groups::setup(&d).await;
+    let workload = GroupWorkload::start(&d);
+    pause(1500).await;
+    let leader = d.etcd.leader();
+    d.etcd.kill(leader);
+    pause(2500).await;
+    d.etcd.restart(leader);
+    d.etcd.wait_healthy();
+    pause(1000).await;
+    let recorded = workload.finish(&d, (leader + 1) % 3).await;
+    groups::check(&d, 0, &recorded).await;
+}
+
+/// The group workload across a replica's kill -9: its writers and watchers
+/// go on on the others, and the replica restarted reads the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_replica_under_group_moves_rules_and_reorders_its_clients_resume_on_another() {
+    let mut d = Deployment::start();
+    groups::setup(&d).await;
+    let workload = GroupWorkload::start(&d);
+    pause(1500).await;
+    d.kill_replica(1);
+    pause(2000).await;
+    let recorded = workload.finish(&d, 0).await;
+    assert!(recorded.seen.iter().any(|(_, s)| s.resumes > 0), "no watcher had to resume: the kill did not bite");
+    groups::check(&d, 2, &recorded).await;
+    d.restart_replica(1);
+    groups::check(&d, 1, &recorded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

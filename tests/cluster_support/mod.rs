@@ -8,8 +8,14 @@
 //! checker in `tests/linearizability` (stateright's `LinearizabilityTester`
 //! over a sequential model of one user's group).
 //!
+//! [`groups`] is a second workload, of the group features with more moving
+//! parts (smart groups, moves between groups, manual order, pins), and its
+//! checks.
+//!
 //! Include with `mod support; mod linearizability; mod cluster_support;`.
 #![allow(dead_code)]
+
+pub mod groups;
 
 pub use crate::support::etcd::EtcdCluster;
 
@@ -22,6 +28,7 @@ use std::time::{Duration, Instant};
 use convgroups::auth::Secret;
 use convgroups::domain::UserId;
 use convgroups::pb::conversation_group_service_client::ConversationGroupServiceClient;
+use convgroups::pb::conversation_service_client::ConversationServiceClient;
 use convgroups::pb::watch_group_events_response::Kind;
 use convgroups::pb::*;
 use tempfile::TempDir;
@@ -29,7 +36,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::linearizability::{self, History, Op, Ret};
-use crate::support::client::{GroupClient, Headers};
+use crate::support::client::{ConvClient, GroupClient, Headers};
 use crate::support::http::http_get;
 pub use crate::support::http::sample;
 use crate::support::process::{self, Launch, Server};
@@ -128,6 +135,13 @@ impl Deployment {
             channel,
             Headers::new(&[("authorization", &self.bearer(user))]),
         )
+    }
+
+    /// A registry (ConversationService) client of `user` on replica
+    /// `replica`, over a lazy connection as [`Deployment::client`].
+    pub fn conv_client(&self, replica: usize, user: &str) -> ConvClient {
+        let channel = process::endpoint(&self.uri(replica)).timeout(CALL_TIMEOUT).connect_lazy();
+        ConversationServiceClient::with_interceptor(channel, Headers::new(&[("authorization", &self.bearer(user))]))
     }
 
     /// kill -9 of a replica.
@@ -425,16 +439,53 @@ impl Workload {
     }
 }
 
-/// One watcher: follows `user` from `start`, resuming on the next replica
-/// whenever a stream ends, until the test says through which revision.
+/// One watcher: follows `user` from `start` (see [`follow_batches`]) and
+/// keeps, of each batch, its revision and the conversations it added.
 async fn follow(
-    mut clients: Vec<GroupClient>,
+    clients: Vec<GroupClient>,
     first: usize,
     start: u64,
     user: String,
     stop_at: Arc<Mutex<HashMap<String, u64>>>,
 ) -> Seen {
-    let mut seen = Seen::default();
+    let watched = follow_batches(clients, first, start, user, stop_at).await;
+    let batches = watched
+        .batches
+        .iter()
+        .map(|batch| {
+            let mut added = Vec::new();
+            for event in &batch.events {
+                if let Some(group_event::Kind::ConversationsAddedToGroup(a)) = &event.kind {
+                    added.extend(a.conversation_ids.iter().cloned());
+                }
+            }
+            (batch.revision, added)
+        })
+        .collect();
+    Seen { batches, resumes: watched.resumes, endings: watched.endings }
+}
+
+/// What one watcher received, whole.
+#[derive(Debug, Default, Clone)]
+pub struct Watched {
+    /// Every batch, in arrival order.
+    pub batches: Vec<EventBatch>,
+    /// How often the stream was resumed on another replica.
+    pub resumes: usize,
+    /// Statuses that ended a stream, for the failure message.
+    pub endings: Vec<String>,
+}
+
+/// One watcher: follows `user` from `start`, resuming on the next replica
+/// whenever a stream ends, until the test says through which revision.
+pub async fn follow_batches(
+    mut clients: Vec<GroupClient>,
+    first: usize,
+    start: u64,
+    user: String,
+    stop_at: Arc<Mutex<HashMap<String, u64>>>,
+) -> Watched {
+    let mut seen = Watched::default();
     let mut next = start;
     let mut at = first;
     let done = |next: u64| stop_at.lock().unwrap().get(&user).is_some_and(|through| next > *through);
@@ -487,14 +538,8 @@ async fn follow(
             match message.kind {
                 Some(Kind::Events(batch)) => {
                     assert!(batch.revision >= next, "batch {} arrived after {} was covered", batch.revision, next - 1);
-                    let mut added = Vec::new();
-                    for event in &batch.events {
-                        if let Some(group_event::Kind::ConversationsAddedToGroup(a)) = &event.kind {
-                            added.extend(a.conversation_ids.iter().cloned());
-                        }
-                    }
-                    seen.batches.push((batch.revision, added));
                     next = batch.revision + 1;
+                    seen.batches.push(batch);
                 }
                 Some(Kind::Bookmark(b)) => next = next.max(b.revision + 1),
                 Some(Kind::Snapshot(_)) | None => {}

@@ -1,0 +1,643 @@
+//! The second workload of the cluster tests: the group features whose
+//! commits have more moving parts than an add, run by writers on every
+//! replica at once, and the checks that what they and the watchers saw
+//! across a fault is what is stored.
+//!
+//! Every user has two plain groups `A` and `B`, a MANUAL group `M`, and two
+//! smart groups: `S` (rule: unread messages) and `K` (rule: mark
+//! [`MARK`]). Each writer owns [`OWN`] conversations of the user, each in
+//! exactly one of `A` and `B`, and in a loop:
+//!
+//! * upserts one of them with a new unread count and the mark set or
+//!   cleared, so that it joins and leaves `S` and `K` by rule in the same
+//!   commit;
+//! * moves one of them from the group it is in to the other
+//!   (MoveConversations: a removal and an addition in one batch);
+//! * moves members of `M` in its manual order (MoveConversationsInGroup:
+//!   rank rewrites in the members' keys);
+//! * pins or unpins a member of `M`;
+//! * now and then marks `S` read (MarkConversationGroupRead: every member
+//!   leaves `S` by rule in the same commit).
+//!
+//! Every call's outcome is recorded (acknowledged at a revision, refused as
+//! not applied, or unknown), and every user is followed from revision 1 by
+//! a watcher on each replica that resumes on the next one from its last
+//! revision whenever its stream ends. [`check`] then holds all of it against
+//! the stored log and what a surviving replica reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use convgroups::pb::group_event::Kind as Ev;
+use convgroups::pb::move_conversations_in_group_request::Placement;
+use convgroups::pb::*;
+
+use super::{classify, follow_batches, Deployment, Outcome, Watched, CALL_TIMEOUT, USERS};
+use crate::support::client::{ConvClient, GroupClient};
+use crate::support::inproc::{filter, list_all, list_ids};
+use crate::support::seeded::Rng;
+use crate::support::watch::{assert_model_matches, from, full_log, observe, seed, Model};
+
+/// The plain groups the writers move their conversations between.
+pub const PLAIN: [&str; 2] = ["A", "B"];
+/// The MANUAL group whose order and pins the writers change.
+pub const MANUAL: &str = "M";
+/// The smart group of conversations with unread messages.
+pub const UNREAD: &str = "S";
+/// The smart group of conversations marked [`MARK`].
+pub const MARKED: &str = "K";
+/// The mark value of `K`'s rule.
+pub const MARK: u64 = 7;
+/// Conversations each writer owns (moves and upserts).
+pub const OWN: usize = 4;
+/// Members of `M` (shared by the writers, never leave).
+pub const MANUAL_MEMBERS: usize = 8;
+/// Writers (and watchers) per user: one per replica.
+const REPLICAS: usize = 3;
+
+/// Conversation `k` of writer `writer`.
+pub fn own(writer: usize, k: usize) -> String {
+    format!("C2Cw{writer}x{k}")
+}
+
+/// Member `k` of `M`.
+pub fn manual_member(k: usize) -> String {
+    format!("C2Cm{k}")
+}
+
+/// Where conversation `k` of a writer starts: `A` or `B`.
+fn start_group(k: usize) -> &'static str {
+    PLAIN[k % 2]
+}
+
+fn other(group: &str) -> &'static str {
+    if group == PLAIN[0] {
+        PLAIN[1]
+    } else {
+        PLAIN[0]
+    }
+}
+
+/// Creates every user's groups through replica 0; returns the highest
+/// revision.
+pub async fn setup(deployment: &Deployment) -> u64 {
+    let mut top = 0;
+    for user in USERS {
+        let mut client = deployment.client(0, user);
+        let mut requests = Vec::new();
+        for group in PLAIN {
+            let ids = (0..REPLICAS)
+                .flat_map(|w| (0..OWN).filter(|k| start_group(*k) == group).map(move |k| own(w, k)))
+                .collect();
+            requests.push(CreateConversationGroupRequest {
+                group_name: group.into(),
+                conversation_ids: ids,
+                ..Default::default()
+            });
+        }
+        requests.push(CreateConversationGroupRequest {
+            group_name: MANUAL.into(),
+            conversation_ids: (0..MANUAL_MEMBERS).map(manual_member).collect(),
+            sort_mode: Some(GroupSortMode::Manual as i32),
+            ..Default::default()
+        });
+        requests.push(CreateConversationGroupRequest {
+            group_name: UNREAD.into(),
+            rule: Some(GroupRule { has_unread_count: Some(true), ..Default::default() }),
+            ..Default::default()
+        });
+        requests.push(CreateConversationGroupRequest {
+            group_name: MARKED.into(),
+            rule: Some(GroupRule { mark_type: Some(MARK), ..Default::default() }),
+            ..Default::default()
+        });
+        for request in requests {
+            let name = request.group_name.clone();
+            let reply = client
+                .create_conversation_group(request)
+                .await
+                .unwrap_or_else(|s| panic!("create {name} of {user}: {s:?}"))
+                .into_inner();
+            assert!(reply.failed.is_empty(), "create {name} of {user}: {:?}", reply.failed);
+            top = top.max(reply.revision);
+        }
+    }
+    top
+}
+
+/// One call of a writer.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// UpsertConversations of one conversation: its unread count, and the
+    /// mark [`MARK`] added (`marked`) or removed.
+    Upsert { id: String, unread: u32, marked: bool },
+    /// MoveConversations of one conversation between `A` and `B`.
+    Move { id: String, from: String, to: String },
+    /// MoveConversationsInGroup in `M`.
+    Reorder { ids: Vec<String>, placement: Placement },
+    /// PinConversationsInGroup (or, `pin` false, Unpin) in `M`.
+    Pin { id: String, pin: bool },
+    /// MarkConversationGroupRead of `S`.
+    MarkRead,
+}
+
+/// One recorded call and how it ended.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub user: String,
+    pub writer: usize,
+    pub op: Op,
+    pub outcome: Outcome,
+    /// A move acknowledged with its conversation in `moved_conversation_ids`.
+    pub moved: bool,
+}
+
+/// Makes one call; Ok(revision, whether a move moved its conversation).
+async fn run(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(u64, bool), tonic::Status> {
+    match op {
+        Op::Upsert { id, unread, marked } => {
+            let mut update =
+                ConversationUpdate { conversation_id: id.clone(), unread_count: Some(*unread), ..Default::default() };
+            if *marked {
+                update.add_marks = vec![MARK];
+            } else {
+                update.remove_marks = vec![MARK];
+            }
+            let reply = cc.upsert_conversations(UpsertConversationsRequest { conversations: vec![update] }).await?;
+            let reply = reply.into_inner();
+            assert!(reply.failed.is_empty(), "upsert of {id}: {:?}", reply.failed);
+            Ok((reply.revision, false))
+        }
+        Op::Move { id, from, to } => {
+            let request = MoveConversationsRequest {
+                conversation_ids: vec![id.clone()],
+                from_group_name: from.clone(),
+                to: vec![GroupSelector { group_name: to.clone(), ..Default::default() }],
+                ..Default::default()
+            };
+            let reply = gc.move_conversations(request).await?.into_inner();
+            let moved = reply.moved_conversation_ids.contains(id);
+            // Each conversation is in exactly one of A and B: one that did
+            // not move was not in `from`, and nothing else can fail.
+            let not_in_from = reply
+                .failed
+                .iter()
+                .any(|f| f.conversation_id == *id && f.code == ConversationResultCode::NotInGroup as i32);
+            assert!(moved != not_in_from, "move of {id} from {from} to {to}: {reply:?}");
+            if moved {
+                assert_eq!(reply.targets[0].added_conversation_ids, vec![id.clone()], "move of {id}: {reply:?}");
+            }
+            Ok((reply.revision, moved))
+        }
+        Op::Reorder { ids, placement } => {
+            let request = MoveConversationsInGroupRequest {
+                group_name: MANUAL.into(),
+                conversation_ids: ids.clone(),
+                placement: Some(placement.clone()),
+                ..Default::default()
+            };
+            let reply = gc.move_conversations_in_group(request).await?.into_inner();
+            assert!(reply.failed.is_empty(), "reorder of {ids:?}: {:?}", reply.failed);
+            Ok((reply.revision, false))
+        }
+        Op::Pin { id, pin: true } => {
+            let request = PinConversationsInGroupRequest {
+                group_name: MANUAL.into(),
+                conversation_ids: vec![id.clone()],
+                ..Default::default()
+            };
+            Ok((gc.pin_conversations_in_group(request).await?.into_inner().revision, false))
+        }
+        Op::Pin { id, pin: false } => {
+            let request = UnpinConversationsInGroupRequest {
+                group_name: MANUAL.into(),
+                conversation_ids: vec![id.clone()],
+                ..Default::default()
+            };
+            Ok((gc.unpin_conversations_in_group(request).await?.into_inner().revision, false))
+        }
+        Op::MarkRead => {
+            let request = MarkConversationGroupReadRequest { group_name: UNREAD.into(), ..Default::default() };
+            Ok((gc.mark_conversation_group_read(request).await?.into_inner().revision, false))
+        }
+    }
+}
+
+/// The next call of a writer that believes its conversations are in
+/// `place` (None: unknown after a call with an unknown outcome).
+fn choose(rng: &mut Rng, writer: usize, place: &[Option<&'static str>]) -> Op {
+    let roll = rng.below(100);
+    if roll < 35 {
+        let k = rng.below(OWN as u64) as usize;
+        Op::Upsert { id: own(writer, k), unread: *rng.pick(&[0u32, 0, 1, 4]), marked: rng.chance(1, 2) }
+    } else if roll < 65 {
+        let k = rng.below(OWN as u64) as usize;
+        let from = place[k].unwrap_or_else(|| *rng.pick(&PLAIN));
+        Op::Move { id: own(writer, k), from: from.into(), to: other(from).into() }
+    } else if roll < 82 {
+        let mut members: Vec<String> = (0..MANUAL_MEMBERS).map(manual_member).collect();
+        rng.shuffle(&mut members);
+        let count = rng.range(1, 2) as usize;
+        let ids = members[..count].to_vec();
+        let anchor = members[count].clone();
+        let placement = match rng.below(4) {
+            0 => Placement::ToStart(true),
+            1 => Placement::ToEnd(true),
+            2 => Placement::BeforeConversationId(anchor),
+            _ => Placement::AfterConversationId(anchor),
+        };
+        Op::Reorder { ids, placement }
+    } else if roll < 96 {
+        Op::Pin { id: manual_member(rng.below(MANUAL_MEMBERS as u64) as usize), pin: rng.chance(1, 2) }
+    } else {
+        Op::MarkRead
+    }
+}
+
+/// The running workload: writers and watchers of every user.
+pub struct GroupWorkload {
+    stop: Arc<AtomicBool>,
+    calls: Arc<Mutex<Vec<Call>>>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
+    watchers: Vec<(String, tokio::task::JoinHandle<Watched>)>,
+    watch_stop: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// What the workload recorded, for [`check`].
+pub struct GroupRecorded {
+    pub calls: Vec<Call>,
+    /// Every watcher's batches, by user.
+    pub seen: Vec<(String, Watched)>,
+}
+
+impl GroupWorkload {
+    /// Starts writers on every replica and watchers from revision 1 (each
+    /// user's whole history, [`setup`] included) on every replica.
+    pub fn start(deployment: &Deployment) -> Self {
+        let seed = seed();
+        let stop = Arc::new(AtomicBool::new(false));
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let watch_stop = Arc::new(Mutex::new(HashMap::new()));
+        let (mut writers, mut watchers) = (Vec::new(), Vec::new());
+        for (u, user) in USERS.iter().enumerate() {
+            let clients: Vec<(GroupClient, ConvClient)> =
+                (0..REPLICAS).map(|r| (deployment.client(r, user), deployment.conv_client(r, user))).collect();
+            for writer in 0..REPLICAS {
+                let (stop, calls, mut clients) = (stop.clone(), calls.clone(), clients.clone());
+                let user = user.to_string();
+                let mut rng = Rng::derive(seed, (u * REPLICAS + writer) as u64);
+                writers.push(tokio::spawn(async move {
+                    let mut at = writer;
+                    let mut place: Vec<Option<&'static str>> = (0..OWN).map(|k| Some(start_group(k))).collect();
+                    while !stop.load(Ordering::Acquire) {
+                        let op = choose(&mut rng, writer, &place);
+                        let (gc, cc) = &mut clients[at];
+                        let result = match tokio::time::timeout(CALL_TIMEOUT, run(gc, cc, &op)).await {
+                            Ok(result) => result,
+                            Err(_) => Err(tonic::Status::deadline_exceeded("client timeout")),
+                        };
+                        let moved = matches!(result, Ok((_, true)));
+                        let outcome = classify(result.map(|(revision, _)| revision));
+                        if let Op::Move { id, to, .. } = &op {
+                            let k = (0..OWN).find(|k| own(writer, *k) == *id).expect("own conversation");
+                            match outcome {
+                                // Moved, or was not in `from`: it is in `to`.
+                                Outcome::Ok(_) => place[k] = PLAIN.iter().copied().find(|g| *g == to.as_str()),
+                                Outcome::Unknown(_) => place[k] = None,
+                                Outcome::NotApplied(_) => {}
+                            }
+                        }
+                        if !matches!(outcome, Outcome::Ok(_)) {
+                            at = (at + 1) % clients.len();
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        calls.lock().unwrap().push(Call { user: user.clone(), writer, op, outcome, moved });
+                    }
+                }));
+            }
+            for first in 0..REPLICAS {
+                let clients = clients.iter().map(|(gc, _)| gc.clone()).collect();
+                let (watch_stop, user) = (watch_stop.clone(), user.to_string());
+                watchers.push((user.clone(), tokio::spawn(follow_batches(clients, first, 1, user, watch_stop))));
+            }
+        }
+        Self { stop, calls, writers, watchers, watch_stop }
+    }
+
+    /// Stops the writers, reads every user's revision through `replica`,
+    /// lets every watcher run until it has seen it, and returns the calls and
+    /// what each watcher saw.
+    pub async fn finish(self, deployment: &Deployment, replica: usize) -> GroupRecorded {
+        self.stop.store(true, Ordering::Release);
+        for writer in self.writers {
+            writer.await.expect("writer task");
+        }
+        let mut through = HashMap::new();
+        for user in USERS {
+            through.insert(user.to_string(), current_revision(&mut deployment.client(replica, user)).await);
+        }
+        *self.watch_stop.lock().unwrap() = through;
+        let mut seen = Vec::new();
+        for (user, watcher) in self.watchers {
+            let result = tokio::time::timeout(Duration::from_secs(60), watcher)
+                .await
+                .unwrap_or_else(|_| panic!("a watcher of {user} did not reach its final revision within 60 s"));
+            seen.push((user, result.expect("watcher task")));
+        }
+        let calls = self.calls.lock().unwrap().clone();
+        GroupRecorded { calls, seen }
+    }
+}
+
+async fn current_revision(client: &mut GroupClient) -> u64 {
+    client
+        .get_conversation_group_list(GetConversationGroupListRequest::default())
+        .await
+        .expect("group list")
+        .into_inner()
+        .revision
+}
+
+/// A user's state folded from events: the [`Model`] (groups and members,
+/// each batch checked for consistency), plus `M`'s manual order and pins.
+#[derive(Debug, Clone)]
+struct Folded {
+    model: Model,
+    /// `M`'s manual order (pinned members included, in their place).
+    order: Vec<String>,
+    /// `M`'s pinned members, in order.
+    pins: Vec<String>,
+    /// Counts of what the events did, to show the workload did it.
+    rule_joins: usize,
+    rule_leaves: usize,
+    moves: usize,
+    reorders: usize,
+    pin_changes: usize,
+}
+
+impl Folded {
+    fn new() -> Self {
+        Self {
+            model: Model::empty(),
+            order: Vec::new(),
+            pins: Vec::new(),
+            rule_joins: 0,
+            rule_leaves: 0,
+            moves: 0,
+            reorders: 0,
+            pin_changes: 0,
+        }
+    }
+
+    fn members(&self, group: &str) -> Option<&BTreeSet<String>> {
+        self.model.groups.iter().find(|(name, _)| name == group).map(|(_, members)| members)
+    }
+
+    /// Applies one batch, checking what the workload promises after every
+    /// batch: a MOVED removal has its addition in the same batch, and each
+    /// writer's conversation is in exactly one of `A` and `B`.
+    fn apply(&mut self, batch: &EventBatch) -> Result<(), String> {
+        let rev = batch.revision;
+        self.model.apply(batch)?;
+        for event in &batch.events {
+            match &event.kind {
+                Some(Ev::GroupCreated(c)) if c.group_name == MANUAL => self.order = c.conversation_ids.clone(),
+                Some(Ev::GroupOrderChanged(o)) if o.group_name == MANUAL && !o.conversation_ids.is_empty() => {
+                    self.reorders += 1;
+                    self.order.retain(|id| !o.conversation_ids.contains(id));
+                    let at = if o.after_conversation_id.is_empty() {
+                        0
+                    } else {
+                        let anchor = self.order.iter().position(|id| *id == o.after_conversation_id);
+                        anchor.ok_or_else(|| format!("revision {rev}: anchor of {o:?} not in {:?}", self.order))? + 1
+                    };
+                    self.order.splice(at..at, o.conversation_ids.iter().cloned());
+                }
+                Some(Ev::GroupPinsChanged(p)) if p.group_name == MANUAL => {
+                    self.pin_changes += 1;
+                    self.pins = p.pinned_conversation_ids.clone();
+                }
+                Some(Ev::ConversationsAddedToGroup(a)) if a.reason == AdditionReason::Rule as i32 => {
+                    self.rule_joins += a.conversation_ids.len()
+                }
+                Some(Ev::ConversationsDeletedFromGroup(d)) if d.reason == RemovalReason::Rule as i32 => {
+                    self.rule_leaves += d.conversation_ids.len()
+                }
+                Some(Ev::ConversationsDeletedFromGroup(d)) if d.reason == RemovalReason::Moved as i32 => {
+                    if !PLAIN.contains(&d.group_name.as_str()) {
+                        return Err(format!("revision {rev}: a move out of {:?}: {d:?}", d.group_name));
+                    }
+                    let target = other(&d.group_name);
+                    for id in &d.conversation_ids {
+                        self.moves += 1;
+                        let added = batch.events.iter().any(|e| match &e.kind {
+                            Some(Ev::ConversationsAddedToGroup(a)) => {
+                                a.group_name == target && a.conversation_ids.contains(id)
+                            }
+                            _ => false,
+                        });
+                        if !added {
+                            return Err(format!(
+                                "revision {rev}: {id} moved out of {} without its addition to {target} in the same \
+                                 batch: {batch:?}",
+                                d.group_name
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let (Some(a), Some(b)) = (self.members(PLAIN[0]), self.members(PLAIN[1])) {
+            for writer in 0..REPLICAS {
+                for k in 0..OWN {
+                    let id = own(writer, k);
+                    if a.contains(&id) == b.contains(&id) {
+                        return Err(format!(
+                            "revision {rev}: {id} is in {} of A and B (half a move?)",
+                            if a.contains(&id) { "both" } else { "neither" }
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `M` as a listing filtered by it shows it: its pins, then the rest in
+    /// manual order.
+    fn manual_listing(&self) -> Vec<String> {
+        let mut listing = self.pins.clone();
+        listing.extend(self.order.iter().filter(|id| !self.pins.contains(id)).cloned());
+        listing
+    }
+}
+
+/// The checks of the group workload, through `replica` (a survivor), for
+/// every user:
+///
+/// * every watcher's batches are the stored log's (a fresh replay from
+///   revision 1 through the final revision) exactly: strictly increasing,
+///   no gap, no duplicate, the same events;
+/// * folding them (adds, removals with every reason, rule joins and
+///   leaves, moves) gives every group's membership that GetConversationList
+///   by group returns, and the conversations it lists;
+/// * no move is half applied in any batch (its MOVED removal and its
+///   addition are in one batch; each writer's conversation is in exactly one
+///   of `A` and `B` after every batch); an acknowledged move is in the log
+///   at its revision, and a conversation's last call that may have applied,
+///   if acknowledged, says where it is now;
+/// * `S` and `K` hold exactly the conversations their rules select by the
+///   stored fields, and each conversation's mark is the one its last
+///   acknowledged upsert set, when nothing later may have changed it;
+/// * `M` lists its pins then its manual order as the events say, a
+///   permutation of its members.
+pub async fn check(deployment: &Deployment, replica: usize, recorded: &GroupRecorded) {
+    let calls = &recorded.calls;
+    let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
+    let acked = count(&|c| matches!(c.outcome, Outcome::Ok(_)));
+    let refused = count(&|c| matches!(c.outcome, Outcome::NotApplied(_)));
+    let unknown = count(&|c| matches!(c.outcome, Outcome::Unknown(_)));
+    let moved = count(&|c| c.moved);
+    assert!(moved > 0, "the workload moved nothing");
+    for user in USERS {
+        let mut gc = deployment.client(replica, user);
+        let through = current_revision(&mut gc).await;
+        let log = full_log(&mut gc, from(1), through).await;
+        let mut folded = Folded::new();
+        // A and B after each batch, for the acknowledged moves.
+        let mut plain_at: BTreeMap<u64, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+        for batch in &log {
+            if let Err(why) = folded.apply(batch) {
+                panic!("the stored log of {user}: {why}");
+            }
+            if let (Some(a), Some(b)) = (folded.members(PLAIN[0]), folded.members(PLAIN[1])) {
+                plain_at.insert(batch.revision, (a.clone(), b.clone()));
+            }
+        }
+        let observed = observe(&mut gc).await;
+        assert_model_matches(&folded.model, &observed, &format!("{user}: the stored log"));
+        for (_, seen) in recorded.seen.iter().filter(|(u, _)| u == user) {
+            let revisions: Vec<u64> = seen.batches.iter().map(|b| b.revision).collect();
+            let stored: Vec<u64> = log.iter().map(|b| b.revision).collect();
+            assert_eq!(
+                revisions, stored,
+                "a watcher of {user}: its batches' revisions vs the stored log's (endings: {:?})",
+                seen.endings
+            );
+            assert!(seen.batches == log, "a watcher of {user} received batches that differ from the stored log");
+            let mut mine = Folded::new();
+            for batch in &seen.batches {
+                if let Err(why) = mine.apply(batch) {
+                    panic!("a watcher of {user}: {why} (endings: {:?})", seen.endings);
+                }
+            }
+            assert_model_matches(&mine.model, &observed, &format!("{user}: a watcher's events"));
+        }
+
+        // Moves.
+        let group_of = |revision: u64, id: &str| {
+            let (_, (a, b)) = plain_at.range(..=revision).next_back().expect("A and B exist at the revision");
+            match (a.contains(id), b.contains(id)) {
+                (true, false) => PLAIN[0],
+                (false, true) => PLAIN[1],
+                _ => unreachable!("checked while folding"),
+            }
+        };
+        let now_a = folded.members(PLAIN[0]).expect("A").clone();
+        for writer in 0..REPLICAS {
+            for k in 0..OWN {
+                let id = own(writer, k);
+                let moves: Vec<&Call> = calls
+                    .iter()
+                    .filter(|c| c.user == user && matches!(&c.op, Op::Move { id: i, .. } if *i == id))
+                    .collect();
+                for call in &moves {
+                    let (Outcome::Ok(revision), Op::Move { from, to, .. }) = (&call.outcome, &call.op) else {
+                        continue;
+                    };
+                    assert_eq!(
+                        group_of(*revision, &id),
+                        to,
+                        "{id} of {user}: a move from {from} acknowledged at {revision} (moved: {}) but the log has it \
+                         elsewhere then",
+                        call.moved
+                    );
+                    if call.moved {
+                        let batch = log.iter().find(|b| b.revision == *revision);
+                        let removal = batch.is_some_and(|b| {
+                            b.events.iter().any(|e| {
+                                matches!(&e.kind, Some(Ev::ConversationsDeletedFromGroup(d))
+                                    if d.reason == RemovalReason::Moved as i32
+                                        && d.group_name == *from
+                                        && d.conversation_ids.contains(&id))
+                            })
+                        });
+                        assert!(removal, "{id} of {user}: moved at {revision}, no MOVED removal in that batch");
+                    }
+                }
+                // The writer's calls on `id` are one after another: the last
+                // that may have applied says where it is, if acknowledged.
+                let last = moves.iter().rev().find(|c| !matches!(c.outcome, Outcome::NotApplied(_)));
+                if let Some(Call { outcome: Outcome::Ok(revision), op: Op::Move { to, .. }, .. }) = last {
+                    let now = if now_a.contains(&id) { PLAIN[0] } else { PLAIN[1] };
+                    assert_eq!(now, to, "{id} of {user}: its last call, acknowledged at {revision}, moved it to {to}");
+                }
+            }
+        }
+
+        // Smart groups: membership is the rules applied to stored fields.
+        let conversations = list_all(&mut gc, None).await;
+        let unread: BTreeSet<String> =
+            conversations.iter().filter(|c| c.unread_count > 0).map(|c| c.conversation_id.clone()).collect();
+        let marked: BTreeSet<String> =
+            conversations.iter().filter(|c| c.mark_list.contains(&MARK)).map(|c| c.conversation_id.clone()).collect();
+        let listed = |group: &str| observed.groups.iter().find(|(n, _)| n == group).expect("group").1.clone();
+        assert_eq!(listed(UNREAD), unread, "{user}: S's members vs the conversations with unread messages");
+        assert_eq!(listed(MARKED), marked, "{user}: K's members vs the conversations marked {MARK}");
+        for writer in 0..REPLICAS {
+            for k in 0..OWN {
+                let id = own(writer, k);
+                let last = calls.iter().rev().find(|c| {
+                    c.user == user
+                        && !matches!(c.outcome, Outcome::NotApplied(_))
+                        && matches!(&c.op, Op::Upsert { id: i, .. } if *i == id)
+                });
+                if let Some(Call { outcome: Outcome::Ok(revision), op: Op::Upsert { marked: mark, .. }, .. }) = last {
+                    assert_eq!(
+                        marked.contains(&id),
+                        *mark,
+                        "{id} of {user}: its last upsert, acknowledged at {revision}, set the mark to {mark}"
+                    );
+                }
+            }
+        }
+
+        // M: pins, then the manual order; every member once.
+        let listing = list_ids(&mut gc, ConversationFilter { group_name: Some(MANUAL.into()), ..filter() }).await;
+        let mut sorted = listing.clone();
+        sorted.sort();
+        let mut members: Vec<String> = (0..MANUAL_MEMBERS).map(manual_member).collect();
+        members.sort();
+        assert_eq!(sorted, members, "{user}: M's listing is not a permutation of its members: {listing:?}");
+        assert_eq!(listing, folded.manual_listing(), "{user}: M's listing vs its pins and manual order from events");
+
+        assert!(folded.rule_joins > 0 && folded.rule_leaves > 0, "{user}: no conversation joined and left by rule");
+        assert!(folded.reorders > 0 && folded.pin_changes > 0, "{user}: M was not reordered and pinned");
+        eprintln!(
+            "checked {user}: {} batches; {} rule joins, {} rule leaves, {} moves, {} reorders, {} pin changes",
+            log.len(),
+            folded.rule_joins,
+            folded.rule_leaves,
+            folded.moves,
+            folded.reorders,
+            folded.pin_changes
+        );
+    }
+    eprintln!(
+        "checked: {acked} acknowledged ({moved} moves), {refused} refused, {unknown} unknown calls; {} watchers",
+        recorded.seen.len()
+    );
+}
