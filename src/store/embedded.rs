@@ -385,6 +385,44 @@ pub(super) fn apply(trees: &Trees, writes: &WriteSet) -> Result<(), Error> {
 /// ~150 µs, within what a worker may spend between awaits.
 const INLINE_PAGE_SIZE: usize = 100;
 
+/// How many times a read of many values (a page, an unread total) is tried
+/// beside the writer before it is done on the writer thread between commit
+/// groups, where nothing can land in the middle of it.
+const CONSISTENT_READ_ATTEMPTS: usize = 3;
+
+/// Runs `read` (a read of many of `user`'s values) and keeps its answer only
+/// if no commit of the user landed during it.
+///
+/// Reads run beside the writer thread, so a commit group applied in the
+/// middle of a page would mix two revisions in one answer: some
+/// conversations as before it, some as after, under the older revision
+/// (and the newer data perhaps not yet durable). sled applies a batch
+/// atomically with respect to each get, and every commit that changes a
+/// user's data rewrites the user's record; so an answer read between two
+/// equal gets of that record saw no commit of the user in between and is
+/// the state at the record's revision. None: one landed, read again.
+fn unchanged_around<T>(
+    trees: &Trees,
+    user: &UserId,
+    read: impl FnOnce() -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
+    let key = keys::sled_key(Table::Users, &keys::user_prefix(user));
+    let before = trees.kv.get(&key)?;
+    let answer = read()?;
+    let after = trees.kv.get(&key)?;
+    Ok((before == after).then_some(answer))
+}
+
+/// [`unchanged_around`] up to [`CONSISTENT_READ_ATTEMPTS`] times.
+fn consistent<T>(trees: &Trees, user: &UserId, read: impl Fn() -> Result<T, Error>) -> Result<Option<T>, Error> {
+    for _ in 0..CONSISTENT_READ_ATTEMPTS {
+        if let Some(answer) = unchanged_around(trees, user, &read)? {
+            return Ok(Some(answer));
+        }
+    }
+    Ok(None)
+}
+
 /// Reads of committed state straight from the tree.
 pub(super) struct SledRead<'a>(pub &'a Trees);
 
@@ -523,40 +561,65 @@ impl SledStore {
         page_size: usize,
         after: Option<ListPosition>,
     ) -> Result<ConversationPage, Error> {
-        let read =
-            move |state: &SledRead<'_>, user_id: &UserId, filter: &ConversationFilter, after: Option<&ListPosition>| {
-                let user = load_user(state, user_id)?;
-                super::query::list_page(state, user_id, &user, filter, page_size, after)
-            };
+        let read = move |trees: &Trees, user_id: &UserId, filter: &ConversationFilter, after: Option<&ListPosition>| {
+            let state = SledRead(trees);
+            let user = load_user(&state, user_id)?;
+            super::query::list_page(&state, user_id, &user, filter, page_size, after)
+        };
         // An unfiltered page reads exactly page_size + 1 index entries and
         // records, nearly always from sled's cache (~1.5 µs each): a small
         // one is read inline, as the group list is, because the hand-off to
         // a blocking thread and back costs about as much as the read. A
         // filter may scan far past the page before it fills, and a big page
         // is big work: those go to a blocking thread.
-        let inline = (page_size <= INLINE_PAGE_SIZE && filter == ConversationFilter::default())
-            .then(|| self.inner.try_trees().map(|trees| read(&SledRead(&trees), user, &filter, after.as_ref())))
-            .flatten();
-        if let Some(page) = inline {
-            let page = page?;
-            let revision = page.revision;
-            return self.settled(page, revision).await;
+        if page_size <= INLINE_PAGE_SIZE && filter == ConversationFilter::default() {
+            // The database guard is not held across the await below.
+            let inline = match self.inner.try_trees() {
+                Some(trees) => consistent(&trees, user, || read(&trees, user, &filter, after.as_ref()))?,
+                None => None,
+            };
+            if let Some(page) = inline {
+                let revision = page.revision;
+                return self.settled(page, revision).await;
+            }
         }
-        let user_id = user.clone();
-        let page =
-            self.blocking(move |inner| read(&SledRead(&*inner.trees()?), &user_id, &filter, after.as_ref())).await?;
+        let page = self.consistent_read(user, move |trees, user| read(trees, user, &filter, after.as_ref())).await?;
         let revision = page.revision;
         self.settled(page, revision).await
     }
 
-    pub async fn unread_count(&self, user: &UserId, filter: ConversationFilter) -> Result<(u64, u64), Error> {
-        let user_id = user.clone();
+    /// A read of many of `user`'s values on a blocking thread, whole at one
+    /// revision: tried beside the writer, and if commits of the user keep
+    /// landing in the middle of it, done on the writer thread between
+    /// commit groups (a hot user's reads wait for a commit group then, but
+    /// never answer a mix).
+    async fn consistent_read<T: Send + 'static>(
+        &self,
+        user: &UserId,
+        read: impl Fn(&Trees, &UserId) -> Result<T, Error> + Clone + Send + 'static,
+    ) -> Result<T, Error> {
+        let (user_id, beside) = (user.clone(), read.clone());
         let answer = self
             .blocking(move |inner| {
                 let trees = inner.trees()?;
-                let state = SledRead(&trees);
-                let user = load_user(&state, &user_id)?;
-                super::query::unread_count(&state, &user_id, &user, &filter)
+                consistent(&trees, &user_id, || beside(&trees, &user_id))
+            })
+            .await?;
+        match answer {
+            Some(answer) => Ok(answer),
+            None => {
+                let user_id = user.clone();
+                self.exclusive(move |inner, _| read(&*inner.trees()?, &user_id)).await
+            }
+        }
+    }
+
+    pub async fn unread_count(&self, user: &UserId, filter: ConversationFilter) -> Result<(u64, u64), Error> {
+        let answer = self
+            .consistent_read(user, move |trees, user_id| {
+                let state = SledRead(trees);
+                let user = load_user(&state, user_id)?;
+                super::query::unread_count(&state, user_id, &user, &filter)
             })
             .await?;
         self.settled(answer, answer.1).await

@@ -640,3 +640,48 @@ async fn first_pages_agree_cached_or_not() {
         assert!(page.conversations.is_empty(), "cache {users}: bob's page is his own");
     }
 }
+
+/// A page and an unread total are the state at their revision: a commit
+/// that lands while they are read is either wholly in them or not at all.
+/// Every write below sets the same unread count on all of a user's
+/// conversations in one UpsertConversations (one revision), so every page
+/// read meanwhile must show one value, and every total must be that value
+/// times the count. (Reads run beside the writer on sled, where a page is
+/// many gets; the test failed before the read checked that no commit of the
+/// user landed during it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_during_commits_show_each_commit_whole() {
+    const CONVERSATIONS: u32 = 50;
+    const WRITES: u32 = 150;
+    let s = TestServer::start().await;
+    let mut gc = s.group_client("alice");
+    let mut cc = s.conv_client("alice");
+    let ids: Vec<String> = (0..CONVERSATIONS).map(|i| format!("C2Cpeer{i:02}")).collect();
+    let all = move |unread: u32| -> Vec<ConversationUpdate> {
+        ids.iter().map(|id| ConversationUpdate { unread_count: Some(unread), ..update(id) }).collect()
+    };
+    upsert_ok(&mut cc, all(0)).await;
+    let writer = tokio::spawn(async move {
+        for n in 1..=WRITES {
+            upsert_ok(&mut cc, all(n)).await;
+        }
+    });
+    let (mut pages, mut totals, mut torn) = (0u32, 0u32, Vec::new());
+    while !writer.is_finished() {
+        let page = list_page(&mut gc, None, 100, "").await.expect("page");
+        assert_eq!(page.conversations.len(), CONVERSATIONS as usize);
+        let values: std::collections::BTreeSet<u32> = page.conversations.iter().map(|c| c.unread_count).collect();
+        if values.len() != 1 {
+            torn.push(format!("page at revision {}: unread counts {values:?}", page.revision));
+        }
+        pages += 1;
+        let total = unread(&mut gc, None).await.expect("unread");
+        if total % u64::from(CONVERSATIONS) != 0 {
+            torn.push(format!("unread total {total}, not a multiple of {CONVERSATIONS}"));
+        }
+        totals += 1;
+    }
+    writer.await.expect("writer");
+    assert!(torn.is_empty(), "{} of {pages} pages and {totals} totals mixed two commits: {torn:?}", torn.len());
+    assert!(pages > 10, "only {pages} pages were read while the writes ran");
+}
