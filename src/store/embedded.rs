@@ -573,9 +573,11 @@ impl SledStore {
         // filter may scan far past the page before it fills, and a big page
         // is big work: those go to a blocking thread.
         if page_size <= INLINE_PAGE_SIZE && filter == ConversationFilter::default() {
-            // The database guard is not held across the await below.
+            // One try on the worker (the retries, if a commit lands in the
+            // middle, go to a blocking thread); the database guard is not
+            // held across the await below.
             let inline = match self.inner.try_trees() {
-                Some(trees) => consistent(&trees, user, || read(&trees, user, &filter, after.as_ref()))?,
+                Some(trees) => unchanged_around(&trees, user, || read(&trees, user, &filter, after.as_ref()))?,
                 None => None,
             };
             if let Some(page) = inline {
