@@ -432,6 +432,15 @@ pub struct EventRecord {
     pub after: Option<String>,
 }
 
+/// Only the back link of a stored [`BatchRecord`] (same tag): decoding it
+/// skips the user, names and events, for walking a user's log back to where
+/// a read starts without decoding every batch on the way.
+#[derive(Clone, PartialEq, Message)]
+pub struct BatchLink {
+    #[prost(uint64, tag = "6")]
+    pub previous: u64,
+}
+
 /// One revision of the event log.
 #[derive(Clone, PartialEq, Message)]
 pub struct BatchRecord {
@@ -697,6 +706,31 @@ pub fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, Error
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A user's log is walked back by decoding only each batch's link: it
+    /// must read the same `previous` as the whole record, past every field
+    /// before and after it.
+    #[test]
+    fn a_batch_link_reads_the_records_previous() {
+        let record = BatchRecord {
+            user: "alice".into(),
+            time_ms: 7,
+            group_names: vec!["Work".into(), "Home".into()],
+            events: vec![EventRecord {
+                kind: 5,
+                group_name: "Work".into(),
+                items: vec!["C2Cbob".into()],
+                ..Default::default()
+            }],
+            nonce: 99,
+            previous: 4242,
+            ..Default::default()
+        };
+        let link = decode::<BatchLink>(&record.encode_to_vec(), "event batch").unwrap();
+        assert_eq!(link.previous, 4242);
+        let first = BatchRecord { previous: 0, ..record };
+        assert_eq!(decode::<BatchLink>(&first.encode_to_vec(), "event batch").unwrap().previous, 0);
+    }
 
     /// The stored codes are the format of every event log on disk: pinned.
     #[test]

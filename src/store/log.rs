@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::embedded::{load_user, SledRead, SledStore, Trees};
-use super::encoding::{decode, BatchRecord};
+use super::encoding::{decode, BatchLink, BatchRecord};
 use super::keys;
 use super::state::Table;
 use super::{Compaction, Scope, Snapshot};
@@ -45,20 +45,14 @@ fn event_key(revision: u64) -> Vec<u8> {
     keys::sled_key(Table::Events, &keys::event_key(revision))
 }
 
-fn read_record(trees: &Trees, revision: u64) -> Result<Option<BatchRecord>, Error> {
-    match trees.kv.get(event_key(revision))? {
-        Some(bytes) => Ok(Some(decode::<BatchRecord>(&bytes, "event batch")?)),
-        None => Ok(None),
-    }
-}
-
-/// The batch a user's log goes back to from `record` at `revision` (None:
-/// the first). Checked to go back, so damaged data cannot loop.
-fn previous(revision: u64, record: &BatchRecord) -> Result<Option<u64>, Error> {
-    match record.previous {
+/// The batch a user's log goes back to from the batch at `revision`, whose
+/// link is `previous` (None: the first). Checked to go back, so damaged
+/// data cannot loop.
+fn previous(revision: u64, previous: u64) -> Result<Option<u64>, Error> {
+    match previous {
         0 => Ok(None),
         p if p < revision => Ok(Some(p)),
-        _ => Err(super::encoding::corrupt(&format!("event {revision}: previous revision {}", record.previous))),
+        _ => Err(super::encoding::corrupt(&format!("event {revision}: previous revision {previous}"))),
     }
 }
 
@@ -66,21 +60,25 @@ fn previous(revision: u64, record: &BatchRecord) -> Result<Option<u64>, Error> {
 /// oldest first: walked back from the user record's revision along each
 /// batch's `previous` link, until `from` or a trimmed batch (the floor
 /// check of the caller reports a trimmed one it needed). The walk reads the
-/// user's batches from `from` to the newest, and keeps the oldest `limit`.
+/// user's batches from `from` to the newest but decodes only their links;
+/// the oldest `limit` are kept as stored and decoded at the end.
 fn user_log(trees: &Trees, user: &UserId, from: u64, through: u64, limit: usize) -> Result<Vec<EventBatch>, Error> {
-    let mut kept: VecDeque<(u64, BatchRecord)> = VecDeque::new();
+    let mut kept: VecDeque<(u64, sled::IVec)> = VecDeque::new();
     let mut next = Some(load_user(&SledRead(trees), user)?.revision).filter(|r| *r > 0);
     while let Some(revision) = next.filter(|r| *r >= from) {
-        let Some(record) = read_record(trees, revision)? else { break };
-        next = previous(revision, &record)?;
+        let Some(bytes) = trees.kv.get(event_key(revision))? else { break };
+        next = previous(revision, decode::<BatchLink>(&bytes, "event batch")?.previous)?;
         if revision <= through {
-            kept.push_back((revision, record));
+            kept.push_back((revision, bytes));
             if kept.len() > limit {
                 kept.pop_front();
             }
         }
     }
-    kept.into_iter().rev().map(|(revision, record)| record.into_batch(revision)).collect()
+    kept.into_iter()
+        .rev()
+        .map(|(revision, bytes)| decode::<BatchRecord>(&bytes, "event batch")?.into_batch(revision))
+        .collect()
 }
 
 impl SledStore {
