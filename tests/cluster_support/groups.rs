@@ -360,8 +360,13 @@ impl GroupWorkload {
     /// A writer of `user` for the test's own calls, recorded with the
     /// workload's.
     pub fn extra_writer(&self, deployment: &Deployment, user: &str) -> ExtraWriter {
-        let clients = (0..REPLICAS).map(|r| (deployment.client(r, user), deployment.conv_client(r, user))).collect();
-        ExtraWriter { user: user.to_string(), clients, calls: self.calls.clone() }
+        ExtraWriter::new(deployment, user, self.calls.clone())
+    }
+
+    /// A writer of `user` whose calls nothing records: for calls after the
+    /// workload's check.
+    pub fn extra_writer_on(deployment: &Deployment, user: &str) -> ExtraWriter {
+        ExtraWriter::new(deployment, user, Arc::default())
     }
 
     /// Stops the writers, reads every user's revision through `replica`,
@@ -403,6 +408,11 @@ pub struct ExtraWriter {
 pub const EXTRA_WRITER: usize = 99;
 
 impl ExtraWriter {
+    fn new(deployment: &Deployment, user: &str, calls: Arc<Mutex<Vec<Call>>>) -> Self {
+        let clients = (0..REPLICAS).map(|r| (deployment.client(r, user), deployment.conv_client(r, user))).collect();
+        Self { user: user.to_string(), clients, calls }
+    }
+
     /// Makes `op` through `replica`, records how it ended, and returns what
     /// the server answered.
     pub async fn call(&mut self, replica: usize, op: Op) -> Result<u64, tonic::Status> {
@@ -420,7 +430,8 @@ impl ExtraWriter {
     }
 }
 
-async fn current_revision(client: &mut GroupClient) -> u64 {
+/// The user's revision, read through `client`.
+pub async fn current_revision(client: &mut GroupClient) -> u64 {
     client
         .get_conversation_group_list(GetConversationGroupListRequest::default())
         .await
