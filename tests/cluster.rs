@@ -30,7 +30,9 @@
 //! What a twin asserts about the fault itself (no stale read with a member
 //! stopped; refusals with `STORAGE_UNAVAILABLE`, no new stream, streams
 //! ended and recovery with no restart when cut off; the compaction met)
-//! the group test asserts too.
+//! the group test asserts too; after the compaction it also reads at the
+//! cluster's revision through the replica that was away, with every user's
+//! record in its memory, and must see what it missed.
 
 mod cluster_support;
 mod linearizability;
