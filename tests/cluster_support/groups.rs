@@ -3,10 +3,10 @@
 //! replica at once, and the checks that what they and the watchers saw
 //! across a fault is what is stored.
 //!
-//! Every user has two plain groups `A` and `B`, a MANUAL group `M`, and two
-//! smart groups: `S` (rule: unread messages) and `K` (rule: mark
-//! [`MARK`]). Each writer owns [`OWN`] conversations of the user, each in
-//! exactly one of `A` and `B`, and in a loop:
+//! Every user has two plain groups `A` and `B`, a MANUAL group `M`, and
+//! three smart groups: `S` (rule: unread messages), `K` (rule: mark
+//! [`MARK`]) and `Q` (rule: muted). Each writer owns [`OWN`] conversations
+//! of the user, each in exactly one of `A` and `B`, and in a loop:
 //!
 //! * upserts one of them with a new unread count and the mark set or
 //!   cleared, so that it joins and leaves `S` and `K` by rule in the same
@@ -17,7 +17,11 @@
 //!   rank rewrites in the members' keys);
 //! * pins or unpins a member of `M`;
 //! * now and then marks `S` read (MarkConversationGroupRead: every member
-//!   leaves `S` by rule in the same commit).
+//!   leaves `S` by rule in the same commit);
+//! * now and then mutes (or unmutes) `A` with `apply_to_new_members`
+//!   (SetConversationGroupMute: every member of `A` gets the receive option
+//!   and joins or leaves `Q` by rule in the same commit, and `A` remembers
+//!   it for the conversations that move into it later).
 //!
 //! Every call's outcome is recorded (acknowledged at a revision, refused as
 //! not applied, or unknown), and every user is followed from revision 1 by
@@ -36,7 +40,7 @@ use convgroups::pb::*;
 
 use super::{classify, follow_batches, Deployment, Outcome, Watched, CALL_TIMEOUT, USERS};
 use crate::support::client::{ConvClient, GroupClient};
-use crate::support::inproc::{filter, list_all, list_ids};
+use crate::support::inproc::{filter, group_list, list_all, list_ids};
 use crate::support::seeded::Rng;
 use crate::support::watch::{assert_model_matches, from, full_log, observe, seed, Model};
 
@@ -48,6 +52,10 @@ pub const MANUAL: &str = "M";
 pub const UNREAD: &str = "S";
 /// The smart group of conversations marked [`MARK`].
 pub const MARKED: &str = "K";
+/// The smart group of muted conversations (receive option not RECEIVE).
+pub const MUTED: &str = "Q";
+/// The receive options the writers set on `A` (and its future members).
+const MUTE_OPTS: [RecvOpt; 3] = [RecvOpt::Receive, RecvOpt::NotReceive, RecvOpt::ReceiveNotNotify];
 /// The mark value of `K`'s rule.
 pub const MARK: u64 = 7;
 /// Conversations each writer owns (moves and upserts).
@@ -113,6 +121,11 @@ pub async fn setup(deployment: &Deployment) -> u64 {
             rule: Some(GroupRule { mark_type: Some(MARK), ..Default::default() }),
             ..Default::default()
         });
+        requests.push(CreateConversationGroupRequest {
+            group_name: MUTED.into(),
+            rule: Some(GroupRule { muted: Some(true), ..Default::default() }),
+            ..Default::default()
+        });
         for request in requests {
             let name = request.group_name.clone();
             let reply = client
@@ -141,6 +154,10 @@ pub enum Op {
     Pin { id: String, pin: bool },
     /// MarkConversationGroupRead of `S`.
     MarkRead,
+    /// SetConversationGroupMute of `A` to `opt`, with
+    /// `apply_to_new_members` (always: `A` then always remembers the
+    /// option its members have, which is what [`check`] relies on).
+    Mute { opt: RecvOpt },
 }
 
 /// One recorded call and how it ended.
@@ -222,6 +239,18 @@ async fn run(gc: &mut GroupClient, cc: &mut ConvClient, op: &Op) -> Result<(u64,
             let request = MarkConversationGroupReadRequest { group_name: UNREAD.into(), ..Default::default() };
             Ok((gc.mark_conversation_group_read(request).await?.into_inner().revision, false))
         }
+        Op::Mute { opt } => {
+            let request = SetConversationGroupMuteRequest {
+                group_name: PLAIN[0].into(),
+                recv_opt: *opt as i32,
+                apply_to_new_members: true,
+                ..Default::default()
+            };
+            let reply = gc.set_conversation_group_mute(request).await?.into_inner();
+            let remembered = reply.group.as_ref().and_then(|g| g.new_member_recv_opt);
+            assert_eq!(remembered, Some(*opt as i32), "mute of A to {opt:?}: {reply:?}");
+            Ok((reply.revision, false))
+        }
     }
 }
 
@@ -232,11 +261,11 @@ fn choose(rng: &mut Rng, writer: usize, place: &[Option<&'static str>]) -> Op {
     if roll < 35 {
         let k = rng.below(OWN as u64) as usize;
         Op::Upsert { id: own(writer, k), unread: *rng.pick(&[0u32, 0, 1, 4]), marked: rng.chance(1, 2) }
-    } else if roll < 65 {
+    } else if roll < 62 {
         let k = rng.below(OWN as u64) as usize;
         let from = place[k].unwrap_or_else(|| *rng.pick(&PLAIN));
         Op::Move { id: own(writer, k), from: from.into(), to: other(from).into() }
-    } else if roll < 82 {
+    } else if roll < 77 {
         let mut members: Vec<String> = (0..MANUAL_MEMBERS).map(manual_member).collect();
         rng.shuffle(&mut members);
         let count = rng.range(1, 2) as usize;
@@ -249,8 +278,10 @@ fn choose(rng: &mut Rng, writer: usize, place: &[Option<&'static str>]) -> Op {
             _ => Placement::AfterConversationId(anchor),
         };
         Op::Reorder { ids, placement }
-    } else if roll < 96 {
+    } else if roll < 88 {
         Op::Pin { id: manual_member(rng.below(MANUAL_MEMBERS as u64) as usize), pin: rng.chance(1, 2) }
+    } else if roll < 97 {
+        Op::Mute { opt: *rng.pick(&MUTE_OPTS) }
     } else {
         Op::MarkRead
     }
@@ -326,6 +357,18 @@ impl GroupWorkload {
         Self { stop, calls, writers, watchers, watch_stop }
     }
 
+    /// A writer of `user` for the test's own calls, recorded with the
+    /// workload's.
+    pub fn extra_writer(&self, deployment: &Deployment, user: &str) -> ExtraWriter {
+        ExtraWriter::new(deployment, user, self.calls.clone())
+    }
+
+    /// A writer of `user` whose calls nothing records: for calls after the
+    /// workload's check.
+    pub fn extra_writer_on(deployment: &Deployment, user: &str) -> ExtraWriter {
+        ExtraWriter::new(deployment, user, Arc::default())
+    }
+
     /// Stops the writers, reads every user's revision through `replica`,
     /// lets every watcher run until it has seen it, and returns the calls and
     /// what each watcher saw.
@@ -351,7 +394,44 @@ impl GroupWorkload {
     }
 }
 
-async fn current_revision(client: &mut GroupClient) -> u64 {
+/// A writer of one user that a test drives itself (next to the workload's),
+/// one call at a time on the replica it names; its calls are recorded with
+/// the workload's, as writer [`EXTRA_WRITER`], and checked with them.
+#[derive(Clone)]
+pub struct ExtraWriter {
+    user: String,
+    clients: Vec<(GroupClient, ConvClient)>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// The `writer` of the calls of an [`ExtraWriter`].
+pub const EXTRA_WRITER: usize = 99;
+
+impl ExtraWriter {
+    fn new(deployment: &Deployment, user: &str, calls: Arc<Mutex<Vec<Call>>>) -> Self {
+        let clients = (0..REPLICAS).map(|r| (deployment.client(r, user), deployment.conv_client(r, user))).collect();
+        Self { user: user.to_string(), clients, calls }
+    }
+
+    /// Makes `op` through `replica`, records how it ended, and returns what
+    /// the server answered.
+    pub async fn call(&mut self, replica: usize, op: Op) -> Result<u64, tonic::Status> {
+        let (gc, cc) = &mut self.clients[replica];
+        let result = match tokio::time::timeout(CALL_TIMEOUT, run(gc, cc, &op)).await {
+            Ok(result) => result,
+            Err(_) => Err(tonic::Status::deadline_exceeded("client timeout")),
+        };
+        let moved = matches!(result, Ok((_, true)));
+        let result = result.map(|(revision, _)| revision);
+        let outcome = classify(result.clone());
+        let call = Call { user: self.user.clone(), writer: EXTRA_WRITER, op, outcome, moved };
+        self.calls.lock().unwrap().push(call);
+        result
+    }
+}
+
+/// The user's revision, read through `client`.
+pub async fn current_revision(client: &mut GroupClient) -> u64 {
     client
         .get_conversation_group_list(GetConversationGroupListRequest::default())
         .await
@@ -369,12 +449,23 @@ struct Folded {
     order: Vec<String>,
     /// `M`'s pinned members, in order.
     pins: Vec<String>,
+    /// The receive option `A` gives conversations that join it
+    /// (`new_member_recv_opt`), from its GroupMuteChanged events.
+    remembered: Option<i32>,
+    /// Each conversation's receive option, where the events say it was set
+    /// (the rest are RECEIVE): a mute of `A` sets it on every member of
+    /// `A`, a move into `A` sets `A`'s remembered option. Nothing else in
+    /// the workload changes it.
+    recv: BTreeMap<String, i32>,
     /// Counts of what the events did, to show the workload did it.
     rule_joins: usize,
     rule_leaves: usize,
     moves: usize,
     reorders: usize,
     pin_changes: usize,
+    mutes: usize,
+    /// Moves into `A` that gave the conversation `A`'s remembered option.
+    mute_joins: usize,
 }
 
 impl Folded {
@@ -383,12 +474,21 @@ impl Folded {
             model: Model::empty(),
             order: Vec::new(),
             pins: Vec::new(),
+            remembered: None,
+            recv: BTreeMap::new(),
             rule_joins: 0,
             rule_leaves: 0,
             moves: 0,
             reorders: 0,
             pin_changes: 0,
+            mutes: 0,
+            mute_joins: 0,
         }
+    }
+
+    /// The receive option of `id` by the events so far.
+    fn recv_opt(&self, id: &str) -> i32 {
+        self.recv.get(id).copied().unwrap_or(RecvOpt::Receive as i32)
     }
 
     fn members(&self, group: &str) -> Option<&BTreeSet<String>> {
@@ -450,6 +550,7 @@ impl Folded {
                 _ => {}
             }
         }
+        self.apply_mute(batch)?;
         if let (Some(a), Some(b)) = (self.members(PLAIN[0]), self.members(PLAIN[1])) {
             for writer in 0..REPLICAS {
                 for k in 0..OWN {
@@ -459,6 +560,45 @@ impl Folded {
                             "revision {rev}: {id} is in {} of A and B (half a move?)",
                             if a.contains(&id) { "both" } else { "neither" }
                         ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the receive options through one batch. Every mute of the
+    /// workload has `apply_to_new_members`, so from the first one on, `A`
+    /// remembers the option all its members have: a mute that leaves the
+    /// remembered option as it was changes no member either, and writes no
+    /// batch. A batch with `A`'s GroupMuteChanged is therefore a mute, and
+    /// gives its option to every member of `A`; an addition to `A` gives the
+    /// conversation `A`'s remembered option, if any.
+    fn apply_mute(&mut self, batch: &EventBatch) -> Result<(), String> {
+        let rev = batch.revision;
+        let muted = batch.events.iter().find_map(|e| match &e.kind {
+            Some(Ev::GroupMuteChanged(m)) if m.group_name == PLAIN[0] => Some(m.clone()),
+            _ => None,
+        });
+        if let Some(m) = muted {
+            let opt = m
+                .new_member_recv_opt
+                .ok_or_else(|| format!("revision {rev}: A forgot its option, but every mute remembers: {m:?}"))?;
+            self.mutes += 1;
+            self.remembered = Some(opt);
+            let members = self.members(PLAIN[0]).cloned().unwrap_or_default();
+            for id in members {
+                self.recv.insert(id, opt);
+            }
+            return Ok(());
+        }
+        let Some(opt) = self.remembered else { return Ok(()) };
+        for event in &batch.events {
+            if let Some(Ev::ConversationsAddedToGroup(a)) = &event.kind {
+                if a.group_name == PLAIN[0] {
+                    for id in &a.conversation_ids {
+                        self.mute_joins += 1;
+                        self.recv.insert(id.clone(), opt);
                     }
                 }
             }
@@ -493,7 +633,13 @@ impl Folded {
 ///   stored fields, and each conversation's mark is the one its last
 ///   acknowledged upsert set, when nothing later may have changed it;
 /// * `M` lists its pins then its manual order as the events say, a
-///   permutation of its members.
+///   permutation of its members;
+/// * every conversation's receive option is the one the events give it
+///   (a mute of `A` sets it on `A`'s members; a move into `A` gives `A`'s
+///   remembered option; everything else stays RECEIVE), `A` remembers what
+///   its last GroupMuteChanged says, each acknowledged mute's option is
+///   `A`'s at its revision and, with no mute of unknown outcome, the last
+///   acknowledged is `A`'s now; `Q` holds exactly the muted conversations.
 pub async fn check(deployment: &Deployment, replica: usize, recorded: &GroupRecorded) {
     let calls = &recorded.calls;
     let count = |f: &dyn Fn(&Call) -> bool| calls.iter().filter(|c| f(c)).count();
@@ -502,6 +648,9 @@ pub async fn check(deployment: &Deployment, replica: usize, recorded: &GroupReco
     let unknown = count(&|c| matches!(c.outcome, Outcome::Unknown(_)));
     let moved = count(&|c| c.moved);
     assert!(moved > 0, "the workload moved nothing");
+    // What the events did, over every user: a short run under load may
+    // leave one user without some kind, but not all of them.
+    let mut done = Folded::new();
     for user in USERS {
         let mut gc = deployment.client(replica, user);
         let through = current_revision(&mut gc).await;
@@ -509,10 +658,14 @@ pub async fn check(deployment: &Deployment, replica: usize, recorded: &GroupReco
         let mut folded = Folded::new();
         // A and B after each batch, for the acknowledged moves.
         let mut plain_at: BTreeMap<u64, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+        // A's remembered receive option after each batch, for the
+        // acknowledged mutes.
+        let mut remembered_at: BTreeMap<u64, Option<i32>> = BTreeMap::new();
         for batch in &log {
             if let Err(why) = folded.apply(batch) {
                 panic!("the stored log of {user}: {why}");
             }
+            remembered_at.insert(batch.revision, folded.remembered);
             if let (Some(a), Some(b)) = (folded.members(PLAIN[0]), folded.members(PLAIN[1])) {
                 plain_at.insert(batch.revision, (a.clone(), b.clone()));
             }
@@ -597,6 +750,12 @@ pub async fn check(deployment: &Deployment, replica: usize, recorded: &GroupReco
         let listed = |group: &str| observed.groups.iter().find(|(n, _)| n == group).expect("group").1.clone();
         assert_eq!(listed(UNREAD), unread, "{user}: S's members vs the conversations with unread messages");
         assert_eq!(listed(MARKED), marked, "{user}: K's members vs the conversations marked {MARK}");
+        let muted: BTreeSet<String> = conversations
+            .iter()
+            .filter(|c| c.recv_opt != RecvOpt::Receive as i32)
+            .map(|c| c.conversation_id.clone())
+            .collect();
+        assert_eq!(listed(MUTED), muted, "{user}: Q's members vs the muted conversations");
         for writer in 0..REPLICAS {
             for k in 0..OWN {
                 let id = own(writer, k);
@@ -615,6 +774,53 @@ pub async fn check(deployment: &Deployment, replica: usize, recorded: &GroupReco
             }
         }
 
+        // Receive options: what the mutes of A and the moves into it say.
+        let a_group = group_list(&mut gc).await.groups.into_iter().find(|g| g.name == PLAIN[0]).expect("A");
+        assert_eq!(
+            a_group.new_member_recv_opt, folded.remembered,
+            "{user}: A's stored new_member_recv_opt vs its GroupMuteChanged events"
+        );
+        for conversation in &conversations {
+            let id = &conversation.conversation_id;
+            assert_eq!(
+                conversation.recv_opt,
+                folded.recv_opt(id),
+                "{user}: {id}'s receive option vs the mutes of A and the moves into it (now in A: {})",
+                now_a.contains(id)
+            );
+        }
+        let mutes: Vec<&Call> = calls.iter().filter(|c| c.user == user && matches!(c.op, Op::Mute { .. })).collect();
+        for call in &mutes {
+            if let (Outcome::Ok(revision), Op::Mute { opt }) = (&call.outcome, &call.op) {
+                let then = remembered_at.range(..=*revision).next_back().and_then(|(_, r)| *r);
+                assert_eq!(
+                    then,
+                    Some(*opt as i32),
+                    "{user}: a mute of A to {opt:?} acknowledged at {revision}, but the log has A remembering {then:?} \
+                     then"
+                );
+            }
+        }
+        // With no mute of unknown outcome, the acknowledged one with the
+        // highest revision is the last: A remembers its option now (a mute
+        // refused as not applied must not have applied after it).
+        if mutes.iter().all(|c| !matches!(c.outcome, Outcome::Unknown(_))) {
+            let last = mutes
+                .iter()
+                .filter_map(|c| match (&c.outcome, &c.op) {
+                    (Outcome::Ok(revision), Op::Mute { opt }) => Some((*revision, *opt as i32)),
+                    _ => None,
+                })
+                .max_by_key(|(revision, _)| *revision);
+            if let Some((revision, opt)) = last {
+                assert_eq!(
+                    a_group.new_member_recv_opt,
+                    Some(opt),
+                    "{user}: A's option vs its last mute, acknowledged at {revision}"
+                );
+            }
+        }
+
         // M: pins, then the manual order; every member once.
         let listing = list_ids(&mut gc, ConversationFilter { group_name: Some(MANUAL.into()), ..filter() }).await;
         let mut sorted = listing.clone();
@@ -624,18 +830,29 @@ pub async fn check(deployment: &Deployment, replica: usize, recorded: &GroupReco
         assert_eq!(sorted, members, "{user}: M's listing is not a permutation of its members: {listing:?}");
         assert_eq!(listing, folded.manual_listing(), "{user}: M's listing vs its pins and manual order from events");
 
-        assert!(folded.rule_joins > 0 && folded.rule_leaves > 0, "{user}: no conversation joined and left by rule");
-        assert!(folded.reorders > 0 && folded.pin_changes > 0, "{user}: M was not reordered and pinned");
+        done.rule_joins += folded.rule_joins;
+        done.rule_leaves += folded.rule_leaves;
+        done.reorders += folded.reorders;
+        done.pin_changes += folded.pin_changes;
+        done.mutes += folded.mutes;
+        done.mute_joins += folded.mute_joins;
         eprintln!(
-            "checked {user}: {} batches; {} rule joins, {} rule leaves, {} moves, {} reorders, {} pin changes",
+            "checked {user}: {} batches; {} rule joins, {} rule leaves, {} moves, {} reorders, {} pin changes, {} \
+             mutes, {} joins of A given its option",
             log.len(),
             folded.rule_joins,
             folded.rule_leaves,
             folded.moves,
             folded.reorders,
-            folded.pin_changes
+            folded.pin_changes,
+            folded.mutes,
+            folded.mute_joins
         );
     }
+    assert!(done.rule_joins > 0 && done.rule_leaves > 0, "no conversation joined and left a group by rule");
+    assert!(done.reorders > 0 && done.pin_changes > 0, "no M was reordered and pinned");
+    assert!(done.mutes > 0, "no user's A changed its receive option");
+    assert!(done.mute_joins > 0, "no conversation moved into A once it remembered an option");
     eprintln!(
         "checked: {acked} acknowledged ({moved} moves), {refused} refused, {unknown} unknown calls; {} watchers",
         recorded.seen.len()
