@@ -366,7 +366,7 @@ impl ConversationGroupServiceImpl {
         let group = convert::group_ref(GroupFields::GROUP, group_name, group_id)?;
         let (outcome, pinned) = self.store.pin_in_group(&user, group, items, pin, result, expected_revision).await?;
         let (success, failed, revision) = convert::outcome(outcome);
-        Ok((success, failed, revision, pinned.iter().map(|id| id.as_str().to_string()).collect()))
+        Ok((success, failed, revision, convert::ids(&pinned)))
     }
 
     /// Validates the request, subscribes and checks the start revision; the

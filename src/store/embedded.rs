@@ -400,21 +400,30 @@ const CONSISTENT_READ_ATTEMPTS: usize = 3;
 /// atomically with respect to each get, and every commit that changes a
 /// user's data rewrites the user's record; so an answer read between two
 /// equal gets of that record saw no commit of the user in between and is
-/// the state at the record's revision. None: one landed, read again.
+/// the state at the record's revision. `read` gets the record decoded from
+/// the first get. None: one landed, read again.
 fn unchanged_around<T>(
     trees: &Trees,
     user: &UserId,
-    read: impl FnOnce() -> Result<T, Error>,
+    read: impl FnOnce(&UserRecord) -> Result<T, Error>,
 ) -> Result<Option<T>, Error> {
     let key = keys::sled_key(Table::Users, &keys::user_prefix(user));
     let before = trees.kv.get(&key)?;
-    let answer = read()?;
+    let record = match &before {
+        Some(bytes) => decode::<UserRecord>(bytes, "user record")?,
+        None => UserRecord::default(),
+    };
+    let answer = read(&record)?;
     let after = trees.kv.get(&key)?;
     Ok((before == after).then_some(answer))
 }
 
 /// [`unchanged_around`] up to [`CONSISTENT_READ_ATTEMPTS`] times.
-fn consistent<T>(trees: &Trees, user: &UserId, read: impl Fn() -> Result<T, Error>) -> Result<Option<T>, Error> {
+fn consistent<T>(
+    trees: &Trees,
+    user: &UserId,
+    read: impl Fn(&UserRecord) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
     for _ in 0..CONSISTENT_READ_ATTEMPTS {
         if let Some(answer) = unchanged_around(trees, user, &read)? {
             return Ok(Some(answer));
@@ -561,10 +570,12 @@ impl SledStore {
         page_size: usize,
         after: Option<ListPosition>,
     ) -> Result<ConversationPage, Error> {
-        let read = move |trees: &Trees, user_id: &UserId, filter: &ConversationFilter, after: Option<&ListPosition>| {
-            let state = SledRead(trees);
-            let user = load_user(&state, user_id)?;
-            super::query::list_page(&state, user_id, &user, filter, page_size, after)
+        let read = move |trees: &Trees,
+                         user_id: &UserId,
+                         user: &UserRecord,
+                         filter: &ConversationFilter,
+                         after: Option<&ListPosition>| {
+            super::query::list_page(&SledRead(trees), user_id, user, filter, page_size, after)
         };
         // An unfiltered page reads exactly page_size + 1 index entries and
         // records, nearly always from sled's cache (~1.5 µs each): a small
@@ -577,7 +588,9 @@ impl SledStore {
             // middle, go to a blocking thread); the database guard is not
             // held across the await below.
             let inline = match self.inner.try_trees() {
-                Some(trees) => unchanged_around(&trees, user, || read(&trees, user, &filter, after.as_ref()))?,
+                Some(trees) => {
+                    unchanged_around(&trees, user, |record| read(&trees, user, record, &filter, after.as_ref()))?
+                }
                 None => None,
             };
             if let Some(page) = inline {
@@ -585,7 +598,9 @@ impl SledStore {
                 return self.settled(page, revision).await;
             }
         }
-        let page = self.consistent_read(user, move |trees, user| read(trees, user, &filter, after.as_ref())).await?;
+        let page = self
+            .consistent_read(user, move |trees, user, record| read(trees, user, record, &filter, after.as_ref()))
+            .await?;
         let revision = page.revision;
         self.settled(page, revision).await
     }
@@ -598,30 +613,32 @@ impl SledStore {
     async fn consistent_read<T: Send + 'static>(
         &self,
         user: &UserId,
-        read: impl Fn(&Trees, &UserId) -> Result<T, Error> + Clone + Send + 'static,
+        read: impl Fn(&Trees, &UserId, &UserRecord) -> Result<T, Error> + Clone + Send + 'static,
     ) -> Result<T, Error> {
         let (user_id, beside) = (user.clone(), read.clone());
         let answer = self
             .blocking(move |inner| {
                 let trees = inner.trees()?;
-                consistent(&trees, &user_id, || beside(&trees, &user_id))
+                consistent(&trees, &user_id, |record| beside(&trees, &user_id, record))
             })
             .await?;
         match answer {
             Some(answer) => Ok(answer),
             None => {
                 let user_id = user.clone();
-                self.exclusive(move |inner, _| read(&*inner.trees()?, &user_id)).await
+                self.exclusive(move |inner, _| {
+                    let trees = inner.trees()?;
+                    read(&trees, &user_id, &load_user(&SledRead(&trees), &user_id)?)
+                })
+                .await
             }
         }
     }
 
     pub async fn unread_count(&self, user: &UserId, filter: ConversationFilter) -> Result<(u64, u64), Error> {
         let answer = self
-            .consistent_read(user, move |trees, user_id| {
-                let state = SledRead(trees);
-                let user = load_user(&state, user_id)?;
-                super::query::unread_count(&state, user_id, &user, &filter)
+            .consistent_read(user, move |trees, user_id, user| {
+                super::query::unread_count(&SledRead(trees), user_id, user, &filter)
             })
             .await?;
         self.settled(answer, answer.1).await
