@@ -898,11 +898,22 @@ pub fn pin_in_group(
     }
     let mut after = front.clone();
     after.extend(pinned.iter().filter(|pin| !front.contains(pin)).cloned());
-    if after != pinned {
-        state.set_group_pins(index, after.clone());
-        state.record(EventKind::GroupPinsChanged { group_id: Some(id), group_name: name, pinned: after.clone() });
-    }
+    store_pins(state, index, (id, name), &pinned, &after);
     Ok((result, after))
+}
+
+/// Stores a group's pins and records GroupPinsChanged, if they changed.
+fn store_pins(
+    state: &mut impl UserState,
+    index: usize,
+    (id, name): (GroupId, String),
+    before: &[ConversationId],
+    after: &[ConversationId],
+) {
+    if after != before {
+        state.set_group_pins(index, after.to_vec());
+        state.record(EventKind::GroupPinsChanged { group_id: Some(id), group_name: name, pinned: after.to_vec() });
+    }
 }
 
 /// Unpins conversations in a group (UnpinConversationsInGroup); returns the
@@ -916,8 +927,8 @@ pub fn unpin_in_group(
     expected_revision: Option<u64>,
 ) -> Result<(ItemResults, Vec<ConversationId>), Error> {
     let index = find_group(state, limits, GroupFields::GROUP, group, expected_revision)?;
-    let GroupView { id, name, mut pinned, .. } = state.group(index);
-    let before = pinned.len();
+    let GroupView { id, name, pinned: before, .. } = state.group(index);
+    let mut pinned = before.clone();
     for item in items {
         if pinned.contains(&item.id) {
             pinned.retain(|pin| *pin != item.id);
@@ -928,9 +939,6 @@ pub fn unpin_in_group(
             result.fail_item(item, ItemCode::NotInGroup, format!("{} is not in group {name:?}", item.id));
         }
     }
-    if pinned.len() != before {
-        state.set_group_pins(index, pinned.clone());
-        state.record(EventKind::GroupPinsChanged { group_id: Some(id), group_name: name, pinned: pinned.clone() });
-    }
+    store_pins(state, index, (id, name), &before, &pinned);
     Ok((result, pinned))
 }
